@@ -1,0 +1,1280 @@
+//! The dispatcher state machine. One owner calls [`Dispatcher::handle`] with the current time and one
+//! [`Input`]; it answers with [`Output`]s: at most one reply, records to persist (the owner writes them before
+//! it acts on anything else), mission updates for robots, and change notifications for watchers.
+//!
+//! Phases of one order: validate and snap -> cheapest feasible insertion (or a refusal with the reason) ->
+//! release the robot's next stop step by step -> follow the robot's step results to a terminal state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::assign::{self, RobotPlan, Task, TravelTable};
+use crate::map::{MapGraph, Profile};
+use crate::mission::{
+    FromRobot, InstantAction, MissionUpdate, RobotEvent, Step, StepAction, StepOutcome, ToRobot,
+    pin_hash,
+};
+use crate::order::{DeliveryRequest, Order, OrderStatus, Place};
+use crate::robot::{MissionState, PlanStop, Robot, RobotModel, StopKind};
+use crate::{CoreError, LatLon, NodeId, OrderId, RobotId, ShopId, Timestamp};
+
+/// Tunables of the dispatcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// A coordinate farther than this from every walkable way is refused.
+    pub max_snap_m: f64,
+    pub pickup_service_s: f64,
+    pub dropoff_service_s: f64,
+    /// The latest accepted deliver-by time, counted from now.
+    pub max_lead_s: f64,
+    /// Open (non-terminal) orders one shop may have at once.
+    pub max_open_orders_per_shop: usize,
+    pub crossing_penalty_s: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_snap_m: 150.0,
+            pickup_service_s: 60.0,
+            dropoff_service_s: 60.0,
+            max_lead_s: 7.0 * 24.0 * 3600.0,
+            max_open_orders_per_shop: 1_000,
+            crossing_penalty_s: 8.0,
+        }
+    }
+}
+
+/// Longest accepted idempotency key and shop or robot name, in bytes.
+pub const MAX_KEY_LEN: usize = 128;
+pub const MAX_NAME_LEN: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shop {
+    pub id: ShopId,
+    pub name: String,
+    pub place: Place,
+}
+
+/// Dispatcher-wide persisted values.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Meta {
+    pub next_order_seq: u64,
+    pub closed_edges: Vec<(NodeId, NodeId)>,
+}
+
+/// Something to write to the store. Records of one `handle` call are written together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Record {
+    Order(Box<Order>),
+    Robot(Box<Robot>),
+    Shop(Shop),
+    Meta(Meta),
+}
+
+/// The answer to a quote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quote {
+    pub feasible: bool,
+    pub reason: Option<String>,
+    pub robot: Option<RobotId>,
+    pub eta_pickup: Option<Timestamp>,
+    pub eta_dropoff: Option<Timestamp>,
+    /// The latest the drop-off should happen if things go somewhat worse than planned (never past deliver-by).
+    pub eta_latest: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    RegisterShop {
+        id: ShopId,
+        name: String,
+        pos: LatLon,
+    },
+    RegisterRobot {
+        id: RobotId,
+        name: String,
+        depot: LatLon,
+    },
+    Quote {
+        shop: ShopId,
+        request: DeliveryRequest,
+    },
+    PlaceOrder {
+        shop: ShopId,
+        idempotency_key: String,
+        request: DeliveryRequest,
+        /// The hand-over PIN; drawn by the caller so the core needs no random source.
+        pin: String,
+    },
+    CancelOrder {
+        shop: ShopId,
+        order: OrderId,
+    },
+    MarkReady {
+        shop: ShopId,
+        order: OrderId,
+    },
+    /// A message from a robot's session (the session already proved it is this robot).
+    Robot {
+        robot: RobotId,
+        msg: FromRobot,
+    },
+    RobotDisconnected {
+        robot: RobotId,
+    },
+    CloseEdge {
+        a: NodeId,
+        b: NodeId,
+    },
+    OpenEdge {
+        a: NodeId,
+        b: NodeId,
+    },
+    PauseRobot {
+        robot: RobotId,
+    },
+    ResumeRobot {
+        robot: RobotId,
+    },
+    Tick,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Quote(Quote),
+    Placed {
+        order: Box<Order>,
+        quote: Quote,
+        /// The idempotency key was seen before with the same request: this is the original answer.
+        replayed: bool,
+    },
+    Order(Box<Order>),
+    Shop(Shop),
+    Robot(Box<Robot>),
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Reply(Result<Reply, CoreError>),
+    Persist(Record),
+    Send {
+        robot: RobotId,
+        msg: ToRobot,
+    },
+    OrderChanged(Box<Order>),
+    RobotChanged(Box<Robot>),
+    /// Something an operator should see (a blocked edge, a robot error).
+    Alert {
+        robot: Option<RobotId>,
+        message: String,
+    },
+}
+
+/// The dispatcher core. See the module docs.
+#[derive(Debug)]
+pub struct Dispatcher {
+    map: MapGraph,
+    config: Config,
+    meta: Meta,
+    shops: BTreeMap<ShopId, Shop>,
+    robots: BTreeMap<RobotId, Robot>,
+    orders: BTreeMap<OrderId, Order>,
+    /// (shop, idempotency key) -> order.
+    keys: BTreeMap<(ShopId, String), OrderId>,
+    /// Per robot, the stop each released drive step leads to.
+    drive_targets: BTreeMap<(RobotId, u32), (OrderId, StopKind)>,
+    table: TravelTable,
+}
+
+/// Collects outputs; persists are de-duplicated per entity and emitted first.
+#[derive(Default)]
+struct Out {
+    orders: BTreeSet<OrderId>,
+    robots: BTreeSet<RobotId>,
+    meta: bool,
+    other: Vec<Output>,
+    reply: Option<Result<Reply, CoreError>>,
+}
+
+impl Dispatcher {
+    pub fn new(map: MapGraph, config: Config) -> Self {
+        Self {
+            map,
+            config,
+            meta: Meta::default(),
+            shops: BTreeMap::new(),
+            robots: BTreeMap::new(),
+            orders: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            drive_targets: BTreeMap::new(),
+            table: TravelTable::default(),
+        }
+    }
+
+    /// Rebuilds a dispatcher from stored records. Every robot starts offline until its session says hello.
+    pub fn restore(map: MapGraph, config: Config, records: Vec<Record>) -> Self {
+        let mut d = Self::new(map, config);
+        for r in records {
+            match r {
+                Record::Order(o) => {
+                    d.keys
+                        .insert((o.shop.clone(), o.idempotency_key.clone()), o.id.clone());
+                    d.orders.insert(o.id.clone(), *o);
+                }
+                Record::Robot(mut r) => {
+                    r.online = false;
+                    d.robots.insert(r.id.clone(), *r);
+                }
+                Record::Shop(s) => {
+                    d.shops.insert(s.id.clone(), s);
+                }
+                Record::Meta(m) => d.meta = m,
+            }
+        }
+        for &(a, b) in &d.meta.closed_edges {
+            d.map.close_edge(a, b);
+        }
+        // Drive targets follow from the plans: a released drive leads to the first stop whose drive is released
+        // and whose action is not yet finished.
+        for r in d.robots.values() {
+            for s in &r.mission.base {
+                if let StepAction::Drive { nodes, .. } = &s.action
+                    && let Some(stop) = r
+                        .plan
+                        .iter()
+                        .find(|p| p.drive_released && Some(&p.node) == nodes.last())
+                {
+                    d.drive_targets
+                        .insert((r.id.clone(), s.seq), (stop.order.clone(), stop.kind));
+                }
+            }
+        }
+        d
+    }
+
+    pub fn map(&self) -> &MapGraph {
+        &self.map
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn order(&self, id: &OrderId) -> Option<&Order> {
+        self.orders.get(id)
+    }
+    pub fn orders(&self) -> impl Iterator<Item = &Order> {
+        self.orders.values()
+    }
+    pub fn robot(&self, id: &RobotId) -> Option<&Robot> {
+        self.robots.get(id)
+    }
+    pub fn robots(&self) -> impl Iterator<Item = &Robot> {
+        self.robots.values()
+    }
+    pub fn shop(&self, id: &ShopId) -> Option<&Shop> {
+        self.shops.get(id)
+    }
+    pub fn shops(&self) -> impl Iterator<Item = &Shop> {
+        self.shops.values()
+    }
+
+    /// An order as its shop may see it: another shop's order is reported as not found, so existence leaks
+    /// nothing.
+    pub fn order_for_shop(&self, shop: &ShopId, id: &OrderId) -> Result<&Order, CoreError> {
+        self.orders
+            .get(id)
+            .filter(|o| &o.shop == shop)
+            .ok_or_else(|| CoreError::not_found(format!("order {id} not found")))
+    }
+
+    /// The current mission update of a robot, as it would be sent now.
+    pub fn mission_update(&self, id: &RobotId) -> Option<MissionUpdate> {
+        self.robots.get(id).map(|r| self.build_update(r))
+    }
+
+    /// Handles one input at time `now`.
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Output> {
+        let mut out = Out::default();
+        match input {
+            Input::RegisterShop { id, name, pos } => {
+                out.reply = Some(self.register_shop(id, name, pos, &mut out));
+            }
+            Input::RegisterRobot { id, name, depot } => {
+                out.reply = Some(self.register_robot(id, name, depot, &mut out));
+            }
+            Input::Quote { shop, request } => {
+                out.reply = Some(self.quote(now, &shop, &request).map(Reply::Quote));
+            }
+            Input::PlaceOrder {
+                shop,
+                idempotency_key,
+                request,
+                pin,
+            } => {
+                out.reply = Some(self.place(now, shop, idempotency_key, request, pin, &mut out));
+            }
+            Input::CancelOrder { shop, order } => {
+                out.reply = Some(self.cancel(now, &shop, &order, &mut out));
+            }
+            Input::MarkReady { shop, order } => {
+                out.reply = Some(self.mark_ready(now, &shop, &order, &mut out));
+            }
+            Input::Robot { robot, msg } => self.robot_msg(now, &robot, msg, &mut out),
+            Input::RobotDisconnected { robot } => {
+                if let Some(r) = self.robots.get_mut(&robot) {
+                    r.online = false;
+                    out.other.push(Output::RobotChanged(Box::new(r.clone())));
+                }
+            }
+            Input::CloseEdge { a, b } => {
+                out.reply = Some(self.set_edge(a, b, true, &mut out));
+            }
+            Input::OpenEdge { a, b } => {
+                out.reply = Some(self.set_edge(a, b, false, &mut out));
+            }
+            Input::PauseRobot { robot } | Input::ResumeRobot { robot }
+                if !self.robots.contains_key(&robot) =>
+            {
+                out.reply = Some(Err(CoreError::not_found(format!(
+                    "robot {robot} not found"
+                ))));
+            }
+            Input::PauseRobot { robot } => {
+                self.set_paused(&robot, true, &mut out);
+                out.reply = Some(Ok(Reply::Done));
+            }
+            Input::ResumeRobot { robot } => {
+                self.set_paused(&robot, false, &mut out);
+                out.reply = Some(Ok(Reply::Done));
+            }
+            Input::Tick => self.tick(now, &mut out),
+        }
+        self.finish(out)
+    }
+
+    fn finish(&self, out: Out) -> Vec<Output> {
+        let mut v = Vec::new();
+        if out.meta {
+            v.push(Output::Persist(Record::Meta(self.meta.clone())));
+        }
+        for id in &out.robots {
+            if let Some(r) = self.robots.get(id) {
+                v.push(Output::Persist(Record::Robot(Box::new(r.clone()))));
+            }
+        }
+        for id in &out.orders {
+            if let Some(o) = self.orders.get(id) {
+                v.push(Output::Persist(Record::Order(Box::new(o.clone()))));
+            }
+        }
+        if let Some(reply) = out.reply {
+            v.push(Output::Reply(reply));
+        }
+        for id in &out.orders {
+            if let Some(o) = self.orders.get(id) {
+                v.push(Output::OrderChanged(Box::new(o.clone())));
+            }
+        }
+        v.extend(out.other);
+        v
+    }
+
+    fn check_name(name: &str) -> Result<(), CoreError> {
+        if name.len() > MAX_NAME_LEN {
+            return Err(CoreError::invalid(format!(
+                "name is {} bytes long; the limit is {MAX_NAME_LEN}",
+                name.len()
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(CoreError::invalid(
+                "name must not contain control characters",
+            ));
+        }
+        Ok(())
+    }
+
+    fn register_shop(
+        &mut self,
+        id: ShopId,
+        name: String,
+        pos: LatLon,
+        out: &mut Out,
+    ) -> Result<Reply, CoreError> {
+        Self::check_name(&name)?;
+        if self.shops.contains_key(&id) {
+            return Err(CoreError::AlreadyExists(format!(
+                "shop {id} is already registered"
+            )));
+        }
+        let snap = self.map.snap(pos, self.config.max_snap_m)?;
+        let shop = Shop {
+            id: id.clone(),
+            name,
+            place: Place {
+                pos,
+                node: snap.node,
+            },
+        };
+        self.shops.insert(id, shop.clone());
+        out.other
+            .insert(0, Output::Persist(Record::Shop(shop.clone())));
+        Ok(Reply::Shop(shop))
+    }
+
+    fn register_robot(
+        &mut self,
+        id: RobotId,
+        name: String,
+        depot: LatLon,
+        out: &mut Out,
+    ) -> Result<Reply, CoreError> {
+        Self::check_name(&name)?;
+        if self.robots.contains_key(&id) {
+            return Err(CoreError::AlreadyExists(format!(
+                "robot {id} is already registered"
+            )));
+        }
+        let snap = self.map.snap(depot, self.config.max_snap_m)?;
+        let robot = Robot {
+            id: id.clone(),
+            name,
+            depot,
+            model: RobotModel::default(),
+            pos: depot,
+            node: snap.node,
+            battery_pct: 100.0,
+            online: false,
+            paused: false,
+            last_seen: None,
+            plan: Vec::new(),
+            mission: MissionState {
+                mission_id: format!("m-{id}"),
+                update_id: 0,
+                next_seq: 1,
+                base: Vec::new(),
+                acked_update_id: 0,
+            },
+            on_board: Vec::new(),
+        };
+        self.robots.insert(id.clone(), robot.clone());
+        out.robots.insert(id);
+        Ok(Reply::Robot(Box::new(robot)))
+    }
+
+    fn profile(&self, model: &RobotModel) -> Profile {
+        Profile {
+            speed_mps: model.max_speed_mps,
+            crossing_penalty_s: self.config.crossing_penalty_s,
+        }
+    }
+
+    /// Checks a request and snaps its ends; the pickup is the shop.
+    fn check_request(
+        &self,
+        now: Timestamp,
+        shop: &ShopId,
+        req: &DeliveryRequest,
+    ) -> Result<(Place, Place), CoreError> {
+        let shop = self
+            .shops
+            .get(shop)
+            .ok_or_else(|| CoreError::not_found(format!("shop {shop} is not registered")))?;
+        if req.deliver_by <= now {
+            return Err(CoreError::invalid(format!(
+                "deliver-by time is {:.0} s in the past",
+                now.secs_since(req.deliver_by)
+            )));
+        }
+        if req.deliver_by.secs_since(now) > self.config.max_lead_s {
+            return Err(CoreError::invalid(format!(
+                "deliver-by time is more than {:.0} days ahead",
+                self.config.max_lead_s / 86_400.0
+            )));
+        }
+        if let Some(r) = req.ready_at
+            && r >= req.deliver_by
+        {
+            return Err(CoreError::invalid(
+                "ready time must be before the deliver-by time",
+            ));
+        }
+        let snap = self
+            .map
+            .snap(req.dropoff, self.config.max_snap_m)
+            .map_err(|e| CoreError::invalid(format!("drop-off address refused: {e}")))?;
+        Ok((
+            shop.place,
+            Place {
+                pos: req.dropoff,
+                node: snap.node,
+            },
+        ))
+    }
+
+    fn tasks_for(
+        &self,
+        id: &OrderId,
+        req: &DeliveryRequest,
+        pickup: Place,
+        dropoff: Place,
+        now: Timestamp,
+    ) -> (Task, Task) {
+        let p = Task {
+            kind: StopKind::Pickup,
+            order: id.clone(),
+            node: pickup.node,
+            not_before: req.ready_at.unwrap_or(now),
+            deadline: None,
+            compartments: req.parcel.compartments,
+            grams: req.parcel.weight.0,
+            service_s: self.config.pickup_service_s,
+        };
+        let d = Task {
+            kind: StopKind::Dropoff,
+            order: id.clone(),
+            node: dropoff.node,
+            not_before: Timestamp(0),
+            deadline: Some(req.deliver_by),
+            compartments: req.parcel.compartments,
+            grams: req.parcel.weight.0,
+            service_s: self.config.dropoff_service_s,
+        };
+        (p, d)
+    }
+
+    /// The planner's view of one robot.
+    fn robot_plan(&self, r: &Robot, now: Timestamp) -> RobotPlan {
+        let mut tasks = Vec::with_capacity(r.plan.len());
+        for stop in &r.plan {
+            let Some(o) = self.orders.get(&stop.order) else {
+                continue;
+            };
+            let (service_s, not_before, deadline) = match stop.kind {
+                StopKind::Pickup => (self.config.pickup_service_s, o.ready_at(), None),
+                // A drop-off already running late may stay as late as planned, but no later.
+                StopKind::Dropoff => (
+                    self.config.dropoff_service_s,
+                    Timestamp(0),
+                    Some(o.request.deliver_by.max(o.eta_dropoff.unwrap_or_default())),
+                ),
+                StopKind::Return => (self.config.pickup_service_s, Timestamp(0), None),
+            };
+            tasks.push(Task {
+                kind: stop.kind,
+                order: stop.order.clone(),
+                node: stop.node,
+                not_before,
+                deadline,
+                compartments: o.request.parcel.compartments,
+                grams: o.request.parcel.weight.0,
+                service_s,
+            });
+        }
+        let (mut comp, mut grams) = (0u8, 0u32);
+        for id in &r.on_board {
+            if let Some(o) = self.orders.get(id) {
+                comp = comp.saturating_add(o.request.parcel.compartments);
+                grams = grams.saturating_add(o.request.parcel.weight.0);
+            }
+        }
+        RobotPlan {
+            robot: r.id.clone(),
+            model: r.model,
+            profile: self.profile(&r.model),
+            start_node: r.node,
+            start_time: now,
+            load_compartments: comp,
+            load_grams: grams,
+            locked: r.plan.iter().take_while(|s| s.locked()).count(),
+            tasks,
+        }
+    }
+
+    fn best_insertion(
+        &mut self,
+        now: Timestamp,
+        pickup: &Task,
+        dropoff: &Task,
+    ) -> Result<assign::Insertion, String> {
+        let plans: Vec<RobotPlan> = self
+            .robots
+            .values()
+            .filter(|r| r.online && !r.paused)
+            .map(|r| self.robot_plan(r, now))
+            .collect();
+        if plans.is_empty() {
+            return Err("no robot is available right now".into());
+        }
+        let biggest = plans
+            .iter()
+            .map(|p| p.model.compartments)
+            .max()
+            .unwrap_or(0);
+        if pickup.compartments > biggest {
+            return Err(format!(
+                "the parcel needs {} compartments; the largest available robot has {biggest}",
+                pickup.compartments
+            ));
+        }
+        assign::cheapest_insertion(&self.map, &mut self.table, &plans, pickup, dropoff).ok_or_else(|| {
+            "no available robot can pick it up and deliver it by the deliver-by time with the capacity it has left".into()
+        })
+    }
+
+    fn quote_of(&self, ins: &assign::Insertion, now: Timestamp, deliver_by: Timestamp) -> Quote {
+        // A planning margin: a quarter of the remaining time, at least two minutes, never past deliver-by.
+        let remaining = ins.eta_dropoff.secs_since(now).max(0.0);
+        let latest = ins
+            .eta_dropoff
+            .plus_secs((remaining * 0.25).max(120.0))
+            .min(deliver_by.max(ins.eta_dropoff));
+        Quote {
+            feasible: true,
+            reason: None,
+            robot: Some(ins.robot.clone()),
+            eta_pickup: Some(ins.eta_pickup),
+            eta_dropoff: Some(ins.eta_dropoff),
+            eta_latest: Some(latest),
+        }
+    }
+
+    fn quote(
+        &mut self,
+        now: Timestamp,
+        shop: &ShopId,
+        req: &DeliveryRequest,
+    ) -> Result<Quote, CoreError> {
+        let (pickup, dropoff) = self.check_request(now, shop, req)?;
+        let probe = OrderId::parse("quote").expect("a constant valid id");
+        let (p, d) = self.tasks_for(&probe, req, pickup, dropoff, now);
+        Ok(match self.best_insertion(now, &p, &d) {
+            Ok(ins) => self.quote_of(&ins, now, req.deliver_by),
+            Err(reason) => Quote {
+                feasible: false,
+                reason: Some(reason),
+                robot: None,
+                eta_pickup: None,
+                eta_dropoff: None,
+                eta_latest: None,
+            },
+        })
+    }
+
+    fn place(
+        &mut self,
+        now: Timestamp,
+        shop: ShopId,
+        key: String,
+        req: DeliveryRequest,
+        pin: String,
+        out: &mut Out,
+    ) -> Result<Reply, CoreError> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+            return Err(CoreError::invalid(format!(
+                "idempotency key must be 1 to {MAX_KEY_LEN} bytes without control characters"
+            )));
+        }
+        if pin.len() < 4 || pin.len() > 12 || !pin.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CoreError::invalid("PIN must be 4 to 12 digits"));
+        }
+        if let Some(id) = self.keys.get(&(shop.clone(), key.clone())) {
+            let o = &self.orders[id];
+            if o.request != req {
+                return Err(CoreError::AlreadyExists(format!(
+                    "idempotency key {key:?} was already used for order {id} with a different request"
+                )));
+            }
+            let quote = Quote {
+                feasible: true,
+                reason: None,
+                robot: o.robot.clone(),
+                eta_pickup: o.eta_pickup,
+                eta_dropoff: o.eta_dropoff,
+                eta_latest: o.eta_dropoff.map(|e| e.max(o.request.deliver_by)),
+            };
+            return Ok(Reply::Placed {
+                order: Box::new(o.clone()),
+                quote,
+                replayed: true,
+            });
+        }
+        let open = self
+            .orders
+            .values()
+            .filter(|o| o.shop == shop && !o.status.is_terminal())
+            .count();
+        if open >= self.config.max_open_orders_per_shop {
+            return Err(CoreError::precondition(format!(
+                "shop {shop} already has {open} open orders; the limit is {}",
+                self.config.max_open_orders_per_shop
+            )));
+        }
+        let (pickup, dropoff) = self.check_request(now, &shop, &req)?;
+        let id = OrderId::parse(&format!("ord-{:06}", self.meta.next_order_seq + 1))
+            .expect("digits are a valid id");
+        let (p, d) = self.tasks_for(&id, &req, pickup, dropoff, now);
+        let ins = self
+            .best_insertion(now, &p, &d)
+            .map_err(|why| CoreError::precondition(format!("order refused: {why}")))?;
+        let quote = self.quote_of(&ins, now, req.deliver_by);
+        self.meta.next_order_seq += 1;
+        out.meta = true;
+        let mut order = Order {
+            id: id.clone(),
+            shop: shop.clone(),
+            idempotency_key: key.clone(),
+            request: req,
+            pickup,
+            dropoff,
+            pin,
+            status: OrderStatus::Pending,
+            reason: None,
+            marked_ready: false,
+            robot: None,
+            robot_pos: None,
+            created_at: now,
+            updated_at: now,
+            eta_pickup: None,
+            eta_dropoff: None,
+            delivered_at: None,
+        };
+        order.transition(OrderStatus::Assigned, now)?;
+        order.robot = Some(ins.robot.clone());
+        self.orders.insert(id.clone(), order);
+        self.keys.insert((shop, key), id.clone());
+        out.orders.insert(id.clone());
+        self.apply_insertion(now, ins, out);
+        Ok(Reply::Placed {
+            order: Box::new(self.orders[&id].clone()),
+            quote,
+            replayed: false,
+        })
+    }
+
+    /// Installs a robot's new task list, keeping the release flags of stops it already had.
+    fn apply_insertion(&mut self, now: Timestamp, ins: assign::Insertion, out: &mut Out) {
+        let Some(r) = self.robots.get_mut(&ins.robot) else {
+            return;
+        };
+        let old: Vec<PlanStop> = std::mem::take(&mut r.plan);
+        r.plan = ins
+            .tasks
+            .iter()
+            .map(|t| {
+                old.iter()
+                    .find(|s| s.order == t.order && s.kind == t.kind)
+                    .cloned()
+                    .unwrap_or(PlanStop {
+                        kind: t.kind,
+                        order: t.order.clone(),
+                        node: t.node,
+                        drive_released: false,
+                        action_released: false,
+                    })
+            })
+            .collect();
+        for (t, at) in ins.tasks.iter().zip(&ins.schedule.arrivals) {
+            if let Some(o) = self.orders.get_mut(&t.order) {
+                let changed = match t.kind {
+                    StopKind::Pickup => {
+                        let eta = Some((*at).max(t.not_before));
+                        std::mem::replace(&mut o.eta_pickup, eta) != eta
+                    }
+                    StopKind::Dropoff => {
+                        std::mem::replace(&mut o.eta_dropoff, Some(*at)) != Some(*at)
+                    }
+                    StopKind::Return => false,
+                };
+                if changed {
+                    out.orders.insert(t.order.clone());
+                }
+            }
+        }
+        let robot = ins.robot.clone();
+        out.robots.insert(robot.clone());
+        self.release(now, &robot, out, true);
+    }
+
+    /// Releases the robot's next stop when nothing it must finish first is pending: the drive to it, then its
+    /// action once its precondition holds (a pickup waits for the parcel to be marked ready). Sends an update
+    /// when anything changed or `plan_changed`.
+    fn release(&mut self, now: Timestamp, robot: &RobotId, out: &mut Out, plan_changed: bool) {
+        let Some(r) = self.robots.get(robot) else {
+            return;
+        };
+        let mut changed = plan_changed;
+        let busy = r
+            .mission
+            .base
+            .iter()
+            .any(|s| !matches!(s.action, StepAction::Drive { .. }));
+        if !busy && let Some(stop) = r.plan.first().cloned() {
+            let profile = self.profile(&r.model);
+            let from = r
+                .mission
+                .base
+                .iter()
+                .rev()
+                .find_map(|s| match &s.action {
+                    StepAction::Drive { nodes, .. } => nodes.last().copied(),
+                    _ => None,
+                })
+                .unwrap_or(r.node);
+            let order_ready = self.orders.get(&stop.order).is_some_and(|o| o.marked_ready);
+            let mut new_steps = Vec::new();
+            let mut arrived_now = false;
+            if !stop.drive_released {
+                match self.map.route(from, stop.node, profile) {
+                    Some(route) if route.nodes.len() >= 2 => new_steps.push(StepAction::Drive {
+                        path: self.map.geometry(&route.nodes),
+                        nodes: route.nodes,
+                        length_m: route.length_m,
+                        speed_mps: profile.speed_mps,
+                    }),
+                    Some(_) => arrived_now = r.mission.base.is_empty(),
+                    None => {
+                        out.other.push(Output::Alert {
+                            robot: Some(robot.clone()),
+                            message: format!(
+                                "no open route from {from} to {} for order {}",
+                                stop.node, stop.order
+                            ),
+                        });
+                        return;
+                    }
+                }
+            }
+            // A pickup waits for the parcel to be packed; the drive to the shop does not.
+            let release_action =
+                !stop.action_released && (stop.kind != StopKind::Pickup || order_ready);
+            if release_action && let Some(action) = self.stop_action(&stop) {
+                new_steps.push(action);
+            }
+            if !stop.drive_released || release_action {
+                changed = true;
+                let r = self.robots.get_mut(robot).expect("checked above");
+                for action in new_steps {
+                    let seq = r.mission.next_seq;
+                    r.mission.next_seq += 1;
+                    if matches!(action, StepAction::Drive { .. }) {
+                        self.drive_targets
+                            .insert((robot.clone(), seq), (stop.order.clone(), stop.kind));
+                    }
+                    r.mission.base.push(Step {
+                        seq,
+                        released: true,
+                        action,
+                    });
+                }
+                let first = &mut r.plan[0];
+                let newly_driving = !first.drive_released;
+                first.drive_released = true;
+                first.action_released |= release_action;
+                if newly_driving {
+                    self.on_drive_released(now, &stop, arrived_now, out);
+                }
+            }
+        }
+        if changed {
+            let r = self.robots.get_mut(robot).expect("checked above");
+            r.mission.update_id += 1;
+            out.robots.insert(robot.clone());
+            let update = self.build_update(&self.robots[robot]);
+            out.other.push(Output::Send {
+                robot: robot.clone(),
+                msg: ToRobot::Mission(update),
+            });
+        }
+    }
+
+    fn on_drive_released(&mut self, now: Timestamp, stop: &PlanStop, arrived: bool, out: &mut Out) {
+        let Some(o) = self.orders.get_mut(&stop.order) else {
+            return;
+        };
+        if stop.kind == StopKind::Pickup && o.status == OrderStatus::Assigned {
+            let _ = o.transition(OrderStatus::ToPickup, now);
+            out.orders.insert(o.id.clone());
+        }
+        if arrived {
+            self.on_arrived(now, &stop.order.clone(), stop.kind, out);
+        }
+    }
+
+    fn on_arrived(&mut self, now: Timestamp, order: &OrderId, kind: StopKind, out: &mut Out) {
+        let Some(o) = self.orders.get_mut(order) else {
+            return;
+        };
+        let to = match (kind, o.status) {
+            (StopKind::Pickup, OrderStatus::ToPickup) => OrderStatus::AtPickup,
+            (StopKind::Dropoff, OrderStatus::InTransit) => OrderStatus::AtDropoff,
+            _ => return,
+        };
+        if o.transition(to, now).is_ok() {
+            out.orders.insert(order.clone());
+        }
+    }
+
+    /// The update a robot should hold: the released base, then the rest of the plan as a provisional horizon
+    /// (stop actions only; the route to a stop comes with its release).
+    fn build_update(&self, r: &Robot) -> MissionUpdate {
+        let mut steps = r.mission.base.clone();
+        let mut seq = r.mission.next_seq;
+        for stop in r.plan.iter().filter(|s| !s.action_released) {
+            let Some(action) = self.stop_action(stop) else {
+                continue;
+            };
+            steps.push(Step {
+                seq,
+                released: false,
+                action,
+            });
+            seq += 1;
+        }
+        MissionUpdate {
+            mission_id: r.mission.mission_id.clone(),
+            update_id: r.mission.update_id,
+            steps,
+        }
+    }
+
+    /// The step that performs a stop.
+    fn stop_action(&self, stop: &PlanStop) -> Option<StepAction> {
+        let o = self.orders.get(&stop.order)?;
+        Some(match stop.kind {
+            StopKind::Pickup => StepAction::Pickup {
+                order: stop.order.clone(),
+                compartments: o.request.parcel.compartments,
+                service_s: self.config.pickup_service_s,
+            },
+            StopKind::Dropoff => StepAction::Dropoff {
+                order: stop.order.clone(),
+                pin_hash: pin_hash(&stop.order, &o.pin),
+                service_s: self.config.dropoff_service_s,
+            },
+            StopKind::Return => StepAction::Return {
+                order: stop.order.clone(),
+                service_s: self.config.pickup_service_s,
+            },
+        })
+    }
+
+    fn cancel(
+        &mut self,
+        now: Timestamp,
+        shop: &ShopId,
+        id: &OrderId,
+        out: &mut Out,
+    ) -> Result<Reply, CoreError> {
+        let o = self.order_for_shop(shop, id)?;
+        if o.status.is_terminal() || o.status.on_board() {
+            return Err(CoreError::precondition(format!(
+                "order {id} is {} and can no longer be cancelled",
+                o.status.name()
+            )));
+        }
+        let robot = o.robot.clone();
+        if let Some(rid) = &robot
+            && let Some(r) = self.robots.get(rid)
+            && r.plan.iter().any(|s| &s.order == id && s.action_released)
+        {
+            return Err(CoreError::precondition(format!(
+                "order {id} is being loaded by robot {rid} and can no longer be cancelled"
+            )));
+        }
+        let o = self.orders.get_mut(id).expect("found above");
+        o.transition(OrderStatus::Cancelled, now)?;
+        o.reason = Some("cancelled by the shop".into());
+        out.orders.insert(id.clone());
+        if let Some(rid) = robot
+            && let Some(r) = self.robots.get_mut(&rid)
+        {
+            r.plan.retain(|s| &s.order != id);
+            out.robots.insert(rid.clone());
+            self.release(now, &rid, out, true);
+        }
+        Ok(Reply::Order(Box::new(self.orders[id].clone())))
+    }
+
+    fn mark_ready(
+        &mut self,
+        now: Timestamp,
+        shop: &ShopId,
+        id: &OrderId,
+        out: &mut Out,
+    ) -> Result<Reply, CoreError> {
+        let o = self.order_for_shop(shop, id)?;
+        if o.status.is_terminal() {
+            return Err(CoreError::precondition(format!(
+                "order {id} is {} already",
+                o.status.name()
+            )));
+        }
+        if !o.marked_ready {
+            let o = self.orders.get_mut(id).expect("found above");
+            o.marked_ready = true;
+            o.updated_at = now;
+            out.orders.insert(id.clone());
+            if let Some(rid) = o.robot.clone() {
+                self.release(now, &rid, out, false);
+            }
+        }
+        Ok(Reply::Order(Box::new(self.orders[id].clone())))
+    }
+
+    fn set_edge(
+        &mut self,
+        a: NodeId,
+        b: NodeId,
+        close: bool,
+        out: &mut Out,
+    ) -> Result<Reply, CoreError> {
+        if !self.map.adjacent(a, b) {
+            return Err(CoreError::not_found(format!(
+                "there is no edge between {a} and {b}"
+            )));
+        }
+        if close {
+            self.map.close_edge(a, b);
+        } else {
+            self.map.open_edge(a, b);
+        }
+        self.table.clear();
+        self.meta.closed_edges = self.map.closed_edges().collect();
+        out.meta = true;
+        Ok(Reply::Done)
+    }
+
+    fn set_paused(&mut self, robot: &RobotId, paused: bool, out: &mut Out) {
+        if let Some(r) = self.robots.get_mut(robot) {
+            r.paused = paused;
+            out.robots.insert(robot.clone());
+            out.other.push(Output::Send {
+                robot: robot.clone(),
+                msg: ToRobot::Instant(if paused {
+                    InstantAction::Pause
+                } else {
+                    InstantAction::Resume
+                }),
+            });
+        }
+    }
+
+    fn robot_msg(&mut self, now: Timestamp, id: &RobotId, msg: FromRobot, out: &mut Out) {
+        let Some(r) = self.robots.get_mut(id) else {
+            return;
+        };
+        r.last_seen = Some(now);
+        match msg {
+            FromRobot::Hello(hello) => {
+                match hello.model.checked() {
+                    Ok(m) => r.model = m,
+                    Err(e) => out.other.push(Output::Alert {
+                        robot: Some(id.clone()),
+                        message: format!(
+                            "robot {id} sent a bad factsheet ({e}); keeping the registered model"
+                        ),
+                    }),
+                }
+                r.online = true;
+                out.robots.insert(id.clone());
+                if hello.mission_id == r.mission.mission_id {
+                    for (seq, outcome) in hello.finished {
+                        self.step_finished(now, id, seq, outcome, out);
+                    }
+                }
+                self.release(now, id, out, false);
+                // Always (re)send the current mission: a reconnecting robot may have missed updates, and
+                // re-sent updates are idempotent.
+                if !out.other.iter().any(|o| matches!(o, Output::Send { robot, msg: ToRobot::Mission(_) } if robot == id)) {
+                    out.other.push(Output::Send {
+                        robot: id.clone(),
+                        msg: ToRobot::Mission(self.build_update(&self.robots[id])),
+                    });
+                }
+                if self.robots[id].paused {
+                    out.other.push(Output::Send {
+                        robot: id.clone(),
+                        msg: ToRobot::Instant(InstantAction::Pause),
+                    });
+                }
+                out.other
+                    .push(Output::RobotChanged(Box::new(self.robots[id].clone())));
+            }
+            FromRobot::State(s) => {
+                r.online = true;
+                r.pos = s.pos;
+                if s.battery_pct.is_finite() {
+                    r.battery_pct = s.battery_pct.clamp(0.0, 100.0);
+                }
+                if let Some(n) = s.last_node
+                    && self.map.node(n).is_some()
+                {
+                    r.node = n;
+                }
+                let pos = r.pos;
+                let active: Vec<OrderId> = r.plan.iter().map(|p| p.order.clone()).collect();
+                out.other.push(Output::RobotChanged(Box::new(r.clone())));
+                for oid in active {
+                    if let Some(o) = self.orders.get_mut(&oid)
+                        && matches!(o.status, OrderStatus::ToPickup | OrderStatus::InTransit)
+                    {
+                        o.robot_pos = Some(pos);
+                        out.other.push(Output::OrderChanged(Box::new(o.clone())));
+                    }
+                }
+            }
+            FromRobot::Ack { update_id } => {
+                if update_id <= r.mission.update_id && update_id > r.mission.acked_update_id {
+                    r.mission.acked_update_id = update_id;
+                }
+            }
+            FromRobot::Event(RobotEvent::StepFinished { seq, outcome }) => {
+                self.step_finished(now, id, seq, outcome, out);
+                self.release(now, id, out, false);
+            }
+            FromRobot::Event(RobotEvent::Blocked { from, to }) => {
+                out.other.push(Output::Alert {
+                    robot: Some(id.clone()),
+                    message: format!("robot {id} is blocked between {from} and {to}"),
+                });
+            }
+            FromRobot::Event(RobotEvent::Error {
+                level,
+                kind,
+                detail,
+            }) => {
+                out.other.push(Output::Alert {
+                    robot: Some(id.clone()),
+                    message: format!("robot {id} reports {level:?} {kind}: {detail}"),
+                });
+            }
+        }
+    }
+
+    /// Applies a finished step (and, implicitly, every earlier base step). Unknown or repeated seqs are ignored.
+    fn step_finished(
+        &mut self,
+        now: Timestamp,
+        id: &RobotId,
+        seq: u32,
+        outcome: StepOutcome,
+        out: &mut Out,
+    ) {
+        let Some(r) = self.robots.get_mut(id) else {
+            return;
+        };
+        let Some(pos) = r.mission.base.iter().position(|s| s.seq == seq) else {
+            return;
+        };
+        let done: Vec<Step> = r.mission.base.drain(..=pos).collect();
+        out.robots.insert(id.clone());
+        let last = done.len() - 1;
+        for (i, step) in done.into_iter().enumerate() {
+            let outcome = if i == last {
+                outcome.clone()
+            } else {
+                StepOutcome::Done
+            };
+            match step.action {
+                StepAction::Drive { nodes, .. } => {
+                    if let Some(&n) = nodes.last() {
+                        self.robots.get_mut(id).expect("present").node = n;
+                    }
+                    if let Some((order, kind)) = self.drive_targets.remove(&(id.clone(), step.seq))
+                    {
+                        self.on_arrived(now, &order, kind, out);
+                    }
+                }
+                StepAction::Pickup { order, .. } => {
+                    let r = self.robots.get_mut(id).expect("present");
+                    r.plan
+                        .retain(|s| !(s.order == order && s.kind == StopKind::Pickup));
+                    r.on_board.push(order.clone());
+                    if let Some(o) = self.orders.get_mut(&order) {
+                        // A pickup released without its drive (robot already at the shop) arrives here first.
+                        if o.status == OrderStatus::ToPickup {
+                            let _ = o.transition(OrderStatus::AtPickup, now);
+                        }
+                        let _ = o.transition(OrderStatus::InTransit, now);
+                        out.orders.insert(order);
+                    }
+                }
+                StepAction::Dropoff { order, .. } => {
+                    let r = self.robots.get_mut(id).expect("present");
+                    r.plan
+                        .retain(|s| !(s.order == order && s.kind == StopKind::Dropoff));
+                    let Some(o) = self.orders.get_mut(&order) else {
+                        continue;
+                    };
+                    if o.status == OrderStatus::InTransit {
+                        let _ = o.transition(OrderStatus::AtDropoff, now);
+                    }
+                    match outcome {
+                        StepOutcome::Done => {
+                            let _ = o.transition(OrderStatus::Delivered, now);
+                            r.on_board.retain(|x| x != &order);
+                        }
+                        StepOutcome::HandoverFailed(why) => {
+                            // The parcel stays on board; the robot brings it back to the shop.
+                            let _ = o.transition(OrderStatus::Returning, now);
+                            o.reason = Some(format!("hand-over failed: {why}"));
+                            r.plan.push(PlanStop {
+                                kind: StopKind::Return,
+                                order: order.clone(),
+                                node: o.pickup.node,
+                                drive_released: false,
+                                action_released: false,
+                            });
+                        }
+                    }
+                    out.orders.insert(order);
+                }
+                StepAction::Return { order, .. } => {
+                    let r = self.robots.get_mut(id).expect("present");
+                    r.plan
+                        .retain(|s| !(s.order == order && s.kind == StopKind::Return));
+                    r.on_board.retain(|x| x != &order);
+                    if let Some(o) = self.orders.get_mut(&order)
+                        && o.transition(OrderStatus::Returned, now).is_ok()
+                    {
+                        out.orders.insert(order);
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Timestamp, out: &mut Out) {
+        // Orders waiting for a robot: try again, and fail those whose deadline passed.
+        let pending: Vec<OrderId> = self
+            .orders
+            .values()
+            .filter(|o| o.status == OrderStatus::Pending)
+            .map(|o| o.id.clone())
+            .collect();
+        for id in pending {
+            let o = &self.orders[&id];
+            if o.request.deliver_by <= now {
+                let o = self.orders.get_mut(&id).expect("listed above");
+                if o.transition(OrderStatus::Failed, now).is_ok() {
+                    o.reason = Some("no robot could take it before its deliver-by time".into());
+                    out.orders.insert(id);
+                }
+                continue;
+            }
+            let (req, p, d) = (o.request.clone(), o.pickup, o.dropoff);
+            let (pt, dt) = self.tasks_for(&id, &req, p, d, now);
+            if let Ok(ins) = self.best_insertion(now, &pt, &dt) {
+                let o = self.orders.get_mut(&id).expect("listed above");
+                if o.transition(OrderStatus::Assigned, now).is_ok() {
+                    o.robot = Some(ins.robot.clone());
+                    out.orders.insert(id);
+                    self.apply_insertion(now, ins, out);
+                }
+            }
+        }
+    }
+}

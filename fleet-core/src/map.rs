@@ -1,0 +1,644 @@
+//! The map graph a sidewalk robot drives on: imported from OpenStreetMap (`.osm.pbf` bytes), reduced to its
+//! largest strongly connected component, with a spatial index for snapping coordinates onto edges and an A*
+//! router over travel times. Closed edges (a blocked sidewalk) are skipped by the router at once.
+//!
+//! The importer takes bytes, not a path: reading the file is the caller's IO.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use rstar::primitives::{GeomWithData, Line};
+use rstar::{PointDistance, RTree};
+use serde::{Deserialize, Serialize};
+
+use crate::{CoreError, LatLon, NodeId};
+
+/// Earth radius used by the local projection, metres.
+const EARTH_R: f64 = 6_371_008.8;
+
+/// One node of the graph. `xy` is the local projection in metres around the map's origin.
+#[derive(Debug, Clone, Copy)]
+pub struct MapNode {
+    pub osm_id: i64,
+    pub pos: LatLon,
+    pub xy: [f64; 2],
+}
+
+/// One directed edge. `length_m` is the great-circle length; `crossing` marks a street crossing.
+#[derive(Debug, Clone, Copy)]
+pub struct MapEdge {
+    pub length_m: f64,
+    pub crossing: bool,
+    pub way_id: i64,
+}
+
+/// How a robot moves over the graph: its cruising speed and the time a street crossing costs it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub speed_mps: f64,
+    pub crossing_penalty_s: f64,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self {
+            speed_mps: 1.6,
+            crossing_penalty_s: 8.0,
+        }
+    }
+}
+
+/// What an import kept and what it dropped, for the operator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImportSummary {
+    pub nodes: usize,
+    pub edges: usize,
+    pub length_km: f64,
+    pub ways_used: usize,
+    /// Ways not used, by reason (for example `highway=steps`, `access=private`).
+    pub ways_skipped: BTreeMap<String, usize>,
+    /// Way node references pointing outside the extract.
+    pub missing_node_refs: usize,
+    pub components_dropped: usize,
+    pub nodes_dropped: usize,
+}
+
+/// A coordinate snapped onto the graph.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Snap {
+    /// The graph node a route starts or ends at (the nearer end of the nearest edge).
+    pub node: NodeId,
+    /// Distance from the coordinate to the nearest edge, metres.
+    pub edge_distance_m: f64,
+}
+
+/// A route over the graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    pub nodes: Vec<NodeId>,
+    pub length_m: f64,
+    pub duration_s: f64,
+}
+
+/// The walkable graph. Invariant: strongly connected when built by [`MapGraph::from_osm`] or
+/// [`MapGraph::from_parts`], so every node reaches every other while no edge is closed.
+#[derive(Debug, Clone)]
+pub struct MapGraph {
+    graph: DiGraph<MapNode, MapEdge>,
+    origin: LatLon,
+    index: RTree<GeomWithData<Line<[f64; 2]>, (u32, u32)>>,
+    /// Closed directed edges, as (from, to).
+    closed: BTreeSet<(NodeId, NodeId)>,
+}
+
+/// Why a way is not walkable for a wheeled sidewalk robot, or `None` when it is.
+fn skip_reason(tags: &HashMap<&str, &str>) -> Option<String> {
+    let Some(highway) = tags.get("highway").copied() else {
+        return Some("no highway tag".into());
+    };
+    let usable = matches!(
+        highway,
+        "footway"
+            | "pedestrian"
+            | "path"
+            | "living_street"
+            | "residential"
+            | "service"
+            | "unclassified"
+            | "tertiary"
+            | "tertiary_link"
+            | "secondary"
+            | "secondary_link"
+            | "primary"
+            | "primary_link"
+            | "track"
+            | "cycleway"
+            | "corridor"
+    );
+    if !usable {
+        return Some(format!("highway={highway}"));
+    }
+    let foot = tags.get("foot").copied();
+    let foot_allowed = matches!(foot, Some("yes" | "designated" | "permissive"));
+    if matches!(foot, Some("no" | "private" | "use_sidepath")) {
+        return Some(format!("foot={}", foot.unwrap_or_default()));
+    }
+    if let Some(access) = tags.get("access").copied()
+        && matches!(access, "no" | "private")
+        && !foot_allowed
+    {
+        return Some(format!("access={access}"));
+    }
+    if highway == "cycleway" && !foot_allowed {
+        return Some("highway=cycleway without foot access".into());
+    }
+    if tags.get("area").copied() == Some("yes") && highway != "pedestrian" {
+        return Some("area=yes".into());
+    }
+    None
+}
+
+fn project(origin: LatLon, p: LatLon) -> [f64; 2] {
+    let k = std::f64::consts::PI / 180.0;
+    [
+        (p.lon() - origin.lon()) * k * EARTH_R * (origin.lat() * k).cos(),
+        (p.lat() - origin.lat()) * k * EARTH_R,
+    ]
+}
+
+/// A way as the importer keeps it: its id, node refs and whether it is a crossing.
+pub struct RawWay {
+    pub id: i64,
+    pub refs: Vec<i64>,
+    pub crossing: bool,
+}
+
+impl MapGraph {
+    /// Imports the walkable network from `.osm.pbf` bytes.
+    pub fn from_osm(pbf: &[u8]) -> Result<(Self, ImportSummary), CoreError> {
+        let mut coords: HashMap<i64, LatLon> = HashMap::new();
+        let mut crossing_nodes: BTreeSet<i64> = BTreeSet::new();
+        let mut ways: Vec<RawWay> = Vec::new();
+        let mut summary = ImportSummary::default();
+        let reader = osmpbf::ElementReader::new(std::io::Cursor::new(pbf));
+        let mut node = |id: i64, lat: f64, lon: f64, crossing: bool| {
+            if let Ok(p) = LatLon::new(lat, lon) {
+                coords.insert(id, p);
+                if crossing {
+                    crossing_nodes.insert(id);
+                }
+            }
+        };
+        reader
+            .for_each(|el| match el {
+                osmpbf::Element::Node(n) => {
+                    let crossing = n.tags().any(|(k, v)| k == "highway" && v == "crossing");
+                    node(n.id(), n.lat(), n.lon(), crossing)
+                }
+                osmpbf::Element::DenseNode(n) => {
+                    let crossing = n.tags().any(|(k, v)| k == "highway" && v == "crossing");
+                    node(n.id(), n.lat(), n.lon(), crossing)
+                }
+                osmpbf::Element::Way(w) => {
+                    let tags: HashMap<&str, &str> = w.tags().collect();
+                    if !tags.contains_key("highway") {
+                        return;
+                    }
+                    match skip_reason(&tags) {
+                        Some(reason) => *summary.ways_skipped.entry(reason).or_default() += 1,
+                        None => ways.push(RawWay {
+                            id: w.id(),
+                            refs: w.refs().collect(),
+                            crossing: tags.get("footway").copied() == Some("crossing")
+                                || tags.get("highway").copied() == Some("crossing"),
+                        }),
+                    }
+                }
+                osmpbf::Element::Relation(_) => {}
+            })
+            .map_err(|e| CoreError::invalid(format!("cannot read the OSM PBF data: {e}")))?;
+        summary.ways_used = ways.len();
+        Self::from_parts(&coords, &crossing_nodes, &ways, summary)
+    }
+
+    /// Builds the graph from node coordinates and ways (both directions of every segment), keeping the largest
+    /// strongly connected component. Used by the importer and by tests with hand-made maps.
+    pub fn from_parts(
+        coords: &HashMap<i64, LatLon>,
+        crossing_nodes: &BTreeSet<i64>,
+        ways: &[RawWay],
+        mut summary: ImportSummary,
+    ) -> Result<(Self, ImportSummary), CoreError> {
+        // Full graph first, over every referenced node we have coordinates for.
+        let mut full: DiGraph<i64, (f64, bool, i64)> = DiGraph::new();
+        let mut idx: BTreeMap<i64, NodeIndex> = BTreeMap::new();
+        for way in ways {
+            let mut prev: Option<i64> = None;
+            for &r in &way.refs {
+                let Some(&p) = coords.get(&r) else {
+                    // A way cut by the extract boundary: the segment through the missing node is dropped.
+                    summary.missing_node_refs += 1;
+                    prev = None;
+                    continue;
+                };
+                let b = *idx.entry(r).or_insert_with(|| full.add_node(r));
+                if let Some(q) = prev
+                    && q != r
+                {
+                    let a = idx[&q];
+                    let len = coords[&q].distance_m(p);
+                    let crossing =
+                        way.crossing || crossing_nodes.contains(&q) || crossing_nodes.contains(&r);
+                    full.add_edge(a, b, (len, crossing, way.id));
+                    full.add_edge(b, a, (len, crossing, way.id));
+                }
+                prev = Some(r);
+            }
+        }
+        let mut comps = petgraph::algo::tarjan_scc(&full);
+        // Largest first; ties by smallest OSM id so the choice is deterministic.
+        comps.sort_by_key(|c| {
+            (
+                std::cmp::Reverse(c.len()),
+                c.iter().map(|&n| full[n]).min().unwrap_or(i64::MAX),
+            )
+        });
+        let Some(largest) = comps.first() else {
+            return Err(CoreError::invalid(
+                "the map has no walkable way a sidewalk robot can use",
+            ));
+        };
+        if largest.len() < 2 {
+            return Err(CoreError::invalid(
+                "the map's walkable network has no two connected nodes",
+            ));
+        }
+        summary.components_dropped = comps.len() - 1;
+        summary.nodes_dropped = comps[1..].iter().map(Vec::len).sum();
+
+        let mut keep: Vec<NodeIndex> = largest.clone();
+        keep.sort_by_key(|&n| full[n]);
+        let origin = {
+            let n = keep.len() as f64;
+            let (la, lo) = keep.iter().fold((0.0, 0.0), |(a, b), &i| {
+                let p = coords[&full[i]];
+                (a + p.lat(), b + p.lon())
+            });
+            LatLon::new(la / n, lo / n)?
+        };
+        let mut graph: DiGraph<MapNode, MapEdge> = DiGraph::with_capacity(keep.len(), 0);
+        let mut remap: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+        for &old in &keep {
+            let osm_id = full[old];
+            let pos = coords[&osm_id];
+            let new = graph.add_node(MapNode {
+                osm_id,
+                pos,
+                xy: project(origin, pos),
+            });
+            remap.insert(old, new);
+        }
+        for &old in &keep {
+            for e in full.edges(old) {
+                if let Some(&t) = remap.get(&e.target()) {
+                    let (length_m, crossing, way_id) = *e.weight();
+                    graph.add_edge(
+                        remap[&old],
+                        t,
+                        MapEdge {
+                            length_m,
+                            crossing,
+                            way_id,
+                        },
+                    );
+                }
+            }
+        }
+        let segments = graph
+            .edge_references()
+            .filter(|e| e.source().index() < e.target().index())
+            .map(|e| {
+                let (a, b) = (e.source(), e.target());
+                GeomWithData::new(
+                    Line::new(graph[a].xy, graph[b].xy),
+                    (a.index() as u32, b.index() as u32),
+                )
+            })
+            .collect();
+        summary.nodes = graph.node_count();
+        summary.edges = graph.edge_count();
+        summary.length_km = graph.edge_weights().map(|e| e.length_m).sum::<f64>() / 2000.0;
+        Ok((
+            Self {
+                graph,
+                origin,
+                index: RTree::bulk_load(segments),
+                closed: BTreeSet::new(),
+            },
+            summary,
+        ))
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.graph.node_count()
+    }
+    pub fn edge_count(&self) -> usize {
+        self.graph.edge_count()
+    }
+    pub fn origin(&self) -> LatLon {
+        self.origin
+    }
+
+    /// The node, or `None` for an id not in this map.
+    pub fn node(&self, id: NodeId) -> Option<&MapNode> {
+        self.graph.node_weight(NodeIndex::new(id.0 as usize))
+    }
+
+    /// Position of a node. Callers hold ids produced by this map.
+    pub fn pos(&self, id: NodeId) -> Option<LatLon> {
+        self.node(id).map(|n| n.pos)
+    }
+
+    /// Projects a coordinate into the map's local frame (metres east, metres north of the origin).
+    pub fn to_xy(&self, p: LatLon) -> [f64; 2] {
+        project(self.origin, p)
+    }
+
+    /// Snaps `p` onto the nearest edge; refuses a coordinate farther than `max_m` from every usable way.
+    pub fn snap(&self, p: LatLon, max_m: f64) -> Result<Snap, CoreError> {
+        let q = project(self.origin, p);
+        let Some(seg) = self.index.nearest_neighbor(&q) else {
+            return Err(CoreError::invalid("the map is empty"));
+        };
+        let edge_distance_m = seg.geom().distance_2(&q).sqrt();
+        if edge_distance_m > max_m {
+            return Err(CoreError::invalid(format!(
+                "{p} is {edge_distance_m:.0} m from the nearest walkable way; the limit is {max_m:.0} m"
+            )));
+        }
+        let (a, b) = seg.data;
+        let da = self.graph[NodeIndex::new(a as usize)].pos.distance_m(p);
+        let db = self.graph[NodeIndex::new(b as usize)].pos.distance_m(p);
+        Ok(Snap {
+            node: NodeId(if da <= db { a } else { b }),
+            edge_distance_m,
+        })
+    }
+
+    /// Closes the edge between two adjacent nodes in both directions. Returns false when they are not adjacent.
+    pub fn close_edge(&mut self, a: NodeId, b: NodeId) -> bool {
+        if !self.adjacent(a, b) {
+            return false;
+        }
+        self.closed.insert((a, b));
+        self.closed.insert((b, a));
+        true
+    }
+
+    /// Reopens a closed edge (both directions). Returns false when it was not closed.
+    pub fn open_edge(&mut self, a: NodeId, b: NodeId) -> bool {
+        let x = self.closed.remove(&(a, b));
+        let y = self.closed.remove(&(b, a));
+        x || y
+    }
+
+    pub fn closed_edges(&self) -> impl Iterator<Item = (NodeId, NodeId)> + '_ {
+        self.closed.iter().copied().filter(|(a, b)| a < b)
+    }
+
+    pub fn adjacent(&self, a: NodeId, b: NodeId) -> bool {
+        let (ia, ib) = (NodeIndex::new(a.0 as usize), NodeIndex::new(b.0 as usize));
+        ia.index() < self.graph.node_count()
+            && ib.index() < self.graph.node_count()
+            && self.graph.find_edge(ia, ib).is_some()
+    }
+
+    fn edge_secs(&self, e: &MapEdge, profile: Profile) -> f64 {
+        e.length_m / profile.speed_mps
+            + if e.crossing {
+                profile.crossing_penalty_s
+            } else {
+                0.0
+            }
+    }
+
+    /// Fastest route from `from` to `to` for `profile` (A* with a great-circle lower bound), avoiding closed
+    /// edges. `None` when no open path exists or an id is not in this map.
+    pub fn route(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<Route> {
+        let target = self.node(to)?.pos;
+        self.node(from)?;
+        let (s, t) = (
+            NodeIndex::new(from.0 as usize),
+            NodeIndex::new(to.0 as usize),
+        );
+        let (secs, path) = petgraph::algo::astar(
+            &self.graph,
+            s,
+            |n| n == t,
+            |e| {
+                let key = (
+                    NodeId(e.source().index() as u32),
+                    NodeId(e.target().index() as u32),
+                );
+                if self.closed.contains(&key) {
+                    f64::INFINITY
+                } else {
+                    self.edge_secs(e.weight(), profile)
+                }
+            },
+            // Great-circle distance never exceeds a path's length, so this bound never overestimates.
+            |n| self.graph[n].pos.distance_m(target) / profile.speed_mps * 0.999_999,
+        )?;
+        if !secs.is_finite() {
+            return None;
+        }
+        let nodes: Vec<NodeId> = path.iter().map(|n| NodeId(n.index() as u32)).collect();
+        let length_m = path
+            .windows(2)
+            .filter_map(|w| self.graph.find_edge(w[0], w[1]))
+            .map(|e| self.graph[e].length_m)
+            .sum();
+        Some(Route {
+            nodes,
+            length_m,
+            duration_s: secs,
+        })
+    }
+
+    /// Reference shortest travel time by plain Dijkstra; the oracle the faster routers are tested against.
+    pub fn dijkstra_secs(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<f64> {
+        let t = NodeIndex::new(to.0 as usize);
+        let costs =
+            petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), Some(t), |e| {
+                let key = (
+                    NodeId(e.source().index() as u32),
+                    NodeId(e.target().index() as u32),
+                );
+                if self.closed.contains(&key) {
+                    f64::INFINITY
+                } else {
+                    self.edge_secs(e.weight(), profile)
+                }
+            });
+        costs.get(&t).copied().filter(|c| c.is_finite())
+    }
+
+    /// Travel times in seconds from `from` to every node (`f64::INFINITY` where unreachable), by one Dijkstra
+    /// search. Every edge exists in both directions with the same weight and closures close both directions,
+    /// so the same row also gives the times *to* `from`.
+    pub fn travel_times_from(&self, from: NodeId, profile: Profile) -> Vec<f64> {
+        let mut out = vec![f64::INFINITY; self.graph.node_count()];
+        if from.0 as usize >= out.len() {
+            return out;
+        }
+        let costs =
+            petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), None, |e| {
+                let key = (
+                    NodeId(e.source().index() as u32),
+                    NodeId(e.target().index() as u32),
+                );
+                if self.closed.contains(&key) {
+                    f64::INFINITY
+                } else {
+                    self.edge_secs(e.weight(), profile)
+                }
+            });
+        for (n, c) in costs {
+            out[n.index()] = c;
+        }
+        out
+    }
+
+    /// The polyline of a node path.
+    pub fn geometry(&self, nodes: &[NodeId]) -> Vec<LatLon> {
+        nodes.iter().filter_map(|&n| self.pos(n)).collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A 4x4 grid of streets, 0.001 degrees apart (about 111 m north-south), plus a detached 2-node way and a
+    /// flight of steps that must not be used.
+    pub fn grid() -> MapGraph {
+        let mut coords = HashMap::new();
+        let mut ways = Vec::new();
+        let id = |r: i64, c: i64| r * 10 + c + 1;
+        for r in 0..4 {
+            for c in 0..4 {
+                let p =
+                    LatLon::new(43.73 + r as f64 * 0.001, 7.42 + c as f64 * 0.001).expect("valid");
+                coords.insert(id(r, c), p);
+            }
+        }
+        for r in 0..4 {
+            ways.push(RawWay {
+                id: 100 + r,
+                refs: (0..4).map(|c| id(r, c)).collect(),
+                crossing: false,
+            });
+        }
+        for c in 0..4 {
+            ways.push(RawWay {
+                id: 200 + c,
+                refs: (0..4).map(|r| id(r, c)).collect(),
+                crossing: c == 3,
+            });
+        }
+        coords.insert(900, LatLon::new(43.80, 7.50).expect("valid"));
+        coords.insert(901, LatLon::new(43.8001, 7.50).expect("valid"));
+        ways.push(RawWay {
+            id: 300,
+            refs: vec![900, 901, 999],
+            crossing: false,
+        });
+        let (g, _) =
+            MapGraph::from_parts(&coords, &BTreeSet::new(), &ways, ImportSummary::default())
+                .expect("grid builds");
+        g
+    }
+
+    #[test]
+    fn keeps_largest_component_and_reports_the_rest() {
+        let mut coords = HashMap::new();
+        coords.insert(1, LatLon::new(43.73, 7.42).expect("valid"));
+        coords.insert(2, LatLon::new(43.731, 7.42).expect("valid"));
+        coords.insert(3, LatLon::new(43.732, 7.42).expect("valid"));
+        coords.insert(8, LatLon::new(43.8, 7.5).expect("valid"));
+        coords.insert(9, LatLon::new(43.801, 7.5).expect("valid"));
+        let ways = [
+            RawWay {
+                id: 1,
+                refs: vec![1, 2, 3],
+                crossing: false,
+            },
+            RawWay {
+                id: 2,
+                refs: vec![8, 9, 77],
+                crossing: false,
+            },
+        ];
+        let (g, s) =
+            MapGraph::from_parts(&coords, &BTreeSet::new(), &ways, ImportSummary::default())
+                .expect("builds");
+        assert_eq!((g.node_count(), g.edge_count()), (3, 4));
+        assert_eq!(
+            (s.components_dropped, s.nodes_dropped, s.missing_node_refs),
+            (1, 2, 1)
+        );
+    }
+
+    #[test]
+    fn snaps_to_the_nearest_edge_and_refuses_far_points() {
+        let g = grid();
+        // Just off the middle of the bottom street, nearer its west end.
+        let p = LatLon::new(43.73002, 7.42030).expect("valid");
+        let s = g.snap(p, 50.0).expect("close enough");
+        assert!(s.edge_distance_m < 3.0, "{s:?}");
+        assert_eq!(
+            g.pos(s.node),
+            Some(LatLon::new(43.73, 7.42).expect("valid"))
+        );
+        let far = LatLon::new(43.75, 7.42).expect("valid");
+        let err = g.snap(far, 50.0).expect_err("too far");
+        assert!(
+            err.to_string().contains("m from the nearest walkable way"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn astar_matches_dijkstra_and_closures_reroute() {
+        let mut g = grid();
+        let p = Profile::default();
+        let n = g.node_count() as u32;
+        for a in 0..n {
+            for b in 0..n {
+                let r = g.route(NodeId(a), NodeId(b), p).expect("connected");
+                let d = g.dijkstra_secs(NodeId(a), NodeId(b), p).expect("connected");
+                assert!(
+                    (r.duration_s - d).abs() < 1e-6,
+                    "{a}->{b}: {} vs {d}",
+                    r.duration_s
+                );
+            }
+        }
+        let before = g.route(NodeId(0), NodeId(1), p).expect("route");
+        assert_eq!(before.nodes.len(), 2);
+        assert!(g.close_edge(NodeId(0), NodeId(1)));
+        let after = g.route(NodeId(0), NodeId(1), p).expect("detour");
+        assert!(after.nodes.len() > 2 && after.duration_s > before.duration_s);
+        let d = g.dijkstra_secs(NodeId(0), NodeId(1), p).expect("detour");
+        assert!((after.duration_s - d).abs() < 1e-6);
+        assert!(g.open_edge(NodeId(0), NodeId(1)));
+        assert_eq!(g.route(NodeId(0), NodeId(1), p), Some(before));
+    }
+
+    #[test]
+    fn skip_rules() {
+        let t = |pairs: &[(&'static str, &'static str)]| -> HashMap<&str, &str> {
+            pairs.iter().copied().collect()
+        };
+        assert_eq!(skip_reason(&t(&[("highway", "footway")])), None);
+        assert_eq!(
+            skip_reason(&t(&[("highway", "steps")])).as_deref(),
+            Some("highway=steps")
+        );
+        assert_eq!(
+            skip_reason(&t(&[("highway", "motorway")])).as_deref(),
+            Some("highway=motorway")
+        );
+        assert!(skip_reason(&t(&[("highway", "service"), ("access", "private")])).is_some());
+        assert_eq!(
+            skip_reason(&t(&[
+                ("highway", "service"),
+                ("access", "private"),
+                ("foot", "yes")
+            ])),
+            None
+        );
+        assert!(skip_reason(&t(&[("highway", "residential"), ("foot", "no")])).is_some());
+    }
+}
