@@ -1,1 +1,15 @@
-//! placeholder
+//! Trundle's simulator. [`run`] plays a [`Scenario`] in a deterministic lockstep loop with a simulated clock:
+//! the real fleet-core [`Dispatcher`](fleet_core::dispatcher::Dispatcher) and one real robot-agent
+//! [`Agent`](robot_agent::agent::Agent) per robot on a [`KinematicPlatform`](robot_agent::platform::KinematicPlatform),
+//! shops placing a seeded stream of orders, customers typing their PIN at the door. The result is a [`Report`].
+//!
+//! Same scenario and seed, same report, byte for byte: every random draw comes from one seeded ChaCha stream,
+//! every collection that reaches the report is ordered, and time is tick x dt.
+
+pub mod report;
+pub mod scenario;
+pub mod world;
+
+pub use report::Report;
+pub use scenario::Scenario;
+pub use world::run;
