@@ -1,1 +1,15 @@
-//! placeholder
+//! Trundle protocol v1 (package `trundle.v1`): the generated gRPC code behind [`pb`], the descriptor set for
+//! server reflection, and in [`convert`] the only conversions between wire and domain types. Wire data is
+//! checked once, here; a missing or bad field is a [`convert::WireError`] that servers turn into
+//! `INVALID_ARGUMENT`, never a panic.
+
+pub mod convert;
+
+/// Generated protobuf and gRPC code. Wire types stay behind this module and the service/client adapters.
+pub mod pb {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("trundle.v1");
+}
+
+/// The encoded descriptor set of every Trundle proto file, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("trundle_descriptor");
