@@ -1,1 +1,19 @@
-//! placeholder
+//! Trundle's dispatcher: the gRPC server around one fleet-core [`Dispatcher`](fleet_core::dispatcher::Dispatcher).
+//!
+//! - [`core`]: the one thread that owns the dispatcher core and the store; every input goes through it, and
+//!   every record an input produces is written and flushed before anything is answered.
+//! - [`store`]: the [`store::Store`] trait and its sled implementation.
+//! - [`auth`]: bearer tokens for the shop, robot and operator roles, stored hashed.
+//! - [`service`]: the three gRPC services; each converts the request, calls the core, maps errors in one place.
+//! - [`server`]: wiring, health, reflection, graceful shutdown: `serve(listener, options, shutdown)`.
+
+pub mod auth;
+pub mod clock;
+pub mod core;
+pub mod error;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use error::Error;
+pub use server::{Options, serve};

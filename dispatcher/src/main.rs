@@ -1,1 +1,55 @@
-fn main() {}
+//! `trundle-dispatcher`: the gRPC dispatcher server.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use fleet_core::map::MapGraph;
+
+#[derive(Parser)]
+#[command(
+    name = "trundle-dispatcher",
+    version,
+    about = "Trundle's delivery-robot dispatcher (gRPC)"
+)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "TRUNDLE_LISTEN")]
+    listen: String,
+    /// Data directory (the sled store and the first operator token).
+    #[arg(long, default_value = "trundle-data", env = "TRUNDLE_DATA")]
+    data: PathBuf,
+    /// OpenStreetMap extract (.osm.pbf) the robots drive on.
+    #[arg(long, default_value = "data/monaco.osm.pbf", env = "TRUNDLE_MAP")]
+    map: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let bytes = std::fs::read(&args.map)
+        .with_context(|| format!("cannot read the map {}", args.map.display()))?;
+    let (map, summary) = MapGraph::from_osm(&bytes)
+        .with_context(|| format!("cannot import {}", args.map.display()))?;
+    tracing::info!(
+        nodes = summary.nodes,
+        edges = summary.edges,
+        km = summary.length_km,
+        components_dropped = summary.components_dropped,
+        "map {} imported",
+        args.map.display()
+    );
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    dispatcher::serve(listener, dispatcher::Options::new(args.data, map), shutdown).await?;
+    Ok(())
+}

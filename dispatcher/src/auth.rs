@@ -1,0 +1,109 @@
+//! Bearer tokens. A token is 32 random bytes, shown once; the store keeps only its SHA-256 hash. Identity comes
+//! from the token alone, never from a request field.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tonic::metadata::MetadataMap;
+
+use crate::Error;
+use crate::store::{Principal, Store, TokenEntry};
+
+pub fn hash_hex(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The token table: hashes to principals, loaded from the store and written through to it.
+#[derive(Clone)]
+pub struct Auth {
+    store: Arc<dyn Store>,
+    // A std lock: held only for a map lookup or insert, never across an `.await`.
+    tokens: Arc<RwLock<HashMap<String, Principal>>>,
+}
+
+impl Auth {
+    pub fn load(store: Arc<dyn Store>) -> Result<Self, Error> {
+        let tokens = store
+            .load_tokens()?
+            .into_iter()
+            .map(|t| (t.hash_hex, t.principal))
+            .collect();
+        Ok(Self {
+            store,
+            tokens: Arc::new(RwLock::new(tokens)),
+        })
+    }
+
+    pub fn has_operator(&self) -> bool {
+        self.tokens
+            .read()
+            .map(|t| t.values().any(|p| *p == Principal::Operator))
+            .unwrap_or(false)
+    }
+
+    /// Issues a new token for `principal`; it is durable before it is returned.
+    pub fn issue(&self, principal: Principal) -> Result<String, Error> {
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let token = format!(
+            "trd_{}",
+            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let entry = TokenEntry {
+            hash_hex: hash_hex(&token),
+            principal,
+        };
+        self.store.put_token(&entry)?;
+        self.tokens
+            .write()
+            .map_err(|_| Error::Setup("token table lock poisoned".into()))?
+            .insert(entry.hash_hex, entry.principal);
+        Ok(token)
+    }
+
+    /// Who is calling, from the `authorization` header.
+    pub fn principal(&self, md: &MetadataMap) -> Result<Principal, Error> {
+        let v = md.get("authorization").ok_or(Error::NoToken)?;
+        let s = v.to_str().map_err(|_| Error::BadToken)?;
+        let token = s
+            .strip_prefix("Bearer ")
+            .or_else(|| s.strip_prefix("bearer "))
+            .ok_or(Error::NoToken)?;
+        if token.is_empty() || token.len() > 256 {
+            return Err(Error::BadToken);
+        }
+        let h = hash_hex(token.trim());
+        self.tokens
+            .read()
+            .map_err(|_| Error::Setup("token table lock poisoned".into()))?
+            .get(&h)
+            .cloned()
+            .ok_or(Error::BadToken)
+    }
+
+    pub fn shop(&self, md: &MetadataMap) -> Result<fleet_core::ShopId, Error> {
+        match self.principal(md)? {
+            Principal::Shop(s) => Ok(s),
+            _ => Err(Error::WrongRole("this call needs a shop token".into())),
+        }
+    }
+
+    pub fn robot(&self, md: &MetadataMap) -> Result<fleet_core::RobotId, Error> {
+        match self.principal(md)? {
+            Principal::Robot(r) => Ok(r),
+            _ => Err(Error::WrongRole("this call needs a robot token".into())),
+        }
+    }
+
+    pub fn operator(&self, md: &MetadataMap) -> Result<(), Error> {
+        match self.principal(md)? {
+            Principal::Operator => Ok(()),
+            _ => Err(Error::WrongRole("this call needs an operator token".into())),
+        }
+    }
+}

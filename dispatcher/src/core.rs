@@ -1,0 +1,273 @@
+//! The core thread: the one owner of the fleet-core dispatcher, the store handle it writes through, and the
+//! table of live robot sessions. Services talk to it through a [`CoreHandle`].
+//!
+//! For every input: `handle(now, input)`, then write all `Persist` records of that call in one flushed batch,
+//! then answer and notify. A failed write answers UNAVAILABLE and stops the core (fail-stop): memory may be
+//! ahead of disk, so the process must restart from disk rather than serve a state nobody can recover.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use fleet_core::dispatcher::{Dispatcher, Input, Output, Reply};
+use fleet_core::order::Order;
+use fleet_core::robot::Robot;
+use fleet_core::{CoreError, RobotId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use trundle_proto::{convert, pb};
+
+use crate::Error;
+use crate::clock::MonotonicClock;
+use crate::store::Store;
+
+/// What robot sessions receive.
+pub type SessionTx = mpsc::Sender<Result<pb::DispatcherMessage, tonic::Status>>;
+
+/// A fleet notification for operators.
+#[derive(Debug, Clone)]
+pub enum FleetNote {
+    Robot(Box<Robot>),
+    Alert {
+        robot: Option<RobotId>,
+        message: String,
+    },
+}
+
+type Query = Box<dyn FnOnce(&Dispatcher) + Send>;
+
+enum Command {
+    Input {
+        input: Input,
+        reply: Option<oneshot::Sender<Result<Reply, Error>>>,
+    },
+    Query(Query),
+    Attach {
+        robot: RobotId,
+        tx: SessionTx,
+        reply: oneshot::Sender<u64>,
+    },
+    Detach {
+        robot: RobotId,
+        session: u64,
+    },
+    Stop,
+}
+
+/// A cheap, cloneable handle to the core thread.
+#[derive(Clone)]
+pub struct CoreHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    orders: broadcast::Sender<Arc<Order>>,
+    fleet: broadcast::Sender<FleetNote>,
+}
+
+/// The running core thread.
+pub struct Core {
+    pub handle: CoreHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Core {
+    pub fn start(dispatcher: Dispatcher, store: Arc<dyn Store>) -> Self {
+        // Unbounded: the core must never block a service on a full queue while it holds no await point; the
+        // server's concurrency limits bound how much can be queued.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (orders, _) = broadcast::channel(4096);
+        let (fleet, _) = broadcast::channel(4096);
+        let handle = CoreHandle {
+            tx,
+            orders: orders.clone(),
+            fleet: fleet.clone(),
+        };
+        let state = CoreThread {
+            d: dispatcher,
+            store,
+            clock: MonotonicClock::default(),
+            sessions: BTreeMap::new(),
+            next_session: 1,
+            orders,
+            fleet,
+            failed: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name("trundle-core".into())
+            .spawn(move || state.run(rx))
+            .ok();
+        Self { handle, thread }
+    }
+
+    /// Stops the core and waits until it has dropped the store and every session sender.
+    pub async fn stop(&mut self) {
+        let _ = self.handle.tx.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+impl CoreHandle {
+    /// Runs one input through the core and returns its reply.
+    pub async fn call(&self, input: Input) -> Result<Reply, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Input {
+                input,
+                reply: Some(tx),
+            })
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Sends an input whose reply nobody waits for (robot messages, ticks).
+    pub fn send(&self, input: Input) -> Result<(), Error> {
+        self.tx
+            .send(Command::Input { input, reply: None })
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Reads from the core's current state.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Dispatcher) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        let q: Query = Box::new(move |d| {
+            let _ = tx.send(f(d));
+        });
+        self.tx
+            .send(Command::Query(q))
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Registers a robot's session; a newer session replaces an older one. Returns the session number.
+    pub async fn attach(&self, robot: RobotId, tx: SessionTx) -> Result<u64, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Attach { robot, tx, reply })
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    pub fn detach(&self, robot: RobotId, session: u64) {
+        let _ = self.tx.send(Command::Detach { robot, session });
+    }
+
+    /// Resolves when the core thread has stopped; long-lived streams end then.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
+    pub fn subscribe_orders(&self) -> broadcast::Receiver<Arc<Order>> {
+        self.orders.subscribe()
+    }
+
+    pub fn subscribe_fleet(&self) -> broadcast::Receiver<FleetNote> {
+        self.fleet.subscribe()
+    }
+}
+
+struct CoreThread {
+    d: Dispatcher,
+    store: Arc<dyn Store>,
+    clock: MonotonicClock,
+    sessions: BTreeMap<RobotId, (u64, SessionTx)>,
+    next_session: u64,
+    orders: broadcast::Sender<Arc<Order>>,
+    fleet: broadcast::Sender<FleetNote>,
+    /// A store write failed: refuse everything from now on.
+    failed: bool,
+}
+
+impl CoreThread {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        while let Some(cmd) = rx.blocking_recv() {
+            match cmd {
+                Command::Stop => break,
+                Command::Query(q) => q(&self.d),
+                Command::Attach { robot, tx, reply } => {
+                    let id = self.next_session;
+                    self.next_session += 1;
+                    // Dropping the replaced sender ends the older session's stream.
+                    self.sessions.insert(robot, (id, tx));
+                    let _ = reply.send(id);
+                }
+                Command::Detach { robot, session } => {
+                    if self
+                        .sessions
+                        .get(&robot)
+                        .is_some_and(|(id, _)| *id == session)
+                    {
+                        self.sessions.remove(&robot);
+                        self.input(Input::RobotDisconnected { robot }, None);
+                    }
+                }
+                Command::Input { input, reply } => self.input(input, reply),
+            }
+        }
+        tracing::info!("dispatcher core stopped");
+    }
+
+    fn input(&mut self, input: Input, reply: Option<oneshot::Sender<Result<Reply, Error>>>) {
+        if self.failed {
+            if let Some(r) = reply {
+                let _ = r.send(Err(Error::Stopped));
+            }
+            return;
+        }
+        let now = self.clock.now();
+        let outputs = self.d.handle(now, input);
+        let records: Vec<_> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Persist(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Err(e) = self.store.write(&records) {
+            tracing::error!("store write failed, stopping the core: {e}");
+            self.failed = true;
+            self.sessions.clear();
+            if let Some(r) = reply {
+                let _ = r.send(Err(e));
+            }
+            return;
+        }
+        let mut reply = reply;
+        for o in outputs {
+            match o {
+                Output::Persist(_) => {}
+                Output::Reply(r) => {
+                    if let Some(tx) = reply.take() {
+                        let _ = tx.send(r.map_err(Error::from));
+                    }
+                }
+                Output::Send { robot, msg } => {
+                    let Some((_, tx)) = self.sessions.get(&robot) else {
+                        continue;
+                    };
+                    // A robot that cannot keep up loses its session; it reconnects and resynchronises.
+                    if tx.try_send(Ok(convert::to_robot_to_wire(&msg))).is_err() {
+                        tracing::warn!(%robot, "session queue full or closed; dropping the session");
+                        self.sessions.remove(&robot);
+                    }
+                }
+                Output::OrderChanged(o) => {
+                    let _ = self.orders.send(Arc::new(*o));
+                }
+                Output::RobotChanged(r) => {
+                    let _ = self.fleet.send(FleetNote::Robot(r));
+                }
+                Output::Alert { robot, message } => {
+                    tracing::warn!("{message}");
+                    let _ = self.fleet.send(FleetNote::Alert { robot, message });
+                }
+            }
+        }
+        if let Some(tx) = reply {
+            let _ = tx.send(Err(Error::Core(CoreError::precondition(
+                "the core gave no answer",
+            ))));
+        }
+    }
+}

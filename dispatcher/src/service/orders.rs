@@ -1,0 +1,211 @@
+//! `trundle.v1.OrderService`, for shops.
+
+use std::pin::Pin;
+
+use fleet_core::dispatcher::{Input, Reply};
+use rand::Rng;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use trundle_proto::convert::{self, order_id};
+use trundle_proto::pb;
+
+use super::Ctx;
+use crate::Error;
+
+pub struct OrderApi(pub Ctx);
+
+fn unexpected(r: Reply) -> Status {
+    tracing::error!("unexpected core reply {r:?}");
+    Status::internal("internal error")
+}
+
+type OrderStream = Pin<Box<dyn Stream<Item = Result<pb::Order, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::order_service_server::OrderService for OrderApi {
+    async fn quote(
+        &self,
+        req: Request<pb::QuoteRequest>,
+    ) -> Result<Response<pb::QuoteResponse>, Status> {
+        let shop = self.0.auth.shop(req.metadata())?;
+        let request = convert::delivery(req.get_ref().delivery.as_ref()).map_err(Error::from)?;
+        match self.0.core.call(Input::Quote { shop, request }).await? {
+            Reply::Quote(q) => Ok(Response::new(pb::QuoteResponse {
+                quote: Some(convert::quote_to_wire(&q)),
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn place_order(
+        &self,
+        req: Request<pb::PlaceOrderRequest>,
+    ) -> Result<Response<pb::PlaceOrderResponse>, Status> {
+        let shop = self.0.auth.shop(req.metadata())?;
+        let r = req.get_ref();
+        let request = convert::delivery(r.delivery.as_ref()).map_err(Error::from)?;
+        let pin = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
+        let input = Input::PlaceOrder {
+            shop,
+            idempotency_key: r.idempotency_key.clone(),
+            request,
+            pin,
+        };
+        match self.0.core.call(input).await? {
+            Reply::Placed {
+                order,
+                quote,
+                replayed,
+            } => Ok(Response::new(pb::PlaceOrderResponse {
+                order: Some(convert::order_to_wire(&order)),
+                quote: Some(convert::quote_to_wire(&quote)),
+                replayed,
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn get_order(
+        &self,
+        req: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let shop = self.0.auth.shop(req.metadata())?;
+        let id = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
+        let o = self
+            .0
+            .core
+            .query(move |d| d.order_for_shop(&shop, &id).map(convert::order_to_wire))
+            .await?;
+        Ok(Response::new(o.map_err(Error::from)?))
+    }
+
+    async fn list_orders(
+        &self,
+        req: Request<pb::ListOrdersRequest>,
+    ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let shop = self.0.auth.shop(req.metadata())?;
+        let r = req.get_ref();
+        let limit = match r.limit {
+            0 => 100,
+            n if n <= 1000 => n as usize,
+            n => {
+                return Err(Error::Wire(convert::WireError(format!(
+                    "limit {n} is over the maximum of 1000"
+                )))
+                .into());
+            }
+        };
+        let include_closed = r.include_closed;
+        let orders = self
+            .0
+            .core
+            .query(move |d| {
+                let mut v: Vec<_> = d
+                    .orders()
+                    .filter(|o| o.shop == shop && (include_closed || !o.status.is_terminal()))
+                    .collect();
+                v.sort_by(|a, b| {
+                    b.created_at
+                        .cmp(&a.created_at)
+                        .then_with(|| b.id.cmp(&a.id))
+                });
+                v.into_iter()
+                    .take(limit)
+                    .map(convert::order_to_wire)
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(pb::ListOrdersResponse { orders }))
+    }
+
+    async fn cancel_order(
+        &self,
+        req: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let shop = self.0.auth.shop(req.metadata())?;
+        let order = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
+        match self.0.core.call(Input::CancelOrder { shop, order }).await? {
+            Reply::Order(o) => Ok(Response::new(convert::order_to_wire(&o))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn mark_ready(
+        &self,
+        req: Request<pb::MarkReadyRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let shop = self.0.auth.shop(req.metadata())?;
+        let order = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
+        match self.0.core.call(Input::MarkReady { shop, order }).await? {
+            Reply::Order(o) => Ok(Response::new(convert::order_to_wire(&o))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    type WatchOrderStream = OrderStream;
+
+    async fn watch_order(
+        &self,
+        req: Request<pb::WatchOrderRequest>,
+    ) -> Result<Response<OrderStream>, Status> {
+        let shop = self.0.auth.shop(req.metadata())?;
+        let id = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
+        // Subscribe before reading the current state, so no change falls between the two.
+        let mut changes = self.0.core.subscribe_orders();
+        let core = self.0.core.clone();
+        let (s, i) = (shop.clone(), id.clone());
+        let first = core
+            .query(move |d| d.order_for_shop(&s, &i).cloned())
+            .await?
+            .map_err(Error::from)?;
+        let stream = async_stream(move |tx| async move {
+            let mut last = first.clone();
+            if tx.send(Ok(convert::order_to_wire(&first))).await.is_err()
+                || first.status.is_terminal()
+            {
+                return;
+            }
+            loop {
+                let change = tokio::select! {
+                    c = changes.recv() => c,
+                    () = core.closed() => return,
+                };
+                let next = match change {
+                    Ok(o) if o.id == id => (*o).clone(),
+                    Ok(_) => continue,
+                    // Missed some changes: read the current state instead.
+                    Err(RecvError::Lagged(_)) => {
+                        let (s, i) = (shop.clone(), id.clone());
+                        match core.query(move |d| d.order_for_shop(&s, &i).cloned()).await {
+                            Ok(Ok(o)) => o,
+                            _ => return,
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                if next == last {
+                    continue;
+                }
+                let done = next.status.is_terminal();
+                if tx.send(Ok(convert::order_to_wire(&next))).await.is_err() || done {
+                    return;
+                }
+                last = next;
+            }
+        });
+        Ok(Response::new(stream))
+    }
+}
+
+/// A stream fed by a spawned task through a small channel; the task ends when the client goes away.
+pub(crate) fn async_stream<T, F, Fut>(f: F) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

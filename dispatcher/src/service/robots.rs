@@ -1,0 +1,142 @@
+//! `trundle.v1.RobotService`: one bidirectional session per robot. The robot is the token's; the first message
+//! must be a hello; a malformed message ends the session with INVALID_ARGUMENT and changes nothing.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use fleet_core::dispatcher::Input;
+use fleet_core::mission::FromRobot;
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use trundle_proto::{convert, pb};
+
+use super::Ctx;
+use crate::Error;
+
+pub struct RobotApi(pub Ctx);
+
+/// How long a new session may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages queued towards one robot before it counts as too slow.
+const SESSION_QUEUE: usize = 256;
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::DispatcherMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::robot_service_server::RobotService for RobotApi {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::RobotMessage>>,
+    ) -> Result<Response<SessionStream>, Status> {
+        let robot = self.0.auth.robot(req.metadata())?;
+        let known = {
+            let r = robot.clone();
+            self.0.core.query(move |d| d.robot(&r).is_some()).await?
+        };
+        if !known {
+            return Err(Status::not_found(format!(
+                "robot {robot} is not registered"
+            )));
+        }
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let core = self.0.core.clone();
+        tokio::spawn(async move {
+            // The hello comes first; nothing is attached before it checks out.
+            let first = match tokio::time::timeout(HELLO_TIMEOUT, inbound.next()).await {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(_))) | Ok(None) => return,
+                Err(_) => {
+                    let _ = tx
+                        .send(Err(Status::deadline_exceeded("no hello within 30 s")))
+                        .await;
+                    return;
+                }
+            };
+            let claimed = match &first.msg {
+                Some(pb::robot_message::Msg::Hello(h)) => h.robot_id.clone(),
+                _ => {
+                    let _ = tx
+                        .send(Err(Status::failed_precondition(
+                            "the first message of a session must be a hello",
+                        )))
+                        .await;
+                    return;
+                }
+            };
+            if !claimed.is_empty() && claimed != robot.as_str() {
+                let _ = tx
+                    .send(Err(Status::permission_denied(format!(
+                        "this token belongs to robot {robot}, not {claimed}"
+                    ))))
+                    .await;
+                return;
+            }
+            let hello = match convert::from_robot(first) {
+                Ok(h) => h,
+                Err(e) => {
+                    let _ = tx.send(Err(Status::from(Error::from(e)))).await;
+                    return;
+                }
+            };
+            let _ = tx
+                .send(Ok(pb::DispatcherMessage {
+                    msg: Some(pb::dispatcher_message::Msg::Welcome(pb::Welcome {
+                        robot_id: robot.to_string(),
+                    })),
+                }))
+                .await;
+            let Ok(session) = core.attach(robot.clone(), tx.clone()).await else {
+                return;
+            };
+            if core
+                .send(Input::Robot {
+                    robot: robot.clone(),
+                    msg: hello,
+                })
+                .is_err()
+            {
+                return;
+            }
+            loop {
+                let m = tokio::select! {
+                    m = inbound.next() => m,
+                    () = core.closed() => break,
+                };
+                let Some(Ok(m)) = m else { break };
+                match convert::from_robot(m) {
+                    Ok(FromRobot::Hello(_)) => {
+                        let _ = tx
+                            .send(Err(Status::failed_precondition(
+                                "hello may only be sent once",
+                            )))
+                            .await;
+                        break;
+                    }
+                    Ok(msg) => {
+                        if core
+                            .send(Input::Robot {
+                                robot: robot.clone(),
+                                msg,
+                            })
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(Error::from(e)))).await;
+                        break;
+                    }
+                }
+            }
+            core.detach(robot, session);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

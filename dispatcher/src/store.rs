@@ -1,0 +1,163 @@
+//! Persistence. The [`Store`] trait is what the dispatcher needs; [`SledStore`] is the embedded default.
+//! Every write is one atomic batch followed by a flush to disk: when `write` returns Ok, the records survive a
+//! crash. Values are JSON of the domain records, so they stay readable and evolve with serde defaults.
+
+use std::path::Path;
+
+use fleet_core::dispatcher::Record;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Principal {
+    Shop(fleet_core::ShopId),
+    Robot(fleet_core::RobotId),
+    Operator,
+}
+
+/// A stored token: only its SHA-256 hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenEntry {
+    pub hash_hex: String,
+    pub principal: Principal,
+}
+
+pub trait Store: Send + Sync + 'static {
+    /// Every record, for recovery.
+    fn load(&self) -> Result<Vec<Record>, Error>;
+    /// Writes the records atomically and durably.
+    fn write(&self, records: &[Record]) -> Result<(), Error>;
+    fn load_tokens(&self) -> Result<Vec<TokenEntry>, Error>;
+    /// Stores a token durably.
+    fn put_token(&self, t: &TokenEntry) -> Result<(), Error>;
+}
+
+/// The sled store: tree `records` (keys `o/<order>`, `r/<robot>`, `s/<shop>`, `meta`) and tree `tokens`.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    records: sled::Tree,
+    tokens: sled::Tree,
+}
+
+fn store_err(e: impl std::fmt::Display) -> Error {
+    Error::Store(e.to_string())
+}
+
+impl SledStore {
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .open()
+            .map_err(store_err)?;
+        let records = db.open_tree("records").map_err(store_err)?;
+        let tokens = db.open_tree("tokens").map_err(store_err)?;
+        Ok(Self {
+            db,
+            records,
+            tokens,
+        })
+    }
+
+    fn key(r: &Record) -> String {
+        match r {
+            Record::Order(o) => format!("o/{}", o.id),
+            Record::Robot(r) => format!("r/{}", r.id),
+            Record::Shop(s) => format!("s/{}", s.id),
+            Record::Meta(_) => "meta".into(),
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn load(&self) -> Result<Vec<Record>, Error> {
+        let mut out = Vec::new();
+        for kv in self.records.iter() {
+            let (k, v) = kv.map_err(store_err)?;
+            let r: Record = serde_json::from_slice(&v).map_err(|e| {
+                Error::Store(format!(
+                    "record {} is unreadable: {e}",
+                    String::from_utf8_lossy(&k)
+                ))
+            })?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    fn write(&self, records: &[Record]) -> Result<(), Error> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for r in records {
+            batch.insert(
+                Self::key(r).as_bytes(),
+                serde_json::to_vec(r).map_err(store_err)?,
+            );
+        }
+        self.records.apply_batch(batch).map_err(store_err)?;
+        self.db.flush().map_err(store_err)?;
+        Ok(())
+    }
+
+    fn load_tokens(&self) -> Result<Vec<TokenEntry>, Error> {
+        let mut out = Vec::new();
+        for kv in self.tokens.iter() {
+            let (_, v) = kv.map_err(store_err)?;
+            out.push(serde_json::from_slice(&v).map_err(store_err)?);
+        }
+        Ok(out)
+    }
+
+    fn put_token(&self, t: &TokenEntry) -> Result<(), Error> {
+        self.tokens
+            .insert(
+                t.hash_hex.as_bytes(),
+                serde_json::to_vec(t).map_err(store_err)?,
+            )
+            .map_err(store_err)?;
+        self.db.flush().map_err(store_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_core::dispatcher::Meta;
+
+    #[test]
+    fn records_survive_reopening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let s = SledStore::open(dir.path()).expect("opens");
+            s.write(&[Record::Meta(Meta {
+                next_order_seq: 41,
+                closed_edges: vec![],
+            })])
+            .expect("writes");
+            s.write(&[Record::Meta(Meta {
+                next_order_seq: 42,
+                closed_edges: vec![],
+            })])
+            .expect("writes");
+            s.put_token(&TokenEntry {
+                hash_hex: "ab".into(),
+                principal: Principal::Operator,
+            })
+            .expect("writes");
+        }
+        let s = SledStore::open(dir.path()).expect("reopens");
+        assert_eq!(
+            s.load().expect("loads"),
+            vec![Record::Meta(Meta {
+                next_order_seq: 42,
+                closed_edges: vec![]
+            })]
+        );
+        assert_eq!(s.load_tokens().expect("loads").len(), 1);
+    }
+}
