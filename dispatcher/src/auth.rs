@@ -12,10 +12,7 @@ use crate::Error;
 use crate::store::{Principal, Store, TokenEntry};
 
 pub fn hash_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The token table: hashes to principals, loaded from the store and written through to it.
@@ -28,36 +25,20 @@ pub struct Auth {
 
 impl Auth {
     pub fn load(store: Arc<dyn Store>) -> Result<Self, Error> {
-        let tokens = store
-            .load_tokens()?
-            .into_iter()
-            .map(|t| (t.hash_hex, t.principal))
-            .collect();
-        Ok(Self {
-            store,
-            tokens: Arc::new(RwLock::new(tokens)),
-        })
+        let tokens = store.load_tokens()?.into_iter().map(|t| (t.hash_hex, t.principal)).collect();
+        Ok(Self { store, tokens: Arc::new(RwLock::new(tokens)) })
     }
 
     pub fn has_operator(&self) -> bool {
-        self.tokens
-            .read()
-            .map(|t| t.values().any(|p| *p == Principal::Operator))
-            .unwrap_or(false)
+        self.tokens.read().map(|t| t.values().any(|p| *p == Principal::Operator)).unwrap_or(false)
     }
 
     /// Issues a new token for `principal`; it is durable before it is returned.
     pub fn issue(&self, principal: Principal) -> Result<String, Error> {
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
-        let token = format!(
-            "trd_{}",
-            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
-        let entry = TokenEntry {
-            hash_hex: hash_hex(&token),
-            principal,
-        };
+        let token = format!("trd_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let entry = TokenEntry { hash_hex: hash_hex(&token), principal };
         self.store.put_token(&entry)?;
         self.tokens
             .write()
@@ -70,10 +51,7 @@ impl Auth {
     pub fn principal(&self, md: &MetadataMap) -> Result<Principal, Error> {
         let v = md.get("authorization").ok_or(Error::NoToken)?;
         let s = v.to_str().map_err(|_| Error::BadToken)?;
-        let token = s
-            .strip_prefix("Bearer ")
-            .or_else(|| s.strip_prefix("bearer "))
-            .ok_or(Error::NoToken)?;
+        let token = s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer ")).ok_or(Error::NoToken)?;
         if token.is_empty() || token.len() > 256 {
             return Err(Error::BadToken);
         }

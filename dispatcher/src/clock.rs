@@ -12,10 +12,7 @@ pub struct MonotonicClock {
 
 impl MonotonicClock {
     pub fn now(&mut self) -> Timestamp {
-        let sys = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let sys = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         self.last = sys.max(self.last + 1);
         Timestamp(self.last)
     }
@@ -23,12 +20,7 @@ impl MonotonicClock {
 
 /// System time now, for clients (not monotonic).
 pub fn wall_now() -> Timestamp {
-    Timestamp(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-    )
+    Timestamp(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -27,29 +27,16 @@ pub type SessionTx = mpsc::Sender<Result<pb::DispatcherMessage, tonic::Status>>;
 #[derive(Debug, Clone)]
 pub enum FleetNote {
     Robot(Box<Robot>),
-    Alert {
-        robot: Option<RobotId>,
-        message: String,
-    },
+    Alert { robot: Option<RobotId>, message: String },
 }
 
 type Query = Box<dyn FnOnce(&Dispatcher) + Send>;
 
 enum Command {
-    Input {
-        input: Input,
-        reply: Option<oneshot::Sender<Result<Reply, Error>>>,
-    },
+    Input { input: Input, reply: Option<oneshot::Sender<Result<Reply, Error>>> },
     Query(Query),
-    Attach {
-        robot: RobotId,
-        tx: SessionTx,
-        reply: oneshot::Sender<u64>,
-    },
-    Detach {
-        robot: RobotId,
-        session: u64,
-    },
+    Attach { robot: RobotId, tx: SessionTx, reply: oneshot::Sender<u64> },
+    Detach { robot: RobotId, session: u64 },
     Stop,
 }
 
@@ -74,11 +61,7 @@ impl Core {
         let (tx, rx) = mpsc::unbounded_channel();
         let (orders, _) = broadcast::channel(4096);
         let (fleet, _) = broadcast::channel(4096);
-        let handle = CoreHandle {
-            tx,
-            orders: orders.clone(),
-            fleet: fleet.clone(),
-        };
+        let handle = CoreHandle { tx, orders: orders.clone(), fleet: fleet.clone() };
         let state = CoreThread {
             d: dispatcher,
             store,
@@ -89,10 +72,7 @@ impl Core {
             fleet,
             failed: false,
         };
-        let thread = std::thread::Builder::new()
-            .name("trundle-core".into())
-            .spawn(move || state.run(rx))
-            .ok();
+        let thread = std::thread::Builder::new().name("trundle-core".into()).spawn(move || state.run(rx)).ok();
         Self { handle, thread }
     }
 
@@ -109,20 +89,13 @@ impl CoreHandle {
     /// Runs one input through the core and returns its reply.
     pub async fn call(&self, input: Input) -> Result<Reply, Error> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Input {
-                input,
-                reply: Some(tx),
-            })
-            .map_err(|_| Error::Stopped)?;
+        self.tx.send(Command::Input { input, reply: Some(tx) }).map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)?
     }
 
     /// Sends an input whose reply nobody waits for (robot messages, ticks).
     pub fn send(&self, input: Input) -> Result<(), Error> {
-        self.tx
-            .send(Command::Input { input, reply: None })
-            .map_err(|_| Error::Stopped)
+        self.tx.send(Command::Input { input, reply: None }).map_err(|_| Error::Stopped)
     }
 
     /// Reads from the core's current state.
@@ -134,18 +107,14 @@ impl CoreHandle {
         let q: Query = Box::new(move |d| {
             let _ = tx.send(f(d));
         });
-        self.tx
-            .send(Command::Query(q))
-            .map_err(|_| Error::Stopped)?;
+        self.tx.send(Command::Query(q)).map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
 
     /// Registers a robot's session; a newer session replaces an older one. Returns the session number.
     pub async fn attach(&self, robot: RobotId, tx: SessionTx) -> Result<u64, Error> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Attach { robot, tx, reply })
-            .map_err(|_| Error::Stopped)?;
+        self.tx.send(Command::Attach { robot, tx, reply }).map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
 
@@ -193,11 +162,7 @@ impl CoreThread {
                     let _ = reply.send(id);
                 }
                 Command::Detach { robot, session } => {
-                    if self
-                        .sessions
-                        .get(&robot)
-                        .is_some_and(|(id, _)| *id == session)
-                    {
+                    if self.sessions.get(&robot).is_some_and(|(id, _)| *id == session) {
                         self.sessions.remove(&robot);
                         self.input(Input::RobotDisconnected { robot }, None);
                     }
@@ -265,9 +230,7 @@ impl CoreThread {
             }
         }
         if let Some(tx) = reply {
-            let _ = tx.send(Err(Error::Core(CoreError::precondition(
-                "the core gave no answer",
-            ))));
+            let _ = tx.send(Err(Error::Core(CoreError::precondition("the core gave no answer"))));
         }
     }
 }

@@ -16,4 +16,4 @@ pub mod service;
 pub mod store;
 
 pub use error::Error;
-pub use server::{Options, serve};
+pub use server::{Options, Prepared, open, serve};

@@ -7,11 +7,7 @@ use clap::Parser;
 use fleet_core::map::MapGraph;
 
 #[derive(Parser)]
-#[command(
-    name = "trundle-dispatcher",
-    version,
-    about = "Trundle's delivery-robot dispatcher (gRPC)"
-)]
+#[command(name = "trundle-dispatcher", version, about = "Trundle's delivery-robot dispatcher (gRPC)")]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:50051", env = "TRUNDLE_LISTEN")]
@@ -27,15 +23,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
-    let bytes = std::fs::read(&args.map)
-        .with_context(|| format!("cannot read the map {}", args.map.display()))?;
-    let (map, summary) = MapGraph::from_osm(&bytes)
-        .with_context(|| format!("cannot import {}", args.map.display()))?;
+    let bytes = std::fs::read(&args.map).with_context(|| format!("cannot read the map {}", args.map.display()))?;
+    let (map, summary) = MapGraph::from_osm(&bytes).with_context(|| format!("cannot import {}", args.map.display()))?;
     tracing::info!(
         nodes = summary.nodes,
         edges = summary.edges,

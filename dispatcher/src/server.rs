@@ -27,11 +27,7 @@ use crate::store::{Principal, SledStore, Store};
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 /// The services, as health and reflection name them.
-pub const SERVICES: [&str; 3] = [
-    "trundle.v1.OrderService",
-    "trundle.v1.RobotService",
-    "trundle.v1.OpsService",
-];
+pub const SERVICES: [&str; 3] = ["trundle.v1.OrderService", "trundle.v1.RobotService", "trundle.v1.OpsService"];
 
 pub struct Options {
     pub data_dir: PathBuf,
@@ -43,12 +39,7 @@ pub struct Options {
 
 impl Options {
     pub fn new(data_dir: impl Into<PathBuf>, map: MapGraph) -> Self {
-        Self {
-            data_dir: data_dir.into(),
-            map,
-            config: Config::default(),
-            tick: Duration::from_secs(1),
-        }
+        Self { data_dir: data_dir.into(), map, config: Config::default(), tick: Duration::from_secs(1) }
     }
 }
 
@@ -65,12 +56,18 @@ fn write_secret(path: &Path, secret: &str) -> Result<(), Error> {
     o.write(true).create(true).truncate(true);
     #[cfg(unix)]
     o.mode(0o600);
-    let mut f = o
-        .open(path)
-        .map_err(|e| Error::Setup(format!("cannot write {}: {e}", path.display())))?;
+    let mut f = o.open(path).map_err(|e| Error::Setup(format!("cannot write {}: {e}", path.display())))?;
     f.write_all(format!("{secret}\n").as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::Setup(format!("cannot write {}: {e}", path.display())))
+}
+
+/// A dispatcher whose store is open and whose state is recovered, ready to serve.
+pub struct Prepared {
+    dispatcher: Dispatcher,
+    store: Arc<dyn Store>,
+    auth: Auth,
+    tick: Duration,
 }
 
 /// Serves until `shutdown` resolves. The listener is already bound, so tests can pass `127.0.0.1:0`.
@@ -79,6 +76,12 @@ pub async fn serve(
     opts: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    Box::pin(open(opts)?.serve(listener, shutdown)).await
+}
+
+/// Opens the store, recovers every order, robot and shop, and on first start writes an operator token to
+/// `DIR/operator.token` (mode 0600).
+pub fn open(opts: Options) -> Result<Prepared, Error> {
     std::fs::create_dir_all(&opts.data_dir)
         .map_err(|e| Error::Setup(format!("cannot create {}: {e}", opts.data_dir.display())))?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&opts.data_dir)?);
@@ -95,82 +98,81 @@ pub async fn serve(
         let token = auth.issue(Principal::Operator)?;
         let path = operator_token_path(&opts.data_dir);
         write_secret(&path, &token)?;
-        tracing::info!(
-            "first start: wrote an operator token to {} (mode 0600)",
-            path.display()
-        );
+        tracing::info!("first start: wrote an operator token to {} (mode 0600)", path.display());
     }
-    let mut core = Core::start(dispatcher, store);
-    let handle = core.handle.clone();
-    let tick_handle = core.handle.clone();
-    let tick = opts.tick;
-    let ticker = tokio::spawn(async move {
-        let mut iv = tokio::time::interval(tick);
-        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            iv.tick().await;
-            if tick_handle.send(Input::Tick).is_err() {
-                break;
+    Ok(Prepared { dispatcher, store, auth, tick: opts.tick })
+}
+
+impl Prepared {
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Prepared { dispatcher, store, auth, tick } = self;
+        let mut core = Core::start(dispatcher, store);
+        let handle = core.handle.clone();
+        let tick_handle = core.handle.clone();
+        let ticker = tokio::spawn(async move {
+            let mut iv = tokio::time::interval(tick);
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                iv.tick().await;
+                if tick_handle.send(Input::Tick).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
 
-    let (reporter, health) = tonic_health::server::health_reporter();
-    for s in SERVICES {
-        reporter.set_service_status(s, ServingStatus::Serving).await;
-    }
-    reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(trundle_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| Error::Setup(format!("reflection: {e}")))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(trundle_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| Error::Setup(format!("reflection: {e}")))?;
-
-    let ctx = Ctx { core: handle, auth };
-    let orders = pb::order_service_server::OrderServiceServer::new(OrderApi(ctx.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let robots = pb::robot_service_server::RobotServiceServer::new(RobotApi(ctx.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let ops = pb::ops_service_server::OpsServiceServer::new(OpsApi(ctx))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
-
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Setup(e.to_string()))?;
-    tracing::info!("serving on {addr}");
-    let stop = async move {
-        shutdown.await;
-        tracing::info!("shutting down");
+        let (reporter, health) = tonic_health::server::health_reporter();
         for s in SERVICES {
-            reporter
-                .set_service_status(s, ServingStatus::NotServing)
-                .await;
+            reporter.set_service_status(s, ServingStatus::Serving).await;
         }
-        ticker.abort();
-        // Stopping the core ends every robot session and watch stream, so connections can drain.
-        core.stop().await;
-    };
-    Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .tcp_nodelay(true)
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(orders)
-        .add_service(robots)
-        .add_service(ops)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stop,
-        )
-        .await
-        .map_err(|e| Error::Setup(format!("server: {e}")))
+        reporter.set_service_status("", ServingStatus::Serving).await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(trundle_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| Error::Setup(format!("reflection: {e}")))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(trundle_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| Error::Setup(format!("reflection: {e}")))?;
+
+        let ctx = Ctx { core: handle, auth };
+        let orders = pb::order_service_server::OrderServiceServer::new(OrderApi(ctx.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let robots = pb::robot_service_server::RobotServiceServer::new(RobotApi(ctx.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let ops =
+            pb::ops_service_server::OpsServiceServer::new(OpsApi(ctx)).max_decoding_message_size(MAX_MESSAGE_BYTES);
+
+        let addr = listener.local_addr().map_err(|e| Error::Setup(e.to_string()))?;
+        tracing::info!("serving on {addr}");
+        let stop = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            for s in SERVICES {
+                reporter.set_service_status(s, ServingStatus::NotServing).await;
+            }
+            ticker.abort();
+            // Stopping the core ends every robot session and watch stream, so connections can drain.
+            core.stop().await;
+        };
+        Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .tcp_nodelay(true)
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(orders)
+            .add_service(robots)
+            .add_service(ops)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
+            .await
+            .map_err(|e| Error::Setup(format!("server: {e}")))
+    }
 }

@@ -48,17 +48,10 @@ fn store_err(e: impl std::fmt::Display) -> Error {
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Self, Error> {
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .open()
-            .map_err(store_err)?;
+        let db = sled::Config::new().path(dir.join("db")).open().map_err(store_err)?;
         let records = db.open_tree("records").map_err(store_err)?;
         let tokens = db.open_tree("tokens").map_err(store_err)?;
-        Ok(Self {
-            db,
-            records,
-            tokens,
-        })
+        Ok(Self { db, records, tokens })
     }
 
     fn key(r: &Record) -> String {
@@ -76,12 +69,8 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for kv in self.records.iter() {
             let (k, v) = kv.map_err(store_err)?;
-            let r: Record = serde_json::from_slice(&v).map_err(|e| {
-                Error::Store(format!(
-                    "record {} is unreadable: {e}",
-                    String::from_utf8_lossy(&k)
-                ))
-            })?;
+            let r: Record = serde_json::from_slice(&v)
+                .map_err(|e| Error::Store(format!("record {} is unreadable: {e}", String::from_utf8_lossy(&k))))?;
             out.push(r);
         }
         Ok(out)
@@ -93,10 +82,7 @@ impl Store for SledStore {
         }
         let mut batch = sled::Batch::default();
         for r in records {
-            batch.insert(
-                Self::key(r).as_bytes(),
-                serde_json::to_vec(r).map_err(store_err)?,
-            );
+            batch.insert(Self::key(r).as_bytes(), serde_json::to_vec(r).map_err(store_err)?);
         }
         self.records.apply_batch(batch).map_err(store_err)?;
         self.db.flush().map_err(store_err)?;
@@ -113,12 +99,7 @@ impl Store for SledStore {
     }
 
     fn put_token(&self, t: &TokenEntry) -> Result<(), Error> {
-        self.tokens
-            .insert(
-                t.hash_hex.as_bytes(),
-                serde_json::to_vec(t).map_err(store_err)?,
-            )
-            .map_err(store_err)?;
+        self.tokens.insert(t.hash_hex.as_bytes(), serde_json::to_vec(t).map_err(store_err)?).map_err(store_err)?;
         self.db.flush().map_err(store_err)?;
         Ok(())
     }
@@ -134,30 +115,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         {
             let s = SledStore::open(dir.path()).expect("opens");
-            s.write(&[Record::Meta(Meta {
-                next_order_seq: 41,
-                closed_edges: vec![],
-            })])
-            .expect("writes");
-            s.write(&[Record::Meta(Meta {
-                next_order_seq: 42,
-                closed_edges: vec![],
-            })])
-            .expect("writes");
-            s.put_token(&TokenEntry {
-                hash_hex: "ab".into(),
-                principal: Principal::Operator,
-            })
-            .expect("writes");
+            s.write(&[Record::Meta(Meta { next_order_seq: 41, closed_edges: vec![] })]).expect("writes");
+            s.write(&[Record::Meta(Meta { next_order_seq: 42, closed_edges: vec![] })]).expect("writes");
+            s.put_token(&TokenEntry { hash_hex: "ab".into(), principal: Principal::Operator }).expect("writes");
         }
         let s = SledStore::open(dir.path()).expect("reopens");
-        assert_eq!(
-            s.load().expect("loads"),
-            vec![Record::Meta(Meta {
-                next_order_seq: 42,
-                closed_edges: vec![]
-            })]
-        );
+        assert_eq!(s.load().expect("loads"), vec![Record::Meta(Meta { next_order_seq: 42, closed_edges: vec![] })]);
         assert_eq!(s.load_tokens().expect("loads").len(), 1);
     }
 }

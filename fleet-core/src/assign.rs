@@ -102,12 +102,7 @@ pub struct Schedule {
 }
 
 /// Times `tasks` from the robot's start; `None` when infeasible.
-pub fn schedule(
-    map: &MapGraph,
-    table: &mut TravelTable,
-    plan: &RobotPlan,
-    tasks: &[Task],
-) -> Option<Schedule> {
+pub fn schedule(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks: &[Task]) -> Option<Schedule> {
     let mut t = plan.start_time;
     let mut at = plan.start_node;
     let (mut comp, mut grams) = (plan.load_compartments, plan.load_grams);
@@ -167,8 +162,7 @@ pub fn cheapest_insertion(
 ) -> Option<Insertion> {
     let mut best: Option<Insertion> = None;
     for plan in robots {
-        if pickup.compartments > plan.model.compartments || pickup.grams > plan.model.max_payload.0
-        {
+        if pickup.compartments > plan.model.compartments || pickup.grams > plan.model.max_payload.0 {
             continue;
         }
         // Warm the rows from both new stops: every leg tried below then hits the table.
@@ -193,8 +187,7 @@ pub fn cheapest_insertion(
                     None => true,
                     Some(b) => {
                         added < b.added_travel_s - 1e-9
-                            || ((added - b.added_travel_s).abs() <= 1e-9
-                                && eta_dropoff < b.eta_dropoff)
+                            || ((added - b.added_travel_s).abs() <= 1e-9 && eta_dropoff < b.eta_dropoff)
                     }
                 };
                 if better {
@@ -237,11 +230,7 @@ mod tests {
     fn robot(id: &str, node: u32, compartments: u8) -> RobotPlan {
         RobotPlan {
             robot: RobotId::parse(id).expect("valid"),
-            model: RobotModel {
-                compartments,
-                max_payload: Grams(20_000),
-                ..RobotModel::default()
-            },
+            model: RobotModel { compartments, max_payload: Grams(20_000), ..RobotModel::default() },
             profile: Profile::default(),
             start_node: NodeId(node),
             start_time: Timestamp(0),
@@ -284,10 +273,7 @@ mod tests {
         );
         assert!(tight.is_none());
         let mut full = robot("r", 0, 1);
-        full.tasks = vec![
-            task(StopKind::Pickup, "o0", 5, None),
-            task(StopKind::Dropoff, "o0", 10, Some(3_600_000)),
-        ];
+        full.tasks = vec![task(StopKind::Pickup, "o0", 5, None), task(StopKind::Dropoff, "o0", 10, Some(3_600_000))];
         let ins = cheapest_insertion(
             &map,
             &mut table,
@@ -297,17 +283,9 @@ mod tests {
         )
         .expect("feasible after the first delivery");
         // One compartment: o1 cannot ride together with o0.
-        let kinds: Vec<_> = ins
-            .tasks
-            .iter()
-            .map(|t| (t.kind, t.order.as_str().to_owned()))
-            .collect();
-        let o0_drop = kinds
-            .iter()
-            .position(|k| k.1 == "o0" && k.0 == StopKind::Dropoff);
-        let o1_pick = kinds
-            .iter()
-            .position(|k| k.1 == "o1" && k.0 == StopKind::Pickup);
+        let kinds: Vec<_> = ins.tasks.iter().map(|t| (t.kind, t.order.as_str().to_owned())).collect();
+        let o0_drop = kinds.iter().position(|k| k.1 == "o0" && k.0 == StopKind::Dropoff);
+        let o1_pick = kinds.iter().position(|k| k.1 == "o1" && k.0 == StopKind::Pickup);
         assert!(o0_drop < o1_pick, "{kinds:?}");
     }
 
@@ -316,10 +294,7 @@ mod tests {
         let map = grid();
         let mut table = TravelTable::default();
         let mut r = robot("r", 0, 2);
-        r.tasks = vec![
-            task(StopKind::Pickup, "o0", 15, None),
-            task(StopKind::Dropoff, "o0", 12, None),
-        ];
+        r.tasks = vec![task(StopKind::Pickup, "o0", 15, None), task(StopKind::Dropoff, "o0", 12, None)];
         r.locked = 1;
         let ins = cheapest_insertion(
             &map,

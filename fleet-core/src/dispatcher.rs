@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::assign::{self, RobotPlan, Task, TravelTable};
 use crate::map::{MapGraph, Profile};
 use crate::mission::{
-    FromRobot, InstantAction, MissionUpdate, RobotEvent, Step, StepAction, StepOutcome, ToRobot,
-    pin_hash,
+    FromRobot, InstantAction, MissionUpdate, RobotEvent, Step, StepAction, StepOutcome, ToRobot, pin_hash,
 };
 use crate::order::{DeliveryRequest, Order, OrderStatus, Place};
 use crate::robot::{MissionState, PlanStop, Robot, RobotModel, StopKind};
@@ -220,8 +219,7 @@ impl Dispatcher {
         for r in records {
             match r {
                 Record::Order(o) => {
-                    d.keys
-                        .insert((o.shop.clone(), o.idempotency_key.clone()), o.id.clone());
+                    d.keys.insert((o.shop.clone(), o.idempotency_key.clone()), o.id.clone());
                     d.orders.insert(o.id.clone(), *o);
                 }
                 Record::Robot(mut r) => {
@@ -242,13 +240,9 @@ impl Dispatcher {
         for r in d.robots.values() {
             for s in &r.mission.base {
                 if let StepAction::Drive { nodes, .. } = &s.action
-                    && let Some(stop) = r
-                        .plan
-                        .iter()
-                        .find(|p| p.drive_released && Some(&p.node) == nodes.last())
+                    && let Some(stop) = r.plan.iter().find(|p| p.drive_released && Some(&p.node) == nodes.last())
                 {
-                    d.drive_targets
-                        .insert((r.id.clone(), s.seq), (stop.order.clone(), stop.kind));
+                    d.drive_targets.insert((r.id.clone(), s.seq), (stop.order.clone(), stop.kind));
                 }
             }
         }
@@ -307,12 +301,7 @@ impl Dispatcher {
             Input::Quote { shop, request } => {
                 out.reply = Some(self.quote(now, &shop, &request).map(Reply::Quote));
             }
-            Input::PlaceOrder {
-                shop,
-                idempotency_key,
-                request,
-                pin,
-            } => {
+            Input::PlaceOrder { shop, idempotency_key, request, pin } => {
                 out.reply = Some(self.place(now, shop, idempotency_key, request, pin, &mut out));
             }
             Input::CancelOrder { shop, order } => {
@@ -334,12 +323,8 @@ impl Dispatcher {
             Input::OpenEdge { a, b } => {
                 out.reply = Some(self.set_edge(a, b, false, &mut out));
             }
-            Input::PauseRobot { robot } | Input::ResumeRobot { robot }
-                if !self.robots.contains_key(&robot) =>
-            {
-                out.reply = Some(Err(CoreError::not_found(format!(
-                    "robot {robot} not found"
-                ))));
+            Input::PauseRobot { robot } | Input::ResumeRobot { robot } if !self.robots.contains_key(&robot) => {
+                out.reply = Some(Err(CoreError::not_found(format!("robot {robot} not found"))));
             }
             Input::PauseRobot { robot } => {
                 self.set_paused(&robot, true, &mut out);
@@ -383,59 +368,30 @@ impl Dispatcher {
 
     fn check_name(name: &str) -> Result<(), CoreError> {
         if name.len() > MAX_NAME_LEN {
-            return Err(CoreError::invalid(format!(
-                "name is {} bytes long; the limit is {MAX_NAME_LEN}",
-                name.len()
-            )));
+            return Err(CoreError::invalid(format!("name is {} bytes long; the limit is {MAX_NAME_LEN}", name.len())));
         }
         if name.chars().any(char::is_control) {
-            return Err(CoreError::invalid(
-                "name must not contain control characters",
-            ));
+            return Err(CoreError::invalid("name must not contain control characters"));
         }
         Ok(())
     }
 
-    fn register_shop(
-        &mut self,
-        id: ShopId,
-        name: String,
-        pos: LatLon,
-        out: &mut Out,
-    ) -> Result<Reply, CoreError> {
+    fn register_shop(&mut self, id: ShopId, name: String, pos: LatLon, out: &mut Out) -> Result<Reply, CoreError> {
         Self::check_name(&name)?;
         if self.shops.contains_key(&id) {
-            return Err(CoreError::AlreadyExists(format!(
-                "shop {id} is already registered"
-            )));
+            return Err(CoreError::AlreadyExists(format!("shop {id} is already registered")));
         }
         let snap = self.map.snap(pos, self.config.max_snap_m)?;
-        let shop = Shop {
-            id: id.clone(),
-            name,
-            place: Place {
-                pos,
-                node: snap.node,
-            },
-        };
+        let shop = Shop { id: id.clone(), name, place: Place { pos, node: snap.node } };
         self.shops.insert(id, shop.clone());
-        out.other
-            .insert(0, Output::Persist(Record::Shop(shop.clone())));
+        out.other.insert(0, Output::Persist(Record::Shop(shop.clone())));
         Ok(Reply::Shop(shop))
     }
 
-    fn register_robot(
-        &mut self,
-        id: RobotId,
-        name: String,
-        depot: LatLon,
-        out: &mut Out,
-    ) -> Result<Reply, CoreError> {
+    fn register_robot(&mut self, id: RobotId, name: String, depot: LatLon, out: &mut Out) -> Result<Reply, CoreError> {
         Self::check_name(&name)?;
         if self.robots.contains_key(&id) {
-            return Err(CoreError::AlreadyExists(format!(
-                "robot {id} is already registered"
-            )));
+            return Err(CoreError::AlreadyExists(format!("robot {id} is already registered")));
         }
         let snap = self.map.snap(depot, self.config.max_snap_m)?;
         let robot = Robot {
@@ -465,23 +421,13 @@ impl Dispatcher {
     }
 
     fn profile(&self, model: &RobotModel) -> Profile {
-        Profile {
-            speed_mps: model.max_speed_mps,
-            crossing_penalty_s: self.config.crossing_penalty_s,
-        }
+        Profile { speed_mps: model.max_speed_mps, crossing_penalty_s: self.config.crossing_penalty_s }
     }
 
     /// Checks a request and snaps its ends; the pickup is the shop.
-    fn check_request(
-        &self,
-        now: Timestamp,
-        shop: &ShopId,
-        req: &DeliveryRequest,
-    ) -> Result<(Place, Place), CoreError> {
-        let shop = self
-            .shops
-            .get(shop)
-            .ok_or_else(|| CoreError::not_found(format!("shop {shop} is not registered")))?;
+    fn check_request(&self, now: Timestamp, shop: &ShopId, req: &DeliveryRequest) -> Result<(Place, Place), CoreError> {
+        let shop =
+            self.shops.get(shop).ok_or_else(|| CoreError::not_found(format!("shop {shop} is not registered")))?;
         if req.deliver_by <= now {
             return Err(CoreError::invalid(format!(
                 "deliver-by time is {:.0} s in the past",
@@ -497,21 +443,13 @@ impl Dispatcher {
         if let Some(r) = req.ready_at
             && r >= req.deliver_by
         {
-            return Err(CoreError::invalid(
-                "ready time must be before the deliver-by time",
-            ));
+            return Err(CoreError::invalid("ready time must be before the deliver-by time"));
         }
         let snap = self
             .map
             .snap(req.dropoff, self.config.max_snap_m)
             .map_err(|e| CoreError::invalid(format!("drop-off address refused: {e}")))?;
-        Ok((
-            shop.place,
-            Place {
-                pos: req.dropoff,
-                node: snap.node,
-            },
-        ))
+        Ok((shop.place, Place { pos: req.dropoff, node: snap.node }))
     }
 
     fn tasks_for(
@@ -593,26 +531,13 @@ impl Dispatcher {
         }
     }
 
-    fn best_insertion(
-        &mut self,
-        now: Timestamp,
-        pickup: &Task,
-        dropoff: &Task,
-    ) -> Result<assign::Insertion, String> {
-        let plans: Vec<RobotPlan> = self
-            .robots
-            .values()
-            .filter(|r| r.online && !r.paused)
-            .map(|r| self.robot_plan(r, now))
-            .collect();
+    fn best_insertion(&mut self, now: Timestamp, pickup: &Task, dropoff: &Task) -> Result<assign::Insertion, String> {
+        let plans: Vec<RobotPlan> =
+            self.robots.values().filter(|r| r.online && !r.paused).map(|r| self.robot_plan(r, now)).collect();
         if plans.is_empty() {
             return Err("no robot is available right now".into());
         }
-        let biggest = plans
-            .iter()
-            .map(|p| p.model.compartments)
-            .max()
-            .unwrap_or(0);
+        let biggest = plans.iter().map(|p| p.model.compartments).max().unwrap_or(0);
         if pickup.compartments > biggest {
             return Err(format!(
                 "the parcel needs {} compartments; the largest available robot has {biggest}",
@@ -620,17 +545,15 @@ impl Dispatcher {
             ));
         }
         assign::cheapest_insertion(&self.map, &mut self.table, &plans, pickup, dropoff).ok_or_else(|| {
-            "no available robot can pick it up and deliver it by the deliver-by time with the capacity it has left".into()
+            "no available robot can pick it up and deliver it by the deliver-by time with the capacity it has left"
+                .into()
         })
     }
 
     fn quote_of(&self, ins: &assign::Insertion, now: Timestamp, deliver_by: Timestamp) -> Quote {
         // A planning margin: a quarter of the remaining time, at least two minutes, never past deliver-by.
         let remaining = ins.eta_dropoff.secs_since(now).max(0.0);
-        let latest = ins
-            .eta_dropoff
-            .plus_secs((remaining * 0.25).max(120.0))
-            .min(deliver_by.max(ins.eta_dropoff));
+        let latest = ins.eta_dropoff.plus_secs((remaining * 0.25).max(120.0)).min(deliver_by.max(ins.eta_dropoff));
         Quote {
             feasible: true,
             reason: None,
@@ -641,12 +564,7 @@ impl Dispatcher {
         }
     }
 
-    fn quote(
-        &mut self,
-        now: Timestamp,
-        shop: &ShopId,
-        req: &DeliveryRequest,
-    ) -> Result<Quote, CoreError> {
+    fn quote(&mut self, now: Timestamp, shop: &ShopId, req: &DeliveryRequest) -> Result<Quote, CoreError> {
         let (pickup, dropoff) = self.check_request(now, shop, req)?;
         let probe = OrderId::parse("quote").expect("a constant valid id");
         let (p, d) = self.tasks_for(&probe, req, pickup, dropoff, now);
@@ -695,17 +613,9 @@ impl Dispatcher {
                 eta_dropoff: o.eta_dropoff,
                 eta_latest: o.eta_dropoff.map(|e| e.max(o.request.deliver_by)),
             };
-            return Ok(Reply::Placed {
-                order: Box::new(o.clone()),
-                quote,
-                replayed: true,
-            });
+            return Ok(Reply::Placed { order: Box::new(o.clone()), quote, replayed: true });
         }
-        let open = self
-            .orders
-            .values()
-            .filter(|o| o.shop == shop && !o.status.is_terminal())
-            .count();
+        let open = self.orders.values().filter(|o| o.shop == shop && !o.status.is_terminal()).count();
         if open >= self.config.max_open_orders_per_shop {
             return Err(CoreError::precondition(format!(
                 "shop {shop} already has {open} open orders; the limit is {}",
@@ -713,12 +623,10 @@ impl Dispatcher {
             )));
         }
         let (pickup, dropoff) = self.check_request(now, &shop, &req)?;
-        let id = OrderId::parse(&format!("ord-{:06}", self.meta.next_order_seq + 1))
-            .expect("digits are a valid id");
+        let id = OrderId::parse(&format!("ord-{:06}", self.meta.next_order_seq + 1)).expect("digits are a valid id");
         let (p, d) = self.tasks_for(&id, &req, pickup, dropoff, now);
-        let ins = self
-            .best_insertion(now, &p, &d)
-            .map_err(|why| CoreError::precondition(format!("order refused: {why}")))?;
+        let ins =
+            self.best_insertion(now, &p, &d).map_err(|why| CoreError::precondition(format!("order refused: {why}")))?;
         let quote = self.quote_of(&ins, now, req.deliver_by);
         self.meta.next_order_seq += 1;
         out.meta = true;
@@ -747,11 +655,7 @@ impl Dispatcher {
         self.keys.insert((shop, key), id.clone());
         out.orders.insert(id.clone());
         self.apply_insertion(now, ins, out);
-        Ok(Reply::Placed {
-            order: Box::new(self.orders[&id].clone()),
-            quote,
-            replayed: false,
-        })
+        Ok(Reply::Placed { order: Box::new(self.orders[&id].clone()), quote, replayed: false })
     }
 
     /// Installs a robot's new task list, keeping the release flags of stops it already had.
@@ -764,16 +668,13 @@ impl Dispatcher {
             .tasks
             .iter()
             .map(|t| {
-                old.iter()
-                    .find(|s| s.order == t.order && s.kind == t.kind)
-                    .cloned()
-                    .unwrap_or(PlanStop {
-                        kind: t.kind,
-                        order: t.order.clone(),
-                        node: t.node,
-                        drive_released: false,
-                        action_released: false,
-                    })
+                old.iter().find(|s| s.order == t.order && s.kind == t.kind).cloned().unwrap_or(PlanStop {
+                    kind: t.kind,
+                    order: t.order.clone(),
+                    node: t.node,
+                    drive_released: false,
+                    action_released: false,
+                })
             })
             .collect();
         for (t, at) in ins.tasks.iter().zip(&ins.schedule.arrivals) {
@@ -783,9 +684,7 @@ impl Dispatcher {
                         let eta = Some((*at).max(t.not_before));
                         std::mem::replace(&mut o.eta_pickup, eta) != eta
                     }
-                    StopKind::Dropoff => {
-                        std::mem::replace(&mut o.eta_dropoff, Some(*at)) != Some(*at)
-                    }
+                    StopKind::Dropoff => std::mem::replace(&mut o.eta_dropoff, Some(*at)) != Some(*at),
                     StopKind::Return => false,
                 };
                 if changed {
@@ -806,11 +705,7 @@ impl Dispatcher {
             return;
         };
         let mut changed = plan_changed;
-        let busy = r
-            .mission
-            .base
-            .iter()
-            .any(|s| !matches!(s.action, StepAction::Drive { .. }));
+        let busy = r.mission.base.iter().any(|s| !matches!(s.action, StepAction::Drive { .. }));
         if !busy && let Some(stop) = r.plan.first().cloned() {
             let profile = self.profile(&r.model);
             let from = r
@@ -838,18 +733,14 @@ impl Dispatcher {
                     None => {
                         out.other.push(Output::Alert {
                             robot: Some(robot.clone()),
-                            message: format!(
-                                "no open route from {from} to {} for order {}",
-                                stop.node, stop.order
-                            ),
+                            message: format!("no open route from {from} to {} for order {}", stop.node, stop.order),
                         });
                         return;
                     }
                 }
             }
             // A pickup waits for the parcel to be packed; the drive to the shop does not.
-            let release_action =
-                !stop.action_released && (stop.kind != StopKind::Pickup || order_ready);
+            let release_action = !stop.action_released && (stop.kind != StopKind::Pickup || order_ready);
             if release_action && let Some(action) = self.stop_action(&stop) {
                 new_steps.push(action);
             }
@@ -860,14 +751,9 @@ impl Dispatcher {
                     let seq = r.mission.next_seq;
                     r.mission.next_seq += 1;
                     if matches!(action, StepAction::Drive { .. }) {
-                        self.drive_targets
-                            .insert((robot.clone(), seq), (stop.order.clone(), stop.kind));
+                        self.drive_targets.insert((robot.clone(), seq), (stop.order.clone(), stop.kind));
                     }
-                    r.mission.base.push(Step {
-                        seq,
-                        released: true,
-                        action,
-                    });
+                    r.mission.base.push(Step { seq, released: true, action });
                 }
                 let first = &mut r.plan[0];
                 let newly_driving = !first.drive_released;
@@ -883,10 +769,7 @@ impl Dispatcher {
             r.mission.update_id += 1;
             out.robots.insert(robot.clone());
             let update = self.build_update(&self.robots[robot]);
-            out.other.push(Output::Send {
-                robot: robot.clone(),
-                msg: ToRobot::Mission(update),
-            });
+            out.other.push(Output::Send { robot: robot.clone(), msg: ToRobot::Mission(update) });
         }
     }
 
@@ -926,18 +809,10 @@ impl Dispatcher {
             let Some(action) = self.stop_action(stop) else {
                 continue;
             };
-            steps.push(Step {
-                seq,
-                released: false,
-                action,
-            });
+            steps.push(Step { seq, released: false, action });
             seq += 1;
         }
-        MissionUpdate {
-            mission_id: r.mission.mission_id.clone(),
-            update_id: r.mission.update_id,
-            steps,
-        }
+        MissionUpdate { mission_id: r.mission.mission_id.clone(), update_id: r.mission.update_id, steps }
     }
 
     /// The step that performs a stop.
@@ -954,20 +829,13 @@ impl Dispatcher {
                 pin_hash: pin_hash(&stop.order, &o.pin),
                 service_s: self.config.dropoff_service_s,
             },
-            StopKind::Return => StepAction::Return {
-                order: stop.order.clone(),
-                service_s: self.config.pickup_service_s,
-            },
+            StopKind::Return => {
+                StepAction::Return { order: stop.order.clone(), service_s: self.config.pickup_service_s }
+            }
         })
     }
 
-    fn cancel(
-        &mut self,
-        now: Timestamp,
-        shop: &ShopId,
-        id: &OrderId,
-        out: &mut Out,
-    ) -> Result<Reply, CoreError> {
+    fn cancel(&mut self, now: Timestamp, shop: &ShopId, id: &OrderId, out: &mut Out) -> Result<Reply, CoreError> {
         let o = self.order_for_shop(shop, id)?;
         if o.status.is_terminal() || o.status.on_board() {
             return Err(CoreError::precondition(format!(
@@ -998,19 +866,10 @@ impl Dispatcher {
         Ok(Reply::Order(Box::new(self.orders[id].clone())))
     }
 
-    fn mark_ready(
-        &mut self,
-        now: Timestamp,
-        shop: &ShopId,
-        id: &OrderId,
-        out: &mut Out,
-    ) -> Result<Reply, CoreError> {
+    fn mark_ready(&mut self, now: Timestamp, shop: &ShopId, id: &OrderId, out: &mut Out) -> Result<Reply, CoreError> {
         let o = self.order_for_shop(shop, id)?;
         if o.status.is_terminal() {
-            return Err(CoreError::precondition(format!(
-                "order {id} is {} already",
-                o.status.name()
-            )));
+            return Err(CoreError::precondition(format!("order {id} is {} already", o.status.name())));
         }
         if !o.marked_ready {
             let o = self.orders.get_mut(id).expect("found above");
@@ -1024,17 +883,9 @@ impl Dispatcher {
         Ok(Reply::Order(Box::new(self.orders[id].clone())))
     }
 
-    fn set_edge(
-        &mut self,
-        a: NodeId,
-        b: NodeId,
-        close: bool,
-        out: &mut Out,
-    ) -> Result<Reply, CoreError> {
+    fn set_edge(&mut self, a: NodeId, b: NodeId, close: bool, out: &mut Out) -> Result<Reply, CoreError> {
         if !self.map.adjacent(a, b) {
-            return Err(CoreError::not_found(format!(
-                "there is no edge between {a} and {b}"
-            )));
+            return Err(CoreError::not_found(format!("there is no edge between {a} and {b}")));
         }
         if close {
             self.map.close_edge(a, b);
@@ -1053,11 +904,7 @@ impl Dispatcher {
             out.robots.insert(robot.clone());
             out.other.push(Output::Send {
                 robot: robot.clone(),
-                msg: ToRobot::Instant(if paused {
-                    InstantAction::Pause
-                } else {
-                    InstantAction::Resume
-                }),
+                msg: ToRobot::Instant(if paused { InstantAction::Pause } else { InstantAction::Resume }),
             });
         }
     }
@@ -1073,9 +920,7 @@ impl Dispatcher {
                     Ok(m) => r.model = m,
                     Err(e) => out.other.push(Output::Alert {
                         robot: Some(id.clone()),
-                        message: format!(
-                            "robot {id} sent a bad factsheet ({e}); keeping the registered model"
-                        ),
+                        message: format!("robot {id} sent a bad factsheet ({e}); keeping the registered model"),
                     }),
                 }
                 r.online = true;
@@ -1088,20 +933,20 @@ impl Dispatcher {
                 self.release(now, id, out, false);
                 // Always (re)send the current mission: a reconnecting robot may have missed updates, and
                 // re-sent updates are idempotent.
-                if !out.other.iter().any(|o| matches!(o, Output::Send { robot, msg: ToRobot::Mission(_) } if robot == id)) {
+                if !out
+                    .other
+                    .iter()
+                    .any(|o| matches!(o, Output::Send { robot, msg: ToRobot::Mission(_) } if robot == id))
+                {
                     out.other.push(Output::Send {
                         robot: id.clone(),
                         msg: ToRobot::Mission(self.build_update(&self.robots[id])),
                     });
                 }
                 if self.robots[id].paused {
-                    out.other.push(Output::Send {
-                        robot: id.clone(),
-                        msg: ToRobot::Instant(InstantAction::Pause),
-                    });
+                    out.other.push(Output::Send { robot: id.clone(), msg: ToRobot::Instant(InstantAction::Pause) });
                 }
-                out.other
-                    .push(Output::RobotChanged(Box::new(self.robots[id].clone())));
+                out.other.push(Output::RobotChanged(Box::new(self.robots[id].clone())));
             }
             FromRobot::State(s) => {
                 r.online = true;
@@ -1141,11 +986,7 @@ impl Dispatcher {
                     message: format!("robot {id} is blocked between {from} and {to}"),
                 });
             }
-            FromRobot::Event(RobotEvent::Error {
-                level,
-                kind,
-                detail,
-            }) => {
+            FromRobot::Event(RobotEvent::Error { level, kind, detail }) => {
                 out.other.push(Output::Alert {
                     robot: Some(id.clone()),
                     message: format!("robot {id} reports {level:?} {kind}: {detail}"),
@@ -1155,14 +996,7 @@ impl Dispatcher {
     }
 
     /// Applies a finished step (and, implicitly, every earlier base step). Unknown or repeated seqs are ignored.
-    fn step_finished(
-        &mut self,
-        now: Timestamp,
-        id: &RobotId,
-        seq: u32,
-        outcome: StepOutcome,
-        out: &mut Out,
-    ) {
+    fn step_finished(&mut self, now: Timestamp, id: &RobotId, seq: u32, outcome: StepOutcome, out: &mut Out) {
         let Some(r) = self.robots.get_mut(id) else {
             return;
         };
@@ -1173,25 +1007,19 @@ impl Dispatcher {
         out.robots.insert(id.clone());
         let last = done.len() - 1;
         for (i, step) in done.into_iter().enumerate() {
-            let outcome = if i == last {
-                outcome.clone()
-            } else {
-                StepOutcome::Done
-            };
+            let outcome = if i == last { outcome.clone() } else { StepOutcome::Done };
             match step.action {
                 StepAction::Drive { nodes, .. } => {
                     if let Some(&n) = nodes.last() {
                         self.robots.get_mut(id).expect("present").node = n;
                     }
-                    if let Some((order, kind)) = self.drive_targets.remove(&(id.clone(), step.seq))
-                    {
+                    if let Some((order, kind)) = self.drive_targets.remove(&(id.clone(), step.seq)) {
                         self.on_arrived(now, &order, kind, out);
                     }
                 }
                 StepAction::Pickup { order, .. } => {
                     let r = self.robots.get_mut(id).expect("present");
-                    r.plan
-                        .retain(|s| !(s.order == order && s.kind == StopKind::Pickup));
+                    r.plan.retain(|s| !(s.order == order && s.kind == StopKind::Pickup));
                     r.on_board.push(order.clone());
                     if let Some(o) = self.orders.get_mut(&order) {
                         // A pickup released without its drive (robot already at the shop) arrives here first.
@@ -1204,8 +1032,7 @@ impl Dispatcher {
                 }
                 StepAction::Dropoff { order, .. } => {
                     let r = self.robots.get_mut(id).expect("present");
-                    r.plan
-                        .retain(|s| !(s.order == order && s.kind == StopKind::Dropoff));
+                    r.plan.retain(|s| !(s.order == order && s.kind == StopKind::Dropoff));
                     let Some(o) = self.orders.get_mut(&order) else {
                         continue;
                     };
@@ -1234,8 +1061,7 @@ impl Dispatcher {
                 }
                 StepAction::Return { order, .. } => {
                     let r = self.robots.get_mut(id).expect("present");
-                    r.plan
-                        .retain(|s| !(s.order == order && s.kind == StopKind::Return));
+                    r.plan.retain(|s| !(s.order == order && s.kind == StopKind::Return));
                     r.on_board.retain(|x| x != &order);
                     if let Some(o) = self.orders.get_mut(&order)
                         && o.transition(OrderStatus::Returned, now).is_ok()
@@ -1249,12 +1075,8 @@ impl Dispatcher {
 
     fn tick(&mut self, now: Timestamp, out: &mut Out) {
         // Orders waiting for a robot: try again, and fail those whose deadline passed.
-        let pending: Vec<OrderId> = self
-            .orders
-            .values()
-            .filter(|o| o.status == OrderStatus::Pending)
-            .map(|o| o.id.clone())
-            .collect();
+        let pending: Vec<OrderId> =
+            self.orders.values().filter(|o| o.status == OrderStatus::Pending).map(|o| o.id.clone()).collect();
         for id in pending {
             let o = &self.orders[&id];
             if o.request.deliver_by <= now {

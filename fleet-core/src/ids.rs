@@ -14,18 +14,10 @@ fn check_id(kind: &str, s: &str) -> Result<(), CoreError> {
         return Err(CoreError::invalid(format!("{kind} must not be empty")));
     }
     if s.len() > MAX_ID_LEN {
-        return Err(CoreError::invalid(format!(
-            "{kind} is {} bytes long; the limit is {MAX_ID_LEN}",
-            s.len()
-        )));
+        return Err(CoreError::invalid(format!("{kind} is {} bytes long; the limit is {MAX_ID_LEN}", s.len())));
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(CoreError::invalid(format!(
-            "{kind} {s:?} contains {c:?}; use letters, digits, '-', '_' or '.'"
-        )));
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+        return Err(CoreError::invalid(format!("{kind} {s:?} contains {c:?}; use letters, digits, '-', '_' or '.'")));
     }
     Ok(())
 }

@@ -42,10 +42,7 @@ pub struct Profile {
 
 impl Default for Profile {
     fn default() -> Self {
-        Self {
-            speed_mps: 1.6,
-            crossing_penalty_s: 8.0,
-        }
+        Self { speed_mps: 1.6, crossing_penalty_s: 8.0 }
     }
 }
 
@@ -141,10 +138,7 @@ fn skip_reason(tags: &HashMap<&str, &str>) -> Option<String> {
 
 fn project(origin: LatLon, p: LatLon) -> [f64; 2] {
     let k = std::f64::consts::PI / 180.0;
-    [
-        (p.lon() - origin.lon()) * k * EARTH_R * (origin.lat() * k).cos(),
-        (p.lat() - origin.lat()) * k * EARTH_R,
-    ]
+    [(p.lon() - origin.lon()) * k * EARTH_R * (origin.lat() * k).cos(), (p.lat() - origin.lat()) * k * EARTH_R]
 }
 
 /// A way as the importer keeps it: its id, node refs and whether it is a crossing.
@@ -228,31 +222,23 @@ impl MapGraph {
                 {
                     let a = idx[&q];
                     let len = coords[&q].distance_m(p);
-                    let crossing =
-                        way.crossing || crossing_nodes.contains(&q) || crossing_nodes.contains(&r);
+                    let crossing = way.crossing || crossing_nodes.contains(&q) || crossing_nodes.contains(&r);
                     full.add_edge(a, b, (len, crossing, way.id));
                     full.add_edge(b, a, (len, crossing, way.id));
                 }
                 prev = Some(r);
             }
         }
-        let mut comps = petgraph::algo::tarjan_scc(&full);
+        // Kosaraju (iterative DFS) rather than Tarjan: petgraph's Tarjan recurses once per node on the path and
+        // overflows a thread stack on a real city.
+        let mut comps = petgraph::algo::kosaraju_scc(&full);
         // Largest first; ties by smallest OSM id so the choice is deterministic.
-        comps.sort_by_key(|c| {
-            (
-                std::cmp::Reverse(c.len()),
-                c.iter().map(|&n| full[n]).min().unwrap_or(i64::MAX),
-            )
-        });
+        comps.sort_by_key(|c| (std::cmp::Reverse(c.len()), c.iter().map(|&n| full[n]).min().unwrap_or(i64::MAX)));
         let Some(largest) = comps.first() else {
-            return Err(CoreError::invalid(
-                "the map has no walkable way a sidewalk robot can use",
-            ));
+            return Err(CoreError::invalid("the map has no walkable way a sidewalk robot can use"));
         };
         if largest.len() < 2 {
-            return Err(CoreError::invalid(
-                "the map's walkable network has no two connected nodes",
-            ));
+            return Err(CoreError::invalid("the map's walkable network has no two connected nodes"));
         }
         summary.components_dropped = comps.len() - 1;
         summary.nodes_dropped = comps[1..].iter().map(Vec::len).sum();
@@ -272,26 +258,14 @@ impl MapGraph {
         for &old in &keep {
             let osm_id = full[old];
             let pos = coords[&osm_id];
-            let new = graph.add_node(MapNode {
-                osm_id,
-                pos,
-                xy: project(origin, pos),
-            });
+            let new = graph.add_node(MapNode { osm_id, pos, xy: project(origin, pos) });
             remap.insert(old, new);
         }
         for &old in &keep {
             for e in full.edges(old) {
                 if let Some(&t) = remap.get(&e.target()) {
                     let (length_m, crossing, way_id) = *e.weight();
-                    graph.add_edge(
-                        remap[&old],
-                        t,
-                        MapEdge {
-                            length_m,
-                            crossing,
-                            way_id,
-                        },
-                    );
+                    graph.add_edge(remap[&old], t, MapEdge { length_m, crossing, way_id });
                 }
             }
         }
@@ -300,24 +274,13 @@ impl MapGraph {
             .filter(|e| e.source().index() < e.target().index())
             .map(|e| {
                 let (a, b) = (e.source(), e.target());
-                GeomWithData::new(
-                    Line::new(graph[a].xy, graph[b].xy),
-                    (a.index() as u32, b.index() as u32),
-                )
+                GeomWithData::new(Line::new(graph[a].xy, graph[b].xy), (a.index() as u32, b.index() as u32))
             })
             .collect();
         summary.nodes = graph.node_count();
         summary.edges = graph.edge_count();
         summary.length_km = graph.edge_weights().map(|e| e.length_m).sum::<f64>() / 2000.0;
-        Ok((
-            Self {
-                graph,
-                origin,
-                index: RTree::bulk_load(segments),
-                closed: BTreeSet::new(),
-            },
-            summary,
-        ))
+        Ok((Self { graph, origin, index: RTree::bulk_load(segments), closed: BTreeSet::new() }, summary))
     }
 
     pub fn node_count(&self) -> usize {
@@ -360,10 +323,7 @@ impl MapGraph {
         let (a, b) = seg.data;
         let da = self.graph[NodeIndex::new(a as usize)].pos.distance_m(p);
         let db = self.graph[NodeIndex::new(b as usize)].pos.distance_m(p);
-        Ok(Snap {
-            node: NodeId(if da <= db { a } else { b }),
-            edge_distance_m,
-        })
+        Ok(Snap { node: NodeId(if da <= db { a } else { b }), edge_distance_m })
     }
 
     /// Closes the edge between two adjacent nodes in both directions. Returns false when they are not adjacent.
@@ -395,12 +355,7 @@ impl MapGraph {
     }
 
     fn edge_secs(&self, e: &MapEdge, profile: Profile) -> f64 {
-        e.length_m / profile.speed_mps
-            + if e.crossing {
-                profile.crossing_penalty_s
-            } else {
-                0.0
-            }
+        e.length_m / profile.speed_mps + if e.crossing { profile.crossing_penalty_s } else { 0.0 }
     }
 
     /// Fastest route from `from` to `to` for `profile` (A* with a great-circle lower bound), avoiding closed
@@ -408,24 +363,14 @@ impl MapGraph {
     pub fn route(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<Route> {
         let target = self.node(to)?.pos;
         self.node(from)?;
-        let (s, t) = (
-            NodeIndex::new(from.0 as usize),
-            NodeIndex::new(to.0 as usize),
-        );
+        let (s, t) = (NodeIndex::new(from.0 as usize), NodeIndex::new(to.0 as usize));
         let (secs, path) = petgraph::algo::astar(
             &self.graph,
             s,
             |n| n == t,
             |e| {
-                let key = (
-                    NodeId(e.source().index() as u32),
-                    NodeId(e.target().index() as u32),
-                );
-                if self.closed.contains(&key) {
-                    f64::INFINITY
-                } else {
-                    self.edge_secs(e.weight(), profile)
-                }
+                let key = (NodeId(e.source().index() as u32), NodeId(e.target().index() as u32));
+                if self.closed.contains(&key) { f64::INFINITY } else { self.edge_secs(e.weight(), profile) }
             },
             // Great-circle distance never exceeds a path's length, so this bound never overestimates.
             |n| self.graph[n].pos.distance_m(target) / profile.speed_mps * 0.999_999,
@@ -434,33 +379,18 @@ impl MapGraph {
             return None;
         }
         let nodes: Vec<NodeId> = path.iter().map(|n| NodeId(n.index() as u32)).collect();
-        let length_m = path
-            .windows(2)
-            .filter_map(|w| self.graph.find_edge(w[0], w[1]))
-            .map(|e| self.graph[e].length_m)
-            .sum();
-        Some(Route {
-            nodes,
-            length_m,
-            duration_s: secs,
-        })
+        let length_m =
+            path.windows(2).filter_map(|w| self.graph.find_edge(w[0], w[1])).map(|e| self.graph[e].length_m).sum();
+        Some(Route { nodes, length_m, duration_s: secs })
     }
 
     /// Reference shortest travel time by plain Dijkstra; the oracle the faster routers are tested against.
     pub fn dijkstra_secs(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<f64> {
         let t = NodeIndex::new(to.0 as usize);
-        let costs =
-            petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), Some(t), |e| {
-                let key = (
-                    NodeId(e.source().index() as u32),
-                    NodeId(e.target().index() as u32),
-                );
-                if self.closed.contains(&key) {
-                    f64::INFINITY
-                } else {
-                    self.edge_secs(e.weight(), profile)
-                }
-            });
+        let costs = petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), Some(t), |e| {
+            let key = (NodeId(e.source().index() as u32), NodeId(e.target().index() as u32));
+            if self.closed.contains(&key) { f64::INFINITY } else { self.edge_secs(e.weight(), profile) }
+        });
         costs.get(&t).copied().filter(|c| c.is_finite())
     }
 
@@ -472,18 +402,10 @@ impl MapGraph {
         if from.0 as usize >= out.len() {
             return out;
         }
-        let costs =
-            petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), None, |e| {
-                let key = (
-                    NodeId(e.source().index() as u32),
-                    NodeId(e.target().index() as u32),
-                );
-                if self.closed.contains(&key) {
-                    f64::INFINITY
-                } else {
-                    self.edge_secs(e.weight(), profile)
-                }
-            });
+        let costs = petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), None, |e| {
+            let key = (NodeId(e.source().index() as u32), NodeId(e.target().index() as u32));
+            if self.closed.contains(&key) { f64::INFINITY } else { self.edge_secs(e.weight(), profile) }
+        });
         for (n, c) in costs {
             out[n.index()] = c;
         }
@@ -508,35 +430,21 @@ pub(crate) mod tests {
         let id = |r: i64, c: i64| r * 10 + c + 1;
         for r in 0..4 {
             for c in 0..4 {
-                let p =
-                    LatLon::new(43.73 + r as f64 * 0.001, 7.42 + c as f64 * 0.001).expect("valid");
+                let p = LatLon::new(43.73 + r as f64 * 0.001, 7.42 + c as f64 * 0.001).expect("valid");
                 coords.insert(id(r, c), p);
             }
         }
         for r in 0..4 {
-            ways.push(RawWay {
-                id: 100 + r,
-                refs: (0..4).map(|c| id(r, c)).collect(),
-                crossing: false,
-            });
+            ways.push(RawWay { id: 100 + r, refs: (0..4).map(|c| id(r, c)).collect(), crossing: false });
         }
         for c in 0..4 {
-            ways.push(RawWay {
-                id: 200 + c,
-                refs: (0..4).map(|r| id(r, c)).collect(),
-                crossing: c == 3,
-            });
+            ways.push(RawWay { id: 200 + c, refs: (0..4).map(|r| id(r, c)).collect(), crossing: c == 3 });
         }
         coords.insert(900, LatLon::new(43.80, 7.50).expect("valid"));
         coords.insert(901, LatLon::new(43.8001, 7.50).expect("valid"));
-        ways.push(RawWay {
-            id: 300,
-            refs: vec![900, 901, 999],
-            crossing: false,
-        });
+        ways.push(RawWay { id: 300, refs: vec![900, 901, 999], crossing: false });
         let (g, _) =
-            MapGraph::from_parts(&coords, &BTreeSet::new(), &ways, ImportSummary::default())
-                .expect("grid builds");
+            MapGraph::from_parts(&coords, &BTreeSet::new(), &ways, ImportSummary::default()).expect("grid builds");
         g
     }
 
@@ -549,25 +457,12 @@ pub(crate) mod tests {
         coords.insert(8, LatLon::new(43.8, 7.5).expect("valid"));
         coords.insert(9, LatLon::new(43.801, 7.5).expect("valid"));
         let ways = [
-            RawWay {
-                id: 1,
-                refs: vec![1, 2, 3],
-                crossing: false,
-            },
-            RawWay {
-                id: 2,
-                refs: vec![8, 9, 77],
-                crossing: false,
-            },
+            RawWay { id: 1, refs: vec![1, 2, 3], crossing: false },
+            RawWay { id: 2, refs: vec![8, 9, 77], crossing: false },
         ];
-        let (g, s) =
-            MapGraph::from_parts(&coords, &BTreeSet::new(), &ways, ImportSummary::default())
-                .expect("builds");
+        let (g, s) = MapGraph::from_parts(&coords, &BTreeSet::new(), &ways, ImportSummary::default()).expect("builds");
         assert_eq!((g.node_count(), g.edge_count()), (3, 4));
-        assert_eq!(
-            (s.components_dropped, s.nodes_dropped, s.missing_node_refs),
-            (1, 2, 1)
-        );
+        assert_eq!((s.components_dropped, s.nodes_dropped, s.missing_node_refs), (1, 2, 1));
     }
 
     #[test]
@@ -577,16 +472,10 @@ pub(crate) mod tests {
         let p = LatLon::new(43.73002, 7.42030).expect("valid");
         let s = g.snap(p, 50.0).expect("close enough");
         assert!(s.edge_distance_m < 3.0, "{s:?}");
-        assert_eq!(
-            g.pos(s.node),
-            Some(LatLon::new(43.73, 7.42).expect("valid"))
-        );
+        assert_eq!(g.pos(s.node), Some(LatLon::new(43.73, 7.42).expect("valid")));
         let far = LatLon::new(43.75, 7.42).expect("valid");
         let err = g.snap(far, 50.0).expect_err("too far");
-        assert!(
-            err.to_string().contains("m from the nearest walkable way"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("m from the nearest walkable way"), "{err}");
     }
 
     #[test]
@@ -598,11 +487,7 @@ pub(crate) mod tests {
             for b in 0..n {
                 let r = g.route(NodeId(a), NodeId(b), p).expect("connected");
                 let d = g.dijkstra_secs(NodeId(a), NodeId(b), p).expect("connected");
-                assert!(
-                    (r.duration_s - d).abs() < 1e-6,
-                    "{a}->{b}: {} vs {d}",
-                    r.duration_s
-                );
+                assert!((r.duration_s - d).abs() < 1e-6, "{a}->{b}: {} vs {d}", r.duration_s);
             }
         }
         let before = g.route(NodeId(0), NodeId(1), p).expect("route");
@@ -618,27 +503,12 @@ pub(crate) mod tests {
 
     #[test]
     fn skip_rules() {
-        let t = |pairs: &[(&'static str, &'static str)]| -> HashMap<&str, &str> {
-            pairs.iter().copied().collect()
-        };
+        let t = |pairs: &[(&'static str, &'static str)]| -> HashMap<&str, &str> { pairs.iter().copied().collect() };
         assert_eq!(skip_reason(&t(&[("highway", "footway")])), None);
-        assert_eq!(
-            skip_reason(&t(&[("highway", "steps")])).as_deref(),
-            Some("highway=steps")
-        );
-        assert_eq!(
-            skip_reason(&t(&[("highway", "motorway")])).as_deref(),
-            Some("highway=motorway")
-        );
+        assert_eq!(skip_reason(&t(&[("highway", "steps")])).as_deref(), Some("highway=steps"));
+        assert_eq!(skip_reason(&t(&[("highway", "motorway")])).as_deref(), Some("highway=motorway"));
         assert!(skip_reason(&t(&[("highway", "service"), ("access", "private")])).is_some());
-        assert_eq!(
-            skip_reason(&t(&[
-                ("highway", "service"),
-                ("access", "private"),
-                ("foot", "yes")
-            ])),
-            None
-        );
+        assert_eq!(skip_reason(&t(&[("highway", "service"), ("access", "private"), ("foot", "yes")])), None);
         assert!(skip_reason(&t(&[("highway", "residential"), ("foot", "no")])).is_some());
     }
 }

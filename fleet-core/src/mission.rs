@@ -22,24 +22,11 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StepAction {
     /// Drive along `nodes`; `path` is their geometry (one point per node).
-    Drive {
-        nodes: Vec<NodeId>,
-        path: Vec<LatLon>,
-        length_m: f64,
-        speed_mps: f64,
-    },
+    Drive { nodes: Vec<NodeId>, path: Vec<LatLon>, length_m: f64, speed_mps: f64 },
     /// Take a parcel on board at the shop.
-    Pickup {
-        order: OrderId,
-        compartments: u8,
-        service_s: f64,
-    },
+    Pickup { order: OrderId, compartments: u8, service_s: f64 },
     /// Hand a parcel over against the customer's PIN (checked on board against `pin_hash`).
-    Dropoff {
-        order: OrderId,
-        pin_hash: String,
-        service_s: f64,
-    },
+    Dropoff { order: OrderId, pin_hash: String, service_s: f64 },
     /// Hand a parcel whose hand-over failed back to the shop.
     Return { order: OrderId, service_s: f64 },
 }

@@ -24,10 +24,7 @@ pub enum OrderStatus {
 
 impl OrderStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Delivered | Self::Cancelled | Self::Failed | Self::Returned
-        )
+        matches!(self, Self::Delivered | Self::Cancelled | Self::Failed | Self::Returned)
     }
 
     /// Is the parcel on a robot?
@@ -77,20 +74,12 @@ pub struct Parcel {
 impl Parcel {
     pub fn new(weight: Grams, compartments: u8) -> Result<Self, CoreError> {
         if weight.0 == 0 || weight.0 > 50_000 {
-            return Err(CoreError::invalid(format!(
-                "parcel weight {} g is outside [1, 50000]",
-                weight.0
-            )));
+            return Err(CoreError::invalid(format!("parcel weight {} g is outside [1, 50000]", weight.0)));
         }
         if !(1..=4).contains(&compartments) {
-            return Err(CoreError::invalid(format!(
-                "a parcel needs 1 to 4 compartments, not {compartments}"
-            )));
+            return Err(CoreError::invalid(format!("a parcel needs 1 to 4 compartments, not {compartments}")));
         }
-        Ok(Self {
-            weight,
-            compartments,
-        })
+        Ok(Self { weight, compartments })
     }
 }
 
@@ -169,9 +158,7 @@ mod tests {
 
     #[test]
     fn legal_and_illegal_transitions() {
-        let path = [
-            Pending, Assigned, ToPickup, AtPickup, InTransit, AtDropoff, Delivered,
-        ];
+        let path = [Pending, Assigned, ToPickup, AtPickup, InTransit, AtDropoff, Delivered];
         for w in path.windows(2) {
             assert!(w[0].can_go(w[1]), "{:?}->{:?}", w[0], w[1]);
         }

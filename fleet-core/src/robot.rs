@@ -17,38 +17,21 @@ pub struct RobotModel {
 
 impl Default for RobotModel {
     fn default() -> Self {
-        Self {
-            max_speed_mps: 1.6,
-            compartments: 2,
-            max_payload: Grams(20_000),
-            battery_wh: 1_000.0,
-        }
+        Self { max_speed_mps: 1.6, compartments: 2, max_payload: Grams(20_000), battery_wh: 1_000.0 }
     }
 }
 
 impl RobotModel {
     /// Checks a factsheet sent by a robot.
     pub fn checked(self) -> Result<Self, CoreError> {
-        if !(self.max_speed_mps.is_finite()
-            && self.max_speed_mps > 0.1
-            && self.max_speed_mps <= 5.0)
-        {
-            return Err(CoreError::invalid(format!(
-                "max speed {} m/s is outside (0.1, 5]",
-                self.max_speed_mps
-            )));
+        if !(self.max_speed_mps.is_finite() && self.max_speed_mps > 0.1 && self.max_speed_mps <= 5.0) {
+            return Err(CoreError::invalid(format!("max speed {} m/s is outside (0.1, 5]", self.max_speed_mps)));
         }
         if self.compartments == 0 || self.compartments > 16 {
-            return Err(CoreError::invalid(format!(
-                "compartments {} is outside [1, 16]",
-                self.compartments
-            )));
+            return Err(CoreError::invalid(format!("compartments {} is outside [1, 16]", self.compartments)));
         }
         if self.max_payload.0 == 0 || self.max_payload.0 > 200_000 {
-            return Err(CoreError::invalid(format!(
-                "max payload {} g is outside [1, 200000]",
-                self.max_payload.0
-            )));
+            return Err(CoreError::invalid(format!("max payload {} g is outside [1, 200000]", self.max_payload.0)));
         }
         if !(self.battery_wh.is_finite() && self.battery_wh > 0.0) {
             return Err(CoreError::invalid("battery capacity must be positive"));

@@ -17,19 +17,13 @@ pub struct LatLon {
 impl LatLon {
     pub fn new(lat: f64, lon: f64) -> Result<Self, CoreError> {
         if !lat.is_finite() || !lon.is_finite() {
-            return Err(CoreError::invalid(format!(
-                "coordinate ({lat}, {lon}) is not a finite number"
-            )));
+            return Err(CoreError::invalid(format!("coordinate ({lat}, {lon}) is not a finite number")));
         }
         if !(-90.0..=90.0).contains(&lat) {
-            return Err(CoreError::invalid(format!(
-                "latitude {lat} is outside [-90, 90]"
-            )));
+            return Err(CoreError::invalid(format!("latitude {lat} is outside [-90, 90]")));
         }
         if !(-180.0..=180.0).contains(&lon) {
-            return Err(CoreError::invalid(format!(
-                "longitude {lon} is outside [-180, 180]"
-            )));
+            return Err(CoreError::invalid(format!("longitude {lon} is outside [-180, 180]")));
         }
         Ok(Self { lat, lon })
     }
@@ -42,10 +36,7 @@ impl LatLon {
     /// Great-circle distance in metres.
     pub fn distance_m(self, other: LatLon) -> f64 {
         use geo::{Distance, Haversine, Point};
-        Haversine.distance(
-            Point::new(self.lon, self.lat),
-            Point::new(other.lon, other.lat),
-        )
+        Haversine.distance(Point::new(self.lon, self.lat), Point::new(other.lon, other.lat))
     }
 }
 
@@ -67,16 +58,12 @@ impl fmt::Display for LatLon {
 }
 
 /// A weight in grams.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct Grams(pub u32);
 
 /// A point in time: milliseconds since the Unix epoch. Production stamps it from the system clock, the simulator
 /// from its tick counter; the domain only compares and adds.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
@@ -88,11 +75,7 @@ impl Timestamp {
     }
     /// `self + secs` (fractional seconds are kept to the millisecond; negative or NaN adds nothing).
     pub fn plus_secs(self, secs: f64) -> Self {
-        if secs.is_finite() && secs > 0.0 {
-            Self(self.0.saturating_add((secs * 1000.0).round() as u64))
-        } else {
-            self
-        }
+        if secs.is_finite() && secs > 0.0 { Self(self.0.saturating_add((secs * 1000.0).round() as u64)) } else { self }
     }
     pub fn plus(self, d: Duration) -> Self {
         Self(self.0.saturating_add(d.as_millis() as u64))
@@ -115,12 +98,7 @@ mod tests {
 
     #[test]
     fn latlon_refuses_nan_inf_and_out_of_range() {
-        for (lat, lon) in [
-            (f64::NAN, 7.0),
-            (43.0, f64::INFINITY),
-            (90.5, 7.0),
-            (43.0, -180.01),
-        ] {
+        for (lat, lon) in [(f64::NAN, 7.0), (43.0, f64::INFINITY), (90.5, 7.0), (43.0, -180.01)] {
             assert!(LatLon::new(lat, lon).is_err(), "{lat},{lon}");
         }
         let p = LatLon::new(43.7384, 7.4246).expect("Monaco");

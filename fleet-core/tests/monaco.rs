@@ -11,10 +11,7 @@ fn monaco() -> MapGraph {
     eprintln!("{summary:?}");
     assert!(summary.nodes > 3_000, "{summary:?}");
     assert!(summary.length_km > 50.0, "{summary:?}");
-    assert!(
-        summary.ways_skipped.contains_key("highway=steps"),
-        "{summary:?}"
-    );
+    assert!(summary.ways_skipped.contains_key("highway=steps"), "{summary:?}");
     g
 }
 
@@ -37,11 +34,7 @@ fn monaco_imports_snaps_and_routes() {
         let b = NodeId(((i * 104_729 + 13) % n) as u32);
         let r = g.route(a, b, p).expect("strongly connected");
         let d = g.dijkstra_secs(a, b, p).expect("strongly connected");
-        assert!(
-            (r.duration_s - d).abs() < 1e-6,
-            "{a}->{b}: A* {} vs Dijkstra {d}",
-            r.duration_s
-        );
+        assert!((r.duration_s - d).abs() < 1e-6, "{a}->{b}: A* {} vs Dijkstra {d}", r.duration_s);
         assert!(r.length_m >= g.pos(a).expect("node").distance_m(g.pos(b).expect("node")) - 1e-6);
     }
 }

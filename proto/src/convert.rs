@@ -3,8 +3,8 @@
 
 use fleet_core::dispatcher::{Quote, Shop};
 use fleet_core::mission::{
-    ErrorLevel, FromRobot, Hello, InstantAction, MissionUpdate, RobotEvent, RobotReport, Step,
-    StepAction, StepOutcome, ToRobot,
+    ErrorLevel, FromRobot, Hello, InstantAction, MissionUpdate, RobotEvent, RobotReport, Step, StepAction, StepOutcome,
+    ToRobot,
 };
 use fleet_core::order::{DeliveryRequest, Order, OrderStatus, Parcel};
 use fleet_core::robot::{Robot, RobotModel};
@@ -39,31 +39,20 @@ pub fn latlon(field: &str, v: Option<&pb::LatLon>) -> R<LatLon> {
 }
 
 pub fn latlon_to_wire(p: LatLon) -> pb::LatLon {
-    pb::LatLon {
-        lat: p.lat(),
-        lon: p.lon(),
-    }
+    pb::LatLon { lat: p.lat(), lon: p.lon() }
 }
 
 /// An optional timestamp; a present one must be after 1970 with nanos in range.
 pub fn timestamp(field: &str, v: Option<&prost_types::Timestamp>) -> R<Option<Timestamp>> {
     let Some(v) = v else { return Ok(None) };
     if v.seconds < 0 || !(0..1_000_000_000).contains(&v.nanos) || v.seconds > 253_402_300_799 {
-        return Err(WireError::field(
-            field,
-            format!("{}s {}ns is not a valid time", v.seconds, v.nanos),
-        ));
+        return Err(WireError::field(field, format!("{}s {}ns is not a valid time", v.seconds, v.nanos)));
     }
-    Ok(Some(Timestamp(
-        v.seconds as u64 * 1000 + v.nanos as u64 / 1_000_000,
-    )))
+    Ok(Some(Timestamp(v.seconds as u64 * 1000 + v.nanos as u64 / 1_000_000)))
 }
 
 pub fn timestamp_to_wire(t: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: (t.0 / 1000) as i64,
-        nanos: ((t.0 % 1000) * 1_000_000) as i32,
-    }
+    prost_types::Timestamp { seconds: (t.0 / 1000) as i64, nanos: ((t.0 % 1000) * 1_000_000) as i32 }
 }
 
 fn opt_ts(t: Option<Timestamp>) -> Option<prost_types::Timestamp> {
@@ -84,8 +73,7 @@ pub fn parcel(field: &str, v: Option<&pb::Parcel>) -> R<Parcel> {
     let v = v.ok_or_else(|| WireError::missing(field))?;
     let compartments = match v.compartments {
         0 => 1,
-        n => u8::try_from(n)
-            .map_err(|_| WireError::field(field, format!("{n} compartments is too many")))?,
+        n => u8::try_from(n).map_err(|_| WireError::field(field, format!("{n} compartments is too many")))?,
     };
     Parcel::new(Grams(v.weight_grams), compartments).map_err(|e| WireError::field(field, e))
 }
@@ -136,11 +124,7 @@ pub fn order_to_wire(o: &Order) -> pb::Order {
         created_at: Some(timestamp_to_wire(o.created_at)),
         updated_at: Some(timestamp_to_wire(o.updated_at)),
         marked_ready: o.marked_ready,
-        robot_id: o
-            .robot
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        robot_id: o.robot.as_ref().map(ToString::to_string).unwrap_or_default(),
         robot_position: o.robot_pos.map(latlon_to_wire),
         eta_pickup: opt_ts(o.eta_pickup),
         eta_dropoff: opt_ts(o.eta_dropoff),
@@ -176,56 +160,36 @@ pub fn robot_to_wire(r: &Robot) -> pb::Robot {
 }
 
 pub fn shop_to_wire(s: &Shop) -> pb::Shop {
-    pb::Shop {
-        shop_id: s.id.to_string(),
-        name: s.name.clone(),
-        location: Some(latlon_to_wire(s.place.pos)),
-    }
+    pb::Shop { shop_id: s.id.to_string(), name: s.name.clone(), location: Some(latlon_to_wire(s.place.pos)) }
 }
 
 fn text(field: &str, s: &str) -> R<String> {
     if s.len() > MAX_TEXT_LEN {
-        return Err(WireError::field(
-            field,
-            format!("{} bytes is over the {MAX_TEXT_LEN}-byte limit", s.len()),
-        ));
+        return Err(WireError::field(field, format!("{} bytes is over the {MAX_TEXT_LEN}-byte limit", s.len())));
     }
     Ok(s.to_owned())
 }
 
 fn finite(field: &str, v: f64) -> R<f64> {
-    if v.is_finite() {
-        Ok(v)
-    } else {
-        Err(WireError::field(field, "must be a finite number"))
-    }
+    if v.is_finite() { Ok(v) } else { Err(WireError::field(field, "must be a finite number")) }
 }
 
 fn outcome(field: &str, r: &pb::StepResult) -> R<StepOutcome> {
     match pb::StepOutcome::try_from(r.outcome) {
         Ok(pb::StepOutcome::Done) => Ok(StepOutcome::Done),
-        Ok(pb::StepOutcome::HandoverFailed) => {
-            Ok(StepOutcome::HandoverFailed(text(field, &r.detail)?))
+        Ok(pb::StepOutcome::HandoverFailed) => Ok(StepOutcome::HandoverFailed(text(field, &r.detail)?)),
+        Ok(pb::StepOutcome::Unspecified) | Err(_) => {
+            Err(WireError::field(field, format!("outcome {} is not a known step outcome", r.outcome)))
         }
-        Ok(pb::StepOutcome::Unspecified) | Err(_) => Err(WireError::field(
-            field,
-            format!("outcome {} is not a known step outcome", r.outcome),
-        )),
     }
 }
 
 fn outcome_to_wire(seq: u32, o: &StepOutcome) -> pb::StepResult {
     match o {
-        StepOutcome::Done => pb::StepResult {
-            seq,
-            outcome: pb::StepOutcome::Done as i32,
-            detail: String::new(),
-        },
-        StepOutcome::HandoverFailed(why) => pb::StepResult {
-            seq,
-            outcome: pb::StepOutcome::HandoverFailed as i32,
-            detail: why.clone(),
-        },
+        StepOutcome::Done => pb::StepResult { seq, outcome: pb::StepOutcome::Done as i32, detail: String::new() },
+        StepOutcome::HandoverFailed(why) => {
+            pb::StepResult { seq, outcome: pb::StepOutcome::HandoverFailed as i32, detail: why.clone() }
+        }
     }
 }
 
@@ -234,9 +198,7 @@ pub fn from_robot(m: pb::RobotMessage) -> R<FromRobot> {
     use pb::robot_message::Msg;
     match m.msg.ok_or_else(|| WireError::missing("msg"))? {
         Msg::Hello(h) => {
-            let f = h
-                .factsheet
-                .ok_or_else(|| WireError::missing("hello.factsheet"))?;
+            let f = h.factsheet.ok_or_else(|| WireError::missing("hello.factsheet"))?;
             let compartments = u8::try_from(f.compartments)
                 .map_err(|_| WireError::field("hello.factsheet.compartments", "too many"))?;
             let model = RobotModel {
@@ -253,17 +215,9 @@ pub fn from_robot(m: pb::RobotMessage) -> R<FromRobot> {
             if h.finished.len() > 1_000 {
                 return Err(WireError::field("hello.finished", "too many entries"));
             }
-            let finished = h
-                .finished
-                .iter()
-                .map(|r| Ok((r.seq, outcome("hello.finished", r)?)))
-                .collect::<R<Vec<_>>>()?;
-            Ok(FromRobot::Hello(Hello {
-                model,
-                mission_id: h.mission_id,
-                last_update_id: h.last_update_id,
-                finished,
-            }))
+            let finished =
+                h.finished.iter().map(|r| Ok((r.seq, outcome("hello.finished", r)?))).collect::<R<Vec<_>>>()?;
+            Ok(FromRobot::Hello(Hello { model, mission_id: h.mission_id, last_update_id: h.last_update_id, finished }))
         }
         Msg::State(s) => Ok(FromRobot::State(RobotReport {
             pos: latlon("state.position", s.position.as_ref())?,
@@ -272,10 +226,7 @@ pub fn from_robot(m: pb::RobotMessage) -> R<FromRobot> {
             battery_pct: {
                 let b = finite("state.battery_pct", s.battery_pct)?;
                 if !(0.0..=100.0).contains(&b) {
-                    return Err(WireError::field(
-                        "state.battery_pct",
-                        format!("{b} is outside [0, 100]"),
-                    ));
+                    return Err(WireError::field("state.battery_pct", format!("{b} is outside [0, 100]")));
                 }
                 b
             },
@@ -286,36 +237,28 @@ pub fn from_robot(m: pb::RobotMessage) -> R<FromRobot> {
         })),
         Msg::Event(e) => {
             use pb::robot_event::Event;
-            Ok(FromRobot::Event(
-                match e.event.ok_or_else(|| WireError::missing("event.event"))? {
-                    Event::StepFinished(r) => RobotEvent::StepFinished {
-                        seq: r.seq,
-                        outcome: outcome("event.step_finished", &r)?,
+            Ok(FromRobot::Event(match e.event.ok_or_else(|| WireError::missing("event.event"))? {
+                Event::StepFinished(r) => {
+                    RobotEvent::StepFinished { seq: r.seq, outcome: outcome("event.step_finished", &r)? }
+                }
+                Event::Blocked(b) => RobotEvent::Blocked { from: NodeId(b.from_node), to: NodeId(b.to_node) },
+                Event::Error(err) => RobotEvent::Error {
+                    level: match pb::ErrorLevel::try_from(err.level) {
+                        Ok(pb::ErrorLevel::Warning) => ErrorLevel::Warning,
+                        Ok(pb::ErrorLevel::Fatal) => ErrorLevel::Fatal,
+                        _ => {
+                            return Err(WireError::field(
+                                "event.error.level",
+                                format!("{} is not a known error level", err.level),
+                            ));
+                        }
                     },
-                    Event::Blocked(b) => RobotEvent::Blocked {
-                        from: NodeId(b.from_node),
-                        to: NodeId(b.to_node),
-                    },
-                    Event::Error(err) => RobotEvent::Error {
-                        level: match pb::ErrorLevel::try_from(err.level) {
-                            Ok(pb::ErrorLevel::Warning) => ErrorLevel::Warning,
-                            Ok(pb::ErrorLevel::Fatal) => ErrorLevel::Fatal,
-                            _ => {
-                                return Err(WireError::field(
-                                    "event.error.level",
-                                    format!("{} is not a known error level", err.level),
-                                ));
-                            }
-                        },
-                        kind: text("event.error.type", &err.r#type)?,
-                        detail: text("event.error.detail", &err.detail)?,
-                    },
+                    kind: text("event.error.type", &err.r#type)?,
+                    detail: text("event.error.detail", &err.detail)?,
                 },
-            ))
+            }))
         }
-        Msg::Ack(a) => Ok(FromRobot::Ack {
-            update_id: a.update_id,
-        }),
+        Msg::Ack(a) => Ok(FromRobot::Ack { update_id: a.update_id }),
     }
 }
 
@@ -333,11 +276,7 @@ pub fn from_robot_to_wire(m: &FromRobot) -> pb::RobotMessage {
             }),
             mission_id: h.mission_id.clone(),
             last_update_id: h.last_update_id,
-            finished: h
-                .finished
-                .iter()
-                .map(|(s, o)| outcome_to_wire(*s, o))
-                .collect(),
+            finished: h.finished.iter().map(|(s, o)| outcome_to_wire(*s, o)).collect(),
             robot_id: String::new(),
         }),
         FromRobot::State(s) => Msg::State(pb::RobotState {
@@ -356,15 +295,10 @@ pub fn from_robot_to_wire(m: &FromRobot) -> pb::RobotMessage {
                 RobotEvent::StepFinished { seq, outcome } => {
                     pb::robot_event::Event::StepFinished(outcome_to_wire(*seq, outcome))
                 }
-                RobotEvent::Blocked { from, to } => pb::robot_event::Event::Blocked(pb::Blocked {
-                    from_node: from.0,
-                    to_node: to.0,
-                }),
-                RobotEvent::Error {
-                    level,
-                    kind,
-                    detail,
-                } => pb::robot_event::Event::Error(pb::RobotError {
+                RobotEvent::Blocked { from, to } => {
+                    pb::robot_event::Event::Blocked(pb::Blocked { from_node: from.0, to_node: to.0 })
+                }
+                RobotEvent::Error { level, kind, detail } => pb::robot_event::Event::Error(pb::RobotError {
                     level: match level {
                         ErrorLevel::Warning => pb::ErrorLevel::Warning,
                         ErrorLevel::Fatal => pb::ErrorLevel::Fatal,
@@ -374,9 +308,7 @@ pub fn from_robot_to_wire(m: &FromRobot) -> pb::RobotMessage {
                 }),
             }),
         }),
-        FromRobot::Ack { update_id } => Msg::Ack(pb::MissionAck {
-            update_id: *update_id,
-        }),
+        FromRobot::Ack { update_id } => Msg::Ack(pb::MissionAck { update_id: *update_id }),
     };
     pb::RobotMessage { msg: Some(msg) }
 }
@@ -403,54 +335,33 @@ pub fn to_robot_to_wire(m: &ToRobot) -> pb::DispatcherMessage {
 fn step_to_wire(s: &Step) -> pb::Step {
     use pb::step::Action;
     let action = match &s.action {
-        StepAction::Drive {
-            nodes,
-            path,
-            length_m,
-            speed_mps,
-        } => Action::Drive(pb::Drive {
+        StepAction::Drive { nodes, path, length_m, speed_mps } => Action::Drive(pb::Drive {
             nodes: nodes.iter().map(|n| n.0).collect(),
             path: path.iter().copied().map(latlon_to_wire).collect(),
             length_m: *length_m,
             speed_mps: *speed_mps,
         }),
-        StepAction::Pickup {
-            order,
-            compartments,
-            service_s,
-        } => Action::Pickup(pb::Pickup {
+        StepAction::Pickup { order, compartments, service_s } => Action::Pickup(pb::Pickup {
             order_id: order.to_string(),
             compartments: (*compartments).into(),
             service_s: *service_s,
         }),
-        StepAction::Dropoff {
-            order,
-            pin_hash,
-            service_s,
-        } => Action::Dropoff(pb::Dropoff {
+        StepAction::Dropoff { order, pin_hash, service_s } => Action::Dropoff(pb::Dropoff {
             order_id: order.to_string(),
             pin_sha256: pin_hash.clone(),
             service_s: *service_s,
         }),
-        StepAction::Return { order, service_s } => Action::ReturnParcel(pb::Return {
-            order_id: order.to_string(),
-            service_s: *service_s,
-        }),
+        StepAction::Return { order, service_s } => {
+            Action::ReturnParcel(pb::Return { order_id: order.to_string(), service_s: *service_s })
+        }
     };
-    pb::Step {
-        seq: s.seq,
-        released: s.released,
-        action: Some(action),
-    }
+    pb::Step { seq: s.seq, released: s.released, action: Some(action) }
 }
 
 fn service(field: &str, v: f64) -> R<f64> {
     let v = finite(field, v)?;
     if !(0.0..=3_600.0).contains(&v) {
-        return Err(WireError::field(
-            field,
-            format!("{v} s is outside [0, 3600]"),
-        ));
+        return Err(WireError::field(field, format!("{v} s is outside [0, 3600]")));
     }
     Ok(v)
 }
@@ -460,18 +371,11 @@ fn step(s: pb::Step) -> R<Step> {
     let action = match s.action.ok_or_else(|| WireError::missing("step.action"))? {
         Action::Drive(d) => {
             if d.nodes.len() != d.path.len() || d.nodes.is_empty() || d.nodes.len() > MAX_PATH {
-                return Err(WireError::field(
-                    "step.drive",
-                    "nodes and path must be non-empty and of equal length",
-                ));
+                return Err(WireError::field("step.drive", "nodes and path must be non-empty and of equal length"));
             }
             StepAction::Drive {
                 nodes: d.nodes.into_iter().map(NodeId).collect(),
-                path: d
-                    .path
-                    .iter()
-                    .map(|p| latlon("step.drive.path", Some(p)))
-                    .collect::<R<_>>()?,
+                path: d.path.iter().map(|p| latlon("step.drive.path", Some(p))).collect::<R<_>>()?,
                 length_m: finite("step.drive.length_m", d.length_m)?,
                 speed_mps: {
                     let v = finite("step.drive.speed_mps", d.speed_mps)?;
@@ -490,10 +394,7 @@ fn step(s: pb::Step) -> R<Step> {
         },
         Action::Dropoff(p) => {
             if p.pin_sha256.len() != 64 || !p.pin_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(WireError::field(
-                    "step.dropoff.pin_sha256",
-                    "must be 64 hex digits",
-                ));
+                return Err(WireError::field("step.dropoff.pin_sha256", "must be 64 hex digits"));
             }
             StepAction::Dropoff {
                 order: order_id("step.dropoff.order_id", &p.order_id)?,
@@ -506,11 +407,7 @@ fn step(s: pb::Step) -> R<Step> {
             service_s: service("step.return_parcel.service_s", p.service_s)?,
         },
     };
-    Ok(Step {
-        seq: s.seq,
-        released: s.released,
-        action,
-    })
+    Ok(Step { seq: s.seq, released: s.released, action })
 }
 
 /// A dispatcher message, checked (used by the agent's session client). `Ok(None)` for a welcome.
@@ -523,18 +420,13 @@ pub fn to_robot(m: pb::DispatcherMessage) -> R<Option<ToRobot>> {
             update_id: u.update_id,
             steps: u.steps.into_iter().map(step).collect::<R<_>>()?,
         }))),
-        Msg::Action(a) => Ok(Some(ToRobot::Instant(
-            match pb::InstantActionType::try_from(a.r#type) {
-                Ok(pb::InstantActionType::Pause) => InstantAction::Pause,
-                Ok(pb::InstantActionType::Resume) => InstantAction::Resume,
-                _ => {
-                    return Err(WireError::field(
-                        "action.type",
-                        format!("{} is not a known action", a.r#type),
-                    ));
-                }
-            },
-        ))),
+        Msg::Action(a) => Ok(Some(ToRobot::Instant(match pb::InstantActionType::try_from(a.r#type) {
+            Ok(pb::InstantActionType::Pause) => InstantAction::Pause,
+            Ok(pb::InstantActionType::Resume) => InstantAction::Resume,
+            _ => {
+                return Err(WireError::field("action.type", format!("{} is not a known action", a.r#type)));
+            }
+        }))),
     }
 }
 
@@ -551,83 +443,26 @@ mod tests {
     #[test]
     fn delivery_checks_every_field() {
         let good = pb::Delivery {
-            dropoff: Some(pb::LatLon {
-                lat: 43.73,
-                lon: 7.42,
-            }),
-            parcel: Some(pb::Parcel {
-                weight_grams: 500,
-                compartments: 0,
-            }),
+            dropoff: Some(pb::LatLon { lat: 43.73, lon: 7.42 }),
+            parcel: Some(pb::Parcel { weight_grams: 500, compartments: 0 }),
             ready_at: None,
-            deliver_by: Some(prost_types::Timestamp {
-                seconds: 1_800_000_000,
-                nanos: 0,
-            }),
+            deliver_by: Some(prost_types::Timestamp { seconds: 1_800_000_000, nanos: 0 }),
         };
         let d = delivery(Some(&good)).expect("valid");
         assert_eq!(d.parcel.compartments, 1);
         assert_eq!(d.deliver_by, Timestamp(1_800_000_000_000));
         let cases: Vec<(pb::Delivery, &str)> = vec![
+            (pb::Delivery { dropoff: None, ..good.clone() }, "delivery.dropoff is required"),
             (
-                pb::Delivery {
-                    dropoff: None,
-                    ..good.clone()
-                },
-                "delivery.dropoff is required",
-            ),
-            (
-                pb::Delivery {
-                    dropoff: Some(pb::LatLon {
-                        lat: f64::NAN,
-                        lon: 7.0,
-                    }),
-                    ..good.clone()
-                },
+                pb::Delivery { dropoff: Some(pb::LatLon { lat: f64::NAN, lon: 7.0 }), ..good.clone() },
                 "delivery.dropoff",
             ),
+            (pb::Delivery { dropoff: Some(pb::LatLon { lat: 91.0, lon: 7.0 }), ..good.clone() }, "latitude"),
+            (pb::Delivery { parcel: None, ..good.clone() }, "delivery.parcel is required"),
+            (pb::Delivery { parcel: Some(pb::Parcel { weight_grams: 0, compartments: 1 }), ..good.clone() }, "weight"),
+            (pb::Delivery { deliver_by: None, ..good.clone() }, "delivery.deliver_by is required"),
             (
-                pb::Delivery {
-                    dropoff: Some(pb::LatLon {
-                        lat: 91.0,
-                        lon: 7.0,
-                    }),
-                    ..good.clone()
-                },
-                "latitude",
-            ),
-            (
-                pb::Delivery {
-                    parcel: None,
-                    ..good.clone()
-                },
-                "delivery.parcel is required",
-            ),
-            (
-                pb::Delivery {
-                    parcel: Some(pb::Parcel {
-                        weight_grams: 0,
-                        compartments: 1,
-                    }),
-                    ..good.clone()
-                },
-                "weight",
-            ),
-            (
-                pb::Delivery {
-                    deliver_by: None,
-                    ..good.clone()
-                },
-                "delivery.deliver_by is required",
-            ),
-            (
-                pb::Delivery {
-                    deliver_by: Some(prost_types::Timestamp {
-                        seconds: -5,
-                        nanos: 0,
-                    }),
-                    ..good.clone()
-                },
+                pb::Delivery { deliver_by: Some(prost_types::Timestamp { seconds: -5, nanos: 0 }), ..good.clone() },
                 "not a valid time",
             ),
         ];
@@ -641,14 +476,8 @@ mod tests {
     fn robot_messages_round_trip_and_unknown_enums_are_refused() {
         let msgs = [
             FromRobot::Ack { update_id: 7 },
-            FromRobot::Event(RobotEvent::StepFinished {
-                seq: 3,
-                outcome: StepOutcome::HandoverFailed("x".into()),
-            }),
-            FromRobot::Event(RobotEvent::Blocked {
-                from: NodeId(1),
-                to: NodeId(2),
-            }),
+            FromRobot::Event(RobotEvent::StepFinished { seq: 3, outcome: StepOutcome::HandoverFailed("x".into()) }),
+            FromRobot::Event(RobotEvent::Blocked { from: NodeId(1), to: NodeId(2) }),
             FromRobot::Event(RobotEvent::Error {
                 level: ErrorLevel::Fatal,
                 kind: "battery".into(),
@@ -683,10 +512,7 @@ mod tests {
                     released: true,
                     action: StepAction::Drive {
                         nodes: vec![NodeId(1), NodeId(2)],
-                        path: vec![
-                            LatLon::new(43.7, 7.4).expect("valid"),
-                            LatLon::new(43.71, 7.4).expect("valid"),
-                        ],
+                        path: vec![LatLon::new(43.7, 7.4).expect("valid"), LatLon::new(43.71, 7.4).expect("valid")],
                         length_m: 1112.0,
                         speed_mps: 1.6,
                     },

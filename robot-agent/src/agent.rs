@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 
 use fleet_core::mission::{
-    ErrorLevel, FromRobot, Hello, InstantAction, MissionUpdate, RobotEvent, RobotReport, Step,
-    StepAction, StepOutcome, ToRobot, pin_hash,
+    ErrorLevel, FromRobot, Hello, InstantAction, MissionUpdate, RobotEvent, RobotReport, Step, StepAction, StepOutcome,
+    ToRobot, pin_hash,
 };
 use fleet_core::robot::RobotModel;
 use fleet_core::{LatLon, NodeId, OrderId, Timestamp};
@@ -189,11 +189,7 @@ impl Agent {
                     && now >= *until
                 {
                     let seq = *seq;
-                    self.finish(
-                        seq,
-                        StepOutcome::HandoverFailed("no valid PIN before the time-out".into()),
-                        &mut out,
-                    );
+                    self.finish(seq, StepOutcome::HandoverFailed("no valid PIN before the time-out".into()), &mut out);
                 }
                 out.push(Output::Send(FromRobot::State(RobotReport {
                     pos: t.pos,
@@ -222,27 +218,20 @@ impl Agent {
             self.finished_through = 0;
         } else if m.update_id <= self.update_id {
             // Stale or repeated: already applied. Acknowledge again so the dispatcher stops waiting.
-            out.push(Output::Send(FromRobot::Ack {
-                update_id: self.update_id,
-            }));
+            out.push(Output::Send(FromRobot::Ack { update_id: self.update_id }));
             return;
         }
         self.update_id = m.update_id;
         let through = self.finished_through;
         self.steps = m.steps.into_iter().filter(|s| s.seq > through).collect();
         if let Some((seq, _)) = &self.current
-            && !self
-                .steps
-                .first()
-                .is_some_and(|s| s.seq == *seq && s.released)
+            && !self.steps.first().is_some_and(|s| s.seq == *seq && s.released)
         {
             // The step we run is no longer first in the base: the dispatcher withdrew it.
             self.current = None;
             out.push(Output::Platform(PlatformCommand::Stop));
         }
-        out.push(Output::Send(FromRobot::Ack {
-            update_id: self.update_id,
-        }));
+        out.push(Output::Send(FromRobot::Ack { update_id: self.update_id }));
     }
 
     fn on_platform(&mut self, ev: PlatformEvent, out: &mut Vec<Output>) {
@@ -261,10 +250,7 @@ impl Agent {
             }
             (PlatformEvent::Blocked { index }, Phase::Driving { nodes }) => {
                 if let (Some(&from), Some(&to)) = (nodes.get(index), nodes.get(index + 1)) {
-                    out.push(Output::Send(FromRobot::Event(RobotEvent::Blocked {
-                        from,
-                        to,
-                    })));
+                    out.push(Output::Send(FromRobot::Event(RobotEvent::Blocked { from, to })));
                 }
             }
             (PlatformEvent::ServiceDone, Phase::Loading | Phase::Unloading) => {
@@ -272,11 +258,7 @@ impl Agent {
             }
             (PlatformEvent::Fault { fatal, detail }, _) => {
                 out.push(Output::Send(FromRobot::Event(RobotEvent::Error {
-                    level: if fatal {
-                        ErrorLevel::Fatal
-                    } else {
-                        ErrorLevel::Warning
-                    },
+                    level: if fatal { ErrorLevel::Fatal } else { ErrorLevel::Warning },
                     kind: "platform".into(),
                     detail,
                 })));
@@ -287,42 +269,19 @@ impl Agent {
     }
 
     fn on_pin(&mut self, pin: &str, out: &mut Vec<Output>) {
-        let Some((
-            seq,
-            Phase::AwaitingPin {
-                order,
-                pin_hash: want,
-                attempts,
-                until,
-                service_s,
-            },
-        )) = self.current.clone()
+        let Some((seq, Phase::AwaitingPin { order, pin_hash: want, attempts, until, service_s })) =
+            self.current.clone()
         else {
             return;
         };
         if pin_hash(&order, pin) == want {
             self.current = Some((seq, Phase::Unloading));
-            out.push(Output::Platform(PlatformCommand::Unload {
-                order,
-                service_s,
-            }));
+            out.push(Output::Platform(PlatformCommand::Unload { order, service_s }));
         } else if attempts + 1 >= MAX_PIN_ATTEMPTS {
-            self.finish(
-                seq,
-                StepOutcome::HandoverFailed(format!("{MAX_PIN_ATTEMPTS} wrong PINs")),
-                out,
-            );
+            self.finish(seq, StepOutcome::HandoverFailed(format!("{MAX_PIN_ATTEMPTS} wrong PINs")), out);
         } else {
-            self.current = Some((
-                seq,
-                Phase::AwaitingPin {
-                    order,
-                    pin_hash: want,
-                    attempts: attempts + 1,
-                    until,
-                    service_s,
-                },
-            ));
+            self.current =
+                Some((seq, Phase::AwaitingPin { order, pin_hash: want, attempts: attempts + 1, until, service_s }));
         }
     }
 
@@ -334,10 +293,7 @@ impl Agent {
         while self.finished.len() > FINISHED_KEPT {
             self.finished.pop_front();
         }
-        out.push(Output::Send(FromRobot::Event(RobotEvent::StepFinished {
-            seq,
-            outcome,
-        })));
+        out.push(Output::Send(FromRobot::Event(RobotEvent::StepFinished { seq, outcome })));
     }
 
     /// Starts the next released step when idle and not paused.
@@ -349,40 +305,22 @@ impl Agent {
             return;
         };
         let phase = match step.action {
-            StepAction::Drive {
-                nodes,
-                path,
-                speed_mps,
-                ..
-            } => {
+            StepAction::Drive { nodes, path, speed_mps, .. } => {
                 let speed_mps = speed_mps.min(self.model.max_speed_mps);
                 out.push(Output::Platform(PlatformCommand::Drive { path, speed_mps }));
                 Phase::Driving { nodes }
             }
-            StepAction::Pickup {
-                order, service_s, ..
-            } => {
+            StepAction::Pickup { order, service_s, .. } => {
                 out.push(Output::Platform(PlatformCommand::Load { order, service_s }));
                 Phase::Loading
             }
             StepAction::Return { order, service_s } => {
-                out.push(Output::Platform(PlatformCommand::Unload {
-                    order,
-                    service_s,
-                }));
+                out.push(Output::Platform(PlatformCommand::Unload { order, service_s }));
                 Phase::Unloading
             }
-            StepAction::Dropoff {
-                order,
-                pin_hash,
-                service_s,
-            } => Phase::AwaitingPin {
-                order,
-                pin_hash,
-                attempts: 0,
-                until: now.plus_secs(HANDOVER_TIMEOUT_S),
-                service_s,
-            },
+            StepAction::Dropoff { order, pin_hash, service_s } => {
+                Phase::AwaitingPin { order, pin_hash, attempts: 0, until: now.plus_secs(HANDOVER_TIMEOUT_S), service_s }
+            }
         };
         self.current = Some((step.seq, phase));
     }
@@ -397,11 +335,7 @@ mod tests {
     }
 
     fn mission(update_id: u64, steps: Vec<Step>) -> Input {
-        Input::FromDispatcher(ToRobot::Mission(MissionUpdate {
-            mission_id: "m-r1".into(),
-            update_id,
-            steps,
-        }))
+        Input::FromDispatcher(ToRobot::Mission(MissionUpdate { mission_id: "m-r1".into(), update_id, steps }))
     }
 
     fn drive(seq: u32) -> Step {
@@ -422,11 +356,7 @@ mod tests {
         Step {
             seq,
             released,
-            action: StepAction::Dropoff {
-                pin_hash: pin_hash(&order, "1234"),
-                order,
-                service_s: 30.0,
-            },
+            action: StepAction::Dropoff { pin_hash: pin_hash(&order, "1234"), order, service_s: 30.0 },
         }
     }
 
@@ -446,10 +376,7 @@ mod tests {
         let mut a = Agent::new(RobotModel::default());
         let t = Timestamp(0);
         let out = a.handle(t, mission(1, vec![drive(1), dropoff(2, false)]));
-        assert!(
-            out.iter()
-                .any(|o| matches!(o, Output::Platform(PlatformCommand::Drive { .. })))
-        );
+        assert!(out.iter().any(|o| matches!(o, Output::Platform(PlatformCommand::Drive { .. }))));
         let out = a.handle(t, Input::Platform(PlatformEvent::Arrived));
         assert_eq!(finished(&out), vec![(1, StepOutcome::Done)]);
         // The drop-off is only on the horizon: nothing starts.
@@ -458,10 +385,7 @@ mod tests {
         assert_eq!(a.awaiting_pin().map(|o| o.as_str()), Some("ord-1"));
         a.handle(t, Input::PinEntered("9999".into()));
         let out = a.handle(t, Input::PinEntered("1234".into()));
-        assert!(
-            out.iter()
-                .any(|o| matches!(o, Output::Platform(PlatformCommand::Unload { .. })))
-        );
+        assert!(out.iter().any(|o| matches!(o, Output::Platform(PlatformCommand::Unload { .. }))));
         let out = a.handle(t, Input::Platform(PlatformEvent::ServiceDone));
         assert_eq!(finished(&out), vec![(2, StepOutcome::Done)]);
     }
@@ -475,16 +399,10 @@ mod tests {
         // Re-sent update 1: ignored, acknowledged.
         let out = a.handle(t, mission(1, vec![drive(1), dropoff(2, true)]));
         assert!(out.contains(&Output::Send(FromRobot::Ack { update_id: 1 })));
-        assert!(
-            !out.iter()
-                .any(|o| matches!(o, Output::Platform(PlatformCommand::Drive { .. })))
-        );
+        assert!(!out.iter().any(|o| matches!(o, Output::Platform(PlatformCommand::Drive { .. }))));
         // Update 2 crossed our report and still lists step 1: it must not run again.
         let out = a.handle(t, mission(2, vec![drive(1), dropoff(2, true)]));
-        assert!(
-            !out.iter()
-                .any(|o| matches!(o, Output::Platform(PlatformCommand::Drive { .. })))
-        );
+        assert!(!out.iter().any(|o| matches!(o, Output::Platform(PlatformCommand::Drive { .. }))));
         assert_eq!(a.awaiting_pin().map(|o| o.as_str()), Some("ord-1"));
         // The hello after a reconnect lists what finished.
         let out = a.handle(t, Input::Connected);
@@ -498,52 +416,29 @@ mod tests {
 
     #[test]
     fn wrong_pins_and_time_out_fail_the_handover() {
-        let tel = Telemetry {
-            pos: p(43.73, 7.42),
-            heading_deg: 0.0,
-            speed_mps: 0.0,
-            battery_pct: 90.0,
-        };
+        let tel = Telemetry { pos: p(43.73, 7.42), heading_deg: 0.0, speed_mps: 0.0, battery_pct: 90.0 };
         let mut a = Agent::new(RobotModel::default());
         a.handle(Timestamp(0), mission(1, vec![dropoff(1, true)]));
         a.handle(Timestamp(0), Input::PinEntered("0000".into()));
         a.handle(Timestamp(0), Input::PinEntered("0001".into()));
         let out = a.handle(Timestamp(0), Input::PinEntered("0002".into()));
-        assert!(matches!(
-            finished(&out)[..],
-            [(1, StepOutcome::HandoverFailed(_))]
-        ));
+        assert!(matches!(finished(&out)[..], [(1, StepOutcome::HandoverFailed(_))]));
 
         let mut b = Agent::new(RobotModel::default());
         b.handle(Timestamp(0), mission(1, vec![dropoff(1, true)]));
         assert!(finished(&b.handle(Timestamp(299_000), Input::Tick(tel))).is_empty());
         let out = b.handle(Timestamp(300_000), Input::Tick(tel));
-        assert!(matches!(
-            finished(&out)[..],
-            [(1, StepOutcome::HandoverFailed(_))]
-        ));
+        assert!(matches!(finished(&out)[..], [(1, StepOutcome::HandoverFailed(_))]));
     }
 
     #[test]
     fn pause_holds_the_next_step() {
         let mut a = Agent::new(RobotModel::default());
         let t = Timestamp(0);
-        a.handle(
-            t,
-            Input::FromDispatcher(ToRobot::Instant(InstantAction::Pause)),
-        );
+        a.handle(t, Input::FromDispatcher(ToRobot::Instant(InstantAction::Pause)));
         let out = a.handle(t, mission(1, vec![drive(1)]));
-        assert!(
-            !out.iter()
-                .any(|o| matches!(o, Output::Platform(PlatformCommand::Drive { .. })))
-        );
-        let out = a.handle(
-            t,
-            Input::FromDispatcher(ToRobot::Instant(InstantAction::Resume)),
-        );
-        assert!(
-            out.iter()
-                .any(|o| matches!(o, Output::Platform(PlatformCommand::Drive { .. })))
-        );
+        assert!(!out.iter().any(|o| matches!(o, Output::Platform(PlatformCommand::Drive { .. }))));
+        let out = a.handle(t, Input::FromDispatcher(ToRobot::Instant(InstantAction::Resume)));
+        assert!(out.iter().any(|o| matches!(o, Output::Platform(PlatformCommand::Drive { .. }))));
     }
 }

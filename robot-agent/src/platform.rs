@@ -22,14 +22,8 @@ const DRAIN_PCT_PER_H: f64 = 1.0;
 #[derive(Debug, Clone)]
 enum Task {
     Idle,
-    Driving {
-        path: Vec<LatLon>,
-        next: usize,
-        speed: f64,
-    },
-    Service {
-        until: Timestamp,
-    },
+    Driving { path: Vec<LatLon>, next: usize, speed: f64 },
+    Service { until: Timestamp },
 }
 
 /// A body that drives straight between path points at a constant speed.
@@ -47,15 +41,7 @@ pub struct KinematicPlatform {
 
 impl KinematicPlatform {
     pub fn new(pos: LatLon, now: Timestamp) -> Self {
-        Self {
-            pos,
-            heading_deg: 0.0,
-            battery_pct: 100.0,
-            task: Task::Idle,
-            paused: false,
-            last: now,
-            odometer_m: 0.0,
-        }
+        Self { pos, heading_deg: 0.0, battery_pct: 100.0, task: Task::Idle, paused: false, last: now, odometer_m: 0.0 }
     }
 
     fn moving(&self) -> bool {
@@ -65,11 +51,7 @@ impl KinematicPlatform {
 
 fn lerp(a: LatLon, b: LatLon, f: f64) -> LatLon {
     // Both ends are valid coordinates and f is in [0, 1], so the result is too.
-    LatLon::new(
-        a.lat() + (b.lat() - a.lat()) * f,
-        a.lon() + (b.lon() - a.lon()) * f,
-    )
-    .unwrap_or(a)
+    LatLon::new(a.lat() + (b.lat() - a.lat()) * f, a.lon() + (b.lon() - a.lon()) * f).unwrap_or(a)
 }
 
 fn bearing_deg(a: LatLon, b: LatLon) -> f64 {
@@ -83,16 +65,10 @@ impl Platform for KinematicPlatform {
         self.poll_inner(now, &mut Vec::new());
         match cmd {
             PlatformCommand::Drive { path, speed_mps } => {
-                self.task = Task::Driving {
-                    path,
-                    next: 0,
-                    speed: speed_mps,
-                };
+                self.task = Task::Driving { path, next: 0, speed: speed_mps };
             }
             PlatformCommand::Load { service_s, .. } | PlatformCommand::Unload { service_s, .. } => {
-                self.task = Task::Service {
-                    until: now.plus_secs(service_s),
-                };
+                self.task = Task::Service { until: now.plus_secs(service_s) };
             }
             PlatformCommand::Stop => self.task = Task::Idle,
             PlatformCommand::Pause => self.paused = true,
@@ -111,12 +87,7 @@ impl Platform for KinematicPlatform {
             Task::Driving { speed, .. } if self.moving() => *speed,
             _ => 0.0,
         };
-        Telemetry {
-            pos: self.pos,
-            heading_deg: self.heading_deg,
-            speed_mps,
-            battery_pct: self.battery_pct,
-        }
+        Telemetry { pos: self.pos, heading_deg: self.heading_deg, speed_mps, battery_pct: self.battery_pct }
     }
 }
 
@@ -160,8 +131,7 @@ impl KinematicPlatform {
                             self.heading_deg = bearing_deg(self.pos, target);
                             self.pos = lerp(self.pos, target, budget / d);
                             self.odometer_m += budget;
-                            self.battery_pct =
-                                (self.battery_pct - budget * DRAIN_PCT_PER_M).max(0.0);
+                            self.battery_pct = (self.battery_pct - budget * DRAIN_PCT_PER_M).max(0.0);
                         }
                         break;
                     }
@@ -181,23 +151,14 @@ mod tests {
         let b = LatLon::new(43.731, 7.42).expect("valid");
         let len = a.distance_m(b);
         let mut p = KinematicPlatform::new(a, Timestamp(0));
-        p.execute(
-            Timestamp(0),
-            PlatformCommand::Drive {
-                path: vec![a, b],
-                speed_mps: 2.0,
-            },
-        );
+        p.execute(Timestamp(0), PlatformCommand::Drive { path: vec![a, b], speed_mps: 2.0 });
         let ev = p.poll(Timestamp(1_000));
         assert_eq!(ev, vec![PlatformEvent::Passed { index: 0 }]);
         assert!((p.telemetry().pos.distance_m(a) - 2.0).abs() < 0.01);
         let half = ((len / 2.0) * 1000.0) as u64;
         assert!(!p.poll(Timestamp(half)).contains(&PlatformEvent::Arrived));
         let ev = p.poll(Timestamp(half * 2 + 1_000));
-        assert_eq!(
-            ev,
-            vec![PlatformEvent::Passed { index: 1 }, PlatformEvent::Arrived]
-        );
+        assert_eq!(ev, vec![PlatformEvent::Passed { index: 1 }, PlatformEvent::Arrived]);
         assert!((p.odometer_m - len).abs() < 0.01);
         assert!(p.telemetry().battery_pct < 100.0);
     }
@@ -209,10 +170,7 @@ mod tests {
         p.execute(Timestamp(0), PlatformCommand::Pause);
         p.execute(
             Timestamp(0),
-            PlatformCommand::Load {
-                order: fleet_core::OrderId::parse("o").expect("valid"),
-                service_s: 10.0,
-            },
+            PlatformCommand::Load { order: fleet_core::OrderId::parse("o").expect("valid"), service_s: 10.0 },
         );
         assert!(p.poll(Timestamp(20_000)).is_empty());
         p.execute(Timestamp(20_000), PlatformCommand::Resume);

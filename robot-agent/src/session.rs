@@ -1,1 +1,241 @@
-//! placeholder until the proto crate lands
+//! The IO around the agent: a runner task that owns the [`Agent`] and its [`Platform`], and a connection task
+//! that keeps one gRPC session to the dispatcher open, reconnecting with jittered exponential backoff.
+//!
+//! While the link is down the agent keeps executing its released base; what it would have reported is dropped,
+//! and the hello of the next session lists the steps it finished, so the dispatcher catches up without any
+//! step running twice.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fleet_core::mission::{FromRobot, ToRobot};
+use fleet_core::{OrderId, Timestamp};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Status};
+use trundle_proto::{convert, pb};
+
+use crate::agent::{Agent, Input, Output};
+use crate::platform::Platform;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("bad dispatcher address {0:?}: {1}")]
+    Endpoint(String, String),
+    #[error("the dispatcher refused this robot: {0}")]
+    Refused(String),
+}
+
+/// How the runner connects and keeps time.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// For example `http://127.0.0.1:50051`.
+    pub endpoint: String,
+    pub token: String,
+    /// If set, sent in the hello; the dispatcher refuses a session whose token is another robot's.
+    pub robot_id: Option<String>,
+    /// Simulated seconds per real second for the platform and the agent (1 for a real robot).
+    pub time_scale: f64,
+    /// How often the platform is polled (real time).
+    pub poll_every: Duration,
+    /// How often state is reported (real time).
+    pub state_every: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl SessionConfig {
+    pub fn new(endpoint: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            token: token.into(),
+            robot_id: None,
+            time_scale: 1.0,
+            poll_every: Duration::from_millis(100),
+            state_every: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A simulated customer: the PIN they will type for an order, if they know one.
+pub type Customers = Arc<Mutex<BTreeMap<OrderId, String>>>;
+
+enum Link {
+    Up(mpsc::Sender<pb::RobotMessage>),
+    Down,
+    Msg(ToRobot),
+    Fatal(String),
+}
+
+fn is_fatal(s: &Status) -> bool {
+    matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied | Code::NotFound | Code::InvalidArgument)
+}
+
+/// Keeps a session open, forwarding what arrives to the runner.
+async fn connect_loop(cfg: SessionConfig, to_runner: mpsc::Sender<Link>) {
+    let mut backoff = cfg.backoff_min;
+    loop {
+        let endpoint = match tonic::transport::Endpoint::from_shared(cfg.endpoint.clone()) {
+            Ok(e) => e
+                .connect_timeout(Duration::from_secs(5))
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .keep_alive_while_idle(true),
+            Err(e) => {
+                let _ = to_runner.send(Link::Fatal(format!("bad endpoint: {e}"))).await;
+                return;
+            }
+        };
+        match endpoint.connect().await {
+            Ok(channel) => {
+                let mut client = pb::robot_service_client::RobotServiceClient::new(channel);
+                let (out_tx, out_rx) = mpsc::channel(256);
+                let mut req = Request::new(ReceiverStream::new(out_rx));
+                match format!("Bearer {}", cfg.token).parse() {
+                    Ok(v) => {
+                        req.metadata_mut().insert("authorization", v);
+                    }
+                    Err(_) => {
+                        let _ = to_runner.send(Link::Fatal("the token is not a valid header value".into())).await;
+                        return;
+                    }
+                }
+                // The runner answers `Up` with the hello, so it is the first message on the stream.
+                if to_runner.send(Link::Up(out_tx)).await.is_err() {
+                    return;
+                }
+                match client.session(req).await {
+                    Ok(resp) => {
+                        let mut inbound = resp.into_inner();
+                        loop {
+                            match inbound.message().await {
+                                Ok(Some(m)) => {
+                                    backoff = cfg.backoff_min;
+                                    match convert::to_robot(m) {
+                                        Ok(Some(msg)) => {
+                                            if to_runner.send(Link::Msg(msg)).await.is_err() {
+                                                return;
+                                            }
+                                        }
+                                        Ok(None) => {}
+                                        Err(e) => tracing::warn!("ignoring a malformed dispatcher message: {e}"),
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(s) if is_fatal(&s) => {
+                                    let _ = to_runner.send(Link::Fatal(s.message().to_owned())).await;
+                                    return;
+                                }
+                                Err(s) => {
+                                    tracing::info!("session ended: {s}");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(s) if is_fatal(&s) => {
+                        let _ = to_runner.send(Link::Fatal(s.message().to_owned())).await;
+                        return;
+                    }
+                    Err(s) => tracing::info!("session refused: {s}"),
+                }
+                if to_runner.send(Link::Down).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!("connect failed: {e}"),
+        }
+        let jitter = rand::rng().random_range(0.5..1.0);
+        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        backoff = (backoff * 2).min(cfg.backoff_max);
+    }
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Runs the agent on `platform` against the dispatcher until `shutdown` resolves or the dispatcher refuses the
+/// robot. PINs typed on the keypad arrive on `keypad`; `customers` (optional) answers for simulated customers.
+pub async fn run<P: Platform + Send>(
+    cfg: SessionConfig,
+    mut agent: Agent,
+    mut platform: P,
+    mut keypad: mpsc::Receiver<String>,
+    customers: Option<Customers>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SessionError> {
+    if !(cfg.time_scale.is_finite() && cfg.time_scale > 0.0) {
+        return Err(SessionError::Endpoint(cfg.endpoint, "time scale must be positive".into()));
+    }
+    let (link_tx, mut link_rx) = mpsc::channel(256);
+    let conn = tokio::spawn(connect_loop(cfg.clone(), link_tx));
+    let (t0, w0) = (Instant::now(), wall_ms());
+    let now = || Timestamp(w0 + (t0.elapsed().as_secs_f64() * 1000.0 * cfg.time_scale) as u64);
+    let mut out: Option<mpsc::Sender<pb::RobotMessage>> = None;
+    let mut poll = tokio::time::interval(cfg.poll_every);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_state: Option<Instant> = None;
+    let mut keypad_open = true;
+    tokio::pin!(shutdown);
+
+    let result = loop {
+        let mut inputs = Vec::new();
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            _ = poll.tick() => {
+                let t = now();
+                inputs.extend(platform.poll(t).into_iter().map(Input::Platform));
+                if let (Some(order), Some(c)) = (agent.awaiting_pin(), &customers)
+                    && let Some(pin) = c.lock().ok().and_then(|m| m.get(order).cloned())
+                {
+                    inputs.push(Input::PinEntered(pin));
+                }
+                if last_state.is_none_or(|l| l.elapsed() >= cfg.state_every) {
+                    last_state = Some(Instant::now());
+                    inputs.push(Input::Tick(platform.telemetry()));
+                }
+            }
+            link = link_rx.recv() => match link {
+                Some(Link::Up(tx)) => { out = Some(tx); inputs.push(Input::Connected); }
+                Some(Link::Down) => out = None,
+                Some(Link::Msg(m)) => inputs.push(Input::FromDispatcher(m)),
+                Some(Link::Fatal(why)) => break Err(SessionError::Refused(why)),
+                None => break Ok(()),
+            },
+            pin = keypad.recv(), if keypad_open => match pin {
+                Some(p) => inputs.push(Input::PinEntered(p)),
+                None => keypad_open = false,
+            },
+        }
+        let t = now();
+        for input in inputs {
+            for o in agent.handle(t, input) {
+                match o {
+                    Output::Send(msg) => send(&mut out, &msg, cfg.robot_id.as_deref()),
+                    Output::Platform(cmd) => platform.execute(t, cmd),
+                }
+            }
+        }
+    };
+    conn.abort();
+    result
+}
+
+fn send(out: &mut Option<mpsc::Sender<pb::RobotMessage>>, msg: &FromRobot, robot_id: Option<&str>) {
+    let Some(tx) = out else { return };
+    let mut wire = convert::from_robot_to_wire(msg);
+    if let (Some(pb::robot_message::Msg::Hello(h)), Some(id)) = (&mut wire.msg, robot_id) {
+        h.robot_id = id.to_owned();
+    }
+    // A full queue means the link is stalled: drop the message (state is re-sent every second, step results
+    // travel again in the next hello).
+    if tx.try_send(wire).is_err() {
+        tracing::debug!("link stalled; dropped a message");
+    }
+}

@@ -8,11 +8,7 @@ use fleet_core::map::MapGraph;
 use sim::Scenario;
 
 #[derive(Parser)]
-#[command(
-    name = "trundle-sim",
-    version,
-    about = "Simulate a day of sidewalk-robot deliveries on a real map"
-)]
+#[command(name = "trundle-sim", version, about = "Simulate a day of sidewalk-robot deliveries on a real map")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -54,10 +50,8 @@ fn main() -> anyhow::Result<()> {
     if !(a.hours.is_finite() && a.hours > 0.0 && a.hours <= 24.0 * 7.0) {
         anyhow::bail!("--hours must be in (0, 168]");
     }
-    let bytes = std::fs::read(&a.map)
-        .with_context(|| format!("cannot read the map {}", a.map.display()))?;
-    let (map, summary) =
-        MapGraph::from_osm(&bytes).with_context(|| format!("cannot import {}", a.map.display()))?;
+    let bytes = std::fs::read(&a.map).with_context(|| format!("cannot read the map {}", a.map.display()))?;
+    let (map, summary) = MapGraph::from_osm(&bytes).with_context(|| format!("cannot import {}", a.map.display()))?;
     eprintln!(
         "map {}: {} nodes, {} edges, {:.1} km of walkable ways",
         a.map.display(),

@@ -33,11 +33,7 @@ pub struct Report {
 
 impl Report {
     pub fn on_time_rate(&self) -> f64 {
-        if self.delivered == 0 {
-            0.0
-        } else {
-            self.on_time as f64 / self.delivered as f64
-        }
+        if self.delivered == 0 { 0.0 } else { self.on_time as f64 / self.delivered as f64 }
     }
 }
 
@@ -78,11 +74,7 @@ impl fmt::Display for Report {
             self.delivery_min_mean, self.delivery_min_p50, self.delivery_min_p90
         )?;
         writeln!(f, "  fleet distance   {:.2} km", self.distance_km)?;
-        writeln!(
-            f,
-            "  deliveries/robot-hour {:.2}",
-            self.deliveries_per_robot_hour
-        )?;
+        writeln!(f, "  deliveries/robot-hour {:.2}", self.deliveries_per_robot_hour)?;
         write!(f, "  simulated ticks  {}", self.ticks)
     }
 }

@@ -55,10 +55,7 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
     let start = Timestamp(scenario.start_ms);
     let map_nodes = map.node_count();
     let n = map_nodes as u32;
-    let node_pos = |m: &MapGraph, i: u32| {
-        m.pos(NodeId(i))
-            .ok_or_else(|| SimError::Setup(format!("node {i} missing")))
-    };
+    let node_pos = |m: &MapGraph, i: u32| m.pos(NodeId(i)).ok_or_else(|| SimError::Setup(format!("node {i} missing")));
 
     // Shops: nodes within 1 km of the map's centre (real shop streets are central); robots start at shops.
     let centre = map.origin();
@@ -77,10 +74,7 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
 
     // The day's orders, drawn up front so the stream does not depend on what the fleet does.
     let mut planned = Vec::new();
-    let open_s = scenario
-        .duration_s
-        .saturating_sub(3_600)
-        .max(scenario.duration_s / 2) as f64;
+    let open_s = scenario.duration_s.saturating_sub(3_600).max(scenario.duration_s / 2) as f64;
     let rate = scenario.orders_per_hour / 3600.0;
     let mut t = 0.0;
     if rate > 0.0 {
@@ -120,43 +114,24 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
         .map(|i| ShopId::parse(&format!("shop-{i:03}")).map_err(|e| SimError::Setup(e.to_string())))
         .collect::<Result<_, _>>()?;
     for (i, id) in shop_ids.iter().enumerate() {
-        expect_ok(d.handle(
-            start,
-            Input::RegisterShop {
-                id: id.clone(),
-                name: format!("Shop {i}"),
-                pos: shop_pos[i],
-            },
-        ))?;
+        expect_ok(
+            d.handle(start, Input::RegisterShop { id: id.clone(), name: format!("Shop {i}"), pos: shop_pos[i] }),
+        )?;
     }
     let mut robots = Vec::new();
     for i in 0..scenario.robots {
-        let id =
-            RobotId::parse(&format!("robot-{i:03}")).map_err(|e| SimError::Setup(e.to_string()))?;
+        let id = RobotId::parse(&format!("robot-{i:03}")).map_err(|e| SimError::Setup(e.to_string()))?;
         let depot = shop_pos[i % scenario.shops];
-        expect_ok(d.handle(
-            start,
-            Input::RegisterRobot {
-                id: id.clone(),
-                name: format!("Robot {i}"),
-                depot,
-            },
-        ))?;
+        expect_ok(d.handle(start, Input::RegisterRobot { id: id.clone(), name: format!("Robot {i}"), depot }))?;
         robots.push(SimRobot {
             id,
             agent: Agent::new(fleet_core::robot::RobotModel::default()),
             platform: KinematicPlatform::new(depot, start),
         });
     }
-    let index: BTreeMap<RobotId, usize> = robots
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id.clone(), i))
-        .collect();
+    let index: BTreeMap<RobotId, usize> = robots.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
 
-    let mut queue: VecDeque<Msg> = (0..robots.len())
-        .map(|i| Msg::ToAgent(i, agent::Input::Connected))
-        .collect();
+    let mut queue: VecDeque<Msg> = (0..robots.len()).map(|i| Msg::ToAgent(i, agent::Input::Connected)).collect();
     let mut pins: BTreeMap<OrderId, String> = BTreeMap::new();
     let mut ready_due: Vec<(Timestamp, ShopId, OrderId)> = Vec::new();
     let mut refused: BTreeMap<String, usize> = BTreeMap::new();
@@ -172,14 +147,9 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
         while next_order < planned.len() && planned[next_order].at <= now {
             let p = &planned[next_order];
             next_order += 1;
-            let parcel =
-                Parcel::new(Grams(p.grams), 1).map_err(|e| SimError::Setup(e.to_string()))?;
-            let request = DeliveryRequest {
-                dropoff: p.dropoff,
-                parcel,
-                ready_at: Some(p.ready_at),
-                deliver_by: p.deliver_by,
-            };
+            let parcel = Parcel::new(Grams(p.grams), 1).map_err(|e| SimError::Setup(e.to_string()))?;
+            let request =
+                DeliveryRequest { dropoff: p.dropoff, parcel, ready_at: Some(p.ready_at), deliver_by: p.deliver_by };
             let shop = shop_ids[p.shop].clone();
             let out = d.handle(
                 now,
@@ -326,9 +296,7 @@ fn pump(
                 let r = &mut robots[i];
                 for o in r.agent.handle(now, input) {
                     match o {
-                        AgentOut::Send(msg) => {
-                            queue.push_back(Msg::ToDispatcher(r.id.clone(), msg))
-                        }
+                        AgentOut::Send(msg) => queue.push_back(Msg::ToDispatcher(r.id.clone(), msg)),
                         AgentOut::Platform(cmd) => r.platform.execute(now, cmd),
                     }
                 }

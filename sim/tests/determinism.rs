@@ -10,14 +10,7 @@ fn monaco() -> MapGraph {
 }
 
 fn small(seed: u64) -> Scenario {
-    Scenario {
-        seed,
-        robots: 4,
-        shops: 2,
-        orders_per_hour: 12.0,
-        duration_s: 3 * 3600,
-        ..Scenario::default()
-    }
+    Scenario { seed, robots: 4, shops: 2, orders_per_hour: 12.0, duration_s: 3 * 3600, ..Scenario::default() }
 }
 
 #[test]
@@ -32,11 +25,7 @@ fn same_seed_same_report_byte_for_byte() {
     assert_eq!(a.open_at_end, 0, "{a}");
 
     let c = sim::run(map, &small(8)).expect("runs");
-    assert_ne!(
-        a.to_string(),
-        c.to_string(),
-        "another seed must give another day"
-    );
+    assert_ne!(a.to_string(), c.to_string(), "another seed must give another day");
 }
 
 fn serde_json_bytes(r: &sim::Report) -> Vec<u8> {

@@ -27,11 +27,7 @@ type FleetStream = Pin<Box<dyn Stream<Item = Result<pb::FleetEvent, Status>> + S
 
 impl OpsApi {
     async fn robot_reply(&self, robot: fleet_core::RobotId) -> Result<pb::Robot, Status> {
-        let r = self
-            .0
-            .core
-            .query(move |d| d.robot(&robot).map(convert::robot_to_wire))
-            .await?;
+        let r = self.0.core.query(move |d| d.robot(&robot).map(convert::robot_to_wire)).await?;
         r.ok_or_else(|| Status::not_found("robot not found"))
     }
 
@@ -50,36 +46,17 @@ impl pb::ops_service_server::OpsService for OpsApi {
         let r = req.get_ref();
         let id = shop_id("shop_id", &r.shop_id).map_err(Error::from)?;
         let pos: LatLon = latlon("location", r.location.as_ref()).map_err(Error::from)?;
-        let shop = match self
-            .0
-            .core
-            .call(Input::RegisterShop {
-                id: id.clone(),
-                name: r.name.clone(),
-                pos,
-            })
-            .await?
-        {
+        let shop = match self.0.core.call(Input::RegisterShop { id: id.clone(), name: r.name.clone(), pos }).await? {
             Reply::Shop(s) => s,
             other => return Err(unexpected(other)),
         };
         let token = self.0.auth.issue(Principal::Shop(id))?;
-        Ok(Response::new(pb::RegisterShopResponse {
-            shop: Some(convert::shop_to_wire(&shop)),
-            token,
-        }))
+        Ok(Response::new(pb::RegisterShopResponse { shop: Some(convert::shop_to_wire(&shop)), token }))
     }
 
-    async fn list_shops(
-        &self,
-        req: Request<pb::ListShopsRequest>,
-    ) -> Result<Response<pb::ListShopsResponse>, Status> {
+    async fn list_shops(&self, req: Request<pb::ListShopsRequest>) -> Result<Response<pb::ListShopsResponse>, Status> {
         self.0.auth.operator(req.metadata())?;
-        let shops = self
-            .0
-            .core
-            .query(|d| d.shops().map(convert::shop_to_wire).collect())
-            .await?;
+        let shops = self.0.core.query(|d| d.shops().map(convert::shop_to_wire).collect()).await?;
         Ok(Response::new(pb::ListShopsResponse { shops }))
     }
 
@@ -91,24 +68,13 @@ impl pb::ops_service_server::OpsService for OpsApi {
         let r = req.get_ref();
         let id = robot_id("robot_id", &r.robot_id).map_err(Error::from)?;
         let depot = latlon("depot", r.depot.as_ref()).map_err(Error::from)?;
-        let robot = match self
-            .0
-            .core
-            .call(Input::RegisterRobot {
-                id: id.clone(),
-                name: r.name.clone(),
-                depot,
-            })
-            .await?
+        let robot = match self.0.core.call(Input::RegisterRobot { id: id.clone(), name: r.name.clone(), depot }).await?
         {
             Reply::Robot(r) => r,
             other => return Err(unexpected(other)),
         };
         let token = self.0.auth.issue(Principal::Robot(id))?;
-        Ok(Response::new(pb::RegisterRobotResponse {
-            robot: Some(convert::robot_to_wire(&robot)),
-            token,
-        }))
+        Ok(Response::new(pb::RegisterRobotResponse { robot: Some(convert::robot_to_wire(&robot)), token }))
     }
 
     async fn list_robots(
@@ -116,11 +82,7 @@ impl pb::ops_service_server::OpsService for OpsApi {
         req: Request<pb::ListRobotsRequest>,
     ) -> Result<Response<pb::ListRobotsResponse>, Status> {
         self.0.auth.operator(req.metadata())?;
-        let robots = self
-            .0
-            .core
-            .query(|d| d.robots().map(convert::robot_to_wire).collect())
-            .await?;
+        let robots = self.0.core.query(|d| d.robots().map(convert::robot_to_wire).collect()).await?;
         Ok(Response::new(pb::ListRobotsResponse { robots }))
     }
 
@@ -149,27 +111,19 @@ impl pb::ops_service_server::OpsService for OpsApi {
             }
             Ok(pb::Role::Operator) => {
                 if !r.subject.is_empty() {
-                    return Err(Error::Wire(WireError(
-                        "subject must be empty for an operator token".into(),
-                    ))
-                    .into());
+                    return Err(Error::Wire(WireError("subject must be empty for an operator token".into())).into());
                 }
                 Principal::Operator
             }
             _ => {
-                return Err(
-                    Error::Wire(WireError(format!("role {} is not a known role", r.role))).into(),
-                );
+                return Err(Error::Wire(WireError(format!("role {} is not a known role", r.role))).into());
             }
         };
         let token = self.0.auth.issue(principal)?;
         Ok(Response::new(pb::IssueTokenResponse { token }))
     }
 
-    async fn get_map(
-        &self,
-        req: Request<pb::GetMapRequest>,
-    ) -> Result<Response<pb::MapInfo>, Status> {
+    async fn get_map(&self, req: Request<pb::GetMapRequest>) -> Result<Response<pb::MapInfo>, Status> {
         self.0.auth.operator(req.metadata())?;
         let info = self
             .0
@@ -180,104 +134,59 @@ impl pb::ops_service_server::OpsService for OpsApi {
                     nodes: m.node_count() as u64,
                     edges: m.edge_count() as u64,
                     origin: Some(convert::latlon_to_wire(m.origin())),
-                    closed: m
-                        .closed_edges()
-                        .map(|(a, b)| pb::EdgeRequest {
-                            from_node: a.0,
-                            to_node: b.0,
-                        })
-                        .collect(),
+                    closed: m.closed_edges().map(|(a, b)| pb::EdgeRequest { from_node: a.0, to_node: b.0 }).collect(),
                 }
             })
             .await?;
         Ok(Response::new(info))
     }
 
-    async fn close_edge(
-        &self,
-        req: Request<pb::EdgeRequest>,
-    ) -> Result<Response<pb::EdgeResponse>, Status> {
+    async fn close_edge(&self, req: Request<pb::EdgeRequest>) -> Result<Response<pb::EdgeResponse>, Status> {
         self.0.auth.operator(req.metadata())?;
         let (a, b) = Self::edge(req.get_ref());
         self.0.core.call(Input::CloseEdge { a, b }).await?;
         Ok(Response::new(pb::EdgeResponse {}))
     }
 
-    async fn open_edge(
-        &self,
-        req: Request<pb::EdgeRequest>,
-    ) -> Result<Response<pb::EdgeResponse>, Status> {
+    async fn open_edge(&self, req: Request<pb::EdgeRequest>) -> Result<Response<pb::EdgeResponse>, Status> {
         self.0.auth.operator(req.metadata())?;
         let (a, b) = Self::edge(req.get_ref());
         self.0.core.call(Input::OpenEdge { a, b }).await?;
         Ok(Response::new(pb::EdgeResponse {}))
     }
 
-    async fn pause_robot(
-        &self,
-        req: Request<pb::RobotRequest>,
-    ) -> Result<Response<pb::Robot>, Status> {
+    async fn pause_robot(&self, req: Request<pb::RobotRequest>) -> Result<Response<pb::Robot>, Status> {
         self.0.auth.operator(req.metadata())?;
         let robot = robot_id("robot_id", &req.get_ref().robot_id).map_err(Error::from)?;
-        self.0
-            .core
-            .call(Input::PauseRobot {
-                robot: robot.clone(),
-            })
-            .await?;
+        self.0.core.call(Input::PauseRobot { robot: robot.clone() }).await?;
         Ok(Response::new(self.robot_reply(robot).await?))
     }
 
-    async fn resume_robot(
-        &self,
-        req: Request<pb::RobotRequest>,
-    ) -> Result<Response<pb::Robot>, Status> {
+    async fn resume_robot(&self, req: Request<pb::RobotRequest>) -> Result<Response<pb::Robot>, Status> {
         self.0.auth.operator(req.metadata())?;
         let robot = robot_id("robot_id", &req.get_ref().robot_id).map_err(Error::from)?;
-        self.0
-            .core
-            .call(Input::ResumeRobot {
-                robot: robot.clone(),
-            })
-            .await?;
+        self.0.core.call(Input::ResumeRobot { robot: robot.clone() }).await?;
         Ok(Response::new(self.robot_reply(robot).await?))
     }
 
-    async fn get_order(
-        &self,
-        req: Request<pb::OpsGetOrderRequest>,
-    ) -> Result<Response<pb::Order>, Status> {
+    async fn get_order(&self, req: Request<pb::OpsGetOrderRequest>) -> Result<Response<pb::Order>, Status> {
         self.0.auth.operator(req.metadata())?;
         let id = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
         let i = id.clone();
-        let o = self
-            .0
-            .core
-            .query(move |d| d.order(&i).map(convert::order_to_wire))
-            .await?;
-        o.map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("order {id} not found")))
+        let o = self.0.core.query(move |d| d.order(&i).map(convert::order_to_wire)).await?;
+        o.map(Response::new).ok_or_else(|| Status::not_found(format!("order {id} not found")))
     }
 
     type WatchFleetStream = FleetStream;
 
-    async fn watch_fleet(
-        &self,
-        req: Request<pb::WatchFleetRequest>,
-    ) -> Result<Response<FleetStream>, Status> {
+    async fn watch_fleet(&self, req: Request<pb::WatchFleetRequest>) -> Result<Response<FleetStream>, Status> {
         self.0.auth.operator(req.metadata())?;
         let mut notes = self.0.core.subscribe_fleet();
-        let now: Vec<pb::Robot> = self
-            .0
-            .core
-            .query(|d| d.robots().map(convert::robot_to_wire).collect())
-            .await?;
+        let now: Vec<pb::Robot> = self.0.core.query(|d| d.robots().map(convert::robot_to_wire).collect()).await?;
         let core = self.0.core.clone();
         Ok(Response::new(async_stream(move |tx| async move {
             for r in now {
-                let ev = pb::FleetEvent {
-                    event: Some(pb::fleet_event::Event::Robot(r)),
-                };
+                let ev = pb::FleetEvent { event: Some(pb::fleet_event::Event::Robot(r)) };
                 if tx.send(Ok(ev)).await.is_err() {
                     return;
                 }
@@ -288,26 +197,18 @@ impl pb::ops_service_server::OpsService for OpsApi {
                     () = core.closed() => return,
                 };
                 let ev = match note {
-                    Ok(FleetNote::Robot(r)) => {
-                        pb::fleet_event::Event::Robot(convert::robot_to_wire(&r))
-                    }
-                    Ok(FleetNote::Alert { robot, message }) => {
-                        pb::fleet_event::Event::Alert(pb::Alert {
-                            robot_id: robot.map(|r| r.to_string()).unwrap_or_default(),
-                            message,
-                        })
-                    }
+                    Ok(FleetNote::Robot(r)) => pb::fleet_event::Event::Robot(convert::robot_to_wire(&r)),
+                    Ok(FleetNote::Alert { robot, message }) => pb::fleet_event::Event::Alert(pb::Alert {
+                        robot_id: robot.map(|r| r.to_string()).unwrap_or_default(),
+                        message,
+                    }),
                     Err(RecvError::Lagged(n)) => pb::fleet_event::Event::Alert(pb::Alert {
                         robot_id: String::new(),
                         message: format!("this watcher fell behind and missed {n} fleet events"),
                     }),
                     Err(RecvError::Closed) => return,
                 };
-                if tx
-                    .send(Ok(pb::FleetEvent { event: Some(ev) }))
-                    .await
-                    .is_err()
-                {
+                if tx.send(Ok(pb::FleetEvent { event: Some(ev) })).await.is_err() {
                     return;
                 }
             }

@@ -24,16 +24,11 @@ type OrderStream = Pin<Box<dyn Stream<Item = Result<pb::Order, Status>> + Send>>
 
 #[tonic::async_trait]
 impl pb::order_service_server::OrderService for OrderApi {
-    async fn quote(
-        &self,
-        req: Request<pb::QuoteRequest>,
-    ) -> Result<Response<pb::QuoteResponse>, Status> {
+    async fn quote(&self, req: Request<pb::QuoteRequest>) -> Result<Response<pb::QuoteResponse>, Status> {
         let shop = self.0.auth.shop(req.metadata())?;
         let request = convert::delivery(req.get_ref().delivery.as_ref()).map_err(Error::from)?;
         match self.0.core.call(Input::Quote { shop, request }).await? {
-            Reply::Quote(q) => Ok(Response::new(pb::QuoteResponse {
-                quote: Some(convert::quote_to_wire(&q)),
-            })),
+            Reply::Quote(q) => Ok(Response::new(pb::QuoteResponse { quote: Some(convert::quote_to_wire(&q)) })),
             other => Err(unexpected(other)),
         }
     }
@@ -46,18 +41,9 @@ impl pb::order_service_server::OrderService for OrderApi {
         let r = req.get_ref();
         let request = convert::delivery(r.delivery.as_ref()).map_err(Error::from)?;
         let pin = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
-        let input = Input::PlaceOrder {
-            shop,
-            idempotency_key: r.idempotency_key.clone(),
-            request,
-            pin,
-        };
+        let input = Input::PlaceOrder { shop, idempotency_key: r.idempotency_key.clone(), request, pin };
         match self.0.core.call(input).await? {
-            Reply::Placed {
-                order,
-                quote,
-                replayed,
-            } => Ok(Response::new(pb::PlaceOrderResponse {
+            Reply::Placed { order, quote, replayed } => Ok(Response::new(pb::PlaceOrderResponse {
                 order: Some(convert::order_to_wire(&order)),
                 quote: Some(convert::quote_to_wire(&quote)),
                 replayed,
@@ -66,17 +52,10 @@ impl pb::order_service_server::OrderService for OrderApi {
         }
     }
 
-    async fn get_order(
-        &self,
-        req: Request<pb::GetOrderRequest>,
-    ) -> Result<Response<pb::Order>, Status> {
+    async fn get_order(&self, req: Request<pb::GetOrderRequest>) -> Result<Response<pb::Order>, Status> {
         let shop = self.0.auth.shop(req.metadata())?;
         let id = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
-        let o = self
-            .0
-            .core
-            .query(move |d| d.order_for_shop(&shop, &id).map(convert::order_to_wire))
-            .await?;
+        let o = self.0.core.query(move |d| d.order_for_shop(&shop, &id).map(convert::order_to_wire)).await?;
         Ok(Response::new(o.map_err(Error::from)?))
     }
 
@@ -90,10 +69,7 @@ impl pb::order_service_server::OrderService for OrderApi {
             0 => 100,
             n if n <= 1000 => n as usize,
             n => {
-                return Err(Error::Wire(convert::WireError(format!(
-                    "limit {n} is over the maximum of 1000"
-                )))
-                .into());
+                return Err(Error::Wire(convert::WireError(format!("limit {n} is over the maximum of 1000"))).into());
             }
         };
         let include_closed = r.include_closed;
@@ -101,28 +77,16 @@ impl pb::order_service_server::OrderService for OrderApi {
             .0
             .core
             .query(move |d| {
-                let mut v: Vec<_> = d
-                    .orders()
-                    .filter(|o| o.shop == shop && (include_closed || !o.status.is_terminal()))
-                    .collect();
-                v.sort_by(|a, b| {
-                    b.created_at
-                        .cmp(&a.created_at)
-                        .then_with(|| b.id.cmp(&a.id))
-                });
-                v.into_iter()
-                    .take(limit)
-                    .map(convert::order_to_wire)
-                    .collect()
+                let mut v: Vec<_> =
+                    d.orders().filter(|o| o.shop == shop && (include_closed || !o.status.is_terminal())).collect();
+                v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+                v.into_iter().take(limit).map(convert::order_to_wire).collect()
             })
             .await?;
         Ok(Response::new(pb::ListOrdersResponse { orders }))
     }
 
-    async fn cancel_order(
-        &self,
-        req: Request<pb::CancelOrderRequest>,
-    ) -> Result<Response<pb::Order>, Status> {
+    async fn cancel_order(&self, req: Request<pb::CancelOrderRequest>) -> Result<Response<pb::Order>, Status> {
         let shop = self.0.auth.shop(req.metadata())?;
         let order = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
         match self.0.core.call(Input::CancelOrder { shop, order }).await? {
@@ -131,10 +95,7 @@ impl pb::order_service_server::OrderService for OrderApi {
         }
     }
 
-    async fn mark_ready(
-        &self,
-        req: Request<pb::MarkReadyRequest>,
-    ) -> Result<Response<pb::Order>, Status> {
+    async fn mark_ready(&self, req: Request<pb::MarkReadyRequest>) -> Result<Response<pb::Order>, Status> {
         let shop = self.0.auth.shop(req.metadata())?;
         let order = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
         match self.0.core.call(Input::MarkReady { shop, order }).await? {
@@ -145,25 +106,17 @@ impl pb::order_service_server::OrderService for OrderApi {
 
     type WatchOrderStream = OrderStream;
 
-    async fn watch_order(
-        &self,
-        req: Request<pb::WatchOrderRequest>,
-    ) -> Result<Response<OrderStream>, Status> {
+    async fn watch_order(&self, req: Request<pb::WatchOrderRequest>) -> Result<Response<OrderStream>, Status> {
         let shop = self.0.auth.shop(req.metadata())?;
         let id = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
         // Subscribe before reading the current state, so no change falls between the two.
         let mut changes = self.0.core.subscribe_orders();
         let core = self.0.core.clone();
         let (s, i) = (shop.clone(), id.clone());
-        let first = core
-            .query(move |d| d.order_for_shop(&s, &i).cloned())
-            .await?
-            .map_err(Error::from)?;
+        let first = core.query(move |d| d.order_for_shop(&s, &i).cloned()).await?.map_err(Error::from)?;
         let stream = async_stream(move |tx| async move {
             let mut last = first.clone();
-            if tx.send(Ok(convert::order_to_wire(&first))).await.is_err()
-                || first.status.is_terminal()
-            {
+            if tx.send(Ok(convert::order_to_wire(&first))).await.is_err() || first.status.is_terminal() {
                 return;
             }
             loop {

@@ -27,19 +27,14 @@ type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::DispatcherMessage, Sta
 impl pb::robot_service_server::RobotService for RobotApi {
     type SessionStream = SessionStream;
 
-    async fn session(
-        &self,
-        req: Request<Streaming<pb::RobotMessage>>,
-    ) -> Result<Response<SessionStream>, Status> {
+    async fn session(&self, req: Request<Streaming<pb::RobotMessage>>) -> Result<Response<SessionStream>, Status> {
         let robot = self.0.auth.robot(req.metadata())?;
         let known = {
             let r = robot.clone();
             self.0.core.query(move |d| d.robot(&r).is_some()).await?
         };
         if !known {
-            return Err(Status::not_found(format!(
-                "robot {robot} is not registered"
-            )));
+            return Err(Status::not_found(format!("robot {robot} is not registered")));
         }
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
@@ -50,9 +45,7 @@ impl pb::robot_service_server::RobotService for RobotApi {
                 Ok(Some(Ok(m))) => m,
                 Ok(Some(Err(_))) | Ok(None) => return,
                 Err(_) => {
-                    let _ = tx
-                        .send(Err(Status::deadline_exceeded("no hello within 30 s")))
-                        .await;
+                    let _ = tx.send(Err(Status::deadline_exceeded("no hello within 30 s"))).await;
                     return;
                 }
             };
@@ -60,18 +53,14 @@ impl pb::robot_service_server::RobotService for RobotApi {
                 Some(pb::robot_message::Msg::Hello(h)) => h.robot_id.clone(),
                 _ => {
                     let _ = tx
-                        .send(Err(Status::failed_precondition(
-                            "the first message of a session must be a hello",
-                        )))
+                        .send(Err(Status::failed_precondition("the first message of a session must be a hello")))
                         .await;
                     return;
                 }
             };
             if !claimed.is_empty() && claimed != robot.as_str() {
                 let _ = tx
-                    .send(Err(Status::permission_denied(format!(
-                        "this token belongs to robot {robot}, not {claimed}"
-                    ))))
+                    .send(Err(Status::permission_denied(format!("this token belongs to robot {robot}, not {claimed}"))))
                     .await;
                 return;
             }
@@ -84,21 +73,13 @@ impl pb::robot_service_server::RobotService for RobotApi {
             };
             let _ = tx
                 .send(Ok(pb::DispatcherMessage {
-                    msg: Some(pb::dispatcher_message::Msg::Welcome(pb::Welcome {
-                        robot_id: robot.to_string(),
-                    })),
+                    msg: Some(pb::dispatcher_message::Msg::Welcome(pb::Welcome { robot_id: robot.to_string() })),
                 }))
                 .await;
             let Ok(session) = core.attach(robot.clone(), tx.clone()).await else {
                 return;
             };
-            if core
-                .send(Input::Robot {
-                    robot: robot.clone(),
-                    msg: hello,
-                })
-                .is_err()
-            {
+            if core.send(Input::Robot { robot: robot.clone(), msg: hello }).is_err() {
                 return;
             }
             loop {
@@ -109,21 +90,11 @@ impl pb::robot_service_server::RobotService for RobotApi {
                 let Some(Ok(m)) = m else { break };
                 match convert::from_robot(m) {
                     Ok(FromRobot::Hello(_)) => {
-                        let _ = tx
-                            .send(Err(Status::failed_precondition(
-                                "hello may only be sent once",
-                            )))
-                            .await;
+                        let _ = tx.send(Err(Status::failed_precondition("hello may only be sent once"))).await;
                         break;
                     }
                     Ok(msg) => {
-                        if core
-                            .send(Input::Robot {
-                                robot: robot.clone(),
-                                msg,
-                            })
-                            .is_err()
-                        {
+                        if core.send(Input::Robot { robot: robot.clone(), msg }).is_err() {
                             break;
                         }
                     }
@@ -135,8 +106,6 @@ impl pb::robot_service_server::RobotService for RobotApi {
             }
             core.detach(robot, session);
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }
