@@ -684,7 +684,7 @@ impl Dispatcher {
                         let eta = Some((*at).max(t.not_before));
                         std::mem::replace(&mut o.eta_pickup, eta) != eta
                     }
-                    StopKind::Dropoff => std::mem::replace(&mut o.eta_dropoff, Some(*at)) != Some(*at),
+                    StopKind::Dropoff => o.eta_dropoff.replace(*at) != Some(*at),
                     StopKind::Return => false,
                 };
                 if changed {

@@ -78,13 +78,16 @@ pub struct Route {
     pub duration_s: f64,
 }
 
+/// An indexed edge: its segment in local metres and its two node indices.
+type Segment = GeomWithData<Line<[f64; 2]>, (u32, u32)>;
+
 /// The walkable graph. Invariant: strongly connected when built by [`MapGraph::from_osm`] or
 /// [`MapGraph::from_parts`], so every node reaches every other while no edge is closed.
 #[derive(Debug, Clone)]
 pub struct MapGraph {
     graph: DiGraph<MapNode, MapEdge>,
     origin: LatLon,
-    index: RTree<GeomWithData<Line<[f64; 2]>, (u32, u32)>>,
+    index: RTree<Segment>,
     /// Closed directed edges, as (from, to).
     closed: BTreeSet<(NodeId, NodeId)>,
 }

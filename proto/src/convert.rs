@@ -452,17 +452,14 @@ mod tests {
         assert_eq!(d.parcel.compartments, 1);
         assert_eq!(d.deliver_by, Timestamp(1_800_000_000_000));
         let cases: Vec<(pb::Delivery, &str)> = vec![
-            (pb::Delivery { dropoff: None, ..good.clone() }, "delivery.dropoff is required"),
+            (pb::Delivery { dropoff: None, ..good }, "delivery.dropoff is required"),
+            (pb::Delivery { dropoff: Some(pb::LatLon { lat: f64::NAN, lon: 7.0 }), ..good }, "delivery.dropoff"),
+            (pb::Delivery { dropoff: Some(pb::LatLon { lat: 91.0, lon: 7.0 }), ..good }, "latitude"),
+            (pb::Delivery { parcel: None, ..good }, "delivery.parcel is required"),
+            (pb::Delivery { parcel: Some(pb::Parcel { weight_grams: 0, compartments: 1 }), ..good }, "weight"),
+            (pb::Delivery { deliver_by: None, ..good }, "delivery.deliver_by is required"),
             (
-                pb::Delivery { dropoff: Some(pb::LatLon { lat: f64::NAN, lon: 7.0 }), ..good.clone() },
-                "delivery.dropoff",
-            ),
-            (pb::Delivery { dropoff: Some(pb::LatLon { lat: 91.0, lon: 7.0 }), ..good.clone() }, "latitude"),
-            (pb::Delivery { parcel: None, ..good.clone() }, "delivery.parcel is required"),
-            (pb::Delivery { parcel: Some(pb::Parcel { weight_grams: 0, compartments: 1 }), ..good.clone() }, "weight"),
-            (pb::Delivery { deliver_by: None, ..good.clone() }, "delivery.deliver_by is required"),
-            (
-                pb::Delivery { deliver_by: Some(prost_types::Timestamp { seconds: -5, nanos: 0 }), ..good.clone() },
+                pb::Delivery { deliver_by: Some(prost_types::Timestamp { seconds: -5, nanos: 0 }), ..good },
                 "not a valid time",
             ),
         ];

@@ -282,3 +282,45 @@ pub fn customers() -> Customers {
 pub fn remember_pin(c: &Customers, order: &pb::Order) {
     c.lock().expect("not poisoned").insert(OrderId::parse(&order.order_id).expect("valid id"), order.pin.clone());
 }
+
+/// A robot driven by hand from the test over a real session: it says hello and then only does what the test
+/// sends. Used where a test needs a robot online that never moves.
+pub struct RawRobot {
+    pub tx: tokio::sync::mpsc::Sender<pb::RobotMessage>,
+    pub inbound: tonic::Streaming<pb::DispatcherMessage>,
+}
+
+pub fn hello(robot_id: &str) -> pb::RobotMessage {
+    pb::RobotMessage {
+        msg: Some(pb::robot_message::Msg::Hello(pb::Hello {
+            factsheet: Some(pb::Factsheet {
+                model: "test".into(),
+                compartments: 2,
+                max_payload_grams: 20_000,
+                max_speed_mps: 1.6,
+                battery_capacity_wh: 1000.0,
+            }),
+            mission_id: String::new(),
+            last_update_id: 0,
+            finished: vec![],
+            robot_id: robot_id.into(),
+        })),
+    }
+}
+
+impl RawRobot {
+    /// Opens a session with `token` and sends `first`; returns the stream or the status it ended with.
+    pub async fn open(server: &Server, token: &str, first: pb::RobotMessage) -> Result<Self, Status> {
+        let mut client = pb::robot_service_client::RobotServiceClient::new(server.channel().await);
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tx.send(first).await.expect("queue");
+        let inbound =
+            client.session(authed(tokio_stream::wrappers::ReceiverStream::new(rx), token)).await?.into_inner();
+        Ok(Self { tx, inbound })
+    }
+
+    /// The next message, or the status the session ended with.
+    pub async fn next(&mut self) -> Result<Option<pb::DispatcherMessage>, Status> {
+        tokio::time::timeout(Duration::from_secs(10), self.inbound.message()).await.expect("dispatcher answers")
+    }
+}

@@ -1,0 +1,132 @@
+//! Identity comes from the token: a shop sees only its own orders, a robot token acts only for its robot,
+//! only operators manage the fleet.
+
+mod common;
+
+use common::*;
+use tonic::Code;
+use trundle_proto::pb;
+
+async fn setup() -> (tempfile::TempDir, Server, Ops, String, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), None).await;
+    let mut ops = Ops::new(&server).await;
+    let a = ops.shop("shop-a", CASINO).await;
+    let b = ops.shop("shop-b", PORT).await;
+    let r1 = ops.robot("r1", CASINO).await;
+    (dir, server, ops, a, b, r1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_shop_gets_no_access_to_an_order() {
+    let (_dir, server, _ops, a_token, b_token, r1) = setup().await;
+    let mut robot = RawRobot::open(&server, &r1, hello("")).await.expect("session opens");
+    robot.next().await.expect("welcome");
+    let mut a = Shop::new(&server, a_token).await;
+    let mut b = Shop::new(&server, b_token).await;
+    let order = a
+        .place_when_fleet_up(pb::PlaceOrderRequest {
+            idempotency_key: "a-1".into(),
+            delivery: Some(Shop::delivery(LARVOTTO_WEST, 3600)),
+        })
+        .await
+        .order
+        .expect("order");
+    let id = order.order_id.clone();
+    let before = a.get(&id).await.expect("owner reads it");
+
+    let not_found = |r: Result<pb::Order, tonic::Status>| {
+        let s = r.expect_err("another shop must not reach the order");
+        assert_eq!(s.code(), Code::NotFound, "{s:?}");
+        assert!(!s.message().contains(&order.pin), "no PIN leaks");
+    };
+    not_found(b.get(&id).await);
+    not_found(b.ready(&id).await);
+    not_found(
+        b.client
+            .cancel_order(authed(pb::CancelOrderRequest { order_id: id.clone() }, &b.token))
+            .await
+            .map(|r| r.into_inner()),
+    );
+    let watch = b.client.watch_order(authed(pb::WatchOrderRequest { order_id: id.clone() }, &b.token)).await;
+    assert_eq!(watch.err().map(|s| s.code()), Some(Code::NotFound));
+    assert!(b.list().await.is_empty(), "shop B lists none of A's orders");
+    let after = a.get(&id).await.expect("owner reads it");
+    assert_eq!(before, after, "nothing B did changed A's order");
+    assert_eq!(after.robot_id, "r1");
+    // The same idempotency key is another shop's own key space: no clash, no replay of A's order.
+    assert!(
+        b.place("a-1", LARVOTTO_WEST).await.expect("B's own order").order.expect("order").order_id != id,
+        "a key is scoped to its shop"
+    );
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_robot_identity_come_from_the_token() {
+    let (dir, server, mut ops, a_token, _b, r1) = setup().await;
+    let r2 = ops.robot("r2", PORT).await;
+    let _ = r2;
+
+    // A robot token cannot open a session as another robot.
+    let mut s = RawRobot::open(&server, &r1, hello("r2")).await.expect("stream opens");
+    let err = s.next().await.expect_err("posing as r2 must end the session");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("r1"), "{err:?}");
+    // Claiming its own id is fine, and only that robot comes online.
+    let mut s = RawRobot::open(&server, &r1, hello("r1")).await.expect("stream opens");
+    assert!(s.next().await.expect("welcome").is_some());
+    let robots = ops
+        .client
+        .list_robots(authed(pb::ListRobotsRequest {}, &ops.token))
+        .await
+        .expect("operator lists robots")
+        .into_inner()
+        .robots;
+    let online: Vec<_> = robots.iter().filter(|r| r.online).map(|r| r.robot_id.as_str()).collect();
+    assert_eq!(online, ["r1"]);
+
+    // A shop token cannot open a robot session; no token and a forged token are unauthenticated.
+    let err = RawRobot::open(&server, &a_token, hello("")).await.err().expect("shop is not a robot");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = RawRobot::open(&server, "trd_forged", hello("")).await.err().expect("forged token");
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    // Only operators manage the fleet; robots do not place orders.
+    let mut shop_as_ops = pb::ops_service_client::OpsServiceClient::new(server.channel().await);
+    let err = shop_as_ops
+        .register_robot(authed(
+            pb::RegisterRobotRequest { robot_id: "r9".into(), name: "x".into(), depot: Some(ll(CASINO)) },
+            &a_token,
+        ))
+        .await
+        .expect_err("a shop cannot register robots");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = shop_as_ops
+        .issue_token(authed(
+            pb::IssueTokenRequest { role: pb::Role::Operator as i32, subject: String::new() },
+            &a_token,
+        ))
+        .await
+        .expect_err("a shop cannot mint tokens");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let mut robot_as_shop = Shop::new(&server, r1.clone()).await;
+    let err = robot_as_shop.place("k", LARVOTTO_WEST).await.expect_err("a robot is not a shop");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let mut anon = pb::order_service_client::OrderServiceClient::new(server.channel().await);
+    let err = anon.list_orders(pb::ListOrdersRequest::default()).await.expect_err("no token");
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    // The first operator token is private to the dispatcher's user.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dispatcher::server::operator_token_path(dir.path()))
+            .expect("token file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    server.stop().await;
+}
