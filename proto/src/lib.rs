@@ -11,5 +11,8 @@ pub mod pb {
     tonic::include_proto!("trundle.v1");
 }
 
+/// Re-exported so clients need no prost-types dependency of their own.
+pub use prost_types;
+
 /// The encoded descriptor set of every Trundle proto file, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("trundle_descriptor");

@@ -32,7 +32,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 5)]
     shops: usize,
     /// Orders per hour over all shops.
-    #[arg(long, default_value_t = 40.0)]
+    #[arg(long, default_value_t = 30.0)]
     orders_per_hour: f64,
     /// Simulated hours.
     #[arg(long, default_value_t = 8.0)]

@@ -30,7 +30,7 @@ impl Default for Scenario {
             seed: 1,
             robots: 10,
             shops: 5,
-            orders_per_hour: 40.0,
+            orders_per_hour: 30.0,
             duration_s: 8 * 3600,
             dt_ms: 1_000,
             delivery_radius_m: 1_500.0,

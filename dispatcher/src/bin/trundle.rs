@@ -1,1 +1,382 @@
-fn main() {}
+//! `trundle`: the client CLI for shops and operators. The token says who you are: an operator token registers
+//! shops and robots and issues tokens; a shop token places and follows that shop's orders.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tonic::Request;
+use tonic::transport::Channel;
+use trundle_proto::pb;
+use trundle_proto::prost_types::Timestamp;
+
+#[derive(Parser)]
+#[command(name = "trundle", version, about = "Trundle client for shops and operators")]
+struct Cli {
+    /// Dispatcher URL.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:50051", env = "TRUNDLE_SERVER")]
+    server: String,
+    /// Bearer token (or use --token-file).
+    #[arg(long, global = true, env = "TRUNDLE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the bearer token, e.g. trundle-data/operator.token.
+    #[arg(long, global = true, env = "TRUNDLE_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Shops (operator).
+    #[command(subcommand)]
+    Shop(ShopCmd),
+    /// Robots (operator).
+    #[command(subcommand)]
+    Robot(RobotCmd),
+    /// Issue a token (operator).
+    Token {
+        /// shop, robot or operator
+        #[arg(long)]
+        role: String,
+        /// The shop or robot id (none for operator).
+        #[arg(long, default_value = "")]
+        subject: String,
+    },
+    /// Orders (shop).
+    #[command(subcommand)]
+    Order(OrderCmd),
+    /// The map (operator).
+    #[command(subcommand)]
+    Map(MapCmd),
+    /// Follow the fleet live (operator).
+    Watch,
+}
+
+#[derive(Subcommand)]
+enum ShopCmd {
+    /// Register a shop and print its token.
+    Register {
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// LAT,LON of the shop's door.
+        #[arg(long, value_parser = latlon)]
+        at: pb::LatLon,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum RobotCmd {
+    /// Register a robot and print its token.
+    Register {
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// LAT,LON of its depot.
+        #[arg(long, value_parser = latlon)]
+        at: pb::LatLon,
+    },
+    List,
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct DeliveryArgs {
+    /// LAT,LON of the customer's door.
+    #[arg(long, value_parser = latlon)]
+    to: pb::LatLon,
+    #[arg(long, default_value_t = 1000)]
+    weight_g: u32,
+    #[arg(long, default_value_t = 1)]
+    compartments: u32,
+    /// Deliver within this many minutes from now.
+    #[arg(long, default_value_t = 60)]
+    deliver_in_min: u64,
+    /// The parcel is packed in this many minutes (default: now).
+    #[arg(long)]
+    ready_in_min: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum OrderCmd {
+    Quote(DeliveryArgs),
+    Place {
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+        /// Idempotency key; retrying with the same key never creates a second order.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    List {
+        /// Include closed orders.
+        #[arg(long)]
+        all: bool,
+    },
+    Cancel {
+        id: String,
+    },
+    Ready {
+        id: String,
+    },
+    Watch {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MapCmd {
+    Info,
+    /// Close the sidewalk between two adjacent nodes.
+    Close {
+        from: u32,
+        to: u32,
+    },
+    Open {
+        from: u32,
+        to: u32,
+    },
+}
+
+fn latlon(s: &str) -> Result<pb::LatLon, String> {
+    let (a, b) = s.split_once(',').ok_or("expected LAT,LON")?;
+    Ok(pb::LatLon {
+        lat: a.trim().parse().map_err(|e| format!("latitude: {e}"))?,
+        lon: b.trim().parse().map_err(|e| format!("longitude: {e}"))?,
+    })
+}
+
+fn now_s() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn ts(secs_from_now: u64) -> Timestamp {
+    Timestamp { seconds: now_s() + secs_from_now as i64, nanos: 0 }
+}
+
+fn fmt_ts(t: &Option<Timestamp>) -> String {
+    match t {
+        Some(t) => {
+            let d = t.seconds - now_s();
+            if d >= 0 { format!("in {} min", (d + 59) / 60) } else { format!("{} min ago", (-d) / 60) }
+        }
+        None => "-".into(),
+    }
+}
+
+fn status_name(s: i32) -> String {
+    pb::OrderStatus::try_from(s)
+        .map(|s| s.as_str_name().trim_start_matches("ORDER_STATUS_").to_owned())
+        .unwrap_or_default()
+}
+
+fn print_order(o: &pb::Order) {
+    println!(
+        "{}  {:<10} shop {}  robot {}  pickup ETA {}  drop-off ETA {}  PIN {}{}",
+        o.order_id,
+        status_name(o.status),
+        o.shop_id,
+        if o.robot_id.is_empty() { "-" } else { &o.robot_id },
+        fmt_ts(&o.eta_pickup),
+        fmt_ts(&o.eta_dropoff),
+        o.pin,
+        if o.reason.is_empty() { String::new() } else { format!("  ({})", o.reason) }
+    );
+}
+
+fn delivery(d: &DeliveryArgs) -> pb::Delivery {
+    pb::Delivery {
+        dropoff: Some(d.to),
+        parcel: Some(pb::Parcel { weight_grams: d.weight_g, compartments: d.compartments }),
+        ready_at: d.ready_in_min.map(|m| ts(m * 60)),
+        deliver_by: Some(ts(d.deliver_in_min * 60)),
+    }
+}
+
+struct Client {
+    channel: Channel,
+    token: String,
+}
+
+impl Client {
+    fn req<T>(&self, msg: T) -> anyhow::Result<Request<T>> {
+        let mut r = Request::new(msg);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {}", self.token).parse().context("token is not ASCII")?);
+        Ok(r)
+    }
+    fn ops(&self) -> pb::ops_service_client::OpsServiceClient<Channel> {
+        pb::ops_service_client::OpsServiceClient::new(self.channel.clone())
+    }
+    fn orders(&self) -> pb::order_service_client::OrderServiceClient<Channel> {
+        pb::order_service_client::OrderServiceClient::new(self.channel.clone())
+    }
+}
+
+fn print_robot(r: &pb::Robot) {
+    let p = r.position.unwrap_or_default();
+    println!(
+        "{}  {}  {}{}  at {:.5},{:.5}  battery {:.0}%  plan {:?}  on board {:?}",
+        r.robot_id,
+        r.name,
+        if r.online { "online" } else { "offline" },
+        if r.paused { " paused" } else { "" },
+        p.lat,
+        p.lon,
+        r.battery_pct,
+        r.planned_orders,
+        r.on_board
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let token = match (&cli.token, &cli.token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?.trim().to_owned()
+        }
+        (None, None) => bail!("give a token with --token, --token-file, TRUNDLE_TOKEN or TRUNDLE_TOKEN_FILE"),
+    };
+    let channel = Channel::from_shared(cli.server.clone())
+        .context("bad --server URL")?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the dispatcher at {}", cli.server))?;
+    let c = Client { channel, token };
+    match cli.cmd {
+        Cmd::Shop(ShopCmd::Register { id, name, at }) => {
+            let r = c
+                .ops()
+                .register_shop(c.req(pb::RegisterShopRequest { shop_id: id, name, location: Some(at) })?)
+                .await?;
+            let r = r.into_inner();
+            println!("registered shop {}", r.shop.map(|s| s.shop_id).unwrap_or_default());
+            println!("{}", r.token);
+        }
+        Cmd::Shop(ShopCmd::List) => {
+            for s in c.ops().list_shops(c.req(pb::ListShopsRequest {})?).await?.into_inner().shops {
+                let p = s.location.unwrap_or_default();
+                println!("{}  {}  at {:.5},{:.5}", s.shop_id, s.name, p.lat, p.lon);
+            }
+        }
+        Cmd::Robot(RobotCmd::Register { id, name, at }) => {
+            let r = c
+                .ops()
+                .register_robot(c.req(pb::RegisterRobotRequest { robot_id: id, name, depot: Some(at) })?)
+                .await?;
+            let r = r.into_inner();
+            println!("registered robot {}", r.robot.map(|r| r.robot_id).unwrap_or_default());
+            println!("{}", r.token);
+        }
+        Cmd::Robot(RobotCmd::List) => {
+            for r in c.ops().list_robots(c.req(pb::ListRobotsRequest {})?).await?.into_inner().robots {
+                print_robot(&r);
+            }
+        }
+        Cmd::Robot(RobotCmd::Pause { id }) => {
+            print_robot(&c.ops().pause_robot(c.req(pb::RobotRequest { robot_id: id })?).await?.into_inner())
+        }
+        Cmd::Robot(RobotCmd::Resume { id }) => {
+            print_robot(&c.ops().resume_robot(c.req(pb::RobotRequest { robot_id: id })?).await?.into_inner())
+        }
+        Cmd::Token { role, subject } => {
+            let role = match role.as_str() {
+                "shop" => pb::Role::Shop,
+                "robot" => pb::Role::Robot,
+                "operator" => pb::Role::Operator,
+                other => bail!("unknown role {other:?}: use shop, robot or operator"),
+            };
+            let r = c.ops().issue_token(c.req(pb::IssueTokenRequest { role: role as i32, subject })?).await?;
+            println!("{}", r.into_inner().token);
+        }
+        Cmd::Order(OrderCmd::Quote(d)) => {
+            let q = c.orders().quote(c.req(pb::QuoteRequest { delivery: Some(delivery(&d)) })?).await?;
+            let q = q.into_inner().quote.unwrap_or_default();
+            if q.feasible {
+                println!(
+                    "feasible: pickup {}, drop-off {} (latest {})",
+                    fmt_ts(&q.eta_pickup),
+                    fmt_ts(&q.eta_dropoff),
+                    fmt_ts(&q.eta_latest)
+                );
+            } else {
+                println!("not feasible: {}", q.reason);
+            }
+        }
+        Cmd::Order(OrderCmd::Place { delivery: d, key }) => {
+            let key = key.unwrap_or_else(|| format!("cli-{}-{}", now_s(), std::process::id()));
+            let r = c
+                .orders()
+                .place_order(c.req(pb::PlaceOrderRequest { idempotency_key: key, delivery: Some(delivery(&d)) })?)
+                .await?
+                .into_inner();
+            if let Some(o) = &r.order {
+                print_order(o);
+            }
+        }
+        Cmd::Order(OrderCmd::Get { id }) => {
+            print_order(&c.orders().get_order(c.req(pb::GetOrderRequest { order_id: id })?).await?.into_inner())
+        }
+        Cmd::Order(OrderCmd::List { all }) => {
+            let r = c.orders().list_orders(c.req(pb::ListOrdersRequest { include_closed: all, limit: 0 })?).await?;
+            for o in r.into_inner().orders {
+                print_order(&o);
+            }
+        }
+        Cmd::Order(OrderCmd::Cancel { id }) => {
+            print_order(&c.orders().cancel_order(c.req(pb::CancelOrderRequest { order_id: id })?).await?.into_inner())
+        }
+        Cmd::Order(OrderCmd::Ready { id }) => {
+            print_order(&c.orders().mark_ready(c.req(pb::MarkReadyRequest { order_id: id })?).await?.into_inner())
+        }
+        Cmd::Order(OrderCmd::Watch { id }) => {
+            let mut s = c.orders().watch_order(c.req(pb::WatchOrderRequest { order_id: id })?).await?.into_inner();
+            while let Some(o) = s.message().await? {
+                let p = o.robot_position.unwrap_or_default();
+                print!("robot at {:.5},{:.5}  ", p.lat, p.lon);
+                print_order(&o);
+            }
+        }
+        Cmd::Map(MapCmd::Info) => {
+            let m = c.ops().get_map(c.req(pb::GetMapRequest {})?).await?.into_inner();
+            let o = m.origin.unwrap_or_default();
+            println!("{} nodes, {} edges, centre {:.5},{:.5}", m.nodes, m.edges, o.lat, o.lon);
+            for e in m.closed {
+                println!("closed: {} - {}", e.from_node, e.to_node);
+            }
+        }
+        Cmd::Map(MapCmd::Close { from, to }) => {
+            c.ops().close_edge(c.req(pb::EdgeRequest { from_node: from, to_node: to })?).await?;
+            println!("closed {from} - {to}");
+        }
+        Cmd::Map(MapCmd::Open { from, to }) => {
+            c.ops().open_edge(c.req(pb::EdgeRequest { from_node: from, to_node: to })?).await?;
+            println!("opened {from} - {to}");
+        }
+        Cmd::Watch => {
+            let mut s = c.ops().watch_fleet(c.req(pb::WatchFleetRequest {})?).await?.into_inner();
+            while let Some(ev) = s.message().await? {
+                match ev.event {
+                    Some(pb::fleet_event::Event::Robot(r)) => print_robot(&r),
+                    Some(pb::fleet_event::Event::Alert(a)) => println!("ALERT {}: {}", a.robot_id, a.message),
+                    None => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
