@@ -191,6 +191,7 @@ pub struct Dispatcher {
 /// Collects outputs; persists are de-duplicated per entity and emitted first.
 #[derive(Default)]
 struct Out {
+    shops: BTreeSet<ShopId>,
     orders: BTreeSet<OrderId>,
     robots: BTreeSet<RobotId>,
     meta: bool,
@@ -344,6 +345,11 @@ impl Dispatcher {
         if out.meta {
             v.push(Output::Persist(Record::Meta(self.meta.clone())));
         }
+        for id in &out.shops {
+            if let Some(s) = self.shops.get(id) {
+                v.push(Output::Persist(Record::Shop(s.clone())));
+            }
+        }
         for id in &out.robots {
             if let Some(r) = self.robots.get(id) {
                 v.push(Output::Persist(Record::Robot(Box::new(r.clone()))));
@@ -383,8 +389,8 @@ impl Dispatcher {
         }
         let snap = self.map.snap(pos, self.config.max_snap_m)?;
         let shop = Shop { id: id.clone(), name, place: Place { pos, node: snap.node } };
-        self.shops.insert(id, shop.clone());
-        out.other.insert(0, Output::Persist(Record::Shop(shop.clone())));
+        self.shops.insert(id.clone(), shop.clone());
+        out.shops.insert(id);
         Ok(Reply::Shop(shop))
     }
 

@@ -357,8 +357,13 @@ impl MapGraph {
             && self.graph.find_edge(ia, ib).is_some()
     }
 
-    fn edge_secs(&self, e: &MapEdge, profile: Profile) -> f64 {
-        e.length_m / profile.speed_mps + if e.crossing { profile.crossing_penalty_s } else { 0.0 }
+    /// Travel time over one directed edge; infinite while the edge is closed.
+    fn cost(&self, e: petgraph::graph::EdgeReference<'_, MapEdge>, profile: Profile) -> f64 {
+        if self.closed.contains(&(NodeId(e.source().index() as u32), NodeId(e.target().index() as u32))) {
+            return f64::INFINITY;
+        }
+        let w = e.weight();
+        w.length_m / profile.speed_mps + if w.crossing { profile.crossing_penalty_s } else { 0.0 }
     }
 
     /// Fastest route from `from` to `to` for `profile` (A* with a great-circle lower bound), avoiding closed
@@ -371,10 +376,7 @@ impl MapGraph {
             &self.graph,
             s,
             |n| n == t,
-            |e| {
-                let key = (NodeId(e.source().index() as u32), NodeId(e.target().index() as u32));
-                if self.closed.contains(&key) { f64::INFINITY } else { self.edge_secs(e.weight(), profile) }
-            },
+            |e| self.cost(e, profile),
             // Great-circle distance never exceeds a path's length, so this bound never overestimates.
             |n| self.graph[n].pos.distance_m(target) / profile.speed_mps * 0.999_999,
         )?;
@@ -390,10 +392,8 @@ impl MapGraph {
     /// Reference shortest travel time by plain Dijkstra; the oracle the faster routers are tested against.
     pub fn dijkstra_secs(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<f64> {
         let t = NodeIndex::new(to.0 as usize);
-        let costs = petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), Some(t), |e| {
-            let key = (NodeId(e.source().index() as u32), NodeId(e.target().index() as u32));
-            if self.closed.contains(&key) { f64::INFINITY } else { self.edge_secs(e.weight(), profile) }
-        });
+        let costs =
+            petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), Some(t), |e| self.cost(e, profile));
         costs.get(&t).copied().filter(|c| c.is_finite())
     }
 
@@ -405,10 +405,8 @@ impl MapGraph {
         if from.0 as usize >= out.len() {
             return out;
         }
-        let costs = petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), None, |e| {
-            let key = (NodeId(e.source().index() as u32), NodeId(e.target().index() as u32));
-            if self.closed.contains(&key) { f64::INFINITY } else { self.edge_secs(e.weight(), profile) }
-        });
+        let costs =
+            petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), None, |e| self.cost(e, profile));
         for (n, c) in costs {
             out[n.index()] = c;
         }

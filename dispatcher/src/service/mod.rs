@@ -14,3 +14,9 @@ pub struct Ctx {
     pub core: CoreHandle,
     pub auth: Auth,
 }
+
+/// A core reply of the wrong kind for the call: a bug, reported without detail.
+pub(crate) fn unexpected(r: fleet_core::dispatcher::Reply) -> tonic::Status {
+    tracing::error!("unexpected core reply {r:?}");
+    tonic::Status::internal("internal error")
+}

@@ -10,18 +10,13 @@ use tonic::{Request, Response, Status};
 use trundle_proto::convert::{self, WireError, latlon, order_id, robot_id, shop_id};
 use trundle_proto::pb;
 
-use super::Ctx;
 use super::orders::async_stream;
+use super::{Ctx, unexpected};
 use crate::Error;
 use crate::core::FleetNote;
 use crate::store::Principal;
 
 pub struct OpsApi(pub Ctx);
-
-fn unexpected(r: Reply) -> Status {
-    tracing::error!("unexpected core reply {r:?}");
-    Status::internal("internal error")
-}
 
 type FleetStream = Pin<Box<dyn Stream<Item = Result<pb::FleetEvent, Status>> + Send>>;
 

@@ -10,15 +10,10 @@ use tonic::{Request, Response, Status};
 use trundle_proto::convert::{self, order_id};
 use trundle_proto::pb;
 
-use super::Ctx;
+use super::{Ctx, unexpected};
 use crate::Error;
 
 pub struct OrderApi(pub Ctx);
-
-fn unexpected(r: Reply) -> Status {
-    tracing::error!("unexpected core reply {r:?}");
-    Status::internal("internal error")
-}
 
 type OrderStream = Pin<Box<dyn Stream<Item = Result<pb::Order, Status>> + Send>>;
 
