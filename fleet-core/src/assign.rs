@@ -4,62 +4,44 @@
 //! arrives by its deadline. The cheapest added travel time wins; ties go to the earlier drop-off, then the
 //! robot that sorts first.
 //!
-//! Travel times come from a [`TravelTable`] of one-to-all rows, computed on demand and kept for reuse.
+//! Travel times come from a [`TravelTable`], a cache in front of the map's router.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use crate::map::{MapGraph, Profile};
 use crate::robot::{RobotModel, StopKind};
 use crate::{NodeId, OrderId, RobotId, Timestamp};
 
-/// Cached one-to-all travel-time rows, keyed by source node and profile. Cleared when the map changes.
+/// Cached travel times between node pairs, per profile. Cleared when the map changes (a closure).
 #[derive(Debug, Default)]
 pub struct TravelTable {
-    rows: HashMap<(NodeId, u64, u64), Vec<f64>>,
-    order: VecDeque<(NodeId, u64, u64)>,
+    pairs: HashMap<(NodeId, NodeId, u64, u64), Option<f64>>,
 }
 
-/// Rows kept at most (each is one f64 per map node).
-const MAX_ROWS: usize = 512;
+/// Pairs kept at most before the cache starts over.
+const MAX_PAIRS: usize = 1 << 20;
 
 impl TravelTable {
-    fn key(n: NodeId, p: Profile) -> (NodeId, u64, u64) {
-        (n, p.speed_mps.to_bits(), p.crossing_penalty_s.to_bits())
-    }
-
-    /// Seconds from `a` to `b`, `None` when unreachable.
+    /// Seconds from `a` to `b`, `None` when unreachable. Answered by the map's contraction hierarchy when it has
+    /// one for this profile, so a miss costs microseconds.
     pub fn secs(&mut self, map: &MapGraph, a: NodeId, b: NodeId, p: Profile) -> Option<f64> {
         if a == b {
             return Some(0.0);
         }
-        // Rows are symmetric (see `MapGraph::travel_times_from`), so a row from either end answers.
-        for (src, dst) in [(a, b), (b, a)] {
-            if let Some(row) = self.rows.get(&Self::key(src, p)) {
-                return row.get(dst.0 as usize).copied().filter(|s| s.is_finite());
-            }
+        let key = (a, b, p.speed_mps.to_bits(), p.crossing_penalty_s.to_bits());
+        if let Some(v) = self.pairs.get(&key) {
+            return *v;
         }
-        let row = self.row(map, a, p);
-        row.get(b.0 as usize).copied().filter(|s| s.is_finite())
-    }
-
-    /// Makes sure the row from `a` exists and returns it.
-    pub fn row(&mut self, map: &MapGraph, a: NodeId, p: Profile) -> &Vec<f64> {
-        let key = Self::key(a, p);
-        if !self.rows.contains_key(&key) {
-            if self.order.len() >= MAX_ROWS
-                && let Some(old) = self.order.pop_front()
-            {
-                self.rows.remove(&old);
-            }
-            self.rows.insert(key, map.travel_times_from(a, p));
-            self.order.push_back(key);
+        if self.pairs.len() >= MAX_PAIRS {
+            self.pairs.clear();
         }
-        &self.rows[&key]
+        let v = map.travel_secs(a, b, p);
+        self.pairs.insert(key, v);
+        v
     }
 
     pub fn clear(&mut self) {
-        self.rows.clear();
-        self.order.clear();
+        self.pairs.clear();
     }
 }
 
@@ -165,9 +147,6 @@ pub fn cheapest_insertion(
         if pickup.compartments > plan.model.compartments || pickup.grams > plan.model.max_payload.0 {
             continue;
         }
-        // Warm the rows from both new stops: every leg tried below then hits the table.
-        table.row(map, pickup.node, plan.profile);
-        table.row(map, dropoff.node, plan.profile);
         let Some(base) = schedule(map, table, plan, &plan.tasks) else {
             // The current plan is already infeasible (it ran late); do not pile more on it.
             continue;

@@ -200,7 +200,14 @@ struct Out {
 }
 
 impl Dispatcher {
-    pub fn new(map: MapGraph, config: Config) -> Self {
+    /// A dispatcher on `map`. Prepares the map's contraction hierarchy for the default robot model unless it
+    /// already has one for that profile.
+    pub fn new(mut map: MapGraph, config: Config) -> Self {
+        let profile =
+            Profile { speed_mps: RobotModel::default().max_speed_mps, crossing_penalty_s: config.crossing_penalty_s };
+        if map.hierarchy().is_none_or(|(_, p)| p != profile) {
+            map.prepare(profile);
+        }
         Self {
             map,
             config,

@@ -6,6 +6,7 @@
 //! randomness (PINs) come in as data, so the production dispatcher and the simulator run the same code.
 
 pub mod assign;
+pub mod ch;
 pub mod dispatcher;
 pub mod error;
 pub mod ids;

@@ -5,6 +5,7 @@
 //! The importer takes bytes, not a path: reading the file is the caller's IO.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
@@ -12,6 +13,7 @@ use rstar::primitives::{GeomWithData, Line};
 use rstar::{PointDistance, RTree};
 use serde::{Deserialize, Serialize};
 
+use crate::ch::{ChQuery, ContractionHierarchy};
 use crate::{CoreError, LatLon, NodeId};
 
 /// Earth radius used by the local projection, metres.
@@ -78,18 +80,44 @@ pub struct Route {
     pub duration_s: f64,
 }
 
+impl Clone for MapGraph {
+    fn clone(&self) -> Self {
+        Self {
+            graph: self.graph.clone(),
+            origin: self.origin,
+            index: self.index.clone(),
+            closed: self.closed.clone(),
+            ch: self.ch.clone(),
+            // Scratch is per value, made on first use.
+            ch_query: Mutex::new(None),
+        }
+    }
+}
+
 /// An indexed edge: its segment in local metres and its two node indices.
 type Segment = GeomWithData<Line<[f64; 2]>, (u32, u32)>;
 
 /// The walkable graph. Invariant: strongly connected when built by [`MapGraph::from_osm`] or
 /// [`MapGraph::from_parts`], so every node reaches every other while no edge is closed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MapGraph {
     graph: DiGraph<MapNode, MapEdge>,
     origin: LatLon,
     index: RTree<Segment>,
     /// Closed directed edges, as (from, to).
     closed: BTreeSet<(NodeId, NodeId)>,
+    /// The contraction hierarchy of the open graph for one profile, shared by clones.
+    ch: Option<Arc<PreparedCh>>,
+    /// Query scratch for `ch`. A lock only so that a map can be shared; callers use a map from one thread at a
+    /// time, and a contended lock falls back to A* rather than wait.
+    ch_query: Mutex<Option<ChQuery>>,
+}
+
+/// A hierarchy and the profile its weights were computed for.
+#[derive(Debug)]
+struct PreparedCh {
+    profile: Profile,
+    ch: ContractionHierarchy,
 }
 
 /// Why a way is not walkable for a wheeled sidewalk robot, or `None` when it is.
@@ -283,7 +311,17 @@ impl MapGraph {
         summary.nodes = graph.node_count();
         summary.edges = graph.edge_count();
         summary.length_km = graph.edge_weights().map(|e| e.length_m).sum::<f64>() / 2000.0;
-        Ok((Self { graph, origin, index: RTree::bulk_load(segments), closed: BTreeSet::new() }, summary))
+        Ok((
+            Self {
+                graph,
+                origin,
+                index: RTree::bulk_load(segments),
+                closed: BTreeSet::new(),
+                ch: None,
+                ch_query: Mutex::new(None),
+            },
+            summary,
+        ))
     }
 
     pub fn node_count(&self) -> usize {
@@ -357,60 +395,124 @@ impl MapGraph {
             && self.graph.find_edge(ia, ib).is_some()
     }
 
-    /// Travel time over one directed edge; infinite while the edge is closed.
-    fn cost(&self, e: petgraph::graph::EdgeReference<'_, MapEdge>, profile: Profile) -> f64 {
-        if self.closed.contains(&(NodeId(e.source().index() as u32), NodeId(e.target().index() as u32))) {
-            return f64::INFINITY;
-        }
-        let w = e.weight();
-        w.length_m / profile.speed_mps + if w.crossing { profile.crossing_penalty_s } else { 0.0 }
+    /// Travel time over one directed edge in whole milliseconds (rounded up, so a path's time never falls
+    /// below its great-circle bound), ignoring closures.
+    fn edge_ms(w: &MapEdge, profile: Profile) -> u64 {
+        let secs = w.length_m / profile.speed_mps + if w.crossing { profile.crossing_penalty_s } else { 0.0 };
+        ((secs * 1000.0).ceil() as u64).max(1)
     }
 
-    /// Fastest route from `from` to `to` for `profile` (A* with a great-circle lower bound), avoiding closed
-    /// edges. `None` when no open path exists or an id is not in this map.
+    /// Travel time over one directed edge in ms; `None` while the edge is closed.
+    fn cost(&self, e: petgraph::graph::EdgeReference<'_, MapEdge>, profile: Profile) -> Option<u64> {
+        if self.closed.contains(&(NodeId(e.source().index() as u32), NodeId(e.target().index() as u32))) {
+            return None;
+        }
+        Some(Self::edge_ms(e.weight(), profile))
+    }
+
+    /// Every directed edge with its travel time in ms for `profile`, ignoring closures.
+    pub fn weighted_edges(&self, profile: Profile) -> Vec<(u32, u32, u32)> {
+        self.graph
+            .edge_references()
+            .map(|e| {
+                let ms = Self::edge_ms(e.weight(), profile).min(u64::from(u32::MAX / 4)) as u32;
+                (e.source().index() as u32, e.target().index() as u32, ms)
+            })
+            .collect()
+    }
+
+    /// Builds the contraction hierarchy for `profile`; routes for that profile then take microseconds.
+    pub fn prepare(&mut self, profile: Profile) {
+        let ch = ContractionHierarchy::build(self.node_count(), &self.weighted_edges(profile));
+        *self.ch_query.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ChQuery::new(&ch));
+        self.ch = Some(Arc::new(PreparedCh { profile, ch }));
+    }
+
+    /// The hierarchy, if one was prepared.
+    pub fn hierarchy(&self) -> Option<(&ContractionHierarchy, Profile)> {
+        self.ch.as_deref().map(|p| (&p.ch, p.profile))
+    }
+
+    fn path_is_open(&self, nodes: &[NodeId]) -> bool {
+        self.closed.is_empty() || nodes.windows(2).all(|w| !self.closed.contains(&(w[0], w[1])))
+    }
+
+    fn route_of(&self, nodes: Vec<NodeId>, ms: u64) -> Route {
+        let length_m = nodes
+            .windows(2)
+            .filter_map(|w| self.graph.find_edge(NodeIndex::new(w[0].0 as usize), NodeIndex::new(w[1].0 as usize)))
+            .map(|e| self.graph[e].length_m)
+            .sum();
+        Route { nodes, length_m, duration_s: ms as f64 / 1000.0 }
+    }
+
+    /// Fastest route from `from` to `to` for `profile`, avoiding closed edges. Uses the contraction hierarchy
+    /// when one was prepared for this profile and its path avoids every closure; otherwise (or then) A* on the
+    /// live graph. `None` when no open path exists or an id is not in this map.
     pub fn route(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<Route> {
+        self.node(from)?;
+        self.node(to)?;
+        if let Some(p) = self.ch.as_deref().filter(|p| p.profile == profile)
+            && let Ok(mut q) = self.ch_query.try_lock()
+        {
+            let q = q.get_or_insert_with(|| ChQuery::new(&p.ch));
+            match q.path(&p.ch, from.0, to.0) {
+                Some((ms, path)) => {
+                    let nodes: Vec<NodeId> = path.into_iter().map(NodeId).collect();
+                    if self.path_is_open(&nodes) {
+                        return Some(self.route_of(nodes, u64::from(ms)));
+                    }
+                }
+                // Unreachable even with every edge open: closures cannot help.
+                None => return None,
+            }
+        }
+        self.astar(from, to, profile)
+    }
+
+    /// A* on the live graph (closures applied) with a great-circle lower bound.
+    pub fn astar(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<Route> {
         let target = self.node(to)?.pos;
         self.node(from)?;
         let (s, t) = (NodeIndex::new(from.0 as usize), NodeIndex::new(to.0 as usize));
-        let (secs, path) = petgraph::algo::astar(
+        let (ms, path) = petgraph::algo::astar(
             &self.graph,
             s,
             |n| n == t,
-            |e| self.cost(e, profile),
-            // Great-circle distance never exceeds a path's length, so this bound never overestimates.
-            |n| self.graph[n].pos.distance_m(target) / profile.speed_mps * 0.999_999,
+            |e| self.cost(e, profile).unwrap_or(u64::MAX / 4),
+            // Great-circle distance never exceeds a path's length and edge times are rounded up, so this bound
+            // never overestimates.
+            |n| (self.graph[n].pos.distance_m(target) / profile.speed_mps * 1000.0).floor() as u64,
         )?;
-        if !secs.is_finite() {
+        if ms >= u64::MAX / 4 {
             return None;
         }
-        let nodes: Vec<NodeId> = path.iter().map(|n| NodeId(n.index() as u32)).collect();
-        let length_m =
-            path.windows(2).filter_map(|w| self.graph.find_edge(w[0], w[1])).map(|e| self.graph[e].length_m).sum();
-        Some(Route { nodes, length_m, duration_s: secs })
+        Some(self.route_of(path.iter().map(|n| NodeId(n.index() as u32)).collect(), ms))
     }
 
-    /// Reference shortest travel time by plain Dijkstra; the oracle the faster routers are tested against.
-    pub fn dijkstra_secs(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<f64> {
+    /// Travel time in seconds from `from` to `to` (the route's duration).
+    pub fn travel_secs(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<f64> {
+        if from == to {
+            return self.node(from).map(|_| 0.0);
+        }
+        if self.closed.is_empty()
+            && let Some(p) = self.ch.as_deref().filter(|p| p.profile == profile)
+            && let Ok(mut q) = self.ch_query.try_lock()
+        {
+            let q = q.get_or_insert_with(|| ChQuery::new(&p.ch));
+            return q.distance(&p.ch, from.0, to.0).map(|ms| f64::from(ms) / 1000.0);
+        }
+        self.route(from, to, profile).map(|r| r.duration_s)
+    }
+
+    /// Reference shortest travel time in ms by plain Dijkstra on the live graph; the oracle the faster routers
+    /// are tested against.
+    pub fn dijkstra_ms(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<u64> {
         let t = NodeIndex::new(to.0 as usize);
-        let costs =
-            petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), Some(t), |e| self.cost(e, profile));
-        costs.get(&t).copied().filter(|c| c.is_finite())
-    }
-
-    /// Travel times in seconds from `from` to every node (`f64::INFINITY` where unreachable), by one Dijkstra
-    /// search. Every edge exists in both directions with the same weight and closures close both directions,
-    /// so the same row also gives the times *to* `from`.
-    pub fn travel_times_from(&self, from: NodeId, profile: Profile) -> Vec<f64> {
-        let mut out = vec![f64::INFINITY; self.graph.node_count()];
-        if from.0 as usize >= out.len() {
-            return out;
-        }
-        let costs =
-            petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), None, |e| self.cost(e, profile));
-        for (n, c) in costs {
-            out[n.index()] = c;
-        }
-        out
+        let costs = petgraph::algo::dijkstra(&self.graph, NodeIndex::new(from.0 as usize), Some(t), |e| {
+            self.cost(e, profile).unwrap_or(u64::MAX / 4)
+        });
+        costs.get(&t).copied().filter(|c| *c < u64::MAX / 4)
     }
 
     /// The polyline of a node path.
@@ -484,11 +586,16 @@ pub(crate) mod tests {
         let mut g = grid();
         let p = Profile::default();
         let n = g.node_count() as u32;
+        let mut prepared = g.clone();
+        prepared.prepare(p);
         for a in 0..n {
             for b in 0..n {
+                let d = g.dijkstra_ms(NodeId(a), NodeId(b), p).expect("connected");
                 let r = g.route(NodeId(a), NodeId(b), p).expect("connected");
-                let d = g.dijkstra_secs(NodeId(a), NodeId(b), p).expect("connected");
-                assert!((r.duration_s - d).abs() < 1e-6, "{a}->{b}: {} vs {d}", r.duration_s);
+                assert_eq!((r.duration_s * 1000.0).round() as u64, d, "A* {a}->{b}");
+                let c = prepared.route(NodeId(a), NodeId(b), p).expect("connected");
+                assert_eq!((c.duration_s * 1000.0).round() as u64, d, "CH {a}->{b}");
+                assert_eq!((c.nodes[0], *c.nodes.last().expect("path")), (NodeId(a), NodeId(b)));
             }
         }
         let before = g.route(NodeId(0), NodeId(1), p).expect("route");
@@ -496,8 +603,12 @@ pub(crate) mod tests {
         assert!(g.close_edge(NodeId(0), NodeId(1)));
         let after = g.route(NodeId(0), NodeId(1), p).expect("detour");
         assert!(after.nodes.len() > 2 && after.duration_s > before.duration_s);
-        let d = g.dijkstra_secs(NodeId(0), NodeId(1), p).expect("detour");
-        assert!((after.duration_s - d).abs() < 1e-6);
+        let d = g.dijkstra_ms(NodeId(0), NodeId(1), p).expect("detour");
+        assert_eq!((after.duration_s * 1000.0).round() as u64, d);
+        // The hierarchy built before the closure still answers exactly, and never through the closed edge.
+        prepared.close_edge(NodeId(0), NodeId(1));
+        assert_eq!(prepared.route(NodeId(0), NodeId(1), p), Some(after.clone()));
+        assert_eq!(prepared.travel_secs(NodeId(0), NodeId(1), p), Some(after.duration_s));
         assert!(g.open_edge(NodeId(0), NodeId(1)));
         assert_eq!(g.route(NodeId(0), NodeId(1), p), Some(before));
     }
