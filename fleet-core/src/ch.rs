@@ -13,32 +13,44 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 /// Marks an original (non-shortcut) edge.
-const NO_MID: u32 = u32::MAX;
+pub(crate) const NO_MID: u32 = u32::MAX;
 pub const INF: u32 = u32::MAX;
 
-/// One edge of the search graph, stored at its lower-ranked end.
-#[derive(Debug, Clone, Copy)]
-struct Arc {
-    /// The higher-ranked end (by rank id).
-    to: u32,
-    weight: u32,
-    /// The contracted node a shortcut bypasses (by rank id), or `NO_MID`.
-    mid: u32,
+/// One side of the search graph (upward arcs, or reversed downward arcs), every arc stored at its lower-ranked
+/// end, in CSR form by rank id. Search data (`to`, `weight`) and unpacking data (`unpack`) live in
+/// separate arrays so the search touches only what it reads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Side {
+    pub(crate) first: Vec<u32>,
+    /// The higher-ranked end of each arc.
+    pub(crate) to: Vec<u32>,
+    pub(crate) weight: Vec<u32>,
+    /// Per arc: for a shortcut its two halves as arc refs (first, second in travel order), for an original
+    /// edge `[NO_MID, head]` where `head` is the caller's id of the node the edge arrives at. One array, so
+    /// unpacking reads one place per step.
+    unpack: Vec<[u32; 2]>,
 }
+
+impl Side {
+    pub(crate) fn range(&self, r: u32) -> std::ops::Range<usize> {
+        self.first[r as usize] as usize..self.first[r as usize + 1] as usize
+    }
+}
+
+/// An arc reference: the index into `up`, or into `down` with this bit set.
+pub(crate) const DOWN_BIT: u32 = 1 << 31;
 
 /// A built hierarchy. Node ids outside are the caller's; inside, nodes are numbered by rank.
 #[derive(Debug, Clone)]
 pub struct ContractionHierarchy {
-    n: usize,
+    pub(crate) n: usize,
     /// rank id of each caller node, and back.
-    rank: Vec<u32>,
-    node_of: Vec<u32>,
-    /// Upward edges `v -> higher` (forward search), CSR by rank id.
-    up_first: Vec<u32>,
-    up: Vec<Arc>,
-    /// Upward edges `higher -> v` reversed (backward search), CSR by rank id.
-    down_first: Vec<u32>,
-    down: Vec<Arc>,
+    pub(crate) rank: Vec<u32>,
+    pub(crate) node_of: Vec<u32>,
+    /// Arcs `v -> higher` (forward search).
+    pub(crate) up: Side,
+    /// Arcs `higher -> v`, stored at `v` (backward search).
+    pub(crate) down: Side,
     pub shortcuts: usize,
 }
 
@@ -215,28 +227,54 @@ impl ContractionHierarchy {
                 queue.push(Reverse((p, x)));
             }
         }
-        // Search graph by rank id: every edge sits at its lower-ranked end.
-        let mut up_lists: Vec<Vec<Arc>> = vec![Vec::new(); n];
-        let mut down_lists: Vec<Vec<Arc>> = vec![Vec::new(); n];
+        // Search graph by rank id: every edge sits at its lower-ranked end. Entries: (to, weight, mid, head).
+        let mut up_lists: Vec<Vec<(u32, u32, u32, u32)>> = vec![Vec::new(); n];
+        let mut down_lists: Vec<Vec<(u32, u32, u32, u32)>> = vec![Vec::new(); n];
         for u in 0..n {
             let ru = rank[u];
             for l in &b.out[u] {
                 let rw = rank[l.other as usize];
                 let mid = if l.mid == NO_MID { NO_MID } else { rank[l.mid as usize] };
+                // The head is the caller's id of the node the edge arrives at.
                 if ru < rw {
-                    up_lists[ru as usize].push(Arc { to: rw, weight: l.weight, mid });
+                    up_lists[ru as usize].push((rw, l.weight, mid, l.other));
                 } else {
-                    down_lists[rw as usize].push(Arc { to: ru, weight: l.weight, mid });
+                    down_lists[rw as usize].push((ru, l.weight, mid, l.other));
                 }
             }
         }
-        let (up_first, up) = csr(up_lists);
-        let (down_first, down) = csr(down_lists);
+        let mids_up: Vec<Vec<u32>> = up_lists.iter().map(|l| l.iter().map(|a| a.2).collect()).collect();
+        let mids_down: Vec<Vec<u32>> = down_lists.iter().map(|l| l.iter().map(|a| a.2).collect()).collect();
+        let mut up = side(up_lists);
+        let mut down = side(down_lists);
+        // A shortcut a -> c via m splits into a -> m (stored at m in `down`, to = a) and m -> c (stored at m in
+        // `up`, to = c): m was contracted before both ends, and the weights of its arcs were final by then.
+        let find = |sd: &Side, at: u32, to: u32| -> u32 {
+            sd.range(at).filter(|&i| sd.to[i] == to).min_by_key(|&i| sd.weight[i]).map_or(NO_MID, |i| i as u32)
+        };
+        for (owner, mids) in mids_up.iter().enumerate() {
+            for (k, &m) in mids.iter().enumerate() {
+                if m != NO_MID {
+                    let i = up.first[owner] as usize + k;
+                    let (a, c) = (owner as u32, up.to[i]);
+                    up.unpack[i] = [find(&down, m, a) | DOWN_BIT, find(&up, m, c)];
+                }
+            }
+        }
+        for (owner, mids) in mids_down.iter().enumerate() {
+            for (k, &m) in mids.iter().enumerate() {
+                if m != NO_MID {
+                    let i = down.first[owner] as usize + k;
+                    let (a, c) = (down.to[i], owner as u32);
+                    down.unpack[i] = [find(&down, m, a) | DOWN_BIT, find(&up, m, c)];
+                }
+            }
+        }
         let mut node_of = vec![0u32; n];
         for (v, &r) in rank.iter().enumerate() {
             node_of[r as usize] = v as u32;
         }
-        Self { n, rank, node_of, up_first, up, down_first, down, shortcuts }
+        Self { n, rank, node_of, up, down, shortcuts }
     }
 
     pub fn node_count(&self) -> usize {
@@ -245,60 +283,58 @@ impl ContractionHierarchy {
 
     /// Bytes held by the query structures.
     pub fn memory_bytes(&self) -> usize {
-        (self.rank.len() + self.node_of.len() + self.up_first.len() + self.down_first.len()) * 4
-            + (self.up.len() + self.down.len()) * std::mem::size_of::<Arc>()
+        let side = |s: &Side| (s.first.len() + s.to.len() + s.weight.len() + 2 * s.unpack.len()) * 4;
+        (self.rank.len() + self.node_of.len()) * 4 + side(&self.up) + side(&self.down)
     }
 
-    fn up(&self, r: u32) -> &[Arc] {
-        &self.up[self.up_first[r as usize] as usize..self.up_first[r as usize + 1] as usize]
-    }
-    fn down(&self, r: u32) -> &[Arc] {
-        &self.down[self.down_first[r as usize] as usize..self.down_first[r as usize + 1] as usize]
-    }
-
-    /// Appends the original nodes (rank ids) of edge `a -> b` after `a`, unpacking shortcuts.
-    fn unpack(&self, a: u32, b: u32, out: &mut Vec<u32>) {
-        let mut stack = vec![(a, b)];
-        while let Some((x, y)) = stack.pop() {
-            let mid = self.arc(x, y).map_or(NO_MID, |arc| arc.mid);
-            if mid == NO_MID {
-                out.push(y);
+    /// Appends the original nodes (caller ids) an arc passes through after its start, in travel order.
+    pub(crate) fn unpack(&self, arc: u32, stack: &mut Vec<u32>, out: &mut Vec<u32>) {
+        stack.clear();
+        stack.push(arc);
+        while let Some(r) = stack.pop() {
+            let (sd, i) =
+                if r & DOWN_BIT != 0 { (&self.down, (r & !DOWN_BIT) as usize) } else { (&self.up, r as usize) };
+            let [first, second] = sd.unpack[i];
+            if first == NO_MID {
+                out.push(second);
             } else {
-                // Process x -> mid first, then mid -> y.
-                stack.push((mid, y));
-                stack.push((x, mid));
+                stack.push(second);
+                stack.push(first);
             }
-        }
-    }
-
-    /// The cheapest arc between two rank ids, whichever end stores it.
-    fn arc(&self, x: u32, y: u32) -> Option<Arc> {
-        if x < y {
-            self.up(x).iter().filter(|a| a.to == y).min_by_key(|a| a.weight).copied()
-        } else {
-            self.down(y).iter().filter(|a| a.to == x).min_by_key(|a| a.weight).copied()
         }
     }
 }
 
-fn csr(lists: Vec<Vec<Arc>>) -> (Vec<u32>, Vec<Arc>) {
-    let mut first = Vec::with_capacity(lists.len() + 1);
-    let mut all = Vec::with_capacity(lists.iter().map(Vec::len).sum());
-    first.push(0);
+/// CSR from per-node lists of (to, weight, mid, head); `head` is a caller id.
+fn side(lists: Vec<Vec<(u32, u32, u32, u32)>>) -> Side {
+    let total = lists.iter().map(Vec::len).sum();
+    let mut s = Side {
+        first: Vec::with_capacity(lists.len() + 1),
+        to: Vec::with_capacity(total),
+        weight: Vec::with_capacity(total),
+        unpack: Vec::with_capacity(total),
+    };
+    s.first.push(0);
     for l in lists {
-        all.extend(l);
-        first.push(all.len() as u32);
+        for (to, w, _mid, head) in l {
+            s.to.push(to);
+            s.weight.push(w);
+            s.unpack.push([NO_MID, head]);
+        }
+        s.first.push(s.to.len() as u32);
     }
-    (first, all)
+    s
 }
 
 /// Per-caller scratch for queries on one hierarchy.
 #[derive(Debug, Clone)]
 pub struct ChQuery {
     dist: [Vec<u32>; 2],
+    /// The arc (ref) each node was reached by, per direction.
     parent: [Vec<u32>; 2],
     touched: [Vec<u32>; 2],
     heap: [BinaryHeap<Reverse<(u32, u32)>>; 2],
+    stack: Vec<u32>,
     /// Bucket entries for many-to-many: per rank id, (target index, distance).
     buckets: Vec<Vec<(u32, u32)>>,
     bucket_touched: Vec<u32>,
@@ -308,9 +344,10 @@ impl ChQuery {
     pub fn new(ch: &ContractionHierarchy) -> Self {
         Self {
             dist: [vec![INF; ch.n], vec![INF; ch.n]],
-            parent: [vec![u32::MAX; ch.n], vec![u32::MAX; ch.n]],
+            parent: [vec![NO_MID; ch.n], vec![NO_MID; ch.n]],
             touched: [Vec::new(), Vec::new()],
             heap: [BinaryHeap::new(), BinaryHeap::new()],
+            stack: Vec::new(),
             buckets: vec![Vec::new(); ch.n],
             bucket_touched: Vec::new(),
         }
@@ -320,7 +357,7 @@ impl ChQuery {
         for d in 0..2 {
             for &v in &self.touched[d] {
                 self.dist[d][v as usize] = INF;
-                self.parent[d][v as usize] = u32::MAX;
+                self.parent[d][v as usize] = NO_MID;
             }
             self.touched[d].clear();
             self.heap[d].clear();
@@ -333,17 +370,34 @@ impl ChQuery {
         self.heap[d].push(Reverse((0, r)));
     }
 
-    /// Is `u` (settled in direction `d` at `du`) reached more cheaply from a higher node? Then its edges are
+    /// Is `u` (settled in direction `d` at `du`) reached more cheaply from a higher node? Then its arcs are
     /// not relaxed (stall-on-demand).
     fn stalled(&self, ch: &ContractionHierarchy, d: usize, u: u32, du: u32) -> bool {
-        let incoming = if d == 0 { ch.down(u) } else { ch.up(u) };
-        incoming.iter().any(|a| {
-            let dx = self.dist[d][a.to as usize];
-            dx != INF && dx.saturating_add(a.weight) < du
+        let sd = if d == 0 { &ch.down } else { &ch.up };
+        let dist = &self.dist[d];
+        sd.range(u).any(|i| {
+            let dx = dist[sd.to[i] as usize];
+            dx != INF && dx.saturating_add(sd.weight[i]) < du
         })
     }
 
-    /// One step in direction `d`; returns false when that direction is exhausted or can no longer improve.
+    /// Relaxes the arcs of `u` in direction `d`.
+    fn relax(&mut self, ch: &ContractionHierarchy, d: usize, u: u32, du: u32) {
+        let (sd, bit) = if d == 0 { (&ch.up, 0) } else { (&ch.down, DOWN_BIT) };
+        for i in sd.range(u) {
+            let (to, nd) = (sd.to[i], du.saturating_add(sd.weight[i]));
+            if nd < self.dist[d][to as usize] {
+                if self.dist[d][to as usize] == INF {
+                    self.touched[d].push(to);
+                }
+                self.dist[d][to as usize] = nd;
+                self.parent[d][to as usize] = i as u32 | bit;
+                self.heap[d].push(Reverse((nd, to)));
+            }
+        }
+    }
+
+    /// One step in direction `d`; returns false when that direction can no longer improve `best`.
     fn step(&mut self, ch: &ContractionHierarchy, d: usize, best: &mut (u32, u32)) -> bool {
         let Some(Reverse((du, u))) = self.heap[d].pop() else { return false };
         if du > self.dist[d][u as usize] {
@@ -357,33 +411,20 @@ impl ChQuery {
         if other != INF && du.saturating_add(other) < best.0 {
             *best = (du + other, u);
         }
-        if self.stalled(ch, d, u, du) {
-            return true;
-        }
-        let arcs = if d == 0 { ch.up(u) } else { ch.down(u) };
-        for a in arcs {
-            let nd = du.saturating_add(a.weight);
-            if nd < self.dist[d][a.to as usize] {
-                if self.dist[d][a.to as usize] == INF {
-                    self.touched[d].push(a.to);
-                }
-                self.dist[d][a.to as usize] = nd;
-                self.parent[d][a.to as usize] = u;
-                self.heap[d].push(Reverse((nd, a.to)));
-            }
+        if !self.stalled(ch, d, u, du) {
+            self.relax(ch, d, u, du);
         }
         true
     }
 
-    /// Shortest distance in ms, and the meeting node, or `None`.
+    /// Shortest distance in ms, and the meeting node (rank id), or `None`.
     fn search(&mut self, ch: &ContractionHierarchy, s: u32, t: u32) -> Option<(u32, u32)> {
         if s as usize >= ch.n || t as usize >= ch.n {
             return None;
         }
         self.reset();
-        let (rs, rt) = (ch.rank[s as usize], ch.rank[t as usize]);
-        self.init(0, rs);
-        self.init(1, rt);
+        self.init(0, ch.rank[s as usize]);
+        self.init(1, ch.rank[t as usize]);
         let mut best = (INF, u32::MAX);
         let (mut f, mut b) = (true, true);
         while f || b {
@@ -405,25 +446,28 @@ impl ChQuery {
     /// Shortest travel time and the node path (caller ids, `s` first, `t` last).
     pub fn path(&mut self, ch: &ContractionHierarchy, s: u32, t: u32) -> Option<(u32, Vec<u32>)> {
         let (d, meet) = self.search(ch, s, t)?;
-        // Up-path s -> meet, in rank ids.
-        let mut up_chain = vec![meet];
+        let mut nodes = Vec::with_capacity(64);
+        nodes.push(s);
+        // The forward arcs from s up to the meeting node, collected backwards, unpacked in travel order.
+        let mut chain = Vec::new();
         let mut x = meet;
-        while self.parent[0][x as usize] != u32::MAX {
-            x = self.parent[0][x as usize];
-            up_chain.push(x);
+        while self.parent[0][x as usize] != NO_MID {
+            let arc = self.parent[0][x as usize];
+            chain.push(arc);
+            // The arc is stored at its lower end, where it came from.
+            x = owner(ch, arc);
         }
-        up_chain.reverse();
-        let mut ranks = vec![up_chain[0]];
-        for w in up_chain.windows(2) {
-            ch.unpack(w[0], w[1], &mut ranks);
+        for &arc in chain.iter().rev() {
+            ch.unpack(arc, &mut self.stack, &mut nodes);
         }
+        // The backward arcs from the meeting node down to t, already in travel order.
         let mut x = meet;
-        while self.parent[1][x as usize] != u32::MAX {
-            let y = self.parent[1][x as usize];
-            ch.unpack(x, y, &mut ranks);
-            x = y;
+        while self.parent[1][x as usize] != NO_MID {
+            let arc = self.parent[1][x as usize];
+            ch.unpack(arc, &mut self.stack, &mut nodes);
+            x = owner(ch, arc);
         }
-        Some((d, ranks.into_iter().map(|r| ch.node_of[r as usize]).collect()))
+        Some((d, nodes))
     }
 
     /// Travel times in ms for every (source, target) pair, row-major; `INF` where unreachable.
@@ -433,7 +477,7 @@ impl ChQuery {
             self.buckets[v as usize].clear();
         }
         self.bucket_touched.clear();
-        // Backward upward search from each target leaves (target, distance) in the buckets it settles.
+        // A backward upward search from each target leaves (target, distance) in the buckets it settles.
         for (j, &t) in targets.iter().enumerate() {
             if t as usize >= ch.n {
                 continue;
@@ -448,19 +492,10 @@ impl ChQuery {
                     self.bucket_touched.push(u);
                 }
                 self.buckets[u as usize].push((j as u32, du));
-                for a in ch.down(u) {
-                    let nd = du.saturating_add(a.weight);
-                    if nd < self.dist[1][a.to as usize] {
-                        if self.dist[1][a.to as usize] == INF {
-                            self.touched[1].push(a.to);
-                        }
-                        self.dist[1][a.to as usize] = nd;
-                        self.heap[1].push(Reverse((nd, a.to)));
-                    }
-                }
+                self.relax(ch, 1, u, du);
             }
         }
-        // Forward upward search from each source scans the buckets.
+        // A forward upward search from each source scans the buckets.
         let m = targets.len();
         for (i, &s) in sources.iter().enumerate() {
             if s as usize >= ch.n {
@@ -468,31 +503,47 @@ impl ChQuery {
             }
             self.reset();
             self.init(0, ch.rank[s as usize]);
-            let row = &mut out[i * m..(i + 1) * m];
             while let Some(Reverse((du, u))) = self.heap[0].pop() {
                 if du > self.dist[0][u as usize] || self.stalled(ch, 0, u, du) {
                     continue;
                 }
+                let row = &mut out[i * m..(i + 1) * m];
                 for &(j, dt) in &self.buckets[u as usize] {
                     let total = du.saturating_add(dt);
                     if total < row[j as usize] {
                         row[j as usize] = total;
                     }
                 }
-                for a in ch.up(u) {
-                    let nd = du.saturating_add(a.weight);
-                    if nd < self.dist[0][a.to as usize] {
-                        if self.dist[0][a.to as usize] == INF {
-                            self.touched[0].push(a.to);
-                        }
-                        self.dist[0][a.to as usize] = nd;
-                        self.heap[0].push(Reverse((nd, a.to)));
-                    }
-                }
+                self.relax(ch, 0, u, du);
             }
         }
         out
     }
+}
+
+impl ChQuery {
+    /// The complete upward search space of rank id `r` in direction `d` (0 forward, 1 backward): every settled,
+    /// unstalled node with its distance and the arc it was reached by (`NO_MID` for `r` itself), in settle
+    /// order. This is `r`'s hub label before sorting.
+    pub(crate) fn search_space(&mut self, ch: &ContractionHierarchy, d: usize, r: u32, out: &mut Vec<(u32, u32, u32)>) {
+        out.clear();
+        self.reset();
+        self.init(d, r);
+        while let Some(Reverse((du, u))) = self.heap[d].pop() {
+            if du > self.dist[d][u as usize] || self.stalled(ch, d, u, du) {
+                continue;
+            }
+            out.push((u, du, self.parent[d][u as usize]));
+            self.relax(ch, d, u, du);
+        }
+    }
+}
+
+/// The node (rank id) an arc is stored at.
+pub(crate) fn owner(ch: &ContractionHierarchy, arc: u32) -> u32 {
+    let (sd, i) = if arc & DOWN_BIT != 0 { (&ch.down, arc & !DOWN_BIT) } else { (&ch.up, arc) };
+    // CSR: the owner is the last r with first[r] <= i.
+    (sd.first.partition_point(|&f| f <= i) - 1) as u32
 }
 
 /// Plain Dijkstra over the same integer weights: the oracle the hierarchy is tested against.
@@ -521,6 +572,13 @@ pub fn dijkstra(n: usize, edges: &[(u32, u32, u32)], s: u32, t: u32) -> Option<u
         }
     }
     None
+}
+
+impl ChQuery {
+    /// Nodes settled (forward, backward) by the last point query; for tuning.
+    pub fn last_search_space(&self) -> (usize, usize) {
+        (self.touched[0].len(), self.touched[1].len())
+    }
 }
 
 #[cfg(test)]

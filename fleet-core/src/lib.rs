@@ -9,6 +9,7 @@ pub mod assign;
 pub mod ch;
 pub mod dispatcher;
 pub mod error;
+pub mod hl;
 pub mod ids;
 pub mod map;
 pub mod mission;

@@ -14,6 +14,7 @@ use rstar::{PointDistance, RTree};
 use serde::{Deserialize, Serialize};
 
 use crate::ch::{ChQuery, ContractionHierarchy};
+use crate::hl::HubLabels;
 use crate::{CoreError, LatLon, NodeId};
 
 /// Earth radius used by the local projection, metres.
@@ -59,6 +60,8 @@ pub struct ImportSummary {
     pub ways_skipped: BTreeMap<String, usize>,
     /// Way node references pointing outside the extract.
     pub missing_node_refs: usize,
+    /// Nodes with a barrier a robot cannot pass (the ways through them are cut there).
+    pub barrier_nodes: usize,
     pub components_dropped: usize,
     pub nodes_dropped: usize,
 }
@@ -66,10 +69,15 @@ pub struct ImportSummary {
 /// A coordinate snapped onto the graph.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Snap {
-    /// The graph node a route starts or ends at (the nearer end of the nearest edge).
+    /// The nearer end of the nearest edge: where stops of a mission are placed.
     pub node: NodeId,
     /// Distance from the coordinate to the nearest edge, metres.
     pub edge_distance_m: f64,
+    /// The nearest edge (both directions exist) and the nearest point on it, at `fraction` of the way from
+    /// `edge.0` to `edge.1`.
+    pub edge: (NodeId, NodeId),
+    pub point: LatLon,
+    pub fraction: f64,
 }
 
 /// A route over the graph.
@@ -118,7 +126,12 @@ pub struct MapGraph {
 struct PreparedCh {
     profile: Profile,
     ch: ContractionHierarchy,
+    /// Hub labels over `ch`, when they fit [`LABEL_BUDGET_BYTES`].
+    hl: Option<HubLabels>,
 }
+
+/// Memory the hub labels of one map may take; bigger maps answer from the hierarchy alone.
+pub const LABEL_BUDGET_BYTES: usize = 256 << 20;
 
 /// Why a way is not walkable for a wheeled sidewalk robot, or `None` when it is.
 fn skip_reason(tags: &HashMap<&str, &str>) -> Option<String> {
@@ -164,7 +177,63 @@ fn skip_reason(tags: &HashMap<&str, &str>) -> Option<String> {
     if tags.get("area").copied() == Some("yes") && highway != "pedestrian" {
         return Some("area=yes".into());
     }
+    // On a main road the robot drives on the sidewalk: none mapped as absent.
+    let main_road = matches!(
+        highway,
+        "primary" | "primary_link" | "secondary" | "secondary_link" | "tertiary" | "tertiary_link" | "unclassified"
+    );
+    if main_road && !foot_allowed && matches!(tags.get("sidewalk").copied(), Some("no" | "none")) {
+        return Some(format!("highway={highway} with sidewalk=no"));
+    }
     None
+}
+
+/// Does a node's barrier stop a wheeled robot about 60 cm wide? Bollards, lift gates and open gates do not.
+fn blocks_robot(tags: &[(&str, &str)]) -> bool {
+    let get = |k: &str| tags.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+    match get("barrier") {
+        Some(
+            "wall"
+            | "fence"
+            | "turnstile"
+            | "full-height_turnstile"
+            | "stile"
+            | "kissing_gate"
+            | "block"
+            | "log"
+            | "chain"
+            | "cycle_barrier"
+            | "debris"
+            | "hampshire_gate",
+        ) => true,
+        Some("kerb") => matches!(get("kerb"), Some("raised" | "rolled" | "yes") | None),
+        Some("gate") => matches!(get("access"), Some("no" | "private")) || get("locked") == Some("yes"),
+        _ => false,
+    }
+}
+
+/// Which way a robot may travel a way, from `oneway:foot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Travel {
+    Both,
+    Forward,
+    Backward,
+}
+
+fn travel(tags: &HashMap<&str, &str>) -> Travel {
+    match tags.get("oneway:foot").copied() {
+        Some("yes" | "true" | "1") => Travel::Forward,
+        Some("-1" | "reverse") => Travel::Backward,
+        _ => Travel::Both,
+    }
+}
+
+/// Node data the importer collects: coordinates, street crossings, and barriers a robot cannot pass.
+#[derive(Debug, Clone, Default)]
+pub struct RawNodes {
+    pub coords: HashMap<i64, LatLon>,
+    pub crossing: BTreeSet<i64>,
+    pub blocked: BTreeSet<i64>,
 }
 
 fn project(origin: LatLon, p: LatLon) -> [f64; 2] {
@@ -177,33 +246,37 @@ pub struct RawWay {
     pub id: i64,
     pub refs: Vec<i64>,
     pub crossing: bool,
+    pub travel: Travel,
 }
 
 impl MapGraph {
     /// Imports the walkable network from `.osm.pbf` bytes.
     pub fn from_osm(pbf: &[u8]) -> Result<(Self, ImportSummary), CoreError> {
-        let mut coords: HashMap<i64, LatLon> = HashMap::new();
-        let mut crossing_nodes: BTreeSet<i64> = BTreeSet::new();
+        let mut nodes = RawNodes::default();
         let mut ways: Vec<RawWay> = Vec::new();
         let mut summary = ImportSummary::default();
         let reader = osmpbf::ElementReader::new(std::io::Cursor::new(pbf));
-        let mut node = |id: i64, lat: f64, lon: f64, crossing: bool| {
+        let mut node = |id: i64, lat: f64, lon: f64, tags: &[(&str, &str)]| {
+            // A node with bad coordinates is treated as missing: the segments through it are dropped.
             if let Ok(p) = LatLon::new(lat, lon) {
-                coords.insert(id, p);
-                if crossing {
-                    crossing_nodes.insert(id);
+                nodes.coords.insert(id, p);
+                if tags.iter().any(|&(k, v)| k == "highway" && v == "crossing") {
+                    nodes.crossing.insert(id);
+                }
+                if blocks_robot(tags) {
+                    nodes.blocked.insert(id);
                 }
             }
         };
         reader
             .for_each(|el| match el {
                 osmpbf::Element::Node(n) => {
-                    let crossing = n.tags().any(|(k, v)| k == "highway" && v == "crossing");
-                    node(n.id(), n.lat(), n.lon(), crossing)
+                    let tags: Vec<(&str, &str)> = n.tags().collect();
+                    node(n.id(), n.lat(), n.lon(), &tags)
                 }
                 osmpbf::Element::DenseNode(n) => {
-                    let crossing = n.tags().any(|(k, v)| k == "highway" && v == "crossing");
-                    node(n.id(), n.lat(), n.lon(), crossing)
+                    let tags: Vec<(&str, &str)> = n.tags().collect();
+                    node(n.id(), n.lat(), n.lon(), &tags)
                 }
                 osmpbf::Element::Way(w) => {
                     let tags: HashMap<&str, &str> = w.tags().collect();
@@ -217,6 +290,7 @@ impl MapGraph {
                             refs: w.refs().collect(),
                             crossing: tags.get("footway").copied() == Some("crossing")
                                 || tags.get("highway").copied() == Some("crossing"),
+                            travel: travel(&tags),
                         }),
                     }
                 }
@@ -224,17 +298,19 @@ impl MapGraph {
             })
             .map_err(|e| CoreError::invalid(format!("cannot read the OSM PBF data: {e}")))?;
         summary.ways_used = ways.len();
-        Self::from_parts(&coords, &crossing_nodes, &ways, summary)
+        Self::from_parts(&nodes, &ways, summary)
     }
 
-    /// Builds the graph from node coordinates and ways (both directions of every segment), keeping the largest
-    /// strongly connected component. Used by the importer and by tests with hand-made maps.
+    /// Builds the graph from nodes and ways (segments in the directions the way allows; a blocked or missing
+    /// node cuts the way), keeping the largest strongly connected component. Used by the importer and by tests
+    /// with hand-made maps.
     pub fn from_parts(
-        coords: &HashMap<i64, LatLon>,
-        crossing_nodes: &BTreeSet<i64>,
+        nodes: &RawNodes,
         ways: &[RawWay],
         mut summary: ImportSummary,
     ) -> Result<(Self, ImportSummary), CoreError> {
+        let (coords, crossing_nodes) = (&nodes.coords, &nodes.crossing);
+        summary.barrier_nodes = nodes.blocked.len();
         // Full graph first, over every referenced node we have coordinates for.
         let mut full: DiGraph<i64, (f64, bool, i64)> = DiGraph::new();
         let mut idx: BTreeMap<i64, NodeIndex> = BTreeMap::new();
@@ -247,6 +323,10 @@ impl MapGraph {
                     prev = None;
                     continue;
                 };
+                if nodes.blocked.contains(&r) {
+                    prev = None;
+                    continue;
+                }
                 let b = *idx.entry(r).or_insert_with(|| full.add_node(r));
                 if let Some(q) = prev
                     && q != r
@@ -254,8 +334,12 @@ impl MapGraph {
                     let a = idx[&q];
                     let len = coords[&q].distance_m(p);
                     let crossing = way.crossing || crossing_nodes.contains(&q) || crossing_nodes.contains(&r);
-                    full.add_edge(a, b, (len, crossing, way.id));
-                    full.add_edge(b, a, (len, crossing, way.id));
+                    if way.travel != Travel::Backward {
+                        full.add_edge(a, b, (len, crossing, way.id));
+                    }
+                    if way.travel != Travel::Forward {
+                        full.add_edge(b, a, (len, crossing, way.id));
+                    }
                 }
                 prev = Some(r);
             }
@@ -362,11 +446,100 @@ impl MapGraph {
             )));
         }
         let (a, b) = seg.data;
-        let da = self.graph[NodeIndex::new(a as usize)].pos.distance_m(p);
-        let db = self.graph[NodeIndex::new(b as usize)].pos.distance_m(p);
-        Ok(Snap { node: NodeId(if da <= db { a } else { b }), edge_distance_m })
+        let (pa, pb) = (self.graph[NodeIndex::new(a as usize)].xy, self.graph[NodeIndex::new(b as usize)].xy);
+        let (dx, dy) = (pb[0] - pa[0], pb[1] - pa[1]);
+        let len2 = dx * dx + dy * dy;
+        let fraction =
+            if len2 > 0.0 { (((q[0] - pa[0]) * dx + (q[1] - pa[1]) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+        let point = self.unproject([pa[0] + fraction * dx, pa[1] + fraction * dy]).unwrap_or(p);
+        Ok(Snap {
+            node: NodeId(if fraction <= 0.5 { a } else { b }),
+            edge_distance_m,
+            edge: (NodeId(a), NodeId(b)),
+            point,
+            fraction,
+        })
     }
 
+    /// The coordinate of a point in the local frame.
+    fn unproject(&self, xy: [f64; 2]) -> Option<LatLon> {
+        let k = std::f64::consts::PI / 180.0;
+        let lat = self.origin.lat() + xy[1] / EARTH_R / k;
+        let lon = self.origin.lon() + xy[0] / (EARTH_R * (self.origin.lat() * k).cos()) / k;
+        LatLon::new(lat, lon).ok()
+    }
+
+    /// Fastest route between two snapped points, each possibly in the middle of an edge: tries leaving and
+    /// entering through either end of the two edges. The geometry starts and ends at the snapped points.
+    pub fn route_between(&self, from: &Snap, to: &Snap, profile: Profile) -> Option<(Route, Vec<LatLon>)> {
+        let part = |s: &Snap, toward_first: bool| -> f64 {
+            let (a, b) = (NodeIndex::new(s.edge.0.0 as usize), NodeIndex::new(s.edge.1.0 as usize));
+            let ms = self.graph.find_edge(a, b).map_or(0, |e| Self::edge_ms(&self.graph[e], profile)) as f64;
+            ms * if toward_first { s.fraction } else { 1.0 - s.fraction } / 1000.0
+        };
+        let mut best: Option<(f64, Route)> = None;
+        for (exit, exit_s) in [(from.edge.0, part(from, true)), (from.edge.1, part(from, false))] {
+            for (entry, entry_s) in [(to.edge.0, part(to, true)), (to.edge.1, part(to, false))] {
+                let Some(r) = self.route(exit, entry, profile) else { continue };
+                let total = exit_s + r.duration_s + entry_s;
+                if best.as_ref().is_none_or(|(b, _)| total < *b) {
+                    best = Some((total, r));
+                }
+            }
+        }
+        let (total, mut route) = best?;
+        let mut geometry = vec![from.point];
+        geometry.extend(self.geometry(&route.nodes));
+        geometry.push(to.point);
+        route.length_m = geometry.windows(2).map(|w| w[0].distance_m(w[1])).sum();
+        route.duration_s = total;
+        Some((route, geometry))
+    }
+
+    /// The walkable graph as a GeoJSON FeatureCollection of LineStrings (one per street segment, both directions
+    /// together), with length and closure state.
+    pub fn to_geojson(&self) -> String {
+        let mut out = String::from("{\"type\":\"FeatureCollection\",\"features\":[");
+        let mut first = true;
+        for e in self.graph.edge_references().filter(|e| e.source().index() < e.target().index()) {
+            let (a, b) = (&self.graph[e.source()], &self.graph[e.target()]);
+            let closed = self.closed.contains(&(NodeId(e.source().index() as u32), NodeId(e.target().index() as u32)));
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(&format!(
+                "{{\"type\":\"Feature\",\"properties\":{{\"from\":{},\"to\":{},\"length_m\":{:.1},\"crossing\":{},\"closed\":{},\"osm_way\":{}}},\"geometry\":{{\"type\":\"LineString\",\"coordinates\":[[{:.7},{:.7}],[{:.7},{:.7}]]}}}}",
+                e.source().index(),
+                e.target().index(),
+                e.weight().length_m,
+                e.weight().crossing,
+                closed,
+                e.weight().way_id,
+                a.pos.lon(),
+                a.pos.lat(),
+                b.pos.lon(),
+                b.pos.lat()
+            ));
+        }
+        out.push_str("]}");
+        out
+    }
+}
+
+/// A route's geometry as a GeoJSON Feature (LineString) with its length and duration.
+pub fn route_geojson(route: &Route, geometry: &[LatLon]) -> String {
+    let coords: Vec<String> = geometry.iter().map(|p| format!("[{:.7},{:.7}]", p.lon(), p.lat())).collect();
+    format!(
+        "{{\"type\":\"Feature\",\"properties\":{{\"length_m\":{:.1},\"duration_s\":{:.1},\"nodes\":{}}},\"geometry\":{{\"type\":\"LineString\",\"coordinates\":[{}]}}}}",
+        route.length_m,
+        route.duration_s,
+        route.nodes.len(),
+        coords.join(",")
+    )
+}
+
+impl MapGraph {
     /// Closes the edge between two adjacent nodes in both directions. Returns false when they are not adjacent.
     pub fn close_edge(&mut self, a: NodeId, b: NodeId) -> bool {
         if !self.adjacent(a, b) {
@@ -421,11 +594,13 @@ impl MapGraph {
             .collect()
     }
 
-    /// Builds the contraction hierarchy for `profile`; routes for that profile then take microseconds.
+    /// Builds the contraction hierarchy for `profile`, and hub labels on top when they fit the budget; routes
+    /// for that profile then take microseconds.
     pub fn prepare(&mut self, profile: Profile) {
         let ch = ContractionHierarchy::build(self.node_count(), &self.weighted_edges(profile));
+        let hl = HubLabels::build(&ch, LABEL_BUDGET_BYTES);
         *self.ch_query.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ChQuery::new(&ch));
-        self.ch = Some(Arc::new(PreparedCh { profile, ch }));
+        self.ch = Some(Arc::new(PreparedCh { profile, ch, hl }));
     }
 
     /// The hierarchy, if one was prepared.
@@ -452,19 +627,25 @@ impl MapGraph {
     pub fn route(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<Route> {
         self.node(from)?;
         self.node(to)?;
-        if let Some(p) = self.ch.as_deref().filter(|p| p.profile == profile)
-            && let Ok(mut q) = self.ch_query.try_lock()
-        {
-            let q = q.get_or_insert_with(|| ChQuery::new(&p.ch));
-            match q.path(&p.ch, from.0, to.0) {
-                Some((ms, path)) => {
+        if let Some(p) = self.ch.as_deref().filter(|p| p.profile == profile) {
+            let found = match &p.hl {
+                Some(hl) => Some(hl.path(from.0, to.0)),
+                None => self.ch_query.try_lock().ok().map(|mut q| {
+                    let q = q.get_or_insert_with(|| ChQuery::new(&p.ch));
+                    q.path(&p.ch, from.0, to.0)
+                }),
+            };
+            match found {
+                Some(Some((ms, path))) => {
                     let nodes: Vec<NodeId> = path.into_iter().map(NodeId).collect();
                     if self.path_is_open(&nodes) {
                         return Some(self.route_of(nodes, u64::from(ms)));
                     }
                 }
                 // Unreachable even with every edge open: closures cannot help.
-                None => return None,
+                Some(None) => return None,
+                // The scratch is busy elsewhere: answer by A* below.
+                None => {}
             }
         }
         self.astar(from, to, profile)
@@ -497,10 +678,14 @@ impl MapGraph {
         }
         if self.closed.is_empty()
             && let Some(p) = self.ch.as_deref().filter(|p| p.profile == profile)
-            && let Ok(mut q) = self.ch_query.try_lock()
         {
-            let q = q.get_or_insert_with(|| ChQuery::new(&p.ch));
-            return q.distance(&p.ch, from.0, to.0).map(|ms| f64::from(ms) / 1000.0);
+            if let Some(hl) = &p.hl {
+                return hl.distance(from.0, to.0).map(|ms| f64::from(ms) / 1000.0);
+            }
+            if let Ok(mut q) = self.ch_query.try_lock() {
+                let q = q.get_or_insert_with(|| ChQuery::new(&p.ch));
+                return q.distance(&p.ch, from.0, to.0).map(|ms| f64::from(ms) / 1000.0);
+            }
         }
         self.route(from, to, profile).map(|r| r.duration_s)
     }
@@ -525,47 +710,70 @@ impl MapGraph {
 pub(crate) mod tests {
     use super::*;
 
-    /// A 4x4 grid of streets, 0.001 degrees apart (about 111 m north-south), plus a detached 2-node way and a
-    /// flight of steps that must not be used.
+    fn way(id: i64, refs: Vec<i64>, crossing: bool, travel: Travel) -> RawWay {
+        RawWay { id, refs, crossing, travel }
+    }
+
+    /// A 4x4 grid of streets, 0.001 degrees apart (about 111 m north-south), plus a detached way that is dropped.
     pub fn grid() -> MapGraph {
-        let mut coords = HashMap::new();
+        let mut nodes = RawNodes::default();
         let mut ways = Vec::new();
         let id = |r: i64, c: i64| r * 10 + c + 1;
         for r in 0..4 {
             for c in 0..4 {
                 let p = LatLon::new(43.73 + r as f64 * 0.001, 7.42 + c as f64 * 0.001).expect("valid");
-                coords.insert(id(r, c), p);
+                nodes.coords.insert(id(r, c), p);
             }
         }
         for r in 0..4 {
-            ways.push(RawWay { id: 100 + r, refs: (0..4).map(|c| id(r, c)).collect(), crossing: false });
+            ways.push(way(100 + r, (0..4).map(|c| id(r, c)).collect(), false, Travel::Both));
         }
         for c in 0..4 {
-            ways.push(RawWay { id: 200 + c, refs: (0..4).map(|r| id(r, c)).collect(), crossing: c == 3 });
+            ways.push(way(200 + c, (0..4).map(|r| id(r, c)).collect(), c == 3, Travel::Both));
         }
-        coords.insert(900, LatLon::new(43.80, 7.50).expect("valid"));
-        coords.insert(901, LatLon::new(43.8001, 7.50).expect("valid"));
-        ways.push(RawWay { id: 300, refs: vec![900, 901, 999], crossing: false });
-        let (g, _) =
-            MapGraph::from_parts(&coords, &BTreeSet::new(), &ways, ImportSummary::default()).expect("grid builds");
+        nodes.coords.insert(900, LatLon::new(43.80, 7.50).expect("valid"));
+        nodes.coords.insert(901, LatLon::new(43.8001, 7.50).expect("valid"));
+        ways.push(way(300, vec![900, 901, 999], false, Travel::Both));
+        let (g, _) = MapGraph::from_parts(&nodes, &ways, ImportSummary::default()).expect("grid builds");
         g
+    }
+
+    fn line_nodes() -> RawNodes {
+        let mut nodes = RawNodes::default();
+        for (i, lat) in [(1, 43.73), (2, 43.731), (3, 43.732), (8, 43.8), (9, 43.801)] {
+            nodes.coords.insert(i, LatLon::new(lat, 7.42).expect("valid"));
+        }
+        nodes
     }
 
     #[test]
     fn keeps_largest_component_and_reports_the_rest() {
-        let mut coords = HashMap::new();
-        coords.insert(1, LatLon::new(43.73, 7.42).expect("valid"));
-        coords.insert(2, LatLon::new(43.731, 7.42).expect("valid"));
-        coords.insert(3, LatLon::new(43.732, 7.42).expect("valid"));
-        coords.insert(8, LatLon::new(43.8, 7.5).expect("valid"));
-        coords.insert(9, LatLon::new(43.801, 7.5).expect("valid"));
-        let ways = [
-            RawWay { id: 1, refs: vec![1, 2, 3], crossing: false },
-            RawWay { id: 2, refs: vec![8, 9, 77], crossing: false },
-        ];
-        let (g, s) = MapGraph::from_parts(&coords, &BTreeSet::new(), &ways, ImportSummary::default()).expect("builds");
+        let ways = [way(1, vec![1, 2, 3], false, Travel::Both), way(2, vec![8, 9, 77], false, Travel::Both)];
+        let (g, s) = MapGraph::from_parts(&line_nodes(), &ways, ImportSummary::default()).expect("builds");
         assert_eq!((g.node_count(), g.edge_count()), (3, 4));
         assert_eq!((s.components_dropped, s.nodes_dropped, s.missing_node_refs), (1, 2, 1));
+    }
+
+    #[test]
+    fn barriers_cut_ways_and_one_way_footpaths_are_directed() {
+        // 1-2-3 with a turnstile at 2, and a loop 1->3 one-way plus 3-1 back: only the loop's nodes remain.
+        let mut nodes = line_nodes();
+        nodes.blocked.insert(2);
+        nodes.coords.insert(4, LatLon::new(43.731, 7.421).expect("valid"));
+        let ways = [
+            way(1, vec![1, 2, 3], false, Travel::Both),
+            way(2, vec![1, 4, 3], false, Travel::Forward),
+            way(3, vec![3, 1], false, Travel::Both),
+        ];
+        let (g, s) = MapGraph::from_parts(&nodes, &ways, ImportSummary::default()).expect("builds");
+        assert_eq!(s.barrier_nodes, 1);
+        assert_eq!(g.node_count(), 3, "the blocked node is gone");
+        // 1->4->3 exists one way only: 2 one-way edges plus the two-way 3-1.
+        assert_eq!(g.edge_count(), 4);
+        assert!(blocks_robot(&[("barrier", "turnstile")]));
+        assert!(!blocks_robot(&[("barrier", "bollard")]));
+        assert!(blocks_robot(&[("barrier", "kerb"), ("kerb", "raised")]));
+        assert!(!blocks_robot(&[("barrier", "kerb"), ("kerb", "lowered")]));
     }
 
     #[test]
@@ -576,6 +784,17 @@ pub(crate) mod tests {
         let s = g.snap(p, 50.0).expect("close enough");
         assert!(s.edge_distance_m < 3.0, "{s:?}");
         assert_eq!(g.pos(s.node), Some(LatLon::new(43.73, 7.42).expect("valid")));
+        assert!((s.fraction - 0.3).abs() < 0.02, "{s:?}");
+        assert!(s.point.distance_m(LatLon::new(43.73, 7.4203).expect("valid")) < 1.0, "{s:?}");
+        // Between two mid-edge points on the same street: the route runs along it, not via a detour.
+        let q = g.snap(LatLon::new(43.72998, 7.42250).expect("valid"), 50.0).expect("close");
+        let (r, geom) = g.route_between(&s, &q, Profile::default()).expect("route");
+        assert!((r.length_m - s.point.distance_m(q.point)).abs() < 1.0, "{} m", r.length_m);
+        assert_eq!((geom[0], *geom.last().expect("geometry")), (s.point, q.point));
+        let json: serde_json::Value = serde_json::from_str(&route_geojson(&r, &geom)).expect("valid GeoJSON");
+        assert_eq!(json["geometry"]["type"], "LineString");
+        let net: serde_json::Value = serde_json::from_str(&g.to_geojson()).expect("valid GeoJSON");
+        assert_eq!(net["features"].as_array().map(Vec::len), Some(g.edge_count() / 2));
         let far = LatLon::new(43.75, 7.42).expect("valid");
         let err = g.snap(far, 50.0).expect_err("too far");
         assert!(err.to_string().contains("m from the nearest walkable way"), "{err}");

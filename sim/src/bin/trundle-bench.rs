@@ -1,0 +1,316 @@
+//! `trundle-bench`: Trundle's benchmarks, one subcommand per area. Prints a readable table, or with `--json` one
+//! JSON object per measurement (flat keys, units in the key names) ending with a summary object.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fleet_core::NodeId;
+use fleet_core::ch::{ChQuery, ContractionHierarchy, INF};
+use fleet_core::map::{MapGraph, Profile};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(name = "trundle-bench", version, about = "Trundle benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Map import, preprocessing and shortest-path queries: Dijkstra, A*, the fast_paths crate and Trundle's CH.
+    Routing(RoutingArgs),
+}
+
+#[derive(clap::Args)]
+struct RoutingArgs {
+    #[arg(long, default_value = "data/monaco.osm.pbf")]
+    map: PathBuf,
+    /// Random point-to-point pairs.
+    #[arg(long, default_value_t = 10_000)]
+    pairs: usize,
+    /// Pairs also answered by plain Dijkstra (the slow baseline), taken from the same list.
+    #[arg(long, default_value_t = 1_000)]
+    dijkstra_pairs: usize,
+    /// Side of the synthetic grid city (side x side nodes); 0 skips it.
+    #[arg(long, default_value_t = 1_000)]
+    synthetic_side: u32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+struct Out {
+    json: bool,
+    rows: Vec<Value>,
+}
+
+impl Out {
+    fn emit(&mut self, v: Value) {
+        if self.json {
+            println!("{v}");
+        } else {
+            let obj = v.as_object().map(|o| {
+                o.iter().map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"'))).collect::<Vec<_>>().join("  ")
+            });
+            println!("{}", obj.unwrap_or_default());
+        }
+        self.rows.push(v);
+    }
+}
+
+fn percentile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Times `f` on each pair; returns per-query microseconds.
+fn time_each<T>(pairs: &[(u32, u32)], mut f: impl FnMut(u32, u32) -> T, out: &mut Vec<T>) -> Vec<f64> {
+    let mut us = Vec::with_capacity(pairs.len());
+    for &(s, t) in pairs {
+        let t0 = Instant::now();
+        let r = f(s, t);
+        us.push(t0.elapsed().as_secs_f64() * 1e6);
+        out.push(r);
+    }
+    us
+}
+
+fn query_row(out: &mut Out, graph: &str, method: &str, us: &mut [f64], baseline_p50: Option<f64>) -> f64 {
+    let p50 = percentile(us, 0.5);
+    let p99 = percentile(us, 0.99);
+    let mut v = json!({"bench": "routing", "graph": graph, "measure": "query", "method": method, "queries": us.len(),
+        "p50_us": (p50 * 100.0).round() / 100.0, "p99_us": (p99 * 100.0).round() / 100.0});
+    if let Some(b) = baseline_p50 {
+        v["speedup_vs_dijkstra_p50"] = json!((b / p50 * 10.0).round() / 10.0);
+    }
+    out.emit(v);
+    p50
+}
+
+/// A synthetic city: a side x side grid, 80 m blocks, every tenth street an arterial (faster), some one-way
+/// streets and some missing blocks, weights in ms.
+fn synthetic_city(side: u32, seed: u64) -> (usize, Vec<(u32, u32, u32)>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let id = |r: u32, c: u32| r * side + c;
+    let mut edges = Vec::with_capacity((side as usize) * (side as usize) * 4);
+    for r in 0..side {
+        for c in 0..side {
+            for (dr, dc) in [(0u32, 1u32), (1, 0)] {
+                let (r2, c2) = (r + dr, c + dc);
+                if r2 >= side || c2 >= side {
+                    continue;
+                }
+                let arterial = (dr == 0 && r % 10 == 0) || (dc == 0 && c % 10 == 0);
+                if !arterial && rng.random_range(0..100) < 5 {
+                    continue; // a missing block
+                }
+                let len = 80.0 * rng.random_range(0.8..1.2);
+                let speed = if arterial { 3.0 } else { 1.6 };
+                let ms = (len / speed * 1000.0) as u32;
+                match rng.random_range(0..20) {
+                    0 if !arterial => edges.push((id(r, c), id(r2, c2), ms)),
+                    1 if !arterial => edges.push((id(r2, c2), id(r, c), ms)),
+                    _ => {
+                        edges.push((id(r, c), id(r2, c2), ms));
+                        edges.push((id(r2, c2), id(r, c), ms));
+                    }
+                }
+            }
+        }
+    }
+    ((side * side) as usize, edges)
+}
+
+fn routing(a: RoutingArgs) -> anyhow::Result<()> {
+    let mut out = Out { json: a.json, rows: Vec::new() };
+    let t0 = Instant::now();
+    let bytes = std::fs::read(&a.map).with_context(|| format!("cannot read {}", a.map.display()))?;
+    let (mut map, summary) = MapGraph::from_osm(&bytes)?;
+    let import_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let graph = a.map.file_stem().map_or("map".into(), |s| s.to_string_lossy().replace(".osm", ""));
+    out.emit(json!({"bench": "routing", "graph": graph, "measure": "import", "nodes": summary.nodes,
+        "edges": summary.edges, "km": (summary.length_km * 10.0).round() / 10.0, "import_ms": import_ms.round()}));
+
+    let profile = Profile::default();
+    let edges = map.weighted_edges(profile);
+    let n = map.node_count();
+    let t0 = Instant::now();
+    let ch = ContractionHierarchy::build(n, &edges);
+    let ours_prep_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut ig = fast_paths::InputGraph::new();
+    for &(u, v, w) in &edges {
+        ig.add_edge(u as usize, v as usize, w as usize);
+    }
+    ig.freeze();
+    let t0 = Instant::now();
+    let fg = fast_paths::prepare(&ig);
+    let fp_prep_ms = t0.elapsed().as_secs_f64() * 1e3;
+    out.emit(json!({"bench": "routing", "graph": graph, "measure": "preprocess", "method": "trundle_ch",
+        "prep_ms": ours_prep_ms.round(), "shortcuts": ch.shortcuts, "memory_mb": (ch.memory_bytes() as f64 / 1e5).round() / 10.0}));
+    out.emit(json!({"bench": "routing", "graph": graph, "measure": "preprocess", "method": "fast_paths",
+        "prep_ms": fp_prep_ms.round()}));
+
+    let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
+    let pairs: Vec<(u32, u32)> =
+        (0..a.pairs).map(|_| (rng.random_range(0..n as u32), rng.random_range(0..n as u32))).collect();
+    let dpairs = &pairs[..a.dijkstra_pairs.min(pairs.len())];
+
+    // Baselines on the same pairs, same weights.
+    let mut dj = Vec::new();
+    let mut us_dj = time_each(dpairs, |s, t| map.dijkstra_ms(NodeId(s), NodeId(t), profile), &mut dj);
+    let dj_p50 = query_row(&mut out, &graph, "petgraph_dijkstra", &mut us_dj, None);
+    let mut astar = Vec::new();
+    let mut us_astar =
+        time_each(dpairs, |s, t| map.astar(NodeId(s), NodeId(t), profile).map(|r| r.nodes.len()), &mut astar);
+    query_row(&mut out, &graph, "petgraph_astar", &mut us_astar, Some(dj_p50));
+    let mut calc = fast_paths::create_calculator(&fg);
+    let mut fp = Vec::new();
+    let mut us_fp = time_each(
+        &pairs,
+        |s, t| calc.calc_path(&fg, s as usize, t as usize).map(|p| (p.get_weight() as u64, p.get_nodes().len())),
+        &mut fp,
+    );
+    let fp_p50 = query_row(&mut out, &graph, "fast_paths", &mut us_fp, Some(dj_p50));
+    let mut q = ChQuery::new(&ch);
+    let mut ours = Vec::new();
+    let mut us_ours = time_each(&pairs, |s, t| q.path(&ch, s, t).map(|(d, p)| (u64::from(d), p.len())), &mut ours);
+    let ours_p50 = query_row(&mut out, &graph, "trundle_ch", &mut us_ours, Some(dj_p50));
+    let t0 = Instant::now();
+    let hl = fleet_core::hl::HubLabels::build(&ch, 1 << 30).context("labels fit 1 GiB")?;
+    let hl_prep_ms = t0.elapsed().as_secs_f64() * 1e3;
+    out.emit(json!({"bench": "routing", "graph": graph, "measure": "preprocess", "method": "trundle_hub_labels",
+        "prep_ms_on_top_of_ch": hl_prep_ms.round(), "memory_mb": (hl.memory_bytes() as f64 / 1e5).round() / 10.0,
+        "mean_label_entries": (hl.mean_label() * 10.0).round() / 10.0}));
+    let mut hl_res = Vec::new();
+    let mut us_hl = time_each(&pairs, |s, t| hl.path(s, t).map(|(d, p)| (u64::from(d), p.len())), &mut hl_res);
+    let hl_p50 = query_row(&mut out, &graph, "trundle_hub_labels", &mut us_hl, Some(dj_p50));
+    let hl_mismatch = hl_res.iter().zip(&fp).filter(|(a, b)| a.map(|x| x.0) != b.map(|x| x.0)).count();
+    let hl_mismatch_dj = hl_res.iter().zip(&dj).filter(|(a, b)| a.map(|x| x.0) != **b).count();
+    let mut dist_only = Vec::new();
+    let mut us_dist = time_each(&pairs, |s, t| q.distance(&ch, s, t), &mut dist_only);
+    query_row(&mut out, &graph, "trundle_ch_distance_only", &mut us_dist, Some(dj_p50));
+    let mean_path = ours.iter().flatten().map(|x| x.1).sum::<usize>() / ours.len().max(1);
+    out.emit(json!({"bench": "routing", "graph": graph, "measure": "path_nodes_mean", "nodes": mean_path}));
+    let (mut tf, mut tb) = (0usize, 0usize);
+    for &(s, t) in pairs.iter().take(1000) {
+        q.distance(&ch, s, t);
+        let (f, b) = q.last_search_space();
+        tf += f;
+        tb += b;
+    }
+    out.emit(json!({"bench": "routing", "graph": graph, "measure": "search_space", "method": "trundle_ch",
+        "touched_fwd_mean": tf / 1000, "touched_bwd_mean": tb / 1000}));
+    let mismatch_fp = ours.iter().zip(&fp).filter(|(a, b)| a.map(|x| x.0) != b.map(|x| x.0)).count();
+    let mismatch_dj = ours.iter().zip(&dj).filter(|(a, b)| a.map(|x| x.0) != **b).count();
+    out.emit(json!({"bench": "routing", "graph": graph, "measure": "exactness", "pairs_vs_fast_paths": pairs.len(),
+        "mismatches_vs_fast_paths": mismatch_fp, "pairs_vs_dijkstra": dpairs.len(), "mismatches_vs_dijkstra": mismatch_dj,
+        "p50_ratio_vs_fast_paths": (ours_p50 / fp_p50 * 100.0).round() / 100.0,
+        "hub_labels_mismatches_vs_fast_paths": hl_mismatch, "hub_labels_mismatches_vs_dijkstra": hl_mismatch_dj}));
+
+    // Closures: close 20 random edges on the map, then route through the map (CH with A* fallback).
+    map.prepare(profile);
+    let mut closed = 0;
+    while closed < 20 {
+        let (s, t) = (rng.random_range(0..n as u32), rng.random_range(0..n as u32));
+        if let Some(r) = map.route(NodeId(s), NodeId(t), profile)
+            && r.nodes.len() > 3
+        {
+            let m = r.nodes.len() / 2;
+            if map.close_edge(r.nodes[m], r.nodes[m + 1]) {
+                closed += 1;
+            }
+        }
+    }
+    let mut got = Vec::new();
+    let mut us_closed = time_each(
+        dpairs,
+        |s, t| map.route(NodeId(s), NodeId(t), profile).map(|r| (r.duration_s * 1000.0).round() as u64),
+        &mut got,
+    );
+    let mut want = Vec::new();
+    time_each(dpairs, |s, t| map.dijkstra_ms(NodeId(s), NodeId(t), profile), &mut want);
+    let bad = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+    let p50 = percentile(&mut us_closed, 0.5);
+    out.emit(json!({"bench": "routing", "graph": graph, "measure": "closures", "closed_edges": closed,
+        "queries": dpairs.len(), "mismatches_vs_dijkstra": bad, "p50_us": (p50 * 100.0).round() / 100.0,
+        "p99_us": (percentile(&mut us_closed, 0.99) * 100.0).round() / 100.0}));
+
+    // Many-to-many tables.
+    for k in [100usize, 1000] {
+        let ids: Vec<u32> = (0..2 * k).map(|_| rng.random_range(0..n as u32)).collect();
+        let (src, dst) = ids.split_at(k);
+        let mut times = Vec::new();
+        let mut table = Vec::new();
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            table = q.table(&ch, src, dst);
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        let check = (0..k.min(20)).all(|i| Some(table[i * k + i]) == q.distance(&ch, src[i], dst[i]).or(Some(INF)));
+        out.emit(json!({"bench": "routing", "graph": graph, "measure": "table", "size": format!("{k}x{k}"),
+            "p50_ms": (percentile(&mut times, 0.5) * 100.0).round() / 100.0, "spot_checks_equal": check}));
+    }
+
+    // The synthetic city: how cost grows.
+    if a.synthetic_side > 0 {
+        let (sn, sedges) = synthetic_city(a.synthetic_side, a.seed);
+        let t0 = Instant::now();
+        let sch = ContractionHierarchy::build(sn, &sedges);
+        let prep_s = t0.elapsed().as_secs_f64();
+        let mut sq = ChQuery::new(&sch);
+        let spairs: Vec<(u32, u32)> =
+            (0..1000).map(|_| (rng.random_range(0..sn as u32), rng.random_range(0..sn as u32))).collect();
+        let mut res = Vec::new();
+        let mut us = time_each(&spairs, |s, t| sq.path(&sch, s, t).map(|(d, _)| d), &mut res);
+        let check: Vec<(u32, u32)> = spairs[..10].to_vec();
+        let mut dres = Vec::new();
+        let mut dus = time_each(&check, |s, t| fleet_core::ch::dijkstra(sn, &sedges, s, t), &mut dres);
+        let exact = res[..10].iter().zip(&dres).all(|(a, b)| a == b);
+        out.emit(json!({"bench": "routing", "graph": format!("synthetic_{}x{}", a.synthetic_side, a.synthetic_side),
+            "measure": "synthetic", "nodes": sn, "edges": sedges.len(), "prep_s": (prep_s * 10.0).round() / 10.0,
+            "shortcuts": sch.shortcuts, "query_p50_us": (percentile(&mut us, 0.5) * 10.0).round() / 10.0,
+            "query_p99_us": (percentile(&mut us, 0.99) * 10.0).round() / 10.0,
+            "dijkstra_p50_ms": (percentile(&mut dus, 0.5) / 100.0).round() / 10.0, "exact_on_10_dijkstra_pairs": exact}));
+    }
+    out.emit(json!({"bench": "routing", "measure": "summary", "graph": graph,
+        "trundle_p50_us": (hl_p50 * 100.0).round() / 100.0, "trundle_ch_p50_us": (ours_p50 * 100.0).round() / 100.0,
+        "fast_paths_p50_us": (fp_p50 * 100.0).round() / 100.0,
+        "dijkstra_p50_us": (dj_p50 * 10.0).round() / 10.0, "speedup_vs_dijkstra": (dj_p50 / hl_p50).round(),
+        "ratio_vs_fast_paths": (hl_p50 / fp_p50 * 100.0).round() / 100.0, "peak_rss_mb": peak_rss_mb().round(),
+        "machine": machine()}));
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    format!("{cpu}, {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()))
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Routing(a) => routing(a),
+    }
+}
