@@ -6,6 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use fleet_core::LatLon;
+use fleet_core::map::{ImportSummary, MapGraph, Profile, route_geojson};
 use tonic::Request;
 use tonic::transport::Channel;
 use trundle_proto::pb;
@@ -138,6 +140,34 @@ enum OrderCmd {
 
 #[derive(Subcommand)]
 enum MapCmd {
+    /// Import an OpenStreetMap extract locally and print what was kept and dropped (no server needed).
+    Import {
+        file: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Route between two coordinates on a local extract (no server needed).
+    Route {
+        #[arg(long, default_value = "data/monaco.osm.pbf")]
+        map: PathBuf,
+        #[arg(long, value_parser = latlon)]
+        from: pb::LatLon,
+        #[arg(long, value_parser = latlon)]
+        to: pb::LatLon,
+        /// Print the route as a GeoJSON Feature.
+        #[arg(long)]
+        geojson: bool,
+    },
+    /// Export a local extract's walkable graph (no server needed).
+    Export {
+        #[arg(long, default_value = "data/monaco.osm.pbf")]
+        map: PathBuf,
+        /// Write GeoJSON to this file.
+        #[arg(long)]
+        geojson: PathBuf,
+    },
+    /// The server's map.
     Info,
     /// Close the sidewalk between two adjacent nodes.
     Close {
@@ -241,9 +271,87 @@ fn print_robot(r: &pb::Robot) {
     );
 }
 
+fn load_map(path: &std::path::Path) -> anyhow::Result<(MapGraph, ImportSummary)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    MapGraph::from_osm(&bytes).with_context(|| format!("cannot import {}", path.display()))
+}
+
+fn checked(p: pb::LatLon) -> anyhow::Result<LatLon> {
+    LatLon::new(p.lat, p.lon).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn map_import(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let t0 = std::time::Instant::now();
+    let (_, summary) = load_map(file)?;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(());
+    }
+    println!(
+        "{}: {} nodes, {} directed edges, {:.1} km of walkable ways, imported in {:.2} s",
+        file.display(),
+        summary.nodes,
+        summary.edges,
+        summary.length_km,
+        t0.elapsed().as_secs_f64()
+    );
+    println!("ways used {}, way references outside the extract {}", summary.ways_used, summary.missing_node_refs);
+    println!("barrier nodes a robot cannot pass {}", summary.barrier_nodes);
+    println!(
+        "components dropped {} ({} nodes); only the largest strongly connected one is kept",
+        summary.components_dropped, summary.nodes_dropped
+    );
+    for (why, n) in &summary.ways_skipped {
+        println!("skipped {n:>6} ways: {why}");
+    }
+    Ok(())
+}
+
+fn map_route(map: &std::path::Path, from: pb::LatLon, to: pb::LatLon, geojson: bool) -> anyhow::Result<()> {
+    let (mut g, _) = load_map(map)?;
+    let profile = Profile::default();
+    g.prepare(profile);
+    let a = g.snap(checked(from)?, 150.0).map_err(|e| anyhow::anyhow!("from: {e}"))?;
+    let b = g.snap(checked(to)?, 150.0).map_err(|e| anyhow::anyhow!("to: {e}"))?;
+    let (r, geometry) = g.route_between(&a, &b, profile).context("no walkable route between the two points")?;
+    if geojson {
+        println!("{}", route_geojson(&r, &geometry));
+    } else {
+        println!(
+            "{:.0} m, {:.1} min at {:.1} m/s, {} nodes: {}",
+            r.length_m,
+            r.duration_s / 60.0,
+            profile.speed_mps,
+            r.nodes.len(),
+            r.nodes.iter().map(|n| n.0.to_string()).collect::<Vec<_>>().join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn map_export(map: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let (g, _) = load_map(map)?;
+    std::fs::write(out, g.to_geojson()).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote {} street segments to {}", g.edge_count() / 2, out.display());
+    Ok(())
+}
+
+/// Map commands that work on a local file, without a dispatcher; `None` for the others.
+fn local(cmd: &Cmd) -> Option<anyhow::Result<()>> {
+    match cmd {
+        Cmd::Map(MapCmd::Import { file, json }) => Some(map_import(file, *json)),
+        Cmd::Map(MapCmd::Route { map, from, to, geojson }) => Some(map_route(map, *from, *to, *geojson)),
+        Cmd::Map(MapCmd::Export { map, geojson }) => Some(map_export(map, geojson)),
+        _ => None,
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(done) = local(&cli.cmd) {
+        return done;
+    }
     let token = match (&cli.token, &cli.token_file) {
         (Some(t), _) => t.clone(),
         (None, Some(f)) => {
@@ -351,6 +459,8 @@ async fn main() -> anyhow::Result<()> {
                 print_order(&o);
             }
         }
+        // Answered by `local` before connecting.
+        Cmd::Map(MapCmd::Import { .. } | MapCmd::Route { .. } | MapCmd::Export { .. }) => {}
         Cmd::Map(MapCmd::Info) => {
             let m = c.ops().get_map(c.req(pb::GetMapRequest {})?).await?.into_inner();
             let o = m.origin.unwrap_or_default();
