@@ -221,6 +221,10 @@ impl ContractionHierarchy {
             neighbours.sort_unstable();
             neighbours.dedup();
             for x in neighbours {
+                // Drop the links to `v` from its neighbours: later witness searches never look at them again.
+                // (Its own lists stay: they become the search graph below.)
+                b.out[x as usize].retain(|l| l.other != v);
+                b.inc[x as usize].retain(|l| l.other != v);
                 b.deleted_neighbours[x as usize] += 1;
                 b.level[x as usize] = b.level[x as usize].max(b.level[v as usize] + 1);
                 let p = b.priority(x, &mut scratch);
@@ -230,17 +234,17 @@ impl ContractionHierarchy {
         // Search graph by rank id: every edge sits at its lower-ranked end. Entries: (to, weight, mid, head).
         let mut up_lists: Vec<Vec<(u32, u32, u32, u32)>> = vec![Vec::new(); n];
         let mut down_lists: Vec<Vec<(u32, u32, u32, u32)>> = vec![Vec::new(); n];
+        // Each node's lists now hold only links to nodes contracted after it (the others were dropped when those
+        // were contracted): `out` gives its upward arcs, `inc` the downward arcs that arrive at it.
         for u in 0..n {
             let ru = rank[u];
             for l in &b.out[u] {
-                let rw = rank[l.other as usize];
                 let mid = if l.mid == NO_MID { NO_MID } else { rank[l.mid as usize] };
-                // The head is the caller's id of the node the edge arrives at.
-                if ru < rw {
-                    up_lists[ru as usize].push((rw, l.weight, mid, l.other));
-                } else {
-                    down_lists[rw as usize].push((ru, l.weight, mid, l.other));
-                }
+                up_lists[ru as usize].push((rank[l.other as usize], l.weight, mid, l.other));
+            }
+            for l in &b.inc[u] {
+                let mid = if l.mid == NO_MID { NO_MID } else { rank[l.mid as usize] };
+                down_lists[ru as usize].push((rank[l.other as usize], l.weight, mid, u as u32));
             }
         }
         let mids_up: Vec<Vec<u32>> = up_lists.iter().map(|l| l.iter().map(|a| a.2).collect()).collect();

@@ -33,8 +33,8 @@ struct RoutingArgs {
     /// Random point-to-point pairs.
     #[arg(long, default_value_t = 10_000)]
     pairs: usize,
-    /// Pairs also answered by plain Dijkstra (the slow baseline), taken from the same list.
-    #[arg(long, default_value_t = 1_000)]
+    /// Pairs also answered by plain Dijkstra and A* (the slow baselines), the first of the same list.
+    #[arg(long, default_value_t = 10_000)]
     dijkstra_pairs: usize,
     /// Side of the synthetic grid city (side x side nodes); 0 skips it.
     #[arg(long, default_value_t = 1_000)]
