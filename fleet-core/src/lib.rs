@@ -14,6 +14,7 @@ pub mod ids;
 pub mod map;
 pub mod mission;
 pub mod order;
+pub mod pdptw;
 pub mod robot;
 pub mod units;
 

@@ -24,6 +24,26 @@ struct Cli {
 enum Cmd {
     /// Map import, preprocessing and shortest-path queries: Dijkstra, A*, the fast_paths crate and Trundle's CH.
     Routing(RoutingArgs),
+    /// Li & Lim PDPTW instances against the best-known solutions.
+    Lilim(SolverArgs),
+    /// Solomon VRPTW instances against the best-known solutions.
+    Solomon(SolverArgs),
+}
+
+#[derive(clap::Args)]
+struct SolverArgs {
+    /// Folder of instances (e.g. ../shared/data/pdptw/li-lim-100); `bks.csv` is read from it or its parent.
+    dir: PathBuf,
+    /// Time budget per instance, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Only instances whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -309,8 +329,84 @@ fn machine() -> String {
     format!("{cpu}, {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()))
 }
 
+fn read_bks(dir: &std::path::Path) -> anyhow::Result<std::collections::BTreeMap<String, (usize, f64)>> {
+    let path = [dir.join("bks.csv"), dir.join("../bks.csv")]
+        .into_iter()
+        .find(|p| p.exists())
+        .with_context(|| format!("no bks.csv in {} or its parent", dir.display()))?;
+    let mut out = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(&path)?.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() >= 3 {
+            out.insert(f[0].to_lowercase(), (f[1].parse()?, f[2].parse()?));
+        }
+    }
+    Ok(out)
+}
+
+fn solver_bench(a: SolverArgs, solomon: bool) -> anyhow::Result<()> {
+    use fleet_core::pdptw::{Instance, check::check, solve};
+    if !a.dir.exists() {
+        anyhow::bail!(
+            "{} does not exist: the benchmark instances live in the shared data folder (../shared/data), which a fresh clone does not have",
+            a.dir.display()
+        );
+    }
+    let bks = read_bks(&a.dir)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .filter(|p| a.only.as_deref().is_none_or(|o| p.to_string_lossy().contains(o)))
+        .collect();
+    files.sort();
+    let mut out = Out { json: a.json, rows: Vec::new() };
+    let bench = if solomon { "solomon" } else { "lilim" };
+    let (mut vehicles, mut bks_vehicles, mut gaps, mut feasible, mut same_fleet) = (0, 0, Vec::new(), 0, 0);
+    let mut gaps_same_fleet = Vec::new();
+    for f in &files {
+        let name = f.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_default();
+        let text = std::fs::read_to_string(f)?;
+        let inst = if solomon { Instance::parse_solomon(&name, &text)? } else { Instance::parse_lilim(&name, &text)? };
+        let t0 = Instant::now();
+        let budget = a.seconds;
+        let sol = solve::solve(&inst, solve::Params { seed: a.seed, ..Default::default() }, &mut |_| {
+            t0.elapsed().as_secs_f64() >= budget
+        });
+        let secs = t0.elapsed().as_secs_f64();
+        let (bv, bd) = bks.get(&name).copied().unwrap_or((0, f64::NAN));
+        let row = match sol.as_ref().map(|s| check(&inst, s)) {
+            Some(Ok(cost)) => {
+                feasible += 1;
+                vehicles += cost.vehicles;
+                bks_vehicles += bv;
+                let dist = (cost.distance * 100.0).round() / 100.0;
+                let gap = (dist - bd) / bd * 100.0;
+                gaps.push(gap);
+                if cost.vehicles == bv {
+                    same_fleet += 1;
+                    gaps_same_fleet.push(gap);
+                }
+                json!({"bench": bench, "instance": name, "vehicles": cost.vehicles, "distance": dist,
+                    "bks_vehicles": bv, "bks_distance": bd, "gap_pct": (gap * 100.0).round() / 100.0,
+                    "seconds": (secs * 100.0).round() / 100.0, "feasible": true})
+            }
+            Some(Err(why)) => json!({"bench": bench, "instance": name, "feasible": false, "error": why}),
+            None => json!({"bench": bench, "instance": name, "feasible": false, "error": "no solution with the fleet"}),
+        };
+        out.emit(row);
+    }
+    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+    out.emit(json!({"bench": bench, "measure": "summary", "instances": files.len(), "feasible": feasible,
+        "vehicles": vehicles, "bks_vehicles": bks_vehicles, "mean_gap_pct": (mean(&gaps) * 100.0).round() / 100.0,
+        "instances_with_bks_fleet": same_fleet, "mean_gap_pct_where_fleet_equals_bks": (mean(&gaps_same_fleet) * 100.0).round() / 100.0,
+        "seconds_per_instance": a.seconds, "seed": a.seed, "machine": machine()}));
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Routing(a) => routing(a),
+        Cmd::Lilim(a) => solver_bench(a, false),
+        Cmd::Solomon(a) => solver_bench(a, true),
     }
 }
