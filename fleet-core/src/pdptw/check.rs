@@ -61,10 +61,8 @@ pub fn check(inst: &Instance, sol: &Solution) -> Result<Cost, String> {
             return Err(format!("route {ri} returns to the depot at {:.3}, after {}", t + back, depot.due));
         }
     }
-    for s in 1..n {
-        if seen[s] != 1 {
-            return Err(format!("site {s} is visited {} times", seen[s]));
-        }
+    if let Some((s, times)) = seen.iter().enumerate().skip(1).find(|(_, t)| **t != 1) {
+        return Err(format!("site {s} is visited {times} times"));
     }
     for req in &inst.requests {
         if let Request::Pair { pickup, delivery } = *req

@@ -353,7 +353,7 @@ pub fn solve(inst: &Instance, params: Params, should_stop: &mut dyn FnMut(u64) -
         iter += 1;
         let mut cand = current.clone();
         // Every so often, try to empty the route with the fewest stops.
-        let removed: Vec<usize> = if iter % 50 == 0 && cand.len() > 1 {
+        let removed: Vec<usize> = if iter.is_multiple_of(50) && cand.len() > 1 {
             let (ri, _) = cand.iter().enumerate().min_by_key(|(_, r)| r.stops.len()).expect("non-empty");
             ctx.requests_in(&cand[ri])
         } else {
