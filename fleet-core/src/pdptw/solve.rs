@@ -1,7 +1,8 @@
 //! The PDPTW solver: regret insertion to construct, then adaptive large neighbourhood search (random, worst,
 //! related and route removals; greedy and regret-3 reinsertion; simulated-annealing acceptance) with a route
 //! elimination move, minimising vehicles first and distance second. Deterministic for a seed and a number of
-//! iterations; anytime under a budget the caller enforces through `should_stop` (the core reads no clock).
+//! iterations; anytime under a budget the caller measures: `used(iteration)` returns the fraction of the budget
+//! spent (by time or by iterations), because the core reads no clock.
 
 use super::{Instance, Request, Solution};
 
@@ -231,6 +232,7 @@ impl Ctx<'_> {
         k: usize,
         rng: &mut Rng,
         noise: f64,
+        open_routes: bool,
     ) -> Vec<usize> {
         // cost[q][r]: best insertion of q into route r.
         let mut cache: Vec<Vec<Option<(f64, usize, usize)>>> =
@@ -264,7 +266,7 @@ impl Ctx<'_> {
                 }
                 None => {
                     // Nothing fits anywhere: open a route for the hardest-to-place request, if a vehicle is left.
-                    if routes.len() >= self.inst.max_vehicles {
+                    if !open_routes || routes.len() >= self.inst.max_vehicles {
                         failed.append(&mut pending);
                         break;
                     }
@@ -319,6 +321,127 @@ fn objective(routes: &[Route]) -> f64 {
     routes.len() as f64 * 100_000.0 + routes.iter().map(|r| r.distance).sum::<f64>()
 }
 
+/// Chooses the requests to take out this iteration: random, related (near a seed request in place and time) or
+/// worst (whose stops cost most where they are).
+fn destroy(ctx: &Ctx<'_>, cand: &[Route], rng: &mut Rng, params: &Params) -> Vec<usize> {
+    let inst = ctx.inst;
+    let nq = inst.requests.len();
+    let lo = ((nq as f64 * params.remove_min) as usize).max(1);
+    let hi = ((nq as f64 * params.remove_max) as usize).max(lo + 1);
+    let q = lo + rng.below(hi - lo);
+    match rng.below(3) {
+        0 => {
+            let mut v: Vec<usize> = (0..nq).collect();
+            for k in 0..q.min(nq) {
+                let m = k + rng.below(nq - k);
+                v.swap(k, m);
+            }
+            v.truncate(q);
+            v
+        }
+        1 => {
+            // Related removal: requests near a random seed request.
+            let seed = rng.below(nq);
+            let s0 = ctx.sites_of(seed)[0];
+            let mut v: Vec<(f64, usize)> = (0..nq)
+                .map(|r| {
+                    let s = ctx.sites_of(r)[0];
+                    let rel = inst.d(s0, s) + 0.2 * (inst.sites[s0].ready - inst.sites[s].ready).abs();
+                    (rel * (1.0 + 0.3 * rng.unit()), r)
+                })
+                .collect();
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            v.into_iter().take(q).map(|x| x.1).collect()
+        }
+        _ => {
+            // Worst removal: the requests whose stops cost most in their routes.
+            let mut v: Vec<(f64, usize)> = Vec::new();
+            for r in cand {
+                for (k, &s) in r.stops.iter().enumerate() {
+                    let prev = if k == 0 { 0 } else { r.stops[k - 1] };
+                    let next = r.stops.get(k + 1).copied().unwrap_or(0);
+                    let saving = inst.d(prev, s) + inst.d(s, next) - inst.d(prev, next);
+                    v.push((saving * (0.7 + 0.6 * rng.unit()), inst.request_of[s]));
+                }
+            }
+            v.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let mut out: Vec<usize> = v.into_iter().map(|x| x.1).collect();
+            let mut seen = vec![false; nq];
+            out.retain(|&r| !std::mem::replace(&mut seen[r], true));
+            out.truncate(q);
+            out
+        }
+    }
+}
+
+/// Cost of a request left unplaced while the fleet is being reduced.
+const BANK_PENALTY: f64 = 1_000.0;
+
+fn distance(routes: &[Route]) -> f64 {
+    routes.iter().map(|r| r.distance).sum()
+}
+
+/// Fleet minimisation: empty the smallest route into a request bank, then run the large neighbourhood search
+/// with no new routes allowed and unplaced requests penalised, until the bank is empty (one vehicle fewer, and
+/// the next route is emptied) or the search stalls. Returns the best complete solution found.
+fn minimise_fleet(
+    ctx: &Ctx<'_>,
+    start: Vec<Route>,
+    params: &Params,
+    rng: &mut Rng,
+    iter: &mut u64,
+    used: &mut dyn FnMut(u64) -> f64,
+    until: f64,
+) -> Vec<Route> {
+    let mut best = start.clone();
+    let mut cur = start;
+    let mut bank: Vec<usize> = Vec::new();
+    let mut stall = 0u64;
+    let mut temp = 0.01 * distance(&cur) / 10.0;
+    while used(*iter) < until {
+        *iter += 1;
+        if bank.is_empty() {
+            if objective(&cur) < objective(&best) {
+                best = cur.clone();
+            }
+            if cur.len() <= 1 {
+                break;
+            }
+            let (ri, _) = cur
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.stops.len().cmp(&b.1.stops.len()).then(a.1.distance.total_cmp(&b.1.distance)))
+                .expect("non-empty");
+            bank = ctx.requests_in(&cur[ri]);
+            cur.remove(ri);
+            stall = 0;
+            continue;
+        }
+        if stall >= params.fleet_stall {
+            break;
+        }
+        stall += 1;
+        let mut cand = cur.clone();
+        let removed = destroy(ctx, &cand, rng, params);
+        ctx.remove(&mut cand, &removed);
+        let mut pending = removed;
+        pending.extend(bank.iter().copied());
+        let k = if rng.below(2) == 0 { 1 } else { 3 };
+        let failed = ctx.repair(&mut cand, pending, k, rng, 0.1, false);
+        let fc = distance(&cand) + BANK_PENALTY * failed.len() as f64;
+        let fcur = distance(&cur) + BANK_PENALTY * bank.len() as f64;
+        if fc < fcur || rng.unit() < (-(fc - fcur) / temp.max(1e-9)).exp() {
+            if failed.len() < bank.len() {
+                stall = 0;
+            }
+            cur = cand;
+            bank = failed;
+        }
+        temp *= 0.999;
+    }
+    best
+}
+
 /// Solver settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
@@ -326,30 +449,34 @@ pub struct Params {
     /// Requests removed per iteration, as a fraction range of all requests.
     pub remove_min: f64,
     pub remove_max: f64,
+    /// Fleet-minimisation iterations without progress before the search turns to distance.
+    pub fleet_stall: u64,
+    /// Share of the budget the fleet minimisation may use at most.
+    pub fleet_share: f64,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Self { seed: 1, remove_min: 0.05, remove_max: 0.3 }
+        Self { seed: 1, remove_min: 0.05, remove_max: 0.3, fleet_stall: 2_000, fleet_share: 0.5 }
     }
 }
 
-/// Solves `inst`. `should_stop(iteration)` is asked before every iteration; the best solution so far is
-/// returned, or `None` when construction cannot place every request with the vehicles available.
-pub fn solve(inst: &Instance, params: Params, should_stop: &mut dyn FnMut(u64) -> bool) -> Option<Solution> {
+/// Solves `inst`. `used(iteration)` is asked before every iteration for the fraction of the budget spent; the
+/// search stops at 1, spending the first `params.fleet_share` on the fleet and the rest on distance. Returns the
+/// best solution, or `None` when construction cannot place every request with the vehicles available.
+pub fn solve(inst: &Instance, params: Params, used: &mut dyn FnMut(u64) -> f64) -> Option<Solution> {
     let ctx = Ctx { inst };
     let mut rng = Rng::new(params.seed);
     let mut routes: Vec<Route> = Vec::new();
     let all: Vec<usize> = (0..inst.requests.len()).collect();
-    if !ctx.repair(&mut routes, all, 2, &mut rng, 0.0).is_empty() {
+    if !ctx.repair(&mut routes, all, 2, &mut rng, 0.0, true).is_empty() {
         return None;
     }
-    let mut best = routes.clone();
-    let mut current = routes;
-    let nq = inst.requests.len();
-    let mut temp = 0.01 * objective(&current) / 100.0;
     let mut iter = 0u64;
-    while !should_stop(iter) {
+    let mut best = minimise_fleet(&ctx, routes, &params, &mut rng, &mut iter, used, params.fleet_share);
+    let mut current = best.clone();
+    let mut temp = 0.01 * objective(&current) / 100.0;
+    while used(iter) < 1.0 {
         iter += 1;
         let mut cand = current.clone();
         // Every so often, try to empty the route with the fewest stops.
@@ -357,56 +484,11 @@ pub fn solve(inst: &Instance, params: Params, should_stop: &mut dyn FnMut(u64) -
             let (ri, _) = cand.iter().enumerate().min_by_key(|(_, r)| r.stops.len()).expect("non-empty");
             ctx.requests_in(&cand[ri])
         } else {
-            let lo = ((nq as f64 * params.remove_min) as usize).max(1);
-            let hi = ((nq as f64 * params.remove_max) as usize).max(lo + 1);
-            let q = lo + rng.below(hi - lo);
-            match rng.below(3) {
-                0 => {
-                    let mut v: Vec<usize> = (0..nq).collect();
-                    for k in 0..q.min(nq) {
-                        let m = k + rng.below(nq - k);
-                        v.swap(k, m);
-                    }
-                    v.truncate(q);
-                    v
-                }
-                1 => {
-                    // Related removal: requests near a random seed request.
-                    let seed = rng.below(nq);
-                    let s0 = ctx.sites_of(seed)[0];
-                    let mut v: Vec<(f64, usize)> = (0..nq)
-                        .map(|r| {
-                            let s = ctx.sites_of(r)[0];
-                            let rel = inst.d(s0, s) + 0.2 * (inst.sites[s0].ready - inst.sites[s].ready).abs();
-                            (rel * (1.0 + 0.3 * rng.unit()), r)
-                        })
-                        .collect();
-                    v.sort_by(|a, b| a.0.total_cmp(&b.0));
-                    v.into_iter().take(q).map(|x| x.1).collect()
-                }
-                _ => {
-                    // Worst removal: the requests whose stops cost most in their routes.
-                    let mut v: Vec<(f64, usize)> = Vec::new();
-                    for r in &cand {
-                        for (k, &s) in r.stops.iter().enumerate() {
-                            let prev = if k == 0 { 0 } else { r.stops[k - 1] };
-                            let next = r.stops.get(k + 1).copied().unwrap_or(0);
-                            let saving = inst.d(prev, s) + inst.d(s, next) - inst.d(prev, next);
-                            v.push((saving * (0.7 + 0.6 * rng.unit()), inst.request_of[s]));
-                        }
-                    }
-                    v.sort_by(|a, b| b.0.total_cmp(&a.0));
-                    let mut out: Vec<usize> = v.into_iter().map(|x| x.1).collect();
-                    let mut seen = vec![false; nq];
-                    out.retain(|&r| !std::mem::replace(&mut seen[r], true));
-                    out.truncate(q);
-                    out
-                }
-            }
+            destroy(&ctx, &cand, &mut rng, &params)
         };
         ctx.remove(&mut cand, &removed);
         let k = if rng.below(2) == 0 { 1 } else { 3 };
-        let failed = ctx.repair(&mut cand, removed, k, &mut rng, 0.1);
+        let failed = ctx.repair(&mut cand, removed, k, &mut rng, 0.1, true);
         if !failed.is_empty() {
             continue;
         }
@@ -433,10 +515,12 @@ mod tests {
     #[test]
     fn solves_feasibly_and_deterministically() {
         for (inst, its) in [
-            (Instance::parse_lilim("lc101", LC101).expect("parses"), 300),
-            (Instance::parse_solomon("C101", C101).expect("parses"), 300),
+            (Instance::parse_lilim("lc101", LC101).expect("parses"), 600),
+            (Instance::parse_solomon("C101", C101).expect("parses"), 600),
         ] {
-            let run = |seed| solve(&inst, Params { seed, ..Params::default() }, &mut |i| i >= its).expect("solved");
+            let run = |seed| {
+                solve(&inst, Params { seed, ..Params::default() }, &mut |i| i as f64 / its as f64).expect("solved")
+            };
             let a = run(3);
             let cost = check(&inst, &a).expect("the checker accepts the solver's solution");
             assert_eq!(a, run(3), "same seed, same solution");
@@ -448,7 +532,7 @@ mod tests {
     #[test]
     fn the_checker_catches_violations() {
         let inst = Instance::parse_lilim("lc101", LC101).expect("parses");
-        let sol = solve(&inst, Params::default(), &mut |i| i >= 20).expect("solved");
+        let sol = solve(&inst, Params::default(), &mut |i| i as f64 / 20.0).expect("solved");
         // Swap a pickup behind its delivery.
         let mut bad = sol.clone();
         let r = bad.routes.iter_mut().find(|r| r.len() >= 2).expect("a route with a pair");

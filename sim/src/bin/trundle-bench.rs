@@ -24,10 +24,30 @@ struct Cli {
 enum Cmd {
     /// Map import, preprocessing and shortest-path queries: Dijkstra, A*, the fast_paths crate and Trundle's CH.
     Routing(RoutingArgs),
+    /// Online insertion: quote and place one order into the plans of a busy fleet on Monaco.
+    Insertion(InsertionArgs),
     /// Li & Lim PDPTW instances against the best-known solutions.
     Lilim(SolverArgs),
     /// Solomon VRPTW instances against the best-known solutions.
     Solomon(SolverArgs),
+}
+
+#[derive(clap::Args)]
+struct InsertionArgs {
+    #[arg(long, default_value = "data/monaco.osm.pbf")]
+    map: PathBuf,
+    #[arg(long, default_value_t = 50)]
+    robots: usize,
+    /// Open orders in the plans before measuring.
+    #[arg(long, default_value_t = 200)]
+    orders: usize,
+    /// Quotes and placements measured.
+    #[arg(long, default_value_t = 1000)]
+    samples: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -42,6 +62,9 @@ struct SolverArgs {
     /// Only instances whose name contains this.
     #[arg(long)]
     only: Option<String>,
+    /// Share of each instance's budget spent minimising the fleet before distance.
+    #[arg(long, default_value_t = 0.5)]
+    fleet_share: f64,
     #[arg(long)]
     json: bool,
 }
@@ -329,6 +352,96 @@ fn machine() -> String {
     format!("{cpu}, {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()))
 }
 
+fn insertion(a: InsertionArgs) -> anyhow::Result<()> {
+    use fleet_core::dispatcher::{Config, Dispatcher, Input, Output, Reply};
+    use fleet_core::mission::{FromRobot, Hello};
+    use fleet_core::order::{DeliveryRequest, Parcel};
+    use fleet_core::robot::RobotModel;
+    use fleet_core::{Grams, RobotId, ShopId, Timestamp};
+
+    let mut out = Out { json: a.json, rows: Vec::new() };
+    let bytes = std::fs::read(&a.map).with_context(|| format!("cannot read {}", a.map.display()))?;
+    let (map, _) = MapGraph::from_osm(&bytes)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
+    let n = map.node_count() as u32;
+    let centre = map.origin();
+    let near = |rng: &mut ChaCha8Rng, radius: f64| loop {
+        let p = map.pos(NodeId(rng.random_range(0..n))).expect("node in range");
+        if p.distance_m(centre) < radius {
+            break p;
+        }
+    };
+    let shops: Vec<_> = (0..10).map(|_| near(&mut rng, 1_000.0)).collect();
+    let robots: Vec<_> = (0..a.robots).map(|_| near(&mut rng, 1_500.0)).collect();
+    let customers: Vec<_> = (0..a.orders + 2 * a.samples).map(|_| near(&mut rng, 1_500.0)).collect();
+    let now = Timestamp(1_780_653_600_000);
+    let t0 = Instant::now();
+    let mut d = Dispatcher::new(map.clone(), Config::default());
+    let prep_ms = t0.elapsed().as_secs_f64() * 1e3;
+    for (i, p) in shops.iter().enumerate() {
+        d.handle(now, Input::RegisterShop { id: ShopId::parse(&format!("s{i}"))?, name: String::new(), pos: *p });
+    }
+    for (i, p) in robots.iter().enumerate() {
+        let id = RobotId::parse(&format!("r{i}"))?;
+        d.handle(now, Input::RegisterRobot { id: id.clone(), name: String::new(), depot: *p });
+        let hello =
+            Hello { model: RobotModel::default(), mission_id: String::new(), last_update_id: 0, finished: vec![] };
+        d.handle(now, Input::Robot { robot: id, msg: FromRobot::Hello(hello) });
+    }
+    let request = |k: usize| -> anyhow::Result<DeliveryRequest> {
+        Ok(DeliveryRequest {
+            dropoff: customers[k],
+            parcel: Parcel::new(Grams(1_000), 1)?,
+            ready_at: None,
+            deliver_by: now.plus_secs(4.0 * 3600.0),
+        })
+    };
+    let placed_ok = |outs: &[Output]| outs.iter().any(|o| matches!(o, Output::Reply(Ok(Reply::Placed { .. }))));
+    let mut placed = 0;
+    for k in 0..a.orders {
+        let shop = ShopId::parse(&format!("s{}", k % shops.len()))?;
+        let outs = d.handle(
+            now,
+            Input::PlaceOrder { shop, idempotency_key: format!("k{k}"), request: request(k)?, pin: "1234".into() },
+        );
+        placed += usize::from(placed_ok(&outs));
+    }
+    let mut quote_us = Vec::new();
+    for k in 0..a.samples {
+        let shop = ShopId::parse(&format!("s{}", k % shops.len()))?;
+        let req = request(a.orders + k)?;
+        let t0 = Instant::now();
+        let outs = d.handle(now, Input::Quote { shop, request: req });
+        quote_us.push(t0.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(outs);
+    }
+    // Placements grow the plans; measure a window of them on top of the open orders.
+    let mut place_us = Vec::new();
+    let extra = a.samples.min(100);
+    for k in 0..extra {
+        let shop = ShopId::parse(&format!("s{}", k % shops.len()))?;
+        let req = request(a.orders + a.samples + k)?;
+        let t0 = Instant::now();
+        let outs = d.handle(
+            now,
+            Input::PlaceOrder { shop, idempotency_key: format!("x{k}"), request: req, pin: "1234".into() },
+        );
+        place_us.push(t0.elapsed().as_secs_f64() * 1e6);
+        placed += usize::from(placed_ok(&outs));
+    }
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    out.emit(json!({"bench": "insertion", "measure": "quote", "robots": a.robots, "open_orders_before": a.orders,
+        "orders_placed": placed, "samples": quote_us.len(), "p50_us": round(percentile(&mut quote_us, 0.5)),
+        "p99_us": round(percentile(&mut quote_us, 0.99)), "max_us": round(percentile(&mut quote_us, 1.0))}));
+    out.emit(json!({"bench": "insertion", "measure": "place", "robots": a.robots, "samples": place_us.len(),
+        "p50_us": round(percentile(&mut place_us, 0.5)), "p99_us": round(percentile(&mut place_us, 0.99)),
+        "max_us": round(percentile(&mut place_us, 1.0))}));
+    out.emit(json!({"bench": "insertion", "measure": "summary", "dispatcher_setup_ms": prep_ms.round(),
+        "quote_p99_us": round(percentile(&mut quote_us, 0.99)), "place_p99_us": round(percentile(&mut place_us, 0.99)),
+        "machine": machine()}));
+    Ok(())
+}
+
 fn read_bks(dir: &std::path::Path) -> anyhow::Result<std::collections::BTreeMap<String, (usize, f64)>> {
     let path = [dir.join("bks.csv"), dir.join("../bks.csv")]
         .into_iter()
@@ -369,8 +482,8 @@ fn solver_bench(a: SolverArgs, solomon: bool) -> anyhow::Result<()> {
         let inst = if solomon { Instance::parse_solomon(&name, &text)? } else { Instance::parse_lilim(&name, &text)? };
         let t0 = Instant::now();
         let budget = a.seconds;
-        let sol = solve::solve(&inst, solve::Params { seed: a.seed, ..Default::default() }, &mut |_| {
-            t0.elapsed().as_secs_f64() >= budget
+        let sol = solve::solve(&inst, solve::Params { seed: a.seed, fleet_share: a.fleet_share, ..Default::default() }, &mut |_| {
+            t0.elapsed().as_secs_f64() / budget
         });
         let secs = t0.elapsed().as_secs_f64();
         let (bv, bd) = bks.get(&name).copied().unwrap_or((0, f64::NAN));
@@ -399,13 +512,14 @@ fn solver_bench(a: SolverArgs, solomon: bool) -> anyhow::Result<()> {
     out.emit(json!({"bench": bench, "measure": "summary", "instances": files.len(), "feasible": feasible,
         "vehicles": vehicles, "bks_vehicles": bks_vehicles, "mean_gap_pct": (mean(&gaps) * 100.0).round() / 100.0,
         "instances_with_bks_fleet": same_fleet, "mean_gap_pct_where_fleet_equals_bks": (mean(&gaps_same_fleet) * 100.0).round() / 100.0,
-        "seconds_per_instance": a.seconds, "seed": a.seed, "machine": machine()}));
+        "seconds_per_instance": a.seconds, "seed": a.seed, "fleet_share": a.fleet_share, "machine": machine()}));
     Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Routing(a) => routing(a),
+        Cmd::Insertion(a) => insertion(a),
         Cmd::Lilim(a) => solver_bench(a, false),
         Cmd::Solomon(a) => solver_bench(a, true),
     }
