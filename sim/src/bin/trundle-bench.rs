@@ -482,9 +482,11 @@ fn solver_bench(a: SolverArgs, solomon: bool) -> anyhow::Result<()> {
         let inst = if solomon { Instance::parse_solomon(&name, &text)? } else { Instance::parse_lilim(&name, &text)? };
         let t0 = Instant::now();
         let budget = a.seconds;
-        let sol = solve::solve(&inst, solve::Params { seed: a.seed, fleet_share: a.fleet_share, ..Default::default() }, &mut |_| {
-            t0.elapsed().as_secs_f64() / budget
-        });
+        let sol = solve::solve(
+            &inst,
+            solve::Params { seed: a.seed, fleet_share: a.fleet_share, ..Default::default() },
+            &mut |_| t0.elapsed().as_secs_f64() / budget,
+        );
         let secs = t0.elapsed().as_secs_f64();
         let (bv, bd) = bks.get(&name).copied().unwrap_or((0, f64::NAN));
         let row = match sol.as_ref().map(|s| check(&inst, s)) {
