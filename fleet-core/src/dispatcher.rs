@@ -30,6 +30,9 @@ pub struct Config {
     /// Open (non-terminal) orders one shop may have at once.
     pub max_open_orders_per_shop: usize,
     pub crossing_penalty_s: f64,
+    /// A robot offline this long loses the orders it has not started loading (they go to other robots); one
+    /// with parcels aboard is flagged to operators instead.
+    pub offline_limit_s: f64,
 }
 
 impl Default for Config {
@@ -41,6 +44,7 @@ impl Default for Config {
             max_lead_s: 7.0 * 24.0 * 3600.0,
             max_open_orders_per_shop: 1_000,
             crossing_penalty_s: 8.0,
+            offline_limit_s: 120.0,
         }
     }
 }
@@ -185,6 +189,10 @@ pub struct Dispatcher {
     keys: BTreeMap<(ShopId, String), OrderId>,
     /// Per robot, the stop each released drive step leads to.
     drive_targets: BTreeMap<(RobotId, u32), (OrderId, StopKind)>,
+    /// Since when each offline robot has been gone (in memory: after a restart every robot gets a full grace
+    /// period from the first tick), and the robots whose absence was already acted on.
+    offline_since: BTreeMap<RobotId, Timestamp>,
+    offline_handled: BTreeSet<RobotId>,
     table: TravelTable,
 }
 
@@ -217,6 +225,8 @@ impl Dispatcher {
             orders: BTreeMap::new(),
             keys: BTreeMap::new(),
             drive_targets: BTreeMap::new(),
+            offline_since: BTreeMap::new(),
+            offline_handled: BTreeSet::new(),
             table: TravelTable::default(),
         }
     }
@@ -323,6 +333,7 @@ impl Dispatcher {
                 if let Some(r) = self.robots.get_mut(&robot) {
                     r.online = false;
                     out.other.push(Output::RobotChanged(Box::new(r.clone())));
+                    self.offline_since.insert(robot, now);
                 }
             }
             Input::CloseEdge { a, b } => {
@@ -1086,7 +1097,62 @@ impl Dispatcher {
         }
     }
 
+    /// Acts on robots gone longer than the limit: orders they have not started loading go back to pending (and
+    /// are re-planned below); parcels aboard stay with the robot and operators are told.
+    fn handle_offline(&mut self, now: Timestamp, out: &mut Out) {
+        for r in self.robots.values().filter(|r| !r.online) {
+            self.offline_since.entry(r.id.clone()).or_insert(now);
+        }
+        let limit = self.config.offline_limit_s;
+        let due: Vec<(RobotId, Timestamp)> = self
+            .offline_since
+            .iter()
+            .filter(|(id, since)| now.secs_since(**since) >= limit && !self.offline_handled.contains(*id))
+            .map(|(id, since)| (id.clone(), *since))
+            .collect();
+        for (id, since) in due {
+            self.offline_handled.insert(id.clone());
+            let Some(r) = self.robots.get(&id) else { continue };
+            // An order moves when its pickup is still in the plan and not yet released for loading.
+            let movable: BTreeSet<OrderId> = r
+                .plan
+                .iter()
+                .filter(|s| s.kind == StopKind::Pickup && !s.action_released)
+                .map(|s| s.order.clone())
+                .collect();
+            let staying: BTreeSet<OrderId> =
+                r.plan.iter().map(|s| s.order.clone()).filter(|o| !movable.contains(o)).collect();
+            let r = self.robots.get_mut(&id).expect("present");
+            r.plan.retain(|s| !movable.contains(&s.order));
+            for oid in &movable {
+                if let Some(o) = self.orders.get_mut(oid)
+                    && o.transition(OrderStatus::Pending, now).is_ok()
+                {
+                    o.eta_pickup = None;
+                    o.eta_dropoff = None;
+                    out.orders.insert(oid.clone());
+                }
+            }
+            if !staying.is_empty() {
+                let list: Vec<String> = staying.iter().map(ToString::to_string).collect();
+                out.other.push(Output::Alert {
+                    robot: Some(id.clone()),
+                    message: format!(
+                        "robot {id} has been offline for {:.0} s with parcels aboard or being loaded ({}); those orders wait for it",
+                        now.secs_since(since),
+                        list.join(", ")
+                    ),
+                });
+            }
+            if !movable.is_empty() {
+                out.robots.insert(id.clone());
+                self.release(now, &id, out, true);
+            }
+        }
+    }
+
     fn tick(&mut self, now: Timestamp, out: &mut Out) {
+        self.handle_offline(now, out);
         // Orders waiting for a robot: try again, and fail those whose deadline passed.
         let pending: Vec<OrderId> =
             self.orders.values().filter(|o| o.status == OrderStatus::Pending).map(|o| o.id.clone()).collect();
@@ -1111,5 +1177,135 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Grams;
+    use crate::map::tests::grid;
+    use crate::mission::Hello;
+    use crate::order::Parcel;
+
+    fn ll(lat: f64, lon: f64) -> LatLon {
+        LatLon::new(lat, lon).expect("valid")
+    }
+
+    fn reply(out: &[Output]) -> Result<Reply, CoreError> {
+        out.iter()
+            .find_map(|o| match o {
+                Output::Reply(r) => Some(r.clone()),
+                _ => None,
+            })
+            .expect("a reply")
+    }
+
+    /// A shop at the grid's south-west corner, robot `near` there and robot `far` at the north-east corner.
+    fn fleet() -> (Dispatcher, ShopId, RobotId, RobotId) {
+        let mut d = Dispatcher::new(grid(), Config::default());
+        let t = Timestamp(1_000_000);
+        let shop = ShopId::parse("s").expect("valid");
+        reply(&d.handle(t, Input::RegisterShop { id: shop.clone(), name: "S".into(), pos: ll(43.73, 7.42) }))
+            .expect("shop");
+        let (near, far) = (RobotId::parse("near").expect("valid"), RobotId::parse("far").expect("valid"));
+        for (id, at) in [(&near, ll(43.73, 7.42)), (&far, ll(43.733, 7.423))] {
+            reply(&d.handle(t, Input::RegisterRobot { id: id.clone(), name: String::new(), depot: at }))
+                .expect("robot");
+            let hello =
+                Hello { model: RobotModel::default(), mission_id: String::new(), last_update_id: 0, finished: vec![] };
+            d.handle(t, Input::Robot { robot: id.clone(), msg: FromRobot::Hello(hello) });
+        }
+        (d, shop, near, far)
+    }
+
+    fn place(d: &mut Dispatcher, shop: &ShopId, key: &str, now: Timestamp) -> OrderId {
+        let request = DeliveryRequest {
+            dropoff: ll(43.731, 7.421),
+            parcel: Parcel::new(Grams(500), 1).expect("valid"),
+            ready_at: None,
+            deliver_by: now.plus_secs(3_600.0),
+        };
+        match reply(&d.handle(
+            now,
+            Input::PlaceOrder { shop: shop.clone(), idempotency_key: key.into(), request, pin: "1234".into() },
+        )) {
+            Ok(Reply::Placed { order, .. }) => order.id,
+            other => panic!("not placed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_robot_gone_too_long_loses_orders_it_has_not_started() {
+        let (mut d, shop, near, far) = fleet();
+        let t0 = Timestamp(1_000_000);
+        let o = place(&mut d, &shop, "k1", t0);
+        assert_eq!(d.order(&o).and_then(|o| o.robot.clone()), Some(near.clone()));
+        d.handle(t0, Input::RobotDisconnected { robot: near.clone() });
+        // A short absence changes nothing.
+        d.handle(t0.plus_secs(60.0), Input::Tick);
+        assert_eq!(d.order(&o).and_then(|o| o.robot.clone()), Some(near.clone()));
+        // Past the limit the order goes to the robot that is still online.
+        let out = d.handle(t0.plus_secs(121.0), Input::Tick);
+        let order = d.order(&o).expect("order");
+        assert_eq!(order.robot.as_ref(), Some(&far), "{order:?}");
+        assert!(d.robot(&near).expect("robot").plan.is_empty());
+        assert!(out.iter().any(|o| matches!(o, Output::Persist(Record::Order(_)))), "the change is persisted");
+        assert!(!out.iter().any(|o| matches!(o, Output::Alert { .. })), "nothing aboard: no alert");
+    }
+
+    #[test]
+    fn a_robot_gone_with_a_parcel_aboard_is_flagged_and_keeps_it() {
+        let (mut d, shop, near, _far) = fleet();
+        let t0 = Timestamp(1_000_000);
+        let o = place(&mut d, &shop, "k1", t0);
+        reply(&d.handle(t0, Input::MarkReady { shop: shop.clone(), order: o.clone() })).expect("ready");
+        // The robot is at the shop: the pickup is released at once; it loads and reports it.
+        let seq = d.robot(&near).expect("robot").mission.base.iter().find_map(|s| match &s.action {
+            StepAction::Pickup { .. } => Some(s.seq),
+            _ => None,
+        });
+        let seq = seq.expect("pickup released");
+        d.handle(
+            t0,
+            Input::Robot {
+                robot: near.clone(),
+                msg: FromRobot::Event(RobotEvent::StepFinished { seq, outcome: StepOutcome::Done }),
+            },
+        );
+        assert_eq!(d.order(&o).map(|o| o.status), Some(OrderStatus::InTransit));
+        d.handle(t0, Input::RobotDisconnected { robot: near.clone() });
+        let out = d.handle(t0.plus_secs(130.0), Input::Tick);
+        assert_eq!(d.order(&o).and_then(|o| o.robot.clone()), Some(near.clone()), "the parcel stays with its robot");
+        let alerts: Vec<&String> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Alert { message, .. } => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert!(alerts[0].contains("parcels aboard"), "{alerts:?}");
+        // Flagged once, not on every tick.
+        let again = d.handle(t0.plus_secs(140.0), Input::Tick);
+        assert!(!again.iter().any(|o| matches!(o, Output::Alert { .. })));
+    }
+
+    #[test]
+    fn after_a_restart_robots_get_a_full_grace_period() {
+        let (mut d, shop, near, _far) = fleet();
+        let t0 = Timestamp(1_000_000);
+        let o = place(&mut d, &shop, "k1", t0);
+        let records: Vec<Record> = d
+            .robots()
+            .map(|r| Record::Robot(Box::new(r.clone())))
+            .chain(d.orders().map(|o| Record::Order(Box::new(o.clone()))))
+            .chain(d.shops().map(|s| Record::Shop(s.clone())))
+            .collect();
+        let mut restored = Dispatcher::restore(grid(), Config::default(), records);
+        // Hours later, the first tick after the restart starts the clock; nothing moves yet.
+        let later = t0.plus_secs(7_200.0);
+        restored.handle(later, Input::Tick);
+        assert_eq!(restored.order(&o).and_then(|o| o.robot.clone()), Some(near.clone()));
     }
 }
