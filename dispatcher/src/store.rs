@@ -110,6 +110,17 @@ mod tests {
     use super::*;
     use fleet_core::dispatcher::Meta;
 
+    /// Regression: serde_json's default float parser is not exact; without `float_roundtrip` a stored
+    /// coordinate such as 43.7409 came back as 43.740899999999996 after a restart (found by the crash test).
+    #[test]
+    fn coordinates_round_trip_exactly() {
+        for v in [43.7409, 7.4290000000000003, 0.1 + 0.2, 1e-300, 179.99999999999997] {
+            let text = serde_json::to_string(&v).expect("serialises");
+            let back: f64 = serde_json::from_str(&text).expect("parses");
+            assert_eq!(back.to_bits(), v.to_bits(), "{v} -> {text} -> {back}");
+        }
+    }
+
     #[test]
     fn records_survive_reopening() {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -1,0 +1,290 @@
+//! Crash safety: the real `trundle-dispatcher` binary is killed with SIGKILL at random moments while several
+//! clients place and cancel orders with idempotency keys and retries. After every restart on the same data dir,
+//! every acknowledged order exists exactly once with its acknowledged content, every acknowledged cancellation
+//! holds, and no retried key created a second order. `TRUNDLE_CRASH_CYCLES` sets the number of kills (default 20).
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+use trundle_proto::pb;
+use trundle_proto::prost_types::Timestamp;
+
+fn authed<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    r
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn spawn(port: u16, data: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_trundle-dispatcher"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(data)
+        .arg("--map")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/monaco.osm.pbf"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the dispatcher binary starts")
+}
+
+/// Waits until the dispatcher answers its health check.
+async fn ready(port: u16) -> Channel {
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..600 {
+        if let Ok(ch) = Channel::from_shared(url.clone()).expect("url").connect().await {
+            let mut h = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+            if h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.is_ok() {
+                return ch;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the dispatcher never became ready");
+}
+
+/// Keeps one robot online through a hand-driven session (it never moves: orders stay cancellable).
+async fn robot_online(ch: Channel, token: &str) -> tokio::sync::mpsc::Sender<pb::RobotMessage> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let hello = pb::RobotMessage {
+        msg: Some(pb::robot_message::Msg::Hello(pb::Hello {
+            factsheet: Some(pb::Factsheet {
+                model: "test".into(),
+                compartments: 4,
+                max_payload_grams: 50_000,
+                max_speed_mps: 1.6,
+                battery_capacity_wh: 1000.0,
+            }),
+            ..Default::default()
+        })),
+    };
+    tx.send(hello).await.expect("queue");
+    let mut client = pb::robot_service_client::RobotServiceClient::new(ch);
+    let mut inbound = client
+        .session(authed(tokio_stream::wrappers::ReceiverStream::new(rx), token))
+        .await
+        .expect("session opens")
+        .into_inner();
+    tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
+    tx
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Acked {
+    order_id: String,
+    dropoff: Option<pb::LatLon>,
+    deliver_by: Option<Timestamp>,
+    pin: String,
+    cancelled: bool,
+}
+
+/// The request for key `k`: the same body on every retry.
+fn request(k: &str, base_s: i64) -> pb::PlaceOrderRequest {
+    let n: u32 = k.bytes().map(u32::from).sum();
+    pb::PlaceOrderRequest {
+        idempotency_key: k.into(),
+        delivery: Some(pb::Delivery {
+            dropoff: Some(pb::LatLon {
+                lat: 43.7405 + f64::from(n % 7) * 0.0004,
+                lon: 7.4290 + f64::from(n % 5) * 0.0004,
+            }),
+            parcel: Some(pb::Parcel { weight_grams: 500 + n % 1000, compartments: 1 }),
+            ready_at: None,
+            deliver_by: Some(Timestamp { seconds: base_s + 6 * 3600, nanos: 0 }),
+        }),
+    }
+}
+
+fn retryable(c: Code) -> bool {
+    // Unavailable/Unknown/Cancelled: the server went away; FailedPrecondition: the robot has not said hello yet.
+    matches!(c, Code::Unavailable | Code::Unknown | Code::Cancelled | Code::FailedPrecondition | Code::Internal)
+}
+
+/// One client: place, then cancel, repeatedly; retries each key with the same body until acknowledged.
+async fn client(
+    ch: Channel,
+    token: String,
+    who: usize,
+    next: Arc<Mutex<usize>>,
+    in_flight: Arc<Mutex<BTreeMap<usize, String>>>,
+    acked: Arc<Mutex<BTreeMap<String, Acked>>>,
+    base_s: i64,
+) {
+    let mut orders = pb::order_service_client::OrderServiceClient::new(ch);
+    loop {
+        // Finish what this client started before the last crash, then take a new key.
+        let key = {
+            let mut f = in_flight.lock().expect("lock");
+            match f.get(&who) {
+                Some(k) => k.clone(),
+                None => {
+                    let mut n = next.lock().expect("lock");
+                    *n += 1;
+                    let k = format!("c{who}-{}", *n);
+                    f.insert(who, k.clone());
+                    k
+                }
+            }
+        };
+        let known = acked.lock().expect("lock").get(&key).cloned();
+        match known {
+            None => match orders.place_order(authed(request(&key, base_s), &token)).await {
+                Ok(r) => {
+                    let o = r.into_inner().order.expect("order");
+                    let a = Acked {
+                        order_id: o.order_id,
+                        dropoff: o.dropoff,
+                        deliver_by: o.deliver_by,
+                        pin: o.pin,
+                        cancelled: false,
+                    };
+                    acked.lock().expect("lock").insert(key.clone(), a);
+                }
+                Err(s) if retryable(s.code()) => return,
+                Err(s) => panic!("place {key}: unexpected {s:?}"),
+            },
+            Some(a) if !a.cancelled => {
+                match orders.cancel_order(authed(pb::CancelOrderRequest { order_id: a.order_id.clone() }, &token)).await
+                {
+                    Ok(_) => {}
+                    // Cancelled by the try that crashed before answering.
+                    Err(s) if s.code() == Code::FailedPrecondition && s.message().contains("CANCELLED") => {}
+                    Err(s) if retryable(s.code()) => return,
+                    Err(s) => panic!("cancel {key}: unexpected {s:?}"),
+                }
+                acked.lock().expect("lock").get_mut(&key).expect("acked").cancelled = true;
+                in_flight.lock().expect("lock").remove(&who);
+            }
+            Some(_) => {
+                in_flight.lock().expect("lock").remove(&who);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
+    let cycles: usize = std::env::var("TRUNDLE_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261129);
+    let base_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+
+    let mut child = spawn(port, dir.path());
+    let ch = ready(port).await;
+    let op = std::fs::read_to_string(dir.path().join("operator.token")).expect("operator token").trim().to_owned();
+    let mut ops = pb::ops_service_client::OpsServiceClient::new(ch.clone());
+    let shop = ops
+        .register_shop(authed(
+            pb::RegisterShopRequest {
+                shop_id: "bakery".into(),
+                name: "Bakery".into(),
+                location: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+            },
+            &op,
+        ))
+        .await
+        .expect("shop")
+        .into_inner()
+        .token;
+    let robot = ops
+        .register_robot(authed(
+            pb::RegisterRobotRequest {
+                robot_id: "r1".into(),
+                name: "R1".into(),
+                depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+            },
+            &op,
+        ))
+        .await
+        .expect("robot")
+        .into_inner()
+        .token;
+
+    let next = Arc::new(Mutex::new(0usize));
+    let in_flight = Arc::new(Mutex::new(BTreeMap::new()));
+    let acked: Arc<Mutex<BTreeMap<String, Acked>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut ch = ch;
+    for cycle in 0..=cycles {
+        let _robot = robot_online(ch.clone(), &robot).await;
+        let tasks: Vec<_> = (0..3)
+            .map(|who| {
+                tokio::spawn(client(
+                    ch.clone(),
+                    shop.clone(),
+                    who,
+                    next.clone(),
+                    in_flight.clone(),
+                    acked.clone(),
+                    base_s,
+                ))
+            })
+            .collect();
+        if cycle == cycles {
+            // Last round: no kill; let the clients finish what they started, then stop them.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for t in &tasks {
+                t.abort();
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..1200))).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        for t in tasks {
+            let _ = t.await;
+        }
+        child = spawn(port, dir.path());
+        ch = ready(port).await;
+
+        // Every acknowledged write survived, exactly once.
+        let mut orders = pb::order_service_client::OrderServiceClient::new(ch.clone());
+        let listed = orders
+            .list_orders(authed(pb::ListOrdersRequest { include_closed: true, limit: 1000 }, &shop))
+            .await
+            .expect("list")
+            .into_inner()
+            .orders;
+        let acked_now = acked.lock().expect("lock").clone();
+        for (key, a) in &acked_now {
+            let o = listed.iter().find(|o| o.order_id == a.order_id).unwrap_or_else(|| panic!("{key} lost"));
+            assert_eq!((&o.dropoff, &o.deliver_by, &o.pin), (&a.dropoff, &a.deliver_by, &a.pin), "{key}");
+            if a.cancelled {
+                assert_eq!(o.status, pb::OrderStatus::Cancelled as i32, "{key}: acknowledged cancel lost");
+            }
+        }
+        // At most one order per key: an unacknowledged try may have landed, but only once, and its retry will
+        // get that same order back.
+        let in_flight_now = in_flight.lock().expect("lock").len();
+        assert!(
+            listed.len() >= acked_now.len() && listed.len() <= acked_now.len() + in_flight_now,
+            "cycle {cycle}: {} orders on disk, {} acknowledged, {} in flight",
+            listed.len(),
+            acked_now.len(),
+            in_flight_now
+        );
+    }
+    let acked_final = acked.lock().expect("lock").clone();
+    assert!(acked_final.len() >= cycles, "the clients got work through: {} orders", acked_final.len());
+    let mut orders = pb::order_service_client::OrderServiceClient::new(ch.clone());
+    let listed = orders
+        .list_orders(authed(pb::ListOrdersRequest { include_closed: true, limit: 1000 }, &shop))
+        .await
+        .expect("list")
+        .into_inner()
+        .orders;
+    let ids: std::collections::BTreeSet<&String> = acked_final.values().map(|a| &a.order_id).collect();
+    assert_eq!(ids.len(), acked_final.len(), "two keys never share an order");
+    child.kill().expect("stop");
+    let _ = child.wait();
+    eprintln!("{} kill cycles, {} acknowledged orders, {} on disk", cycles, acked_final.len(), listed.len());
+}
