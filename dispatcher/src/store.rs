@@ -111,10 +111,10 @@ mod tests {
     use fleet_core::dispatcher::Meta;
 
     /// Regression: serde_json's default float parser is not exact; without `float_roundtrip` a stored
-    /// coordinate such as 43.7409 came back as 43.740899999999996 after a restart (found by the crash test).
+    /// coordinate of 43.740899999999996 came back as 43.7409 after a restart (found by the crash test).
     #[test]
     fn coordinates_round_trip_exactly() {
-        for v in [43.7409, 7.4290000000000003, 0.1 + 0.2, 1e-300, 179.99999999999997] {
+        for v in [43.7405_f64 + 3.0 * 0.0004, 7.429, 0.1 + 0.2, 1e-300, 179.999_999_999_999_97] {
             let text = serde_json::to_string(&v).expect("serialises");
             let back: f64 = serde_json::from_str(&text).expect("parses");
             assert_eq!(back.to_bits(), v.to_bits(), "{v} -> {text} -> {back}");
