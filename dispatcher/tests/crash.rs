@@ -87,6 +87,22 @@ struct Acked {
     cancelled: bool,
 }
 
+/// Every order of the shop, page by page.
+async fn all_orders(ch: Channel, shop: &str) -> Vec<pb::Order> {
+    let mut orders = pb::order_service_client::OrderServiceClient::new(ch);
+    let (mut out, mut page_token) = (Vec::new(), String::new());
+    loop {
+        // Small pages, so the paging itself is exercised.
+        let req = pb::ListOrdersRequest { include_closed: true, limit: 100, page_token };
+        let r = orders.list_orders(authed(req, shop)).await.expect("list").into_inner();
+        out.extend(r.orders);
+        if r.next_page_token.is_empty() {
+            return out;
+        }
+        page_token = r.next_page_token;
+    }
+}
+
 /// The request for key `k`: the same body on every retry.
 fn request(k: &str, base_s: i64) -> pb::PlaceOrderRequest {
     let n: u32 = k.bytes().map(u32::from).sum();
@@ -247,16 +263,12 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         ch = ready(port).await;
 
         // Every acknowledged write survived, exactly once.
-        let mut orders = pb::order_service_client::OrderServiceClient::new(ch.clone());
-        let listed = orders
-            .list_orders(authed(pb::ListOrdersRequest { include_closed: true, limit: 1000 }, &shop))
-            .await
-            .expect("list")
-            .into_inner()
-            .orders;
+        let listed = all_orders(ch.clone(), &shop).await;
+        let by_id: BTreeMap<&String, &pb::Order> = listed.iter().map(|o| (&o.order_id, o)).collect();
+        assert_eq!(by_id.len(), listed.len(), "paging repeats no order");
         let acked_now = acked.lock().expect("lock").clone();
         for (key, a) in &acked_now {
-            let o = listed.iter().find(|o| o.order_id == a.order_id).unwrap_or_else(|| panic!("{key} lost"));
+            let o = by_id.get(&a.order_id).unwrap_or_else(|| panic!("{key} lost"));
             assert_eq!((&o.dropoff, &o.deliver_by, &o.pin), (&a.dropoff, &a.deliver_by, &a.pin), "{key}");
             if a.cancelled {
                 assert_eq!(o.status, pb::OrderStatus::Cancelled as i32, "{key}: acknowledged cancel lost");
@@ -275,13 +287,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     }
     let acked_final = acked.lock().expect("lock").clone();
     assert!(acked_final.len() >= cycles, "the clients got work through: {} orders", acked_final.len());
-    let mut orders = pb::order_service_client::OrderServiceClient::new(ch.clone());
-    let listed = orders
-        .list_orders(authed(pb::ListOrdersRequest { include_closed: true, limit: 1000 }, &shop))
-        .await
-        .expect("list")
-        .into_inner()
-        .orders;
+    let listed = all_orders(ch.clone(), &shop).await;
     let ids: std::collections::BTreeSet<&String> = acked_final.values().map(|a| &a.order_id).collect();
     assert_eq!(ids.len(), acked_final.len(), "two keys never share an order");
     child.kill().expect("stop");

@@ -214,10 +214,21 @@ async fn each_class_of_bad_input_gets_its_status_and_changes_nothing() {
     assert_eq!(e.code(), Code::FailedPrecondition);
     let e = a
         .client
-        .list_orders(authed(pb::ListOrdersRequest { include_closed: true, limit: 5000 }, &a.token))
+        .list_orders(authed(
+            pb::ListOrdersRequest { include_closed: true, limit: 5000, ..Default::default() },
+            &a.token,
+        ))
         .await
         .expect_err("limit too big");
     assert_eq!(e.code(), Code::InvalidArgument);
+    for token in ["ord-999999", "not a token"] {
+        let e = a
+            .client
+            .list_orders(authed(pb::ListOrdersRequest { page_token: token.into(), ..Default::default() }, &a.token))
+            .await
+            .expect_err("bad page token");
+        assert_eq!(e.code(), Code::InvalidArgument, "{token}: {e:?}");
+    }
 
     // Operator calls.
     let t = ops.token.clone();

@@ -440,9 +440,17 @@ async fn main() -> anyhow::Result<()> {
             print_order(&c.orders().get_order(c.req(pb::GetOrderRequest { order_id: id })?).await?.into_inner())
         }
         Cmd::Order(OrderCmd::List { all }) => {
-            let r = c.orders().list_orders(c.req(pb::ListOrdersRequest { include_closed: all, limit: 0 })?).await?;
-            for o in r.into_inner().orders {
-                print_order(&o);
+            let mut page_token = String::new();
+            loop {
+                let req = pb::ListOrdersRequest { include_closed: all, limit: 0, page_token };
+                let r = c.orders().list_orders(c.req(req)?).await?.into_inner();
+                for o in &r.orders {
+                    print_order(o);
+                }
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = r.next_page_token;
             }
         }
         Cmd::Order(OrderCmd::Cancel { id }) => {

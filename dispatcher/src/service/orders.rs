@@ -68,17 +68,38 @@ impl pb::order_service_server::OrderService for OrderApi {
             }
         };
         let include_closed = r.include_closed;
-        let orders = self
+        // The page token is the id of the last order of the previous page.
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(order_id("page_token", &r.page_token).map_err(Error::from)?)
+        };
+        let page = self
             .0
             .core
             .query(move |d| {
                 let mut v: Vec<_> =
                     d.orders().filter(|o| o.shop == shop && (include_closed || !o.status.is_terminal())).collect();
                 v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
-                v.into_iter().take(limit).map(convert::order_to_wire).collect()
+                let start = match &after {
+                    None => 0,
+                    Some(id) => match v.iter().position(|o| &o.id == id) {
+                        Some(i) => i + 1,
+                        None => return Err(format!("page_token {id} is not an order of this listing")),
+                    },
+                };
+                let rest = &v[start.min(v.len())..];
+                let orders: Vec<pb::Order> = rest.iter().take(limit).map(|o| convert::order_to_wire(o)).collect();
+                let next = if rest.len() > limit {
+                    orders.last().map(|o| o.order_id.clone()).unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                Ok((orders, next))
             })
             .await?;
-        Ok(Response::new(pb::ListOrdersResponse { orders }))
+        let (orders, next_page_token) = page.map_err(|why| Error::Wire(convert::WireError(why)))?;
+        Ok(Response::new(pb::ListOrdersResponse { orders, next_page_token }))
     }
 
     async fn cancel_order(&self, req: Request<pb::CancelOrderRequest>) -> Result<Response<pb::Order>, Status> {

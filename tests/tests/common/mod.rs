@@ -219,7 +219,10 @@ impl Shop {
 
     pub async fn list(&mut self) -> Vec<pb::Order> {
         self.client
-            .list_orders(authed(pb::ListOrdersRequest { include_closed: true, limit: 1000 }, &self.token))
+            .list_orders(authed(
+                pb::ListOrdersRequest { include_closed: true, limit: 1000, ..Default::default() },
+                &self.token,
+            ))
             .await
             .expect("lists")
             .into_inner()
