@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,17 +25,36 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-fn spawn(port: u16, data: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_trundle-dispatcher"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data)
-        .arg("--map")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/monaco.osm.pbf"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the dispatcher binary starts")
+/// The dispatcher process; killed when dropped, so a failing test leaves no server behind.
+struct Server(Child);
+
+impl Server {
+    fn kill(&mut self) {
+        // SIGKILL on Unix: no shutdown code runs.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(port: u16, data: &std::path::Path) -> Server {
+    Server(
+        Command::new(env!("CARGO_BIN_EXE_trundle-dispatcher"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data)
+            .arg("--map")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/monaco.osm.pbf"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the dispatcher binary starts"),
+    )
 }
 
 /// Waits until the dispatcher answers its health check.
@@ -254,11 +274,11 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..1200))).await;
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
+        child.kill();
         for t in tasks {
             let _ = t.await;
         }
+        drop(child);
         child = spawn(port, dir.path());
         ch = ready(port).await;
 
@@ -290,7 +310,6 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let listed = all_orders(ch.clone(), &shop).await;
     let ids: std::collections::BTreeSet<&String> = acked_final.values().map(|a| &a.order_id).collect();
     assert_eq!(ids.len(), acked_final.len(), "two keys never share an order");
-    child.kill().expect("stop");
-    let _ = child.wait();
+    child.kill();
     eprintln!("{} kill cycles, {} acknowledged orders, {} on disk", cycles, acked_final.len(), listed.len());
 }
