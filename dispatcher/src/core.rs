@@ -4,12 +4,19 @@
 //! For every input: `handle(now, input)`, then write all `Persist` records of that call in one flushed batch,
 //! then answer and notify. A failed write answers UNAVAILABLE and stops the core (fail-stop): memory may be
 //! ahead of disk, so the process must restart from disk rather than serve a state nobody can recover.
+//!
+//! Beside it runs the improver thread: on a tick, when plans changed and no search is running, the core hands
+//! it a plan snapshot; it searches for a bounded time and sends back a proposal, which comes in as one more
+//! input and is validated by the core like any other. The core never waits for it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use fleet_core::dispatcher::{Dispatcher, Input, Output, Reply};
+use fleet_core::improve::{ImproveParams, PlanSnapshot, Proposal, improve};
+use fleet_core::map::MapGraph;
 use fleet_core::order::Order;
 use fleet_core::robot::Robot;
 use fleet_core::{CoreError, RobotId};
@@ -33,11 +40,40 @@ pub enum FleetNote {
 type Query = Box<dyn FnOnce(&Dispatcher) + Send>;
 
 enum Command {
-    Input { input: Input, reply: Option<oneshot::Sender<Result<Reply, Error>>> },
+    Input {
+        input: Input,
+        reply: Option<oneshot::Sender<Result<Reply, Error>>>,
+    },
     Query(Query),
-    Attach { robot: RobotId, tx: SessionTx, reply: oneshot::Sender<u64> },
-    Detach { robot: RobotId, session: u64 },
+    Attach {
+        robot: RobotId,
+        tx: SessionTx,
+        reply: oneshot::Sender<u64>,
+    },
+    Detach {
+        robot: RobotId,
+        session: u64,
+    },
+    /// The improver finished a search (with or without something better).
+    Improved(Option<Box<Proposal>>),
     Stop,
+}
+
+/// How the background improver is paced.
+#[derive(Debug, Clone, Copy)]
+pub struct ImproverConfig {
+    /// Off: plans are only ever changed by insertion.
+    pub enabled: bool,
+    /// At most one search starts per this interval.
+    pub every: Duration,
+    /// Wall time one search may take.
+    pub budget: Duration,
+}
+
+impl Default for ImproverConfig {
+    fn default() -> Self {
+        Self { enabled: true, every: Duration::from_secs(2), budget: Duration::from_millis(300) }
+    }
 }
 
 /// A cheap, cloneable handle to the core thread.
@@ -52,16 +88,29 @@ pub struct CoreHandle {
 pub struct Core {
     pub handle: CoreHandle,
     thread: Option<JoinHandle<()>>,
+    improver: Option<JoinHandle<()>>,
 }
 
 impl Core {
-    pub fn start(dispatcher: Dispatcher, store: Arc<dyn Store>) -> Self {
+    pub fn start(dispatcher: Dispatcher, store: Arc<dyn Store>, improver: ImproverConfig) -> Self {
         // Unbounded: the core must never block a service on a full queue while it holds no await point; the
         // server's concurrency limits bound how much can be queued.
         let (tx, rx) = mpsc::unbounded_channel();
         let (orders, _) = broadcast::channel(4096);
         let (fleet, _) = broadcast::channel(4096);
         let handle = CoreHandle { tx, orders: orders.clone(), fleet: fleet.clone() };
+        // A std channel: the improver thread blocks on it between searches; the core only ever sends.
+        let (snap_tx, snap_rx) = std::sync::mpsc::channel::<PlanSnapshot>();
+        let improver_thread = if improver.enabled {
+            let back = handle.tx.clone();
+            let budget = improver.budget;
+            std::thread::Builder::new()
+                .name("trundle-improver".into())
+                .spawn(move || run_improver(snap_rx, back, budget))
+                .ok()
+        } else {
+            None
+        };
         let state = CoreThread {
             d: dispatcher,
             store,
@@ -71,9 +120,16 @@ impl Core {
             orders,
             fleet,
             failed: false,
+            improver: Improver {
+                tx: improver_thread.as_ref().map(|_| snap_tx),
+                every: improver.every,
+                busy: false,
+                last_start: None,
+                searched_version: None,
+            },
         };
         let thread = std::thread::Builder::new().name("trundle-core".into()).spawn(move || state.run(rx)).ok();
-        Self { handle, thread }
+        Self { handle, thread, improver: improver_thread }
     }
 
     /// Stops the core and waits until it has dropped the store and every session sender.
@@ -81,6 +137,34 @@ impl Core {
         let _ = self.handle.tx.send(Command::Stop);
         if let Some(t) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        // The core dropped the snapshot sender, so the improver ends after its current search.
+        if let Some(t) = self.improver.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// The improver thread: one search per snapshot, each bounded by `budget` of wall time. It keeps its own copy
+/// of the map, so its routing never contends with the core's; the copy is refreshed when the map changes.
+fn run_improver(rx: std::sync::mpsc::Receiver<PlanSnapshot>, back: mpsc::UnboundedSender<Command>, budget: Duration) {
+    let mut map: Option<(std::sync::Weak<MapGraph>, Arc<MapGraph>)> = None;
+    let mut seed = 1u64;
+    while let Ok(mut snap) = rx.recv() {
+        let fresh = map.as_ref().is_some_and(|(src, _)| std::sync::Weak::ptr_eq(src, &Arc::downgrade(&snap.map)));
+        if !fresh {
+            map = Some((Arc::downgrade(&snap.map), Arc::new((*snap.map).clone())));
+        }
+        if let Some((_, own)) = &map {
+            snap.map = Arc::clone(own);
+        }
+        let start = Instant::now();
+        let params = ImproveParams { seed, ..ImproveParams::default() };
+        seed = seed.wrapping_add(1);
+        let found = improve(&snap, &params, &mut |_| start.elapsed().as_secs_f64() / budget.as_secs_f64());
+        drop(snap);
+        if back.send(Command::Improved(found.map(Box::new))).is_err() {
+            break;
         }
     }
 }
@@ -146,6 +230,19 @@ struct CoreThread {
     fleet: broadcast::Sender<FleetNote>,
     /// A store write failed: refuse everything from now on.
     failed: bool,
+    improver: Improver,
+}
+
+/// The core's side of the improver.
+struct Improver {
+    /// `None` when improvement is off.
+    tx: Option<std::sync::mpsc::Sender<PlanSnapshot>>,
+    every: Duration,
+    /// A search is running; at most one at a time.
+    busy: bool,
+    last_start: Option<Instant>,
+    /// The plans version the last search started from, unless that search's proposal was refused as stale.
+    searched_version: Option<u64>,
 }
 
 impl CoreThread {
@@ -167,10 +264,54 @@ impl CoreThread {
                         self.input(Input::RobotDisconnected { robot }, None);
                     }
                 }
-                Command::Input { input, reply } => self.input(input, reply),
+                Command::Input { input, reply } => {
+                    let tick = matches!(input, Input::Tick);
+                    self.input(input, reply);
+                    if tick {
+                        self.maybe_improve();
+                    }
+                }
+                Command::Improved(found) => {
+                    self.improver.busy = false;
+                    if let Some(p) = found {
+                        let (n, before, after) = (p.plans.len(), p.travel_before_s, p.travel_after_s);
+                        let (tx, mut rx) = oneshot::channel();
+                        self.input(Input::ProposePlans(p), Some(tx));
+                        match rx.try_recv() {
+                            Ok(Ok(_)) => {
+                                tracing::info!(robots = n, "plans improved: travel {before:.0} s -> {after:.0} s")
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!("improvement not applied: {e}");
+                                self.improver.searched_version = None;
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
             }
         }
         tracing::info!("dispatcher core stopped");
+    }
+
+    /// Starts a search when plans changed since the last one, none is running and the interval has passed.
+    fn maybe_improve(&mut self) {
+        let imp = &mut self.improver;
+        let Some(tx) = &imp.tx else { return };
+        let version = self.d.plans_version();
+        if self.failed
+            || imp.busy
+            || imp.searched_version == Some(version)
+            || imp.last_start.is_some_and(|t| t.elapsed() < imp.every)
+        {
+            return;
+        }
+        let snap = self.d.plan_snapshot(self.clock.now());
+        if tx.send(snap).is_ok() {
+            imp.busy = true;
+            imp.last_start = Some(Instant::now());
+            imp.searched_version = Some(version);
+        }
     }
 
     fn input(&mut self, input: Input, reply: Option<oneshot::Sender<Result<Reply, Error>>>) {

@@ -18,6 +18,9 @@ struct Args {
     /// OpenStreetMap extract (.osm.pbf) the robots drive on.
     #[arg(long, default_value = "data/monaco.osm.pbf", env = "TRUNDLE_MAP")]
     map: PathBuf,
+    /// Do not improve plans in the background (orders are still inserted into plans as they arrive).
+    #[arg(long)]
+    no_improve: bool,
 }
 
 #[tokio::main]
@@ -61,6 +64,8 @@ async fn main() -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         }
     };
-    dispatcher::serve(listener, dispatcher::Options::new(args.data, map), shutdown).await?;
+    let mut opts = dispatcher::Options::new(args.data, map);
+    opts.improver.enabled = !args.no_improve;
+    dispatcher::serve(listener, opts, shutdown).await?;
     Ok(())
 }

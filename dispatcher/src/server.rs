@@ -16,7 +16,7 @@ use trundle_proto::pb;
 
 use crate::Error;
 use crate::auth::Auth;
-use crate::core::Core;
+use crate::core::{Core, ImproverConfig};
 use crate::service::Ctx;
 use crate::service::ops::OpsApi;
 use crate::service::orders::OrderApi;
@@ -35,11 +35,18 @@ pub struct Options {
     pub config: Config,
     /// How often the core re-plans waiting orders.
     pub tick: Duration,
+    pub improver: ImproverConfig,
 }
 
 impl Options {
     pub fn new(data_dir: impl Into<PathBuf>, map: MapGraph) -> Self {
-        Self { data_dir: data_dir.into(), map, config: Config::default(), tick: Duration::from_secs(1) }
+        Self {
+            data_dir: data_dir.into(),
+            map,
+            config: Config::default(),
+            tick: Duration::from_secs(1),
+            improver: ImproverConfig::default(),
+        }
     }
 }
 
@@ -68,6 +75,7 @@ pub struct Prepared {
     store: Arc<dyn Store>,
     auth: Auth,
     tick: Duration,
+    improver: ImproverConfig,
 }
 
 /// Serves until `shutdown` resolves. The listener is already bound, so tests can pass `127.0.0.1:0`.
@@ -100,7 +108,7 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
         write_secret(&path, &token)?;
         tracing::info!("first start: wrote an operator token to {} (mode 0600)", path.display());
     }
-    Ok(Prepared { dispatcher, store, auth, tick: opts.tick })
+    Ok(Prepared { dispatcher, store, auth, tick: opts.tick, improver: opts.improver })
 }
 
 impl Prepared {
@@ -110,8 +118,8 @@ impl Prepared {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Prepared { dispatcher, store, auth, tick } = self;
-        let mut core = Core::start(dispatcher, store);
+        let Prepared { dispatcher, store, auth, tick, improver } = self;
+        let mut core = Core::start(dispatcher, store, improver);
         let handle = core.handle.clone();
         let tick_handle = core.handle.clone();
         let ticker = tokio::spawn(async move {

@@ -72,7 +72,20 @@ pub struct RobotPlan {
     pub load_grams: u32,
     /// Stops that can no longer move (already released to the robot); they stay first.
     pub locked: usize,
+    /// Metres the battery allows before the reserve ([`range_m`]); a plan may not drive farther.
+    pub range_m: f64,
     pub tasks: Vec<Task>,
+}
+
+/// Energy a robot uses per metre driven, Wh (15 Wh/km: a 1 kWh pack lasts about 65 km).
+pub const DRIVE_WH_PER_M: f64 = 0.015;
+/// Battery kept back for reaching a charger, percent.
+pub const RESERVE_PCT: f64 = 20.0;
+
+/// How far a robot of `model` can drive on `battery_pct` before it reaches the reserve.
+pub fn range_m(model: &RobotModel, battery_pct: f64) -> f64 {
+    let usable = ((battery_pct - RESERVE_PCT) / 100.0).max(0.0);
+    usable * model.battery_wh / DRIVE_WH_PER_M
 }
 
 /// The timing of one plan.
@@ -93,6 +106,10 @@ pub fn schedule(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks
     for task in tasks {
         let leg = table.secs(map, at, task.node, plan.profile)?;
         travel_s += leg;
+        // Crossing penalties count as driving here, which only errs on the safe side.
+        if travel_s * plan.profile.speed_mps > plan.range_m {
+            return None;
+        }
         let arrive = t.plus_secs(leg);
         if let Some(d) = task.deadline
             && arrive > d
@@ -216,6 +233,7 @@ mod tests {
             load_compartments: 0,
             load_grams: 0,
             locked: 0,
+            range_m: f64::INFINITY,
             tasks: vec![],
         }
     }

@@ -6,10 +6,12 @@
 //! release the robot's next stop step by step -> follow the robot's step results to a terminal state.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::assign::{self, RobotPlan, Task, TravelTable};
+use crate::improve::{PlanSnapshot, Proposal};
 use crate::map::{MapGraph, Profile};
 use crate::mission::{
     FromRobot, InstantAction, MissionUpdate, RobotEvent, Step, StepAction, StepOutcome, ToRobot, pin_hash,
@@ -141,6 +143,9 @@ pub enum Input {
     ResumeRobot {
         robot: RobotId,
     },
+    /// Better plans found by an improver from a [`PlanSnapshot`]; checked against the state at this moment and
+    /// applied whole or refused (FAILED_PRECONDITION) whole. Never comes from the wire.
+    ProposePlans(Box<Proposal>),
     Tick,
 }
 
@@ -179,7 +184,8 @@ pub enum Output {
 /// The dispatcher core. See the module docs.
 #[derive(Debug)]
 pub struct Dispatcher {
-    map: MapGraph,
+    /// Shared with plan snapshots being improved elsewhere; a closure copies it if a snapshot holds it.
+    map: Arc<MapGraph>,
     config: Config,
     meta: Meta,
     shops: BTreeMap<ShopId, Shop>,
@@ -194,6 +200,9 @@ pub struct Dispatcher {
     offline_since: BTreeMap<RobotId, Timestamp>,
     offline_handled: BTreeSet<RobotId>,
     table: TravelTable,
+    /// Counts changes to any plan or to the set of available robots, so an improver knows when a new
+    /// snapshot is worth taking.
+    plans_version: u64,
 }
 
 /// Collects outputs; persists are de-duplicated per entity and emitted first.
@@ -217,7 +226,7 @@ impl Dispatcher {
             map.prepare(profile);
         }
         Self {
-            map,
+            map: Arc::new(map),
             config,
             meta: Meta::default(),
             shops: BTreeMap::new(),
@@ -228,6 +237,7 @@ impl Dispatcher {
             offline_since: BTreeMap::new(),
             offline_handled: BTreeSet::new(),
             table: TravelTable::default(),
+            plans_version: 0,
         }
     }
 
@@ -251,7 +261,7 @@ impl Dispatcher {
             }
         }
         for &(a, b) in &d.meta.closed_edges {
-            d.map.close_edge(a, b);
+            Arc::make_mut(&mut d.map).close_edge(a, b);
         }
         // Drive targets follow from the plans: a released drive leads to the first stop whose drive is released
         // and whose action is not yet finished.
@@ -332,6 +342,7 @@ impl Dispatcher {
             Input::RobotDisconnected { robot } => {
                 if let Some(r) = self.robots.get_mut(&robot) {
                     r.online = false;
+                    self.plans_version += 1;
                     out.other.push(Output::RobotChanged(Box::new(r.clone())));
                     self.offline_since.insert(robot, now);
                 }
@@ -352,6 +363,9 @@ impl Dispatcher {
             Input::ResumeRobot { robot } => {
                 self.set_paused(&robot, false, &mut out);
                 out.reply = Some(Ok(Reply::Done));
+            }
+            Input::ProposePlans(p) => {
+                out.reply = Some(self.apply_proposal(now, *p, &mut out));
             }
             Input::Tick => self.tick(now, &mut out),
         }
@@ -507,34 +521,34 @@ impl Dispatcher {
         (p, d)
     }
 
+    /// The planner's view of one planned stop; `None` when its order is unknown.
+    fn task_of(&self, stop: &PlanStop) -> Option<Task> {
+        let o = self.orders.get(&stop.order)?;
+        let (service_s, not_before, deadline) = match stop.kind {
+            StopKind::Pickup => (self.config.pickup_service_s, o.ready_at(), None),
+            // A drop-off already running late may stay as late as planned, but no later.
+            StopKind::Dropoff => (
+                self.config.dropoff_service_s,
+                Timestamp(0),
+                Some(o.request.deliver_by.max(o.eta_dropoff.unwrap_or_default())),
+            ),
+            StopKind::Return => (self.config.pickup_service_s, Timestamp(0), None),
+        };
+        Some(Task {
+            kind: stop.kind,
+            order: stop.order.clone(),
+            node: stop.node,
+            not_before,
+            deadline,
+            compartments: o.request.parcel.compartments,
+            grams: o.request.parcel.weight.0,
+            service_s,
+        })
+    }
+
     /// The planner's view of one robot.
     fn robot_plan(&self, r: &Robot, now: Timestamp) -> RobotPlan {
-        let mut tasks = Vec::with_capacity(r.plan.len());
-        for stop in &r.plan {
-            let Some(o) = self.orders.get(&stop.order) else {
-                continue;
-            };
-            let (service_s, not_before, deadline) = match stop.kind {
-                StopKind::Pickup => (self.config.pickup_service_s, o.ready_at(), None),
-                // A drop-off already running late may stay as late as planned, but no later.
-                StopKind::Dropoff => (
-                    self.config.dropoff_service_s,
-                    Timestamp(0),
-                    Some(o.request.deliver_by.max(o.eta_dropoff.unwrap_or_default())),
-                ),
-                StopKind::Return => (self.config.pickup_service_s, Timestamp(0), None),
-            };
-            tasks.push(Task {
-                kind: stop.kind,
-                order: stop.order.clone(),
-                node: stop.node,
-                not_before,
-                deadline,
-                compartments: o.request.parcel.compartments,
-                grams: o.request.parcel.weight.0,
-                service_s,
-            });
-        }
+        let tasks: Vec<Task> = r.plan.iter().filter_map(|s| self.task_of(s)).collect();
         let (mut comp, mut grams) = (0u8, 0u32);
         for id in &r.on_board {
             if let Some(o) = self.orders.get(id) {
@@ -551,8 +565,122 @@ impl Dispatcher {
             load_compartments: comp,
             load_grams: grams,
             locked: r.plan.iter().take_while(|s| s.locked()).count(),
+            range_m: assign::range_m(&r.model, r.battery_pct),
             tasks,
         }
+    }
+
+    /// Increases whenever a plan or the set of available robots changes.
+    pub fn plans_version(&self) -> u64 {
+        self.plans_version
+    }
+
+    /// The plans of every available robot, for an improver to work on away from the core.
+    pub fn plan_snapshot(&self, now: Timestamp) -> PlanSnapshot {
+        PlanSnapshot {
+            map: Arc::clone(&self.map),
+            taken_at: now,
+            plans: self.robots.values().filter(|r| r.online && !r.paused).map(|r| self.robot_plan(r, now)).collect(),
+        }
+    }
+
+    /// Checks a proposal against the plans as they are now and applies it whole, or refuses it whole. Stops
+    /// finished since the snapshot are dropped from it; anything else that changed makes it stale.
+    fn apply_proposal(&mut self, now: Timestamp, p: Proposal, out: &mut Out) -> Result<Reply, CoreError> {
+        type Key = (OrderId, StopKind);
+        let stale = |why: String| CoreError::precondition(format!("proposal is stale: {why}"));
+        let mut owner: BTreeMap<Key, (RobotId, PlanStop)> = BTreeMap::new();
+        for r in self.robots.values() {
+            for s in &r.plan {
+                owner.insert((s.order.clone(), s.kind), (r.id.clone(), s.clone()));
+            }
+        }
+        let named: BTreeSet<&RobotId> = p.plans.iter().map(|pp| &pp.robot).collect();
+        if named.len() != p.plans.len() {
+            return Err(CoreError::invalid("a proposal names a robot twice"));
+        }
+        let mut seen: BTreeSet<Key> = BTreeSet::new();
+        let mut installs: Vec<(RobotId, Vec<PlanStop>)> = Vec::new();
+        for pp in &p.plans {
+            let r = self.robots.get(&pp.robot).ok_or_else(|| stale(format!("robot {} is gone", pp.robot)))?;
+            if !r.online || r.paused {
+                return Err(stale(format!("robot {} is no longer available", r.id)));
+            }
+            let keys: Vec<Key> = pp.stops.iter().filter(|k| owner.contains_key(*k)).cloned().collect();
+            let locked: Vec<Key> =
+                r.plan.iter().take_while(|s| s.locked()).map(|s| (s.order.clone(), s.kind)).collect();
+            if keys.len() < locked.len() || keys[..locked.len()] != locked[..] {
+                return Err(stale(format!("robot {} has started other stops", r.id)));
+            }
+            let mut stops = Vec::with_capacity(keys.len());
+            for (i, k) in keys.iter().enumerate() {
+                if !seen.insert(k.clone()) {
+                    return Err(CoreError::invalid(format!("order {} has a stop proposed twice", k.0)));
+                }
+                let (from, stop) = &owner[k];
+                if !named.contains(from) {
+                    return Err(stale(format!("order {} is now planned on robot {from}", k.0)));
+                }
+                if k.1 == StopKind::Pickup {
+                    if !keys[i + 1..].contains(&(k.0.clone(), StopKind::Dropoff)) {
+                        return Err(CoreError::invalid(format!("order {} is picked up but never delivered", k.0)));
+                    }
+                } else {
+                    // A parcel aboard stays on its robot; a drop-off follows its pickup on the same robot.
+                    let holder = self.robots.values().find(|x| x.on_board.contains(&k.0)).map(|x| &x.id);
+                    let pickup = (k.0.clone(), StopKind::Pickup);
+                    let ok = match holder {
+                        Some(h) => h == &r.id,
+                        None => !owner.contains_key(&pickup) || keys[..i].contains(&pickup),
+                    };
+                    if !ok {
+                        return Err(CoreError::invalid(format!(
+                            "order {} would be delivered by a robot that does not carry it",
+                            k.0
+                        )));
+                    }
+                }
+                stops.push(stop.clone());
+            }
+            installs.push((r.id.clone(), stops));
+        }
+        for (k, (from, _)) in &owner {
+            if named.contains(from) && !seen.contains(k) {
+                return Err(stale(format!("order {} was planned since", k.0)));
+            }
+        }
+        // Feasible now, and still a gain.
+        let (mut before, mut after) = (0.0, 0.0);
+        let mut timed = Vec::with_capacity(installs.len());
+        for (id, stops) in installs {
+            let plan = self.robot_plan(&self.robots[&id], now);
+            before +=
+                assign::schedule(&self.map, &mut self.table, &plan, &plan.tasks).map_or(f64::INFINITY, |s| s.travel_s);
+            let tasks: Vec<Task> = stops.iter().filter_map(|s| self.task_of(s)).collect();
+            let sched = assign::schedule(&self.map, &mut self.table, &plan, &tasks)
+                .ok_or_else(|| stale(format!("the plan for robot {id} no longer meets its deadlines")))?;
+            after += sched.travel_s;
+            timed.push((id, stops, tasks, sched));
+        }
+        if after > before - 0.5 {
+            return Err(stale(format!("it no longer saves travel ({before:.0} s now, {after:.0} s proposed)")));
+        }
+        for (id, stops, tasks, sched) in &timed {
+            for s in stops.iter().filter(|s| s.kind == StopKind::Pickup) {
+                if let Some(o) = self.orders.get_mut(&s.order)
+                    && o.robot.as_ref() != Some(id)
+                {
+                    o.robot = Some(id.clone());
+                    o.updated_at = now;
+                    out.orders.insert(s.order.clone());
+                }
+            }
+            self.install_plan(id, stops.clone(), tasks, &sched.arrivals, out);
+        }
+        for (id, ..) in &timed {
+            self.release(now, id, out, true);
+        }
+        Ok(Reply::Done)
     }
 
     fn best_insertion(&mut self, now: Timestamp, pickup: &Task, dropoff: &Task) -> Result<assign::Insertion, String> {
@@ -568,10 +696,36 @@ impl Dispatcher {
                 pickup.compartments
             ));
         }
-        assign::cheapest_insertion(&self.map, &mut self.table, &plans, pickup, dropoff).ok_or_else(|| {
-            "no available robot can pick it up and deliver it by the deliver-by time with the capacity it has left"
-                .into()
-        })
+        if let Some(ins) = assign::cheapest_insertion(&self.map, &mut self.table, &plans, pickup, dropoff) {
+            return Ok(ins);
+        }
+        Err(self.why_not(now, &plans, pickup, dropoff))
+    }
+
+    /// Why no robot can take an order: the trip itself is too long for the deadline, no battery has the
+    /// range, or the fleet is busy.
+    fn why_not(&mut self, now: Timestamp, plans: &[RobotPlan], pickup: &Task, dropoff: &Task) -> String {
+        let profile = plans[0].profile;
+        let Some(trip_s) = self.table.secs(&self.map, pickup.node, dropoff.node, profile) else {
+            return "the drop-off cannot be reached from the shop on the open sidewalks".into();
+        };
+        let ready = pickup.not_before.max(now);
+        let earliest = ready.plus_secs(pickup.service_s + trip_s);
+        if let Some(deadline) = dropoff.deadline
+            && earliest > deadline
+        {
+            return format!(
+                "too far for the deliver-by time: the drop-off is {:.0} min from the shop by sidewalk, so even a \
+                 robot waiting at the shop would arrive {:.0} min late",
+                trip_s / 60.0,
+                (earliest.secs_since(deadline) / 60.0).max(1.0)
+            );
+        }
+        let trip_m = trip_s * profile.speed_mps;
+        if plans.iter().all(|p| p.range_m < trip_m) {
+            return format!("no available robot has the battery left for a {:.1} km trip", trip_m / 1000.0);
+        }
+        format!("all {} available robots are busy or full: none can fit it in before the deliver-by time", plans.len())
     }
 
     fn quote_of(&self, ins: &assign::Insertion, now: Timestamp, deliver_by: Timestamp) -> Quote {
@@ -684,15 +838,14 @@ impl Dispatcher {
 
     /// Installs a robot's new task list, keeping the release flags of stops it already had.
     fn apply_insertion(&mut self, now: Timestamp, ins: assign::Insertion, out: &mut Out) {
-        let Some(r) = self.robots.get_mut(&ins.robot) else {
+        let Some(r) = self.robots.get(&ins.robot) else {
             return;
         };
-        let old: Vec<PlanStop> = std::mem::take(&mut r.plan);
-        r.plan = ins
+        let stops: Vec<PlanStop> = ins
             .tasks
             .iter()
             .map(|t| {
-                old.iter().find(|s| s.order == t.order && s.kind == t.kind).cloned().unwrap_or(PlanStop {
+                r.plan.iter().find(|s| s.order == t.order && s.kind == t.kind).cloned().unwrap_or(PlanStop {
                     kind: t.kind,
                     order: t.order.clone(),
                     node: t.node,
@@ -701,7 +854,25 @@ impl Dispatcher {
                 })
             })
             .collect();
-        for (t, at) in ins.tasks.iter().zip(&ins.schedule.arrivals) {
+        self.install_plan(&ins.robot, stops, &ins.tasks, &ins.schedule.arrivals, out);
+        self.release(now, &ins.robot, out, true);
+    }
+
+    /// Sets a robot's plan and the ETAs of its orders from the planned arrivals (one per task).
+    fn install_plan(
+        &mut self,
+        robot: &RobotId,
+        stops: Vec<PlanStop>,
+        tasks: &[Task],
+        arrivals: &[Timestamp],
+        out: &mut Out,
+    ) {
+        let Some(r) = self.robots.get_mut(robot) else {
+            return;
+        };
+        r.plan = stops;
+        self.plans_version += 1;
+        for (t, at) in tasks.iter().zip(arrivals) {
             if let Some(o) = self.orders.get_mut(&t.order) {
                 let changed = match t.kind {
                     StopKind::Pickup => {
@@ -716,9 +887,7 @@ impl Dispatcher {
                 }
             }
         }
-        let robot = ins.robot.clone();
         out.robots.insert(robot.clone());
-        self.release(now, &robot, out, true);
     }
 
     /// Releases the robot's next stop when nothing it must finish first is pending: the drive to it, then its
@@ -884,6 +1053,7 @@ impl Dispatcher {
             && let Some(r) = self.robots.get_mut(&rid)
         {
             r.plan.retain(|s| &s.order != id);
+            self.plans_version += 1;
             out.robots.insert(rid.clone());
             self.release(now, &rid, out, true);
         }
@@ -911,11 +1081,13 @@ impl Dispatcher {
         if !self.map.adjacent(a, b) {
             return Err(CoreError::not_found(format!("there is no edge between {a} and {b}")));
         }
+        let map = Arc::make_mut(&mut self.map);
         if close {
-            self.map.close_edge(a, b);
+            map.close_edge(a, b);
         } else {
-            self.map.open_edge(a, b);
+            map.open_edge(a, b);
         }
+        self.plans_version += 1;
         self.table.clear();
         self.meta.closed_edges = self.map.closed_edges().collect();
         out.meta = true;
@@ -948,6 +1120,7 @@ impl Dispatcher {
                     }),
                 }
                 r.online = true;
+                self.plans_version += 1;
                 out.robots.insert(id.clone());
                 if hello.mission_id == r.mission.mission_id {
                     for (seq, outcome) in hello.finished {
@@ -973,7 +1146,10 @@ impl Dispatcher {
                 out.other.push(Output::RobotChanged(Box::new(self.robots[id].clone())));
             }
             FromRobot::State(s) => {
-                r.online = true;
+                if !r.online {
+                    r.online = true;
+                    self.plans_version += 1;
+                }
                 r.pos = s.pos;
                 if s.battery_pct.is_finite() {
                     r.battery_pct = s.battery_pct.clamp(0.0, 100.0);
@@ -1145,6 +1321,7 @@ impl Dispatcher {
                 });
             }
             if !movable.is_empty() {
+                self.plans_version += 1;
                 out.robots.insert(id.clone());
                 self.release(now, &id, out, true);
             }
@@ -1307,5 +1484,181 @@ mod tests {
         let later = t0.plus_secs(7_200.0);
         restored.handle(later, Input::Tick);
         assert_eq!(restored.order(&o).and_then(|o| o.robot.clone()), Some(near.clone()));
+    }
+}
+
+#[cfg(test)]
+mod improve_tests {
+    use super::*;
+    use crate::Grams;
+    use crate::improve::{ImproveParams, ProposedPlan, improve};
+    use crate::map::tests::grid;
+    use crate::mission::Hello;
+    use crate::order::Parcel;
+
+    fn ll(lat: f64, lon: f64) -> LatLon {
+        LatLon::new(lat, lon).expect("valid")
+    }
+
+    fn reply(out: &[Output]) -> Result<Reply, CoreError> {
+        out.iter()
+            .find_map(|o| match o {
+                Output::Reply(r) => Some(r.clone()),
+                _ => None,
+            })
+            .expect("a reply")
+    }
+
+    fn hello(d: &mut Dispatcher, id: &RobotId, t: Timestamp) {
+        let hello =
+            Hello { model: RobotModel::default(), mission_id: String::new(), last_update_id: 0, finished: vec![] };
+        d.handle(t, Input::Robot { robot: id.clone(), msg: FromRobot::Hello(hello) });
+    }
+
+    fn place(d: &mut Dispatcher, shop: &ShopId, key: &str, to: LatLon, now: Timestamp) -> OrderId {
+        let request = DeliveryRequest {
+            dropoff: to,
+            parcel: Parcel::new(Grams(500), 1).expect("valid"),
+            ready_at: None,
+            deliver_by: now.plus_secs(3_600.0),
+        };
+        match reply(&d.handle(
+            now,
+            Input::PlaceOrder { shop: shop.clone(), idempotency_key: key.into(), request, pin: "1234".into() },
+        )) {
+            Ok(Reply::Placed { order, .. }) => order.id,
+            other => panic!("not placed: {other:?}"),
+        }
+    }
+
+    /// Two orders planned on the far robot while the one at the shop was offline; then it comes back.
+    fn lopsided() -> (Dispatcher, ShopId, RobotId, RobotId, [OrderId; 2], Timestamp) {
+        let t = Timestamp(1_000_000);
+        let mut d = Dispatcher::new(grid(), Config::default());
+        let shop = ShopId::parse("s").expect("valid");
+        reply(&d.handle(t, Input::RegisterShop { id: shop.clone(), name: "S".into(), pos: ll(43.73, 7.42) }))
+            .expect("shop");
+        let (near, far) = (RobotId::parse("near").expect("valid"), RobotId::parse("far").expect("valid"));
+        for (id, at) in [(&near, ll(43.73, 7.42)), (&far, ll(43.733, 7.423))] {
+            reply(&d.handle(t, Input::RegisterRobot { id: id.clone(), name: String::new(), depot: at }))
+                .expect("robot");
+        }
+        hello(&mut d, &far, t);
+        // North and east of the shop: one robot doing both drives there and back across the grid.
+        let o1 = place(&mut d, &shop, "k1", ll(43.733, 7.42), t);
+        let o2 = place(&mut d, &shop, "k2", ll(43.73, 7.423), t);
+        assert!(d.orders().all(|o| o.robot.as_ref() == Some(&far)), "only the far robot was online");
+        hello(&mut d, &near, t);
+        (d, shop, near, far, [o1, o2], t)
+    }
+
+    fn budget(n: u64) -> impl FnMut(u64) -> f64 {
+        move |i| i as f64 / n as f64
+    }
+
+    #[test]
+    fn an_improver_moves_unstarted_work_to_a_better_robot() {
+        let (mut d, _shop, near, far, [o1, o2], t) = lopsided();
+        let snap = d.plan_snapshot(t);
+        let p = improve(&snap, &ImproveParams::default(), &mut budget(200)).expect("an improvement exists");
+        assert!(p.travel_after_s < p.travel_before_s - 1.0, "{p:?}");
+        // Same seed, same budget: same proposal.
+        assert_eq!(improve(&snap, &ImproveParams::default(), &mut budget(200)).as_ref(), Some(&p));
+        let out = d.handle(t.plus_secs(1.0), Input::ProposePlans(Box::new(p)));
+        assert_eq!(reply(&out), Ok(Reply::Done));
+        // The first order's drive was released to the far robot: it stays. The second moves to the near one.
+        assert_eq!(d.order(&o1).and_then(|o| o.robot.clone()), Some(far.clone()));
+        assert_eq!(d.order(&o2).and_then(|o| o.robot.clone()), Some(near.clone()));
+        assert!(d.robot(&far).expect("far").plan.iter().all(|s| s.order == o1));
+        assert!(out.iter().any(|o| matches!(o, Output::Persist(Record::Order(x)) if x.id == o2)), "persisted");
+        assert!(out.iter().any(|o| matches!(o, Output::Send { robot, .. } if robot == &near)), "released");
+    }
+
+    #[test]
+    fn a_stale_or_unsafe_proposal_changes_nothing() {
+        let (mut d, shop, near, far, [o1, o2], t) = lopsided();
+        let snap = d.plan_snapshot(t);
+        let p = improve(&snap, &ImproveParams::default(), &mut budget(200)).expect("an improvement exists");
+        // An order placed since the snapshot lands on a robot the proposal names.
+        place(&mut d, &shop, "k3", ll(43.732, 7.421), t);
+        let plans = |d: &Dispatcher| d.robots().map(|r| r.plan.clone()).collect::<Vec<_>>();
+        let before = plans(&d);
+        let out = d.handle(t, Input::ProposePlans(Box::new(p)));
+        assert!(matches!(reply(&out), Err(CoreError::FailedPrecondition(m)) if m.contains("stale")), "{out:?}");
+        assert_eq!(plans(&d), before);
+        assert!(!out.iter().any(|o| matches!(o, Output::Persist(_))));
+
+        // Hand-made proposals that break a commitment are refused too.
+        let keys = |r: &RobotId, d: &Dispatcher| -> Vec<(OrderId, StopKind)> {
+            d.robot(r).expect("robot").plan.iter().map(|s| (s.order.clone(), s.kind)).collect()
+        };
+        let mut far_stops = keys(&far, &d);
+        let near_stops = keys(&near, &d);
+        // Moving the released first stop of the far robot to the near robot.
+        let o1_stops: Vec<_> = far_stops.iter().filter(|k| k.0 == o1).cloned().collect();
+        far_stops.retain(|k| k.0 != o1);
+        let mut moved = o1_stops.clone();
+        moved.extend(near_stops.clone());
+        let bad = |plans: Vec<ProposedPlan>| {
+            Box::new(Proposal { taken_at: t, plans, travel_before_s: 0.0, travel_after_s: 0.0, iterations: 0 })
+        };
+        let out = d.handle(
+            t,
+            Input::ProposePlans(bad(vec![
+                ProposedPlan { robot: far.clone(), stops: far_stops.clone() },
+                ProposedPlan { robot: near.clone(), stops: moved },
+            ])),
+        );
+        assert!(matches!(reply(&out), Err(CoreError::FailedPrecondition(_))), "{out:?}");
+        // A drop-off before its pickup.
+        let mut reversed = keys(&far, &d);
+        if let Some(i) = reversed.iter().position(|k| k.0 == o2 && k.1 == StopKind::Pickup) {
+            let pick = reversed.remove(i);
+            reversed.push(pick);
+        }
+        let out = d.handle(t, Input::ProposePlans(bad(vec![ProposedPlan { robot: far.clone(), stops: reversed }])));
+        assert!(reply(&out).is_err(), "{out:?}");
+        assert_eq!(plans(&d), before);
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+    use crate::Grams;
+    use crate::map::tests::grid;
+    use crate::mission::Hello;
+    use crate::order::Parcel;
+
+    #[test]
+    fn a_quote_says_why_an_order_cannot_be_served() {
+        let t = Timestamp(1_000_000);
+        let mut d = Dispatcher::new(grid(), Config::default());
+        let ll = |a, b| LatLon::new(a, b).expect("valid");
+        let shop = ShopId::parse("s").expect("valid");
+        let robot = RobotId::parse("r").expect("valid");
+        d.handle(t, Input::RegisterShop { id: shop.clone(), name: "S".into(), pos: ll(43.73, 7.42) });
+        d.handle(t, Input::RegisterRobot { id: robot.clone(), name: String::new(), depot: ll(43.73, 7.42) });
+        let hello =
+            Hello { model: RobotModel::default(), mission_id: String::new(), last_update_id: 0, finished: vec![] };
+        d.handle(t, Input::Robot { robot, msg: FromRobot::Hello(hello) });
+        let quote = |d: &mut Dispatcher, deliver_in_s: f64| {
+            let request = DeliveryRequest {
+                dropoff: ll(43.733, 7.423),
+                parcel: Parcel::new(Grams(500), 1).expect("valid"),
+                ready_at: None,
+                deliver_by: t.plus_secs(deliver_in_s),
+            };
+            match d.handle(t, Input::Quote { shop: shop.clone(), request }).into_iter().next() {
+                Some(Output::Reply(Ok(Reply::Quote(q)))) => q,
+                other => panic!("no quote: {other:?}"),
+            }
+        };
+        // About 660 m across the grid: more than 5 minutes at 1.6 m/s, plus a minute of loading.
+        let q = quote(&mut d, 300.0);
+        assert!(!q.feasible);
+        assert!(q.reason.as_deref().is_some_and(|r| r.starts_with("too far for the deliver-by time")), "{q:?}");
+        let q = quote(&mut d, 3_600.0);
+        assert!(q.feasible, "{q:?}");
     }
 }

@@ -11,6 +11,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod hl;
 pub mod ids;
+pub mod improve;
 pub mod map;
 pub mod mission;
 pub mod order;

@@ -41,7 +41,7 @@ impl RobotModel {
 }
 
 /// What a stop does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum StopKind {
     Pickup,
     Dropoff,

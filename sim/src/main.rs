@@ -40,6 +40,12 @@ struct RunArgs {
     /// Simulation step, milliseconds.
     #[arg(long, default_value_t = 1000)]
     dt_ms: u64,
+    /// Improve plans in the background every this many simulated seconds (0: never).
+    #[arg(long, default_value_t = 30)]
+    improve_every_s: u64,
+    /// Search iterations per improvement.
+    #[arg(long, default_value_t = 300)]
+    improve_iterations: u64,
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -66,6 +72,8 @@ fn main() -> anyhow::Result<()> {
         orders_per_hour: a.orders_per_hour,
         duration_s: (a.hours * 3600.0).round() as u64,
         dt_ms: a.dt_ms,
+        improve_every_s: a.improve_every_s,
+        improve_iterations: a.improve_iterations,
         ..Scenario::default()
     };
     let report = sim::run(map, &scenario)?;

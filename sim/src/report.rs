@@ -28,6 +28,9 @@ pub struct Report {
     pub delivery_min_p90: f64,
     pub distance_km: f64,
     pub deliveries_per_robot_hour: f64,
+    /// Background improvements applied, and the planned travel they saved (minutes).
+    pub improvements: usize,
+    pub improvement_saved_min: f64,
     pub ticks: u64,
 }
 
@@ -75,6 +78,11 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "  fleet distance   {:.2} km", self.distance_km)?;
         writeln!(f, "  deliveries/robot-hour {:.2}", self.deliveries_per_robot_hour)?;
+        writeln!(
+            f,
+            "  plan improvements {} applied, {:.1} min of planned travel saved",
+            self.improvements, self.improvement_saved_min
+        )?;
         write!(f, "  simulated ticks  {}", self.ticks)
     }
 }

@@ -22,6 +22,12 @@ pub struct Scenario {
     pub prep_min: (f64, f64),
     /// Simulated wall-clock start, ms since the Unix epoch.
     pub start_ms: u64,
+    /// Background plan improvement: every this many simulated seconds (0: off), a search of this many
+    /// iterations on a snapshot, run in the driver's thread so the run stays deterministic.
+    #[serde(default)]
+    pub improve_every_s: u64,
+    #[serde(default)]
+    pub improve_iterations: u64,
 }
 
 impl Default for Scenario {
@@ -38,6 +44,8 @@ impl Default for Scenario {
             prep_min: (2.0, 10.0),
             // 2026-06-05 10:00:00 UTC, a Friday.
             start_ms: 1_780_653_600_000,
+            improve_every_s: 30,
+            improve_iterations: 300,
         }
     }
 }

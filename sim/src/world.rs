@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use fleet_core::dispatcher::{Config, Dispatcher, Input, Output, Reply};
+use fleet_core::improve::{ImproveParams, improve};
 use fleet_core::map::MapGraph;
 use fleet_core::mission::FromRobot;
 use fleet_core::order::{DeliveryRequest, OrderStatus, Parcel};
@@ -139,6 +140,7 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
     let dt = scenario.dt_ms;
     let ticks = scenario.duration_s * 1000 / dt;
     let mut now = start;
+    let (mut improved_version, mut improvements, mut improvement_saved_s) = (u64::MAX, 0usize, 0.0f64);
     pump(&mut d, &mut robots, &index, &mut queue, now);
 
     for tick in 1..=ticks {
@@ -206,6 +208,26 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
             }
             pump(&mut d, &mut robots, &index, &mut queue, now);
         }
+        let every_ms = scenario.improve_every_s * 1_000;
+        if every_ms > 0 && (tick * dt) % every_ms < dt && d.plans_version() != improved_version {
+            improved_version = d.plans_version();
+            let snap = d.plan_snapshot(now);
+            let params = ImproveParams { seed: scenario.seed ^ tick, ..ImproveParams::default() };
+            let iterations = scenario.improve_iterations.max(1);
+            if let Some(p) = improve(&snap, &params, &mut |i| i as f64 / iterations as f64) {
+                let saved = p.travel_before_s - p.travel_after_s;
+                for o in d.handle(now, Input::ProposePlans(Box::new(p))) {
+                    match o {
+                        Output::Reply(Ok(_)) => {
+                            improvements += 1;
+                            improvement_saved_s += saved;
+                        }
+                        other => route(other, &index, &mut queue),
+                    }
+                }
+                pump(&mut d, &mut robots, &index, &mut queue, now);
+            }
+        }
     }
 
     // The report.
@@ -226,6 +248,8 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
         delivery_min_p90: 0.0,
         distance_km: robots.iter().map(|r| r.platform.odometer_m).sum::<f64>() / 1000.0,
         deliveries_per_robot_hour: 0.0,
+        improvements,
+        improvement_saved_min: improvement_saved_s / 60.0,
         ticks,
     };
     let mut minutes = Vec::new();

@@ -74,11 +74,21 @@ pub struct Server {
 impl Server {
     /// Starts a dispatcher on `data`, on `addr` (or a free port).
     pub async fn start(data: &Path, addr: Option<SocketAddr>) -> Self {
+        Self::start_with(data, addr, |_| {}).await
+    }
+
+    /// Starts a dispatcher with options adjusted by `tune`.
+    pub async fn start_with(
+        data: &Path,
+        addr: Option<SocketAddr>,
+        tune: impl FnOnce(&mut dispatcher::Options),
+    ) -> Self {
         let bind = addr.unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid"));
         let listener = tokio::net::TcpListener::bind(bind).await.expect("binds");
         let addr = listener.local_addr().expect("bound");
         let (tx, rx) = oneshot::channel::<()>();
-        let opts = dispatcher::Options::new(data, monaco());
+        let mut opts = dispatcher::Options::new(data, monaco());
+        tune(&mut opts);
         // Opened here, synchronously: the store is recovered and the operator token written before any client
         // connects.
         let prepared = dispatcher::open(opts).expect("dispatcher opens its data dir");
