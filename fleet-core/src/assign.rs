@@ -136,6 +136,171 @@ pub fn schedule(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks
     Some(Schedule { arrivals, travel_s })
 }
 
+/// Milliseconds a positive duration in seconds adds to a [`Timestamp`] (as [`Timestamp::plus_secs`] rounds).
+fn ms(secs: f64) -> i64 {
+    if secs.is_finite() && secs > 0.0 { (secs * 1000.0).round() as i64 } else { 0 }
+}
+
+/// The timing arrays of a feasible tour that make one insertion check O(1): per task the arrival, the
+/// departure and the load after it, and the latest arrival that keeps the rest of the tour feasible.
+struct Timing {
+    depart: Vec<i64>,
+    comp: Vec<u16>,
+    grams: Vec<u64>,
+    latest: Vec<i64>,
+    travel_s: f64,
+}
+
+fn timing(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks: &[Task]) -> Option<Timing> {
+    let n = tasks.len();
+    let mut t = Timing {
+        depart: Vec::with_capacity(n),
+        comp: Vec::with_capacity(n),
+        grams: Vec::with_capacity(n),
+        latest: vec![i64::MAX; n],
+        travel_s: 0.0,
+    };
+    let mut legs = Vec::with_capacity(n);
+    let (mut now, mut at) = (plan.start_time.0 as i64, plan.start_node);
+    let (mut comp, mut grams) = (u16::from(plan.load_compartments), u64::from(plan.load_grams));
+    for task in tasks {
+        let leg = table.secs(map, at, task.node, plan.profile)?;
+        t.travel_s += leg;
+        legs.push(leg);
+        let arrive = now + ms(leg);
+        if task.deadline.is_some_and(|d| arrive > d.0 as i64) {
+            return None;
+        }
+        match task.kind {
+            StopKind::Pickup => {
+                comp += u16::from(task.compartments);
+                grams += u64::from(task.grams);
+            }
+            StopKind::Dropoff | StopKind::Return => {
+                comp = comp.saturating_sub(u16::from(task.compartments));
+                grams = grams.saturating_sub(u64::from(task.grams));
+            }
+        }
+        now = arrive.max(task.not_before.0 as i64) + ms(task.service_s);
+        t.depart.push(now);
+        t.comp.push(comp);
+        t.grams.push(grams);
+        at = task.node;
+    }
+    // Backwards: the latest arrival at k such that k and everything after it stay on time.
+    let mut next_latest = i64::MAX;
+    for k in (0..n).rev() {
+        let task = &tasks[k];
+        let latest_start =
+            if k + 1 < n { next_latest.saturating_sub(ms(legs[k + 1]) + ms(task.service_s)) } else { i64::MAX };
+        let deadline = task.deadline.map_or(i64::MAX, |d| d.0 as i64);
+        t.latest[k] = if (task.not_before.0 as i64) > latest_start { i64::MIN } else { deadline.min(latest_start) };
+        next_latest = t.latest[k];
+    }
+    Some(t)
+}
+
+/// The cheapest feasible positions for a pickup and its drop-off in one robot's `tasks` (after the locked
+/// stops): `(added travel seconds, pickup index, drop-off index)` in the new list, or `None`. Same answers as
+/// trying every position with [`schedule`], in O(n^2) instead of O(n^3).
+pub fn best_pair_insertion(
+    map: &MapGraph,
+    table: &mut TravelTable,
+    plan: &RobotPlan,
+    tasks: &[Task],
+    pickup: &Task,
+    dropoff: &Task,
+) -> Option<(f64, usize, usize)> {
+    let cap_comp = u16::from(plan.model.compartments);
+    let cap_grams = u64::from(plan.model.max_payload.0);
+    let (pc, pg) = (u16::from(pickup.compartments), u64::from(pickup.grams));
+    if pc > cap_comp || pg > cap_grams {
+        return None;
+    }
+    let t = timing(map, table, plan, tasks)?;
+    let max_travel = plan.range_m / plan.profile.speed_mps;
+    let n = tasks.len();
+    let p = plan.profile;
+    let node = |k: usize| tasks[k].node;
+    let mut best: Option<(f64, usize, usize)> = None;
+    for i in plan.locked.min(n)..=n {
+        let (prev_dep, prev_node) =
+            if i == 0 { (plan.start_time.0 as i64, plan.start_node) } else { (t.depart[i - 1], node(i - 1)) };
+        let (load_c, load_g) = if i == 0 {
+            (u16::from(plan.load_compartments), u64::from(plan.load_grams))
+        } else {
+            (t.comp[i - 1], t.grams[i - 1])
+        };
+        if load_c + pc > cap_comp || load_g + pg > cap_grams {
+            continue;
+        }
+        let Some(to_p) = table.secs(map, prev_node, pickup.node, p) else { continue };
+        let a_p = prev_dep + ms(to_p);
+        if pickup.deadline.is_some_and(|d| a_p > d.0 as i64) {
+            continue;
+        }
+        let d_p = a_p.max(pickup.not_before.0 as i64) + ms(pickup.service_s);
+        // Travel added by the pickup alone when the drop-off goes further on.
+        let (mut cur_dep, mut cur_node) = (d_p, pickup.node);
+        let mut pickup_added = None;
+        // `j` runs one past the last task (the drop-off may go last) and indexes three arrays at once.
+        #[allow(clippy::needless_range_loop)]
+        for j in i..=n {
+            // The drop-off right before tasks[j] (or at the end).
+            if let Some(to_d) = table.secs(map, cur_node, dropoff.node, p) {
+                let a_d = cur_dep + ms(to_d);
+                if dropoff.deadline.is_none_or(|d| a_d <= d.0 as i64) {
+                    let d_d = a_d.max(dropoff.not_before.0 as i64) + ms(dropoff.service_s);
+                    let after = if j < n { table.secs(map, dropoff.node, node(j), p) } else { Some(0.0) };
+                    let feasible = match after {
+                        Some(leg) => j == n || d_d + ms(leg) <= t.latest[j],
+                        None => false,
+                    };
+                    if feasible {
+                        let mut old =
+                            |a: NodeId, k: usize| if k < n { table.secs(map, a, node(k), p) } else { Some(0.0) };
+                        let added = if j == i {
+                            old(prev_node, i).map(|o| to_p + to_d + after.unwrap_or(0.0) - o)
+                        } else {
+                            let before_j = node(j - 1);
+                            match (pickup_added, old(before_j, j)) {
+                                (Some(pa), Some(o)) => Some(pa + to_d + after.unwrap_or(0.0) - o),
+                                _ => None,
+                            }
+                        };
+                        if let Some(added) = added
+                            && t.travel_s + added <= max_travel
+                            && best.is_none_or(|(b, _, _)| added < b - 1e-9)
+                        {
+                            best = Some((added, i, j + 1));
+                        }
+                    }
+                }
+            }
+            if j == n {
+                break;
+            }
+            // Carry the parcel past tasks[j].
+            let Some(leg) = table.secs(map, cur_node, node(j), p) else { break };
+            if j == i {
+                let Some(o) = (if i < n { table.secs(map, prev_node, node(i), p) } else { None }) else { break };
+                pickup_added = Some(to_p + leg - o);
+            }
+            let a = cur_dep + ms(leg);
+            let task = &tasks[j];
+            if task.deadline.is_some_and(|d| a > d.0 as i64) {
+                break;
+            }
+            if t.comp[j] + pc > cap_comp || t.grams[j] + pg > cap_grams {
+                break;
+            }
+            cur_dep = a.max(task.not_before.0 as i64) + ms(task.service_s);
+            cur_node = node(j);
+        }
+    }
+    best
+}
+
 /// Where to put a new order, and what it costs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Insertion {
@@ -161,44 +326,38 @@ pub fn cheapest_insertion(
 ) -> Option<Insertion> {
     let mut best: Option<Insertion> = None;
     for plan in robots {
-        if pickup.compartments > plan.model.compartments || pickup.grams > plan.model.max_payload.0 {
-            continue;
-        }
-        let Some(base) = schedule(map, table, plan, &plan.tasks) else {
-            // The current plan is already infeasible (it ran late); do not pile more on it.
+        // A plan that is already infeasible (it ran late) gets nothing more piled on it: no answer here.
+        let Some((added, i, j)) = best_pair_insertion(map, table, plan, &plan.tasks, pickup, dropoff) else {
             continue;
         };
-        let n = plan.tasks.len();
-        for i in plan.locked.min(n)..=n {
-            for j in i + 1..=n + 1 {
-                let mut tasks = plan.tasks.clone();
-                tasks.insert(i, pickup.clone());
-                tasks.insert(j, dropoff.clone());
-                let Some(s) = schedule(map, table, plan, &tasks) else {
-                    continue;
-                };
-                let added = s.travel_s - base.travel_s;
-                let eta_dropoff = s.arrivals[j];
-                let better = match &best {
-                    None => true,
-                    Some(b) => {
-                        added < b.added_travel_s - 1e-9
-                            || ((added - b.added_travel_s).abs() <= 1e-9 && eta_dropoff < b.eta_dropoff)
-                    }
-                };
-                if better {
-                    best = Some(Insertion {
-                        robot: plan.robot.clone(),
-                        pickup_at: i,
-                        dropoff_at: j,
-                        added_travel_s: added,
-                        eta_pickup: s.arrivals[i].max(pickup.not_before),
-                        eta_dropoff,
-                        tasks,
-                        schedule: s,
-                    });
-                }
+        if best.as_ref().is_some_and(|b| added > b.added_travel_s + 1e-9) {
+            continue;
+        }
+        let mut tasks = plan.tasks.clone();
+        tasks.insert(i, pickup.clone());
+        tasks.insert(j, dropoff.clone());
+        let Some(s) = schedule(map, table, plan, &tasks) else {
+            continue;
+        };
+        let eta_dropoff = s.arrivals[j];
+        let better = match &best {
+            None => true,
+            Some(b) => {
+                added < b.added_travel_s - 1e-9
+                    || ((added - b.added_travel_s).abs() <= 1e-9 && eta_dropoff < b.eta_dropoff)
             }
+        };
+        if better {
+            best = Some(Insertion {
+                robot: plan.robot.clone(),
+                pickup_at: i,
+                dropoff_at: j,
+                added_travel_s: added,
+                eta_pickup: s.arrivals[i].max(pickup.not_before),
+                eta_dropoff,
+                tasks,
+                schedule: s,
+            });
         }
     }
     best
@@ -236,6 +395,78 @@ mod tests {
             range_m: f64::INFINITY,
             tasks: vec![],
         }
+    }
+
+    /// Every position pair tried with `schedule`: the reference for `best_pair_insertion`.
+    fn brute_force(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, p: &Task, d: &Task) -> Option<f64> {
+        let base = schedule(map, table, plan, &plan.tasks)?.travel_s;
+        let n = plan.tasks.len();
+        let mut best: Option<f64> = None;
+        for i in plan.locked.min(n)..=n {
+            for j in i + 1..=n + 1 {
+                let mut tasks = plan.tasks.clone();
+                tasks.insert(i, p.clone());
+                tasks.insert(j, d.clone());
+                if let Some(s) = schedule(map, table, plan, &tasks) {
+                    let added = s.travel_s - base;
+                    if best.is_none_or(|b| added < b) {
+                        best = Some(added);
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn fast_pair_insertion_matches_trying_every_position() {
+        let map = grid();
+        let mut table = TravelTable::default();
+        let mut rng = crate::pdptw::solve::Rng::new(42);
+        let (mut compared, mut feasible) = (0, 0);
+        for case in 0..400 {
+            let mut plan = robot("r", rng.below(16) as u32, 1 + rng.below(3) as u8);
+            plan.model.max_payload = Grams(3_000);
+            plan.range_m = if case % 5 == 0 { 800.0 + rng.unit() * 2_000.0 } else { f64::INFINITY };
+            plan.load_compartments = rng.below(2) as u8;
+            let mk = |rng: &mut crate::pdptw::solve::Rng, kind, order: &str| {
+                let mut t = task(kind, order, rng.below(16) as u32, None);
+                t.grams = 500 + rng.below(1_500) as u32;
+                t.not_before = Timestamp(rng.below(600_000) as u64);
+                if kind == StopKind::Dropoff {
+                    t.deadline = Some(Timestamp(300_000 + rng.below(1_800_000) as u64));
+                }
+                t
+            };
+            // Build a feasible tour by cheapest insertions.
+            for k in 0..rng.below(5) {
+                let p = mk(&mut rng, StopKind::Pickup, &format!("o{k}"));
+                let d = Task { grams: p.grams, ..mk(&mut rng, StopKind::Dropoff, &format!("o{k}")) };
+                if let Some(ins) = cheapest_insertion(&map, &mut table, std::slice::from_ref(&plan), &p, &d) {
+                    plan.tasks = ins.tasks;
+                }
+            }
+            plan.locked = rng.below(plan.tasks.len() + 1);
+            let p = mk(&mut rng, StopKind::Pickup, "new");
+            let d = Task { grams: p.grams, ..mk(&mut rng, StopKind::Dropoff, "new") };
+            let slow = brute_force(&map, &mut table, &plan, &p, &d);
+            let fast = best_pair_insertion(&map, &mut table, &plan, &plan.tasks, &p, &d);
+            compared += 1;
+            match (slow, fast) {
+                (None, None) => {}
+                (Some(a), Some((b, i, j))) => {
+                    feasible += 1;
+                    assert!((a - b).abs() < 1e-6, "case {case}: brute force {a}, fast {b} at {i},{j}");
+                    let mut tasks = plan.tasks.clone();
+                    tasks.insert(i, p.clone());
+                    tasks.insert(j, d.clone());
+                    assert!(schedule(&map, &mut table, &plan, &tasks).is_some(), "case {case}: fast answer infeasible");
+                }
+                other => panic!("case {case}: brute force and fast disagree: {other:?}"),
+            }
+        }
+        assert_eq!(compared, 400);
+        assert!(feasible > 100 && feasible < 400, "a mix of feasible and infeasible cases: {feasible}");
     }
 
     #[test]

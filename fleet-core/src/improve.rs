@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use crate::assign::{RobotPlan, Task, TravelTable, schedule};
+use crate::assign::{RobotPlan, Task, TravelTable, best_pair_insertion, schedule};
 use crate::map::MapGraph;
 use crate::pdptw::solve::Rng;
 use crate::robot::StopKind;
@@ -95,40 +95,49 @@ impl Search<'_> {
     /// Cheapest feasible positions of `p` in robot `r`'s tour: (added travel, new tasks).
     fn best_in(&mut self, r: usize, tour: &Tour, p: &Pair) -> Option<Placement> {
         let plan = &self.plans[r];
-        if p.pickup.compartments > plan.model.compartments || p.pickup.grams > plan.model.max_payload.0 {
-            return None;
+        let (added, i, j) = best_pair_insertion(self.map, &mut self.table, plan, &tour.tasks, &p.pickup, &p.dropoff)?;
+        let mut tasks = Vec::with_capacity(tour.tasks.len() + 2);
+        tasks.extend_from_slice(&tour.tasks);
+        tasks.insert(i, p.pickup.clone());
+        tasks.insert(j, p.dropoff.clone());
+        Some((added, tasks))
+    }
+
+    /// The robots worth trying for a pickup: the [`NEAR_ROBOTS`] whose start or stops come closest to it in a
+    /// straight line. Trying every robot of a big fleet costs far more than it finds: a robot across town
+    /// rarely offers the cheapest insertion.
+    fn near_robots(&self, tours: &[Tour], frozen: &[bool], pickup: &Task) -> Vec<bool> {
+        let mut near = vec![false; tours.len()];
+        let Some(at) = self.map.pos(pickup.node) else {
+            return near;
+        };
+        let mut by_dist: Vec<(f64, usize)> = tours
+            .iter()
+            .enumerate()
+            .filter(|(r, _)| !frozen[*r])
+            .map(|(r, t)| {
+                let nodes = std::iter::once(self.plans[r].start_node).chain(t.tasks.iter().map(|x| x.node));
+                let d = nodes.filter_map(|n| self.map.pos(n)).map(|p| p.distance_m(at)).fold(f64::MAX, f64::min);
+                (d, r)
+            })
+            .collect();
+        by_dist.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (_, r) in by_dist.into_iter().take(NEAR_ROBOTS) {
+            near[r] = true;
         }
-        let n = tour.tasks.len();
-        let mut best: Option<Placement> = None;
-        for i in plan.locked.min(n)..=n {
-            for j in i + 1..=n + 1 {
-                let mut tasks = Vec::with_capacity(n + 2);
-                tasks.extend_from_slice(&tour.tasks[..i]);
-                tasks.push(p.pickup.clone());
-                tasks.extend_from_slice(&tour.tasks[i..j - 1]);
-                tasks.push(p.dropoff.clone());
-                tasks.extend_from_slice(&tour.tasks[j - 1..]);
-                let Some(t) = self.travel(r, &tasks) else {
-                    continue;
-                };
-                let added = t - tour.travel_s;
-                if best.as_ref().is_none_or(|(b, _)| added < *b - 1e-9) {
-                    best = Some((added, tasks));
-                }
-            }
-        }
-        best
+        near
     }
 
     /// Regret-2 reinsertion of `pairs`; false when some pair fits nowhere.
     fn repair(&mut self, tours: &mut [Tour], frozen: &[bool], mut pairs: Vec<Pair>, rng: &mut Rng) -> bool {
-        // Per pair, per robot: the best insertion. Only the robot that changed is recomputed after an insertion.
+        // Per pair, per nearby robot: the best insertion. Only the robot that changed is recomputed after an
+        // insertion.
+        let mut near: Vec<Vec<bool>> = pairs.iter().map(|p| self.near_robots(tours, frozen, &p.pickup)).collect();
         let mut table: Vec<Vec<Option<Placement>>> = pairs
             .iter()
-            .map(|p| {
-                (0..tours.len())
-                    .map(|r| if frozen[r] { None } else { self.best_in(r, &tours[r], p) })
-                    .collect::<Vec<_>>()
+            .zip(&near)
+            .map(|(p, near)| {
+                (0..tours.len()).map(|r| if near[r] { self.best_in(r, &tours[r], p) } else { None }).collect::<Vec<_>>()
             })
             .collect();
         while !pairs.is_empty() {
@@ -153,13 +162,16 @@ impl Search<'_> {
             let (_, tasks) = table[k][r].take().expect("picked from the entries that exist");
             pairs.swap_remove(k);
             table.swap_remove(k);
+            near.swap_remove(k);
             tours[r].tasks = tasks;
             tours[r].travel_s = match self.travel(r, &tours[r].tasks) {
                 Some(t) => t,
                 None => return false,
             };
-            for (p, row) in pairs.iter().zip(table.iter_mut()) {
-                row[r] = self.best_in(r, &tours[r], p);
+            for ((p, row), near) in pairs.iter().zip(table.iter_mut()).zip(&near) {
+                if near[r] {
+                    row[r] = self.best_in(r, &tours[r], p);
+                }
             }
         }
         true
@@ -186,6 +198,9 @@ fn take_pair(tour: &mut Tour, order: &OrderId) -> Option<Pair> {
 }
 
 const OPERATORS: usize = 3;
+
+/// Robots a removed order may be reinserted into: the nearest this many.
+pub const NEAR_ROBOTS: usize = 16;
 
 /// Looks for cheaper plans than the snapshot's. `used(iteration)` returns the fraction of the budget spent
 /// (by time in the server, by iterations in the simulator); the search stops at 1. `None` when nothing better
