@@ -74,6 +74,8 @@ pub struct RobotPlan {
     pub locked: usize,
     /// Metres the battery allows before the reserve ([`range_m`]); a plan may not drive farther.
     pub range_m: f64,
+    /// Every stop must be finished (service done) by then.
+    pub shift_end: Option<Timestamp>,
     pub tasks: Vec<Task>,
 }
 
@@ -133,6 +135,9 @@ pub fn schedule(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks
         t = arrive.max(task.not_before).plus_secs(task.service_s);
         at = task.node;
     }
+    if !tasks.is_empty() && plan.shift_end.is_some_and(|end| t > end) {
+        return None;
+    }
     Some(Schedule { arrivals, travel_s })
 }
 
@@ -187,12 +192,19 @@ fn timing(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks: &[Ta
         t.grams.push(grams);
         at = task.node;
     }
+    let shift_end = plan.shift_end.map_or(i64::MAX, |e| e.0 as i64);
+    if n > 0 && now > shift_end {
+        return None;
+    }
     // Backwards: the latest arrival at k such that k and everything after it stay on time.
     let mut next_latest = i64::MAX;
     for k in (0..n).rev() {
         let task = &tasks[k];
-        let latest_start =
-            if k + 1 < n { next_latest.saturating_sub(ms(legs[k + 1]) + ms(task.service_s)) } else { i64::MAX };
+        let latest_start = if k + 1 < n {
+            next_latest.saturating_sub(ms(legs[k + 1]) + ms(task.service_s))
+        } else {
+            shift_end.saturating_sub(ms(task.service_s))
+        };
         let deadline = task.deadline.map_or(i64::MAX, |d| d.0 as i64);
         t.latest[k] = if (task.not_before.0 as i64) > latest_start { i64::MIN } else { deadline.min(latest_start) };
         next_latest = t.latest[k];
@@ -219,6 +231,7 @@ pub fn best_pair_insertion(
     }
     let t = timing(map, table, plan, tasks)?;
     let max_travel = plan.range_m / plan.profile.speed_mps;
+    let shift_end = plan.shift_end.map_or(i64::MAX, |e| e.0 as i64);
     let n = tasks.len();
     let p = plan.profile;
     let node = |k: usize| tasks[k].node;
@@ -253,7 +266,8 @@ pub fn best_pair_insertion(
                     let d_d = a_d.max(dropoff.not_before.0 as i64) + ms(dropoff.service_s);
                     let after = if j < n { table.secs(map, dropoff.node, node(j), p) } else { Some(0.0) };
                     let feasible = match after {
-                        Some(leg) => j == n || d_d + ms(leg) <= t.latest[j],
+                        Some(_) if j == n => d_d <= shift_end,
+                        Some(leg) => d_d + ms(leg) <= t.latest[j],
                         None => false,
                     };
                     if feasible {
@@ -393,6 +407,7 @@ mod tests {
             load_grams: 0,
             locked: 0,
             range_m: f64::INFINITY,
+            shift_end: None,
             tasks: vec![],
         }
     }
@@ -428,6 +443,7 @@ mod tests {
             let mut plan = robot("r", rng.below(16) as u32, 1 + rng.below(3) as u8);
             plan.model.max_payload = Grams(3_000);
             plan.range_m = if case % 5 == 0 { 800.0 + rng.unit() * 2_000.0 } else { f64::INFINITY };
+            plan.shift_end = (case % 3 == 0).then(|| Timestamp(600_000 + (rng.unit() * 1_800_000.0) as u64));
             plan.load_compartments = rng.below(2) as u8;
             let mk = |rng: &mut crate::pdptw::solve::Rng, kind, order: &str| {
                 let mut t = task(kind, order, rng.below(16) as u32, None);

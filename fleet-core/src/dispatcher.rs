@@ -143,6 +143,12 @@ pub enum Input {
     ResumeRobot {
         robot: RobotId,
     },
+    /// Sets or clears the time by which the robot must have finished every stop. Work already planned that
+    /// would end later stays (it was promised); new work must fit.
+    SetShift {
+        robot: RobotId,
+        end: Option<Timestamp>,
+    },
     /// Better plans found by an improver from a [`PlanSnapshot`]; checked against the state at this moment and
     /// applied whole or refused (FAILED_PRECONDITION) whole. Never comes from the wire.
     ProposePlans(Box<Proposal>),
@@ -364,6 +370,17 @@ impl Dispatcher {
                 self.set_paused(&robot, false, &mut out);
                 out.reply = Some(Ok(Reply::Done));
             }
+            Input::SetShift { robot, end } => {
+                out.reply = Some(match self.robots.get_mut(&robot) {
+                    Some(r) => {
+                        r.shift_end = end;
+                        self.plans_version += 1;
+                        out.robots.insert(robot.clone());
+                        Ok(Reply::Robot(Box::new(r.clone())))
+                    }
+                    None => Err(CoreError::not_found(format!("robot {robot} not found"))),
+                });
+            }
             Input::ProposePlans(p) => {
                 out.reply = Some(self.apply_proposal(now, *p, &mut out));
             }
@@ -452,6 +469,7 @@ impl Dispatcher {
                 acked_update_id: 0,
             },
             on_board: Vec::new(),
+            shift_end: None,
         };
         self.robots.insert(id.clone(), robot.clone());
         out.robots.insert(id);
@@ -566,6 +584,7 @@ impl Dispatcher {
             load_grams: grams,
             locked: r.plan.iter().take_while(|s| s.locked()).count(),
             range_m: assign::range_m(&r.model, r.battery_pct),
+            shift_end: r.shift_end,
             tasks,
         }
     }
@@ -720,6 +739,10 @@ impl Dispatcher {
                 trip_s / 60.0,
                 (earliest.secs_since(deadline) / 60.0).max(1.0)
             );
+        }
+        let done = earliest.plus_secs(dropoff.service_s);
+        if plans.iter().all(|p| p.shift_end.is_some_and(|end| end < done)) {
+            return "every available robot's shift ends before it could deliver this order".into();
         }
         let trip_m = trip_s * profile.speed_mps;
         if plans.iter().all(|p| p.range_m < trip_m) {
@@ -1660,5 +1683,22 @@ mod refusal_tests {
         assert!(q.reason.as_deref().is_some_and(|r| r.starts_with("too far for the deliver-by time")), "{q:?}");
         let q = quote(&mut d, 3_600.0);
         assert!(q.feasible, "{q:?}");
+        // A shift that ends in five minutes leaves no time for a trip of eight.
+        let out =
+            d.handle(t, Input::SetShift { robot: RobotId::parse("r").expect("valid"), end: Some(t.plus_secs(300.0)) });
+        assert!(matches!(reply_of(&out), Some(Ok(Reply::Robot(r))) if r.shift_end == Some(t.plus_secs(300.0))));
+        let q = quote(&mut d, 3_600.0);
+        assert!(q.reason.as_deref().is_some_and(|r| r.contains("shift ends")), "{q:?}");
+        let out = d.handle(t, Input::SetShift { robot: RobotId::parse("nobody").expect("valid"), end: None });
+        assert!(matches!(reply_of(&out), Some(Err(CoreError::NotFound(_)))));
+        d.handle(t, Input::SetShift { robot: RobotId::parse("r").expect("valid"), end: None });
+        assert!(quote(&mut d, 3_600.0).feasible);
+    }
+
+    fn reply_of(out: &[Output]) -> Option<Result<Reply, CoreError>> {
+        out.iter().find_map(|o| match o {
+            Output::Reply(r) => Some(r.clone()),
+            _ => None,
+        })
     }
 }

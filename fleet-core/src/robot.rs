@@ -97,4 +97,7 @@ pub struct Robot {
     pub mission: MissionState,
     /// Orders currently on board.
     pub on_board: Vec<OrderId>,
+    /// The robot must have finished every stop by then; `None`: no limit.
+    #[serde(default)]
+    pub shift_end: Option<Timestamp>,
 }

@@ -156,6 +156,7 @@ pub fn robot_to_wire(r: &Robot) -> pb::Robot {
         on_board: r.on_board.iter().map(ToString::to_string).collect(),
         mission_update_id: r.mission.update_id,
         acked_update_id: r.mission.acked_update_id,
+        shift_end: opt_ts(r.shift_end),
     }
 }
 

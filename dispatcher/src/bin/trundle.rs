@@ -90,6 +90,12 @@ enum RobotCmd {
     Resume {
         id: String,
     },
+    /// Sets the time by which the robot must have finished every stop, in minutes from now (omit to clear).
+    Shift {
+        id: String,
+        #[arg(long)]
+        ends_in_min: Option<u64>,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -400,6 +406,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Robot(RobotCmd::Resume { id }) => {
             print_robot(&c.ops().resume_robot(c.req(pb::RobotRequest { robot_id: id })?).await?.into_inner())
+        }
+        Cmd::Robot(RobotCmd::Shift { id, ends_in_min }) => {
+            let req = pb::SetRobotShiftRequest { robot_id: id, shift_end: ends_in_min.map(|m| ts(m * 60)) };
+            print_robot(&c.ops().set_robot_shift(c.req(req)?).await?.into_inner())
         }
         Cmd::Token { role, subject } => {
             let role = match role.as_str() {

@@ -164,6 +164,17 @@ impl pb::ops_service_server::OpsService for OpsApi {
         Ok(Response::new(self.robot_reply(robot).await?))
     }
 
+    async fn set_robot_shift(&self, req: Request<pb::SetRobotShiftRequest>) -> Result<Response<pb::Robot>, Status> {
+        self.0.auth.operator(req.metadata())?;
+        let r = req.get_ref();
+        let robot = robot_id("robot_id", &r.robot_id).map_err(Error::from)?;
+        let end = convert::timestamp("shift_end", r.shift_end.as_ref()).map_err(Error::from)?;
+        match self.0.core.call(Input::SetShift { robot, end }).await? {
+            Reply::Robot(r) => Ok(Response::new(convert::robot_to_wire(&r))),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn get_order(&self, req: Request<pb::OpsGetOrderRequest>) -> Result<Response<pb::Order>, Status> {
         self.0.auth.operator(req.metadata())?;
         let id = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
