@@ -6,6 +6,7 @@
 //! Same scenario and seed, same report, byte for byte: every random draw comes from one seeded ChaCha stream,
 //! every collection that reaches the report is ordered, and time is tick x dt.
 
+pub mod physics;
 pub mod report;
 pub mod scenario;
 pub mod world;
