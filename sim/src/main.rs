@@ -40,6 +40,12 @@ struct RunArgs {
     /// Simulation step, milliseconds.
     #[arg(long, default_value_t = 1000)]
     dt_ms: u64,
+    /// People walking the footways.
+    #[arg(long, default_value_t = 200)]
+    pedestrians: usize,
+    /// Physics steps per simulated second (at least 20).
+    #[arg(long, default_value_t = 20)]
+    physics_hz: u32,
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -66,6 +72,8 @@ fn main() -> anyhow::Result<()> {
         orders_per_hour: a.orders_per_hour,
         duration_s: (a.hours * 3600.0).round() as u64,
         dt_ms: a.dt_ms,
+        pedestrians: a.pedestrians,
+        physics_hz: a.physics_hz,
         ..Scenario::default()
     };
     let report = sim::run(map, &scenario)?;
