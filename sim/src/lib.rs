@@ -1,11 +1,13 @@
 //! Trundle's simulator. [`run`] plays a [`Scenario`] in a deterministic lockstep loop with a simulated clock:
 //! the real fleet-core [`Dispatcher`](fleet_core::dispatcher::Dispatcher) and one real robot-agent
-//! [`Agent`](robot_agent::agent::Agent) per robot on a [`KinematicPlatform`](robot_agent::platform::KinematicPlatform),
-//! shops placing a seeded stream of orders, customers typing their PIN at the door. The result is a [`Report`].
+//! [`Agent`](robot_agent::agent::Agent) per robot, each driving a rapier3d body of the [`physics`] world among
+//! walking pedestrians, shops placing a seeded stream of orders, customers typing their PIN at the door. The
+//! result is a [`Report`], with the fleet's collisions, near misses and blocked robots.
 //!
 //! Same scenario and seed, same report, byte for byte: every random draw comes from one seeded ChaCha stream,
 //! every collection that reaches the report is ordered, and time is tick x dt.
 
+pub mod physics;
 pub mod report;
 pub mod scenario;
 pub mod world;

@@ -46,6 +46,12 @@ struct RunArgs {
     /// Search iterations per improvement.
     #[arg(long, default_value_t = 300)]
     improve_iterations: u64,
+    /// People walking the footways.
+    #[arg(long, default_value_t = 200)]
+    pedestrians: usize,
+    /// Physics steps per simulated second (at least 20).
+    #[arg(long, default_value_t = 20)]
+    physics_hz: u32,
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -74,6 +80,8 @@ fn main() -> anyhow::Result<()> {
         dt_ms: a.dt_ms,
         improve_every_s: a.improve_every_s,
         improve_iterations: a.improve_iterations,
+        pedestrians: a.pedestrians,
+        physics_hz: a.physics_hz,
         ..Scenario::default()
     };
     let report = sim::run(map, &scenario)?;

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::Scenario;
+use crate::physics::Collisions;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -27,11 +28,22 @@ pub struct Report {
     pub delivery_min_p50: f64,
     pub delivery_min_p90: f64,
     pub distance_km: f64,
+    /// Battery used over the fleet, percent of one battery (summed over robots).
+    pub energy_used_pct: f64,
+    /// Contacts between a robot and something else, from the physics engine, one per contact start.
+    pub collisions: Collisions,
+    /// Times something came closer than 0.5 m ahead of a driving robot.
+    pub near_misses: u64,
+    /// Times a robot was held up by an obstacle for longer than the blocked threshold.
+    pub blocked_events: u64,
+    /// Times a robot stepped aside around something in its way.
+    pub sidesteps: u64,
     pub deliveries_per_robot_hour: f64,
     /// Background improvements applied, and the planned travel they saved (minutes).
     pub improvements: usize,
     pub improvement_saved_min: f64,
     pub ticks: u64,
+    pub physics_steps: u64,
 }
 
 impl Report {
@@ -54,6 +66,7 @@ impl fmt::Display for Report {
             s.duration_s as f64 / 3600.0,
             s.dt_ms
         )?;
+        writeln!(f, "  physics          {} Hz, {} pedestrians", s.physics_hz, s.pedestrians)?;
         writeln!(f, "  map              {} nodes", self.map_nodes)?;
         writeln!(f, "  orders requested {}", self.orders_requested)?;
         writeln!(f, "  orders placed    {}", self.placed)?;
@@ -77,12 +90,24 @@ impl fmt::Display for Report {
             self.delivery_min_mean, self.delivery_min_p50, self.delivery_min_p90
         )?;
         writeln!(f, "  fleet distance   {:.2} km", self.distance_km)?;
+        writeln!(f, "  energy used      {:.1}% of a battery over the fleet", self.energy_used_pct)?;
+        let c = &self.collisions;
+        writeln!(
+            f,
+            "  collisions       {} (robot-robot {}, robot-pedestrian {}, robot-static {})",
+            c.total(),
+            c.robot_robot,
+            c.robot_pedestrian,
+            c.robot_static
+        )?;
+        writeln!(f, "  near misses      {}", self.near_misses)?;
+        writeln!(f, "  blocked          {} (sidesteps {})", self.blocked_events, self.sidesteps)?;
         writeln!(f, "  deliveries/robot-hour {:.2}", self.deliveries_per_robot_hour)?;
         writeln!(
             f,
             "  plan improvements {} applied, {:.1} min of planned travel saved",
             self.improvements, self.improvement_saved_min
         )?;
-        write!(f, "  simulated ticks  {}", self.ticks)
+        write!(f, "  simulated ticks  {} ({} physics steps)", self.ticks, self.physics_steps)
     }
 }

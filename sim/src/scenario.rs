@@ -28,6 +28,19 @@ pub struct Scenario {
     pub improve_every_s: u64,
     #[serde(default)]
     pub improve_iterations: u64,
+    /// People walking the footways (back and forth along random edges).
+    #[serde(default = "default_pedestrians")]
+    pub pedestrians: usize,
+    /// Physics steps per simulated second (20..=1000); several per tick when `dt_ms` is longer than a step.
+    #[serde(default = "default_physics_hz")]
+    pub physics_hz: u32,
+}
+
+fn default_pedestrians() -> usize {
+    200
+}
+fn default_physics_hz() -> u32 {
+    20
 }
 
 impl Default for Scenario {
@@ -46,6 +59,8 @@ impl Default for Scenario {
             start_ms: 1_780_653_600_000,
             improve_every_s: 30,
             improve_iterations: 300,
+            pedestrians: default_pedestrians(),
+            physics_hz: default_physics_hz(),
         }
     }
 }
@@ -64,6 +79,12 @@ impl Scenario {
         }
         if self.dt_ms == 0 || self.dt_ms > 10_000 {
             return Err("dt must be 1..=10000 ms".into());
+        }
+        if !(20..=1_000).contains(&self.physics_hz) {
+            return Err(format!("physics rate must be 20..=1000 Hz, not {}", self.physics_hz));
+        }
+        if self.pedestrians > 100_000 {
+            return Err(format!("pedestrians must be at most 100000, not {}", self.pedestrians));
         }
         if self.duration_s == 0 {
             return Err("duration must be positive".into());

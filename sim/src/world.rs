@@ -1,6 +1,7 @@
 //! The lockstep driver: one thread, a fixed step, a simulated clock. Each tick: shops act (place orders, mark
-//! them ready), customers at a waiting robot type their PIN, every platform advances, every agent and the
-//! dispatcher exchange messages until nothing is left in flight, and every 10 s the dispatcher ticks.
+//! them ready), customers at a waiting robot type their PIN, the physics world steps up to the tick's time (at
+//! its own fixed rate, several steps per tick), every robot's platform reports, every agent and the dispatcher
+//! exchange messages until nothing is left in flight, and every 10 s the dispatcher ticks.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -13,8 +14,9 @@ use fleet_core::{Grams, LatLon, NodeId, OrderId, RobotId, ShopId, Timestamp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use robot_agent::agent::{self, Agent, Output as AgentOut};
-use robot_agent::platform::{KinematicPlatform, Platform};
+use robot_agent::platform::Platform;
 
+use crate::physics::{PhysicsConfig, PhysicsWorld};
 use crate::{Report, Scenario};
 
 /// Why a run could not start.
@@ -38,10 +40,10 @@ struct PlannedOrder {
     pin: String,
 }
 
+/// A robot's agent; its body is robot `i` of the physics world, `i` being its index in the robot list.
 struct SimRobot {
     id: RobotId,
     agent: Agent,
-    platform: KinematicPlatform,
 }
 
 enum Msg {
@@ -110,6 +112,15 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
         }
     }
 
+    // The physics world: robots are added below, pedestrians now from their own seeded stream (so the number of
+    // pedestrians does not change the orders drawn above).
+    let mut phys =
+        PhysicsWorld::new(map.origin(), start, PhysicsConfig { hz: scenario.physics_hz, ..Default::default() })
+            .map_err(SimError::Scenario)?;
+    let mut ped_rng = ChaCha8Rng::seed_from_u64(scenario.seed);
+    ped_rng.set_stream(1);
+    phys.add_pedestrians(&map, scenario.pedestrians, &mut ped_rng);
+
     let mut d = Dispatcher::new(map, Config::default());
     let shop_ids: Vec<ShopId> = (0..scenario.shops)
         .map(|i| ShopId::parse(&format!("shop-{i:03}")).map_err(|e| SimError::Setup(e.to_string())))
@@ -124,11 +135,14 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
         let id = RobotId::parse(&format!("robot-{i:03}")).map_err(|e| SimError::Setup(e.to_string()))?;
         let depot = shop_pos[i % scenario.shops];
         expect_ok(d.handle(start, Input::RegisterRobot { id: id.clone(), name: format!("Robot {i}"), depot }))?;
-        robots.push(SimRobot {
-            id,
-            agent: Agent::new(fleet_core::robot::RobotModel::default()),
-            platform: KinematicPlatform::new(depot, start),
-        });
+        // Robots sharing a depot park side by side in rows of eight (1.2 m apart, rows 1.5 m apart), the first
+        // on the depot itself: two bodies cannot stand in one place.
+        let slot = i / scenario.shops;
+        let xy = phys.projection().to_xy(depot);
+        let parked = [xy[0] + (slot % 8) as f64 * 1.2, xy[1] + (slot / 8) as f64 * 1.5];
+        let body = phys.add_robot(phys.projection().to_latlon(parked), 0.0);
+        debug_assert_eq!(body, i, "robot i is body i");
+        robots.push(SimRobot { id, agent: Agent::new(fleet_core::robot::RobotModel::default()) });
     }
     let index: BTreeMap<RobotId, usize> = robots.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
 
@@ -141,7 +155,7 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
     let ticks = scenario.duration_s * 1000 / dt;
     let mut now = start;
     let (mut improved_version, mut improvements, mut improvement_saved_s) = (u64::MAX, 0usize, 0.0f64);
-    pump(&mut d, &mut robots, &index, &mut queue, now);
+    pump(&mut d, &mut robots, &mut phys, &index, &mut queue, now);
 
     for tick in 1..=ticks {
         now = Timestamp(start.0 + tick * dt);
@@ -190,23 +204,24 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
             }
         }
         // Bodies move.
-        for (i, r) in robots.iter_mut().enumerate() {
-            for ev in r.platform.poll(now) {
+        phys.advance_to(now);
+        for i in 0..robots.len() {
+            for ev in phys.robot(i).poll(now) {
                 queue.push_back(Msg::ToAgent(i, agent::Input::Platform(ev)));
             }
         }
         // State reports once per simulated second.
         if (tick * dt) % 1_000 < dt {
-            for (i, r) in robots.iter().enumerate() {
-                queue.push_back(Msg::ToAgent(i, agent::Input::Tick(r.platform.telemetry())));
+            for i in 0..robots.len() {
+                queue.push_back(Msg::ToAgent(i, agent::Input::Tick(phys.robot(i).telemetry())));
             }
         }
-        pump(&mut d, &mut robots, &index, &mut queue, now);
+        pump(&mut d, &mut robots, &mut phys, &index, &mut queue, now);
         if (tick * dt) % 10_000 < dt {
             for o in d.handle(now, Input::Tick) {
                 route(o, &index, &mut queue);
             }
-            pump(&mut d, &mut robots, &index, &mut queue, now);
+            pump(&mut d, &mut robots, &mut phys, &index, &mut queue, now);
         }
         let every_ms = scenario.improve_every_s * 1_000;
         if every_ms > 0 && (tick * dt) % every_ms < dt && d.plans_version() != improved_version {
@@ -225,7 +240,7 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
                         other => route(other, &index, &mut queue),
                     }
                 }
-                pump(&mut d, &mut robots, &index, &mut queue, now);
+                pump(&mut d, &mut robots, &mut phys, &index, &mut queue, now);
             }
         }
     }
@@ -246,11 +261,17 @@ pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
         delivery_min_mean: 0.0,
         delivery_min_p50: 0.0,
         delivery_min_p90: 0.0,
-        distance_km: robots.iter().map(|r| r.platform.odometer_m).sum::<f64>() / 1000.0,
+        distance_km: phys.distance_m() / 1000.0,
+        energy_used_pct: phys.energy_used_pct(),
+        collisions: phys.stats().collisions,
+        near_misses: phys.stats().near_misses,
+        blocked_events: phys.stats().blocked_events,
+        sidesteps: phys.stats().sidesteps,
         deliveries_per_robot_hour: 0.0,
         improvements,
         improvement_saved_min: improvement_saved_s / 60.0,
         ticks,
+        physics_steps: phys.stats().steps,
     };
     let mut minutes = Vec::new();
     for o in d.orders() {
@@ -310,6 +331,7 @@ fn route(o: Output, index: &BTreeMap<RobotId, usize>, queue: &mut VecDeque<Msg>)
 fn pump(
     d: &mut Dispatcher,
     robots: &mut [SimRobot],
+    phys: &mut PhysicsWorld,
     index: &BTreeMap<RobotId, usize>,
     queue: &mut VecDeque<Msg>,
     now: Timestamp,
@@ -321,7 +343,7 @@ fn pump(
                 for o in r.agent.handle(now, input) {
                     match o {
                         AgentOut::Send(msg) => queue.push_back(Msg::ToDispatcher(r.id.clone(), msg)),
-                        AgentOut::Platform(cmd) => r.platform.execute(now, cmd),
+                        AgentOut::Platform(cmd) => phys.robot(i).execute(now, cmd),
                     }
                 }
             }

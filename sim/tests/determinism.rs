@@ -9,8 +9,17 @@ fn monaco() -> MapGraph {
     MapGraph::from_osm(&bytes).expect("Monaco imports").0
 }
 
+/// Pedestrians kept few so the three runs stay quick in a debug build; enough that they meet the robots.
 fn small(seed: u64) -> Scenario {
-    Scenario { seed, robots: 4, shops: 2, orders_per_hour: 12.0, duration_s: 3 * 3600, ..Scenario::default() }
+    Scenario {
+        seed,
+        robots: 4,
+        shops: 2,
+        orders_per_hour: 12.0,
+        duration_s: 3 * 3600,
+        pedestrians: 20,
+        ..Scenario::default()
+    }
 }
 
 #[test]

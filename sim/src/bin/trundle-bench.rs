@@ -30,6 +30,31 @@ enum Cmd {
     Lilim(SolverArgs),
     /// Solomon VRPTW instances against the best-known solutions.
     Solomon(SolverArgs),
+    /// The full lockstep simulation (dispatcher, agents, rapier physics, pedestrians) on Monaco: real-time factor.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    #[arg(long, default_value = "data/monaco.osm.pbf")]
+    map: PathBuf,
+    /// Fleet sizes, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "10,50,200,1000")]
+    robots: Vec<usize>,
+    /// Simulated hours per run.
+    #[arg(long, default_value_t = 0.5)]
+    hours: f64,
+    #[arg(long, default_value_t = 200)]
+    pedestrians: usize,
+    /// Orders per robot-hour over all shops.
+    #[arg(long, default_value_t = 3.0)]
+    orders_per_robot_hour: f64,
+    #[arg(long, default_value_t = 20)]
+    physics_hz: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -564,11 +589,53 @@ fn solver_bench(a: SolverArgs, solomon: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn sim_bench(a: SimArgs) -> anyhow::Result<()> {
+    if !(a.hours.is_finite() && a.hours > 0.0 && a.hours <= 24.0) {
+        anyhow::bail!("--hours must be in (0, 24]");
+    }
+    let mut out = Out { json: a.json, rows: Vec::new() };
+    let bytes = std::fs::read(&a.map).with_context(|| format!("cannot read {}", a.map.display()))?;
+    let (map, _) = MapGraph::from_osm(&bytes)?;
+    let sim_s = (a.hours * 3600.0).round() as u64;
+    let mut rtfs = Vec::new();
+    for &robots in &a.robots {
+        let scenario = sim::Scenario {
+            seed: a.seed,
+            robots,
+            // Ten robots a shop, at least five shops and at most a hundred.
+            shops: (robots / 10).clamp(5, 100),
+            orders_per_hour: a.orders_per_robot_hour * robots as f64,
+            duration_s: sim_s,
+            pedestrians: a.pedestrians,
+            physics_hz: a.physics_hz,
+            ..sim::Scenario::default()
+        };
+        let m = map.clone();
+        let t0 = Instant::now();
+        let r = sim::run(m, &scenario)?;
+        let wall = t0.elapsed().as_secs_f64();
+        let rtf = sim_s as f64 / wall;
+        rtfs.push(json!({"robots": robots, "rtf": rtf.round()}));
+        out.emit(json!({"bench": "sim", "robots": robots, "pedestrians": a.pedestrians, "shops": scenario.shops,
+            "sim_s": sim_s, "wall_s": (wall * 100.0).round() / 100.0, "rtf": (rtf * 10.0).round() / 10.0,
+            "steps": r.physics_steps, "physics_hz": a.physics_hz,
+            "us_per_step": (wall / r.physics_steps.max(1) as f64 * 1e7).round() / 10.0,
+            "placed": r.placed, "delivered": r.delivered, "collisions": r.collisions.total(),
+            "robot_robot": r.collisions.robot_robot, "robot_pedestrian": r.collisions.robot_pedestrian,
+            "near_misses": r.near_misses, "blocked": r.blocked_events, "sidesteps": r.sidesteps,
+            "distance_km": (r.distance_km * 10.0).round() / 10.0}));
+    }
+    out.emit(json!({"bench": "sim", "measure": "summary", "hours": a.hours, "pedestrians": a.pedestrians,
+        "physics_hz": a.physics_hz, "rtf_by_robots": rtfs, "peak_rss_mb": peak_rss_mb().round(), "machine": machine()}));
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Routing(a) => routing(a),
         Cmd::Insertion(a) => insertion(a),
         Cmd::Lilim(a) => solver_bench(a, false),
         Cmd::Solomon(a) => solver_bench(a, true),
+        Cmd::Sim(a) => sim_bench(a),
     }
 }

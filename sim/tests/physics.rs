@@ -1,0 +1,172 @@
+//! The physics world on its own: a robot stops for what its sensor sees, steps around it, reports itself
+//! blocked when it cannot, and two robots meeting head-on both get where they are going without touching.
+//! Real rapier bodies, a manual clock; no map needed.
+
+use fleet_core::{LatLon, Timestamp};
+use robot_agent::agent::{PlatformCommand, PlatformEvent};
+use robot_agent::platform::Platform;
+use sim::physics::{PhysicsConfig, PhysicsWorld};
+
+const T0: Timestamp = Timestamp(1_780_653_600_000);
+
+fn origin() -> LatLon {
+    LatLon::new(43.73, 7.42).expect("valid")
+}
+
+/// The point `north` metres north and `east` metres east of the origin.
+fn at(world: &PhysicsWorld, east: f64, north: f64) -> LatLon {
+    world.projection().to_latlon([east, north])
+}
+
+fn drive(world: &mut PhysicsWorld, i: usize, path: Vec<LatLon>) {
+    world.robot(i).execute(T0, PlatformCommand::Drive { path, speed_mps: 1.6 });
+}
+
+/// Runs for up to `secs`, one poll per simulated second like the driver; returns each robot's events and the
+/// second each arrived.
+fn run(world: &mut PhysicsWorld, secs: u64) -> (Vec<Vec<PlatformEvent>>, Vec<Option<u64>>) {
+    let n = world.robot_count();
+    let mut events = vec![Vec::new(); n];
+    let mut arrived = vec![None; n];
+    for s in 1..=secs {
+        let now = Timestamp(T0.0 + s * 1_000);
+        world.advance_to(now);
+        for i in 0..n {
+            let ev = world.robot(i).poll(now);
+            if ev.contains(&PlatformEvent::Arrived) {
+                arrived[i].get_or_insert(s);
+            }
+            events[i].extend(ev);
+        }
+        if arrived.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    (events, arrived)
+}
+
+#[test]
+fn stops_for_an_obstacle_ahead_then_steps_around_it() {
+    let mut w = PhysicsWorld::new(origin(), T0, PhysicsConfig::default()).expect("valid config");
+    let r = w.add_robot(at(&w, 0.0, 0.0), std::f32::consts::FRAC_PI_2);
+    // A 0.6 m wide box on the line, 10 m ahead.
+    w.add_obstacle(at(&w, 0.0, 10.0), [0.3, 0.3, 0.5]);
+    let path = vec![at(&w, 0.0, 0.0), at(&w, 0.0, 30.0)];
+    drive(&mut w, r, path);
+    w.advance_to(Timestamp(T0.0 + 9_000));
+    // Standing still in front of the box, short of it: the sensor saw it.
+    let xy = w.robot_xy(r).expect("robot");
+    let front = xy[1] + 0.35;
+    let gap = (10.0 - 0.3) - front;
+    let tel = w.telemetry(r).expect("robot");
+    assert!(tel.speed_mps < 0.05, "still moving: {tel:?}");
+    assert!((0.5..1.2).contains(&gap), "stopped {gap} m short of the box");
+    assert_eq!(w.stats().collisions.total(), 0, "{:?}", w.stats());
+    // A few seconds later it steps aside and drives on to the end.
+    let (ev, arrived) = run(&mut w, 60);
+    assert!(arrived[0].is_some(), "never arrived: {:?} {:?}", w.robot_xy(r), w.stats());
+    assert_eq!(ev[0].last(), Some(&PlatformEvent::Arrived));
+    assert_eq!(w.stats().collisions.total(), 0, "{:?}", w.stats());
+    assert!(w.stats().sidesteps >= 1);
+    assert!((w.odometer_m(r) - 30.0).abs() < 3.0, "{} m", w.odometer_m(r));
+    assert!(w.battery_pct(r) < 100.0);
+}
+
+#[test]
+fn a_robot_held_up_too_long_reports_itself_blocked() {
+    // No stepping aside: a wall across the whole footway, as far as this robot is concerned.
+    let cfg = PhysicsConfig { sidestep_after_s: f64::INFINITY, blocked_after_s: 5.0, ..PhysicsConfig::default() };
+    let mut w = PhysicsWorld::new(origin(), T0, cfg).expect("valid config");
+    let r = w.add_robot(at(&w, 0.0, 0.0), std::f32::consts::FRAC_PI_2);
+    w.add_obstacle(at(&w, 0.0, 5.0), [2.0, 0.2, 0.5]);
+    let path = vec![at(&w, 0.0, 0.0), at(&w, 0.0, 2.0), at(&w, 0.0, 20.0)];
+    drive(&mut w, r, path);
+    w.advance_to(Timestamp(T0.0 + 6_000));
+    assert_eq!(w.blocked(r), None, "not yet: it has only just stopped");
+    w.advance_to(Timestamp(T0.0 + 15_000));
+    let b = w.blocked(r).expect("blocked by now");
+    assert_eq!(b.index, 1, "between the second point and the third");
+    assert_eq!(w.stats().blocked_events, 1);
+    assert_eq!(w.stats().collisions.total(), 0);
+}
+
+#[test]
+fn two_robots_meeting_head_on_both_arrive_without_touching() {
+    let mut w = PhysicsWorld::new(origin(), T0, PhysicsConfig::default()).expect("valid config");
+    let a = w.add_robot(at(&w, 0.0, 0.0), std::f32::consts::FRAC_PI_2);
+    let b = w.add_robot(at(&w, 0.0, 40.0), -std::f32::consts::FRAC_PI_2);
+    let line = vec![at(&w, 0.0, 0.0), at(&w, 0.0, 20.0), at(&w, 0.0, 40.0)];
+    let back: Vec<LatLon> = line.iter().rev().copied().collect();
+    drive(&mut w, a, line);
+    drive(&mut w, b, back);
+    let (ev, arrived) = run(&mut w, 120);
+    assert!(arrived.iter().all(Option::is_some), "{arrived:?} {:?}", w.stats());
+    for e in &ev {
+        let passed: Vec<usize> = e
+            .iter()
+            .filter_map(|x| if let PlatformEvent::Passed { index } = x { Some(*index) } else { None })
+            .collect();
+        assert_eq!(passed, vec![0, 1, 2]);
+    }
+    assert_eq!(w.stats().collisions.total(), 0, "{:?}", w.stats());
+    // 40 m at 1.6 m/s is 25 s; keeping right costs nothing.
+    assert!(arrived.iter().flatten().all(|&s| s < 35), "{arrived:?}");
+}
+
+#[test]
+fn head_on_on_exactly_the_same_line_the_higher_index_steps_aside() {
+    // Nobody keeps right: they meet nose to nose, and only the yield rule gets them past each other.
+    let cfg = PhysicsConfig { keep_right_m: 0.0, ..PhysicsConfig::default() };
+    let mut w = PhysicsWorld::new(origin(), T0, cfg).expect("valid config");
+    let a = w.add_robot(at(&w, 0.0, 0.0), std::f32::consts::FRAC_PI_2);
+    let b = w.add_robot(at(&w, 0.0, 40.0), -std::f32::consts::FRAC_PI_2);
+    let line = vec![at(&w, 0.0, 0.0), at(&w, 0.0, 40.0)];
+    let back: Vec<LatLon> = line.iter().rev().copied().collect();
+    drive(&mut w, a, line);
+    drive(&mut w, b, back);
+    let (_, arrived) = run(&mut w, 120);
+    assert!(arrived.iter().all(Option::is_some), "{arrived:?} {:?}", w.stats());
+    assert_eq!(w.stats().sidesteps, 1, "exactly one of them steps aside: {:?}", w.stats());
+    assert_eq!(w.stats().collisions.total(), 0, "{:?}", w.stats());
+    assert_eq!(w.stats().blocked_events, 0, "{:?}", w.stats());
+}
+
+#[test]
+fn two_robots_crossing_at_right_angles_do_not_deadlock() {
+    let mut w = PhysicsWorld::new(origin(), T0, PhysicsConfig::default()).expect("valid config");
+    // Same distance to the crossing, same speed: they get there together.
+    let a = w.add_robot(at(&w, 0.0, -15.0), std::f32::consts::FRAC_PI_2);
+    let b = w.add_robot(at(&w, -15.0, 0.0), 0.0);
+    let pa = vec![at(&w, 0.0, -15.0), at(&w, 0.0, 0.0), at(&w, 0.0, 15.0)];
+    let pb = vec![at(&w, -15.0, 0.0), at(&w, 0.0, 0.0), at(&w, 15.0, 0.0)];
+    drive(&mut w, a, pa);
+    drive(&mut w, b, pb);
+    let (_, arrived) = run(&mut w, 120);
+    assert!(arrived.iter().all(Option::is_some), "{arrived:?} {:?}", w.stats());
+    assert_eq!(w.stats().blocked_events, 0, "{:?}", w.stats());
+    assert_eq!(w.stats().collisions.total(), 0, "{:?}", w.stats());
+}
+
+#[test]
+fn a_robot_follows_a_slower_pedestrian_without_touching_them() {
+    let mut w = PhysicsWorld::new(origin(), T0, PhysicsConfig::default()).expect("valid config");
+    let r = w.add_robot(at(&w, 0.0, 0.0), std::f32::consts::FRAC_PI_2);
+    // Walking north ahead of the robot at 1 m/s on the same side, then back on the other side.
+    w.add_pedestrian(at(&w, 0.0, 4.0), at(&w, 0.0, 30.0), 1.0, 0.0);
+    let path = vec![at(&w, 0.0, 0.0), at(&w, 0.0, 40.0)];
+    drive(&mut w, r, path);
+    let mut slowest_after_catching_up = f64::MAX;
+    for s in 1..=60u64 {
+        let now = Timestamp(T0.0 + s * 1_000);
+        w.advance_to(now);
+        let tel = w.telemetry(r).expect("robot");
+        if (10..20).contains(&s) {
+            slowest_after_catching_up = slowest_after_catching_up.min(tel.speed_mps);
+        }
+        if w.robot(r).poll(now).contains(&PlatformEvent::Arrived) {
+            break;
+        }
+    }
+    assert!(slowest_after_catching_up < 1.2, "never slowed: {slowest_after_catching_up}");
+    assert_eq!(w.stats().collisions.total(), 0, "{:?}", w.stats());
+}
