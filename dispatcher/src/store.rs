@@ -128,12 +128,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         {
             let s = SledStore::open(dir.path()).expect("opens");
-            s.write(&[Record::Meta(Meta { next_order_seq: 41, closed_edges: vec![] })]).expect("writes");
-            s.write(&[Record::Meta(Meta { next_order_seq: 42, closed_edges: vec![] })]).expect("writes");
+            s.write(&[Record::Meta(Meta { next_order_seq: 41, ..Meta::default() })]).expect("writes");
+            s.write(&[Record::Meta(Meta { next_order_seq: 42, ..Meta::default() })]).expect("writes");
             s.put_token(&TokenEntry { hash_hex: "ab".into(), principal: Principal::Operator }).expect("writes");
         }
         let s = SledStore::open(dir.path()).expect("reopens");
-        assert_eq!(s.load().expect("loads"), vec![Record::Meta(Meta { next_order_seq: 42, closed_edges: vec![] })]);
+        assert_eq!(s.load().expect("loads"), vec![Record::Meta(Meta { next_order_seq: 42, ..Meta::default() })]);
         assert_eq!(s.load_tokens().expect("loads").len(), 1);
     }
 }

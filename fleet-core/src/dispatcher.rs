@@ -14,7 +14,7 @@ use crate::assign::{self, RobotPlan, Task, TravelTable};
 use crate::improve::{PlanSnapshot, Proposal};
 use crate::map::{MapGraph, Profile};
 use crate::mission::{
-    FromRobot, InstantAction, MissionUpdate, RobotEvent, Step, StepAction, StepOutcome, ToRobot, pin_hash,
+    ErrorLevel, FromRobot, InstantAction, MissionUpdate, RobotEvent, Step, StepAction, StepOutcome, ToRobot, pin_hash,
 };
 use crate::order::{DeliveryRequest, Order, OrderStatus, Place};
 use crate::robot::{MissionState, PlanStop, Robot, RobotModel, StopKind};
@@ -35,6 +35,13 @@ pub struct Config {
     /// A robot offline this long loses the orders it has not started loading (they go to other robots); one
     /// with parcels aboard is flagged to operators instead.
     pub offline_limit_s: f64,
+    /// A sidewalk a robot reports blocked is closed (both ways) for this long, then reopens by itself.
+    #[serde(default = "default_blocked_closure_s")]
+    pub blocked_closure_s: f64,
+}
+
+fn default_blocked_closure_s() -> f64 {
+    600.0
 }
 
 impl Default for Config {
@@ -47,8 +54,14 @@ impl Default for Config {
             max_open_orders_per_shop: 1_000,
             crossing_penalty_s: 8.0,
             offline_limit_s: 120.0,
+            blocked_closure_s: default_blocked_closure_s(),
         }
     }
+}
+
+/// A robot the planner may give work: connected, not paused by an operator, not out of service.
+fn available(r: &Robot) -> bool {
+    r.online && !r.paused && r.fault.is_none()
 }
 
 /// Longest accepted idempotency key and shop or robot name, in bytes.
@@ -67,6 +80,9 @@ pub struct Shop {
 pub struct Meta {
     pub next_order_seq: u64,
     pub closed_edges: Vec<(NodeId, NodeId)>,
+    /// Closures made because a robot reported the way blocked, and when each reopens by itself.
+    #[serde(default)]
+    pub temp_closures: Vec<(NodeId, NodeId, Timestamp)>,
 }
 
 /// Something to write to the store. Records of one `handle` call are written together.
@@ -470,6 +486,7 @@ impl Dispatcher {
             },
             on_board: Vec::new(),
             shift_end: None,
+            fault: None,
         };
         self.robots.insert(id.clone(), robot.clone());
         out.robots.insert(id);
@@ -599,7 +616,7 @@ impl Dispatcher {
         PlanSnapshot {
             map: Arc::clone(&self.map),
             taken_at: now,
-            plans: self.robots.values().filter(|r| r.online && !r.paused).map(|r| self.robot_plan(r, now)).collect(),
+            plans: self.robots.values().filter(|r| available(r)).map(|r| self.robot_plan(r, now)).collect(),
         }
     }
 
@@ -622,7 +639,7 @@ impl Dispatcher {
         let mut installs: Vec<(RobotId, Vec<PlanStop>)> = Vec::new();
         for pp in &p.plans {
             let r = self.robots.get(&pp.robot).ok_or_else(|| stale(format!("robot {} is gone", pp.robot)))?;
-            if !r.online || r.paused {
+            if !available(r) {
                 return Err(stale(format!("robot {} is no longer available", r.id)));
             }
             let keys: Vec<Key> = pp.stops.iter().filter(|k| owner.contains_key(*k)).cloned().collect();
@@ -704,7 +721,7 @@ impl Dispatcher {
 
     fn best_insertion(&mut self, now: Timestamp, pickup: &Task, dropoff: &Task) -> Result<assign::Insertion, String> {
         let plans: Vec<RobotPlan> =
-            self.robots.values().filter(|r| r.online && !r.paused).map(|r| self.robot_plan(r, now)).collect();
+            self.robots.values().filter(|r| available(r)).map(|r| self.robot_plan(r, now)).collect();
         if plans.is_empty() {
             return Err("no robot is available right now".into());
         }
@@ -1120,6 +1137,11 @@ impl Dispatcher {
     fn set_paused(&mut self, robot: &RobotId, paused: bool, out: &mut Out) {
         if let Some(r) = self.robots.get_mut(robot) {
             r.paused = paused;
+            // Resuming is also how an operator returns a repaired robot to service.
+            if !paused {
+                r.fault = None;
+            }
+            self.plans_version += 1;
             out.robots.insert(robot.clone());
             out.other.push(Output::Send {
                 robot: robot.clone(),
@@ -1203,17 +1225,19 @@ impl Dispatcher {
                 self.step_finished(now, id, seq, outcome, out);
                 self.release(now, id, out, false);
             }
-            FromRobot::Event(RobotEvent::Blocked { from, to }) => {
-                out.other.push(Output::Alert {
-                    robot: Some(id.clone()),
-                    message: format!("robot {id} is blocked between {from} and {to}"),
-                });
-            }
+            FromRobot::Event(RobotEvent::Blocked { from, to }) => self.on_blocked(now, id, from, to, out),
             FromRobot::Event(RobotEvent::Error { level, kind, detail }) => {
                 out.other.push(Output::Alert {
                     robot: Some(id.clone()),
                     message: format!("robot {id} reports {level:?} {kind}: {detail}"),
                 });
+                if level == ErrorLevel::Fatal && r.fault.is_none() {
+                    r.fault = Some(format!("{kind}: {detail}"));
+                    out.robots.insert(id.clone());
+                    self.plans_version += 1;
+                    self.unassign_unstarted(now, id, "is out of service", out);
+                    self.replan_pending(now, out);
+                }
             }
         }
     }
@@ -1298,6 +1322,130 @@ impl Dispatcher {
 
     /// Acts on robots gone longer than the limit: orders they have not started loading go back to pending (and
     /// are re-planned below); parcels aboard stay with the robot and operators are told.
+    /// A robot could not get from `from` to `to`: close that sidewalk for a while (both ways) and send the
+    /// robot a new route to the stop it was driving to, from the node it last passed.
+    fn on_blocked(&mut self, now: Timestamp, id: &RobotId, from: NodeId, to: NodeId, out: &mut Out) {
+        let minutes = self.config.blocked_closure_s / 60.0;
+        if self.map.adjacent(from, to) {
+            let until = now.plus_secs(self.config.blocked_closure_s);
+            // Closures are per edge (both directions), named with the lower node first.
+            let key = (from.min(to), from.max(to));
+            let by_operator =
+                self.map.closed_edges().any(|e| e == key) && !self.meta.temp_closures.iter().any(|c| (c.0, c.1) == key);
+            // An edge an operator closed stays the operator's to open.
+            if !by_operator {
+                Arc::make_mut(&mut self.map).close_edge(key.0, key.1);
+                self.meta.temp_closures.retain(|c| (c.0, c.1) != key);
+                self.meta.temp_closures.push((key.0, key.1, until));
+            }
+            self.meta.closed_edges = self.map.closed_edges().collect();
+            self.table.clear();
+            self.plans_version += 1;
+            out.meta = true;
+        }
+        let Some(r) = self.robots.get_mut(id) else { return };
+        let driving = r.mission.base.first().is_some_and(|s| matches!(s.action, StepAction::Drive { .. }));
+        if !driving {
+            out.other.push(Output::Alert {
+                robot: Some(id.clone()),
+                message: format!("robot {id} reports the way from {from} to {to} blocked; closed for {minutes:.0} min"),
+            });
+            return;
+        }
+        // Withdraw the whole released base (the drive and any action released with it); the agent stops the
+        // step it runs when it is no longer first, and the release below sends the new route.
+        for s in std::mem::take(&mut r.mission.base) {
+            self.drive_targets.remove(&(id.clone(), s.seq));
+        }
+        if self.map.node(from).is_some() {
+            r.node = from;
+        }
+        if let Some(first) = r.plan.first_mut() {
+            first.drive_released = false;
+            first.action_released = false;
+        }
+        out.robots.insert(id.clone());
+        self.release(now, id, out, true);
+        let rerouted = self.robots.get(id).is_some_and(|r| !r.mission.base.is_empty());
+        out.other.push(Output::Alert {
+            robot: Some(id.clone()),
+            message: if rerouted {
+                format!("robot {id} blocked between {from} and {to}: sidewalk closed for {minutes:.0} min, re-routed")
+            } else {
+                format!(
+                    "robot {id} blocked between {from} and {to}: sidewalk closed for {minutes:.0} min, no other way yet"
+                )
+            },
+        });
+    }
+
+    /// Reopens sidewalks whose blocked-closure time is over, and gives idle robots with planned stops their
+    /// next release (one may have waited for a way to open).
+    fn reopen_and_release(&mut self, now: Timestamp, out: &mut Out) {
+        let (due, keep): (Vec<_>, Vec<_>) = self.meta.temp_closures.iter().partition(|c| c.2 <= now);
+        if !due.is_empty() {
+            self.meta.temp_closures = keep;
+            let map = Arc::make_mut(&mut self.map);
+            for (a, b, _) in due {
+                map.open_edge(a, b);
+            }
+            self.meta.closed_edges = self.map.closed_edges().collect();
+            self.table.clear();
+            self.plans_version += 1;
+            out.meta = true;
+        }
+        let idle: Vec<RobotId> = self
+            .robots
+            .values()
+            .filter(|r| available(r) && r.mission.base.is_empty() && !r.plan.is_empty())
+            .map(|r| r.id.clone())
+            .collect();
+        for id in idle {
+            self.release(now, &id, out, false);
+        }
+    }
+
+    /// Takes back from robot `id` every order it has not started loading (they become pending and are planned
+    /// again); orders aboard or being loaded stay, and operators are told.
+    fn unassign_unstarted(&mut self, now: Timestamp, id: &RobotId, why: &str, out: &mut Out) {
+        let Some(r) = self.robots.get(id) else { return };
+        // An order moves when its pickup is still in the plan and not yet released for loading.
+        let movable: BTreeSet<OrderId> = r
+            .plan
+            .iter()
+            .filter(|s| s.kind == StopKind::Pickup && !s.action_released)
+            .map(|s| s.order.clone())
+            .collect();
+        let staying: BTreeSet<OrderId> =
+            r.plan.iter().map(|s| s.order.clone()).filter(|o| !movable.contains(o)).collect();
+        let r = self.robots.get_mut(id).expect("present");
+        r.plan.retain(|s| !movable.contains(&s.order));
+        for oid in &movable {
+            if let Some(o) = self.orders.get_mut(oid)
+                && o.transition(OrderStatus::Pending, now).is_ok()
+            {
+                o.eta_pickup = None;
+                o.eta_dropoff = None;
+                out.orders.insert(oid.clone());
+            }
+        }
+        if !staying.is_empty() {
+            let list: Vec<String> = staying.iter().map(ToString::to_string).collect();
+            out.other.push(Output::Alert {
+                robot: Some(id.clone()),
+                message: format!(
+                    "robot {id} {why} with parcels aboard or being loaded ({}); those orders wait for it",
+                    list.join(", ")
+                ),
+            });
+        }
+        if !movable.is_empty() {
+            self.plans_version += 1;
+            out.robots.insert(id.clone());
+            self.release(now, id, out, true);
+        }
+    }
+
     fn handle_offline(&mut self, now: Timestamp, out: &mut Out) {
         for r in self.robots.values().filter(|r| !r.online) {
             self.offline_since.entry(r.id.clone()).or_insert(now);
@@ -1311,49 +1459,19 @@ impl Dispatcher {
             .collect();
         for (id, since) in due {
             self.offline_handled.insert(id.clone());
-            let Some(r) = self.robots.get(&id) else { continue };
-            // An order moves when its pickup is still in the plan and not yet released for loading.
-            let movable: BTreeSet<OrderId> = r
-                .plan
-                .iter()
-                .filter(|s| s.kind == StopKind::Pickup && !s.action_released)
-                .map(|s| s.order.clone())
-                .collect();
-            let staying: BTreeSet<OrderId> =
-                r.plan.iter().map(|s| s.order.clone()).filter(|o| !movable.contains(o)).collect();
-            let r = self.robots.get_mut(&id).expect("present");
-            r.plan.retain(|s| !movable.contains(&s.order));
-            for oid in &movable {
-                if let Some(o) = self.orders.get_mut(oid)
-                    && o.transition(OrderStatus::Pending, now).is_ok()
-                {
-                    o.eta_pickup = None;
-                    o.eta_dropoff = None;
-                    out.orders.insert(oid.clone());
-                }
-            }
-            if !staying.is_empty() {
-                let list: Vec<String> = staying.iter().map(ToString::to_string).collect();
-                out.other.push(Output::Alert {
-                    robot: Some(id.clone()),
-                    message: format!(
-                        "robot {id} has been offline for {:.0} s with parcels aboard or being loaded ({}); those orders wait for it",
-                        now.secs_since(since),
-                        list.join(", ")
-                    ),
-                });
-            }
-            if !movable.is_empty() {
-                self.plans_version += 1;
-                out.robots.insert(id.clone());
-                self.release(now, &id, out, true);
-            }
+            let why = format!("has been offline for {:.0} s", now.secs_since(since));
+            self.unassign_unstarted(now, &id, &why, out);
         }
     }
 
     fn tick(&mut self, now: Timestamp, out: &mut Out) {
         self.handle_offline(now, out);
-        // Orders waiting for a robot: try again, and fail those whose deadline passed.
+        self.reopen_and_release(now, out);
+        self.replan_pending(now, out);
+    }
+
+    /// Orders waiting for a robot: try again, and fail those whose deadline passed.
+    fn replan_pending(&mut self, now: Timestamp, out: &mut Out) {
         let pending: Vec<OrderId> =
             self.orders.values().filter(|o| o.status == OrderStatus::Pending).map(|o| o.id.clone()).collect();
         for id in pending {
@@ -1700,5 +1818,116 @@ mod refusal_tests {
             Output::Reply(r) => Some(r.clone()),
             _ => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+    use crate::Grams;
+    use crate::map::tests::grid;
+    use crate::mission::Hello;
+    use crate::order::Parcel;
+
+    fn ll(lat: f64, lon: f64) -> LatLon {
+        LatLon::new(lat, lon).expect("valid")
+    }
+
+    /// A shop at the south-west corner of the grid, robot `a` there, robot `b` one block north; one order to
+    /// the north-east corner placed on `a`.
+    fn setup() -> (Dispatcher, RobotId, RobotId, OrderId, Timestamp) {
+        let t = Timestamp(1_000_000);
+        let mut d = Dispatcher::new(grid(), Config::default());
+        let shop = ShopId::parse("s").expect("valid");
+        d.handle(t, Input::RegisterShop { id: shop.clone(), name: "S".into(), pos: ll(43.73, 7.42) });
+        let (a, b) = (RobotId::parse("a").expect("valid"), RobotId::parse("b").expect("valid"));
+        for (id, at) in [(&a, ll(43.73, 7.42)), (&b, ll(43.731, 7.42))] {
+            d.handle(t, Input::RegisterRobot { id: id.clone(), name: String::new(), depot: at });
+            let hello =
+                Hello { model: RobotModel::default(), mission_id: String::new(), last_update_id: 0, finished: vec![] };
+            d.handle(t, Input::Robot { robot: id.clone(), msg: FromRobot::Hello(hello) });
+        }
+        let request = DeliveryRequest {
+            dropoff: ll(43.733, 7.423),
+            parcel: Parcel::new(Grams(500), 1).expect("valid"),
+            ready_at: None,
+            deliver_by: t.plus_secs(3_600.0),
+        };
+        let out = d.handle(t, Input::PlaceOrder { shop, idempotency_key: "k".into(), request, pin: "1234".into() });
+        let order = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Reply(Ok(Reply::Placed { order, .. })) => Some(order.id.clone()),
+                _ => None,
+            })
+            .expect("placed");
+        assert_eq!(d.order(&order).and_then(|o| o.robot.clone()), Some(a.clone()));
+        (d, a, b, order, t)
+    }
+
+    fn drive_nodes(d: &Dispatcher, r: &RobotId) -> Option<(u32, Vec<NodeId>)> {
+        d.robot(r)?.mission.base.iter().find_map(|s| match &s.action {
+            StepAction::Drive { nodes, .. } => Some((s.seq, nodes.clone())),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_blocked_sidewalk_is_closed_and_the_robot_rerouted_until_it_reopens() {
+        let (mut d, a, _b, order, t) = setup();
+        // Mark the parcel ready and let robot `a` load it, so its released drive goes to the customer.
+        let shop = ShopId::parse("s").expect("valid");
+        d.handle(t, Input::MarkReady { shop, order: order.clone() });
+        let pickup_seq = d.robot(&a).expect("a").mission.base.iter().find_map(|s| match s.action {
+            StepAction::Pickup { .. } => Some(s.seq),
+            _ => None,
+        });
+        let seq = pickup_seq.expect("the pickup is released at the shop");
+        d.handle(
+            t,
+            Input::Robot {
+                robot: a.clone(),
+                msg: FromRobot::Event(RobotEvent::StepFinished { seq, outcome: StepOutcome::Done }),
+            },
+        );
+        let (old_seq, nodes) = drive_nodes(&d, &a).expect("driving to the customer");
+        let (from, to) = (nodes[0], nodes[1]);
+        let out = d.handle(
+            t.plus_secs(5.0),
+            Input::Robot { robot: a.clone(), msg: FromRobot::Event(RobotEvent::Blocked { from, to }) },
+        );
+        let (new_seq, new_nodes) = drive_nodes(&d, &a).expect("a new route");
+        assert!(new_seq > old_seq, "a new step, not the withdrawn one");
+        assert_eq!(new_nodes.first(), Some(&from));
+        assert!(
+            !new_nodes.windows(2).any(|w| (w[0], w[1]) == (from, to) || (w[0], w[1]) == (to, from)),
+            "{new_nodes:?}"
+        );
+        assert_eq!(new_nodes.last(), nodes.last(), "same destination");
+        assert!(out.iter().any(|o| matches!(o, Output::Send { robot, msg: ToRobot::Mission(_) } if robot == &a)));
+        assert!(out.iter().any(|o| matches!(o, Output::Alert { message, .. } if message.contains("re-routed"))));
+        assert!(out.iter().any(|o| matches!(o, Output::Persist(Record::Meta(m)) if m.temp_closures.len() == 1)));
+        let closed: Vec<_> = d.map().closed_edges().collect();
+        assert_eq!(closed, vec![(from.min(to), from.max(to))]);
+        // Ten minutes later the sidewalk reopens by itself.
+        d.handle(t.plus_secs(5.0 + 599.0), Input::Tick);
+        assert_eq!(d.map().closed_edges().count(), 1);
+        d.handle(t.plus_secs(5.0 + 601.0), Input::Tick);
+        assert_eq!(d.map().closed_edges().count(), 0);
+    }
+
+    #[test]
+    fn a_broken_robot_loses_unstarted_orders_and_gets_no_new_work_until_resumed() {
+        let (mut d, a, b, order, t) = setup();
+        let err = RobotEvent::Error { level: ErrorLevel::Fatal, kind: "motor".into(), detail: "left wheel".into() };
+        let out = d.handle(t.plus_secs(1.0), Input::Robot { robot: a.clone(), msg: FromRobot::Event(err) });
+        assert_eq!(d.order(&order).and_then(|o| o.robot.clone()), Some(b.clone()), "re-assigned at once");
+        assert!(d.robot(&a).expect("a").fault.is_some());
+        assert!(d.robot(&a).expect("a").plan.is_empty());
+        assert!(out.iter().any(|o| matches!(o, Output::Persist(Record::Robot(r)) if r.id == a && r.fault.is_some())));
+        assert!(d.plan_snapshot(t).plans.iter().all(|p| p.robot != a), "out of service: not planned");
+        d.handle(t.plus_secs(2.0), Input::ResumeRobot { robot: a.clone() });
+        assert!(d.robot(&a).expect("a").fault.is_none());
+        assert!(d.plan_snapshot(t).plans.iter().any(|p| p.robot == a));
     }
 }

@@ -100,4 +100,7 @@ pub struct Robot {
     /// The robot must have finished every stop by then; `None`: no limit.
     #[serde(default)]
     pub shift_end: Option<Timestamp>,
+    /// Out of service since it reported a fatal error, with the error; an operator's resume clears it.
+    #[serde(default)]
+    pub fault: Option<String>,
 }

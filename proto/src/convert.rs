@@ -157,6 +157,7 @@ pub fn robot_to_wire(r: &Robot) -> pb::Robot {
         mission_update_id: r.mission.update_id,
         acked_update_id: r.mission.acked_update_id,
         shift_end: opt_ts(r.shift_end),
+        fault: r.fault.clone().unwrap_or_default(),
     }
 }
 
