@@ -6,8 +6,12 @@
 //!
 //! Same scenario and seed, same report, byte for byte: every random draw comes from one seeded ChaCha stream,
 //! every collection that reaches the report is ordered, and time is tick x dt.
+//!
+//! [`remote`] is the other driver: the same simulated fleet as real robot-agent gRPC sessions against a running
+//! dispatcher.
 
 pub mod physics;
+pub mod remote;
 pub mod report;
 pub mod scenario;
 pub mod world;
