@@ -38,6 +38,18 @@ pub struct Config {
     /// A sidewalk a robot reports blocked is closed (both ways) for this long, then reopens by itself.
     #[serde(default = "default_blocked_closure_s")]
     pub blocked_closure_s: f64,
+    /// An idle robot whose battery is below this is sent to its depot to charge, up to `charge_to_pct`.
+    #[serde(default = "default_charge_below_pct")]
+    pub charge_below_pct: f64,
+    #[serde(default = "default_charge_to_pct")]
+    pub charge_to_pct: f64,
+}
+
+fn default_charge_below_pct() -> f64 {
+    40.0
+}
+fn default_charge_to_pct() -> f64 {
+    95.0
 }
 
 fn default_blocked_closure_s() -> f64 {
@@ -55,13 +67,15 @@ impl Default for Config {
             crossing_penalty_s: 8.0,
             offline_limit_s: 120.0,
             blocked_closure_s: default_blocked_closure_s(),
+            charge_below_pct: default_charge_below_pct(),
+            charge_to_pct: default_charge_to_pct(),
         }
     }
 }
 
 /// A robot the planner may give work: connected, not paused by an operator, not out of service.
 fn available(r: &Robot) -> bool {
-    r.online && !r.paused && r.fault.is_none()
+    r.online && !r.paused && r.fault.is_none() && !r.charging
 }
 
 /// Longest accepted idempotency key and shop or robot name, in bytes.
@@ -487,6 +501,7 @@ impl Dispatcher {
             on_board: Vec::new(),
             shift_end: None,
             fault: None,
+            charging: false,
         };
         self.robots.insert(id.clone(), robot.clone());
         out.robots.insert(id);
@@ -1256,6 +1271,10 @@ impl Dispatcher {
         for (i, step) in done.into_iter().enumerate() {
             let outcome = if i == last { outcome.clone() } else { StepOutcome::Done };
             match step.action {
+                StepAction::Charge { .. } => {
+                    self.robots.get_mut(id).expect("present").charging = false;
+                    self.plans_version += 1;
+                }
                 StepAction::Drive { nodes, .. } => {
                     if let Some(&n) = nodes.last() {
                         self.robots.get_mut(id).expect("present").node = n;
@@ -1405,6 +1424,55 @@ impl Dispatcher {
         }
     }
 
+    /// Sends idle robots low on battery to their depot to charge. While charging a robot gets no work.
+    fn send_to_charge(&mut self, out: &mut Out) {
+        let low: Vec<RobotId> = self
+            .robots
+            .values()
+            .filter(|r| available(r) && r.plan.is_empty() && r.mission.base.is_empty())
+            .filter(|r| r.battery_pct < self.config.charge_below_pct)
+            .map(|r| r.id.clone())
+            .collect();
+        for id in low {
+            let r = &self.robots[&id];
+            let Ok(depot) = self.map.snap(r.depot, self.config.max_snap_m) else { continue };
+            let profile = self.profile(&r.model);
+            let mut actions = Vec::new();
+            if depot.node != r.node {
+                match self.map.route(r.node, depot.node, profile) {
+                    Some(route) if route.nodes.len() >= 2 => actions.push(StepAction::Drive {
+                        path: self.map.geometry(&route.nodes),
+                        nodes: route.nodes,
+                        length_m: route.length_m,
+                        speed_mps: profile.speed_mps,
+                    }),
+                    Some(_) => {}
+                    None => {
+                        out.other.push(Output::Alert {
+                            robot: Some(id.clone()),
+                            message: format!("robot {id} needs charging but has no open route to its depot"),
+                        });
+                        continue;
+                    }
+                }
+            }
+            actions.push(StepAction::Charge { until_pct: self.config.charge_to_pct });
+            let r = self.robots.get_mut(&id).expect("listed above");
+            for action in actions {
+                let seq = r.mission.next_seq;
+                r.mission.next_seq += 1;
+                r.mission.base.push(Step { seq, released: true, action });
+            }
+            r.charging = true;
+            r.mission.update_id += 1;
+            self.plans_version += 1;
+            out.robots.insert(id.clone());
+            let update = self.build_update(&self.robots[&id]);
+            out.other.push(Output::Send { robot: id.clone(), msg: ToRobot::Mission(update) });
+            out.other.push(Output::RobotChanged(Box::new(self.robots[&id].clone())));
+        }
+    }
+
     /// Takes back from robot `id` every order it has not started loading (they become pending and are planned
     /// again); orders aboard or being loaded stay, and operators are told.
     fn unassign_unstarted(&mut self, now: Timestamp, id: &RobotId, why: &str, out: &mut Out) {
@@ -1467,6 +1535,7 @@ impl Dispatcher {
     fn tick(&mut self, now: Timestamp, out: &mut Out) {
         self.handle_offline(now, out);
         self.reopen_and_release(now, out);
+        self.send_to_charge(out);
         self.replan_pending(now, out);
     }
 
@@ -1914,6 +1983,47 @@ mod fault_tests {
         assert_eq!(d.map().closed_edges().count(), 1);
         d.handle(t.plus_secs(5.0 + 601.0), Input::Tick);
         assert_eq!(d.map().closed_edges().count(), 0);
+    }
+
+    #[test]
+    fn an_idle_robot_low_on_battery_charges_at_its_depot_and_gets_no_work_meanwhile() {
+        let (mut d, a, b, order, t) = setup();
+        // Robot `b` is idle, one block from its depot... at it, in fact; report a low battery.
+        let state = |pct: f64| {
+            FromRobot::State(crate::mission::RobotReport {
+                pos: ll(43.731, 7.42),
+                heading_deg: 0.0,
+                speed_mps: 0.0,
+                battery_pct: pct,
+                last_node: None,
+                update_id: 0,
+                driving: false,
+                paused: false,
+            })
+        };
+        d.handle(t, Input::Robot { robot: b.clone(), msg: state(35.0) });
+        let out = d.handle(t.plus_secs(1.0), Input::Tick);
+        let r = d.robot(&b).expect("b");
+        assert!(r.charging);
+        let charge = r.mission.base.iter().find_map(|s| match s.action {
+            StepAction::Charge { until_pct } => Some((s.seq, until_pct)),
+            _ => None,
+        });
+        let (seq, until) = charge.expect("a charge step");
+        assert_eq!(until, Config::default().charge_to_pct);
+        assert!(out.iter().any(|o| matches!(o, Output::Send { robot, msg: ToRobot::Mission(_) } if robot == &b)));
+        assert!(d.plan_snapshot(t).plans.iter().all(|p| p.robot != b), "charging: not planned");
+        // Robot `a` breaks down: its order cannot go to the charging robot and waits.
+        let err = RobotEvent::Error { level: ErrorLevel::Fatal, kind: "motor".into(), detail: "stuck".into() };
+        d.handle(t.plus_secs(2.0), Input::Robot { robot: a.clone(), msg: FromRobot::Event(err) });
+        assert_eq!(d.order(&order).map(|o| o.status), Some(OrderStatus::Pending));
+        // Charged: `b` reports the step done and takes the waiting order on the next tick.
+        d.handle(t.plus_secs(3.0), Input::Robot { robot: b.clone(), msg: state(95.0) });
+        let done = RobotEvent::StepFinished { seq, outcome: StepOutcome::Done };
+        d.handle(t.plus_secs(3.0), Input::Robot { robot: b.clone(), msg: FromRobot::Event(done) });
+        assert!(!d.robot(&b).expect("b").charging);
+        d.handle(t.plus_secs(4.0), Input::Tick);
+        assert_eq!(d.order(&order).and_then(|o| o.robot.clone()), Some(b.clone()));
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum StepAction {
     Dropoff { order: OrderId, pin_hash: String, service_s: f64 },
     /// Hand a parcel whose hand-over failed back to the shop.
     Return { order: OrderId, service_s: f64 },
+    /// Charge where the robot stands (its depot) until the battery holds `until_pct`.
+    Charge { until_pct: f64 },
 }
 
 /// A mission update. Re-sending the same update is harmless: the agent ignores an id it has already applied.

@@ -103,4 +103,7 @@ pub struct Robot {
     /// Out of service since it reported a fatal error, with the error; an operator's resume clears it.
     #[serde(default)]
     pub fault: Option<String>,
+    /// On its way to charge or charging; it gets no work until the charge step is done.
+    #[serde(default)]
+    pub charging: bool,
 }

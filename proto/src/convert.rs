@@ -158,6 +158,7 @@ pub fn robot_to_wire(r: &Robot) -> pb::Robot {
         acked_update_id: r.mission.acked_update_id,
         shift_end: opt_ts(r.shift_end),
         fault: r.fault.clone().unwrap_or_default(),
+        charging: r.charging,
     }
 }
 
@@ -356,6 +357,7 @@ fn step_to_wire(s: &Step) -> pb::Step {
         StepAction::Return { order, service_s } => {
             Action::ReturnParcel(pb::Return { order_id: order.to_string(), service_s: *service_s })
         }
+        StepAction::Charge { until_pct } => Action::Charge(pb::Charge { until_pct: *until_pct }),
     };
     pb::Step { seq: s.seq, released: s.released, action: Some(action) }
 }
@@ -408,6 +410,13 @@ fn step(s: pb::Step) -> R<Step> {
             order: order_id("step.return_parcel.order_id", &p.order_id)?,
             service_s: service("step.return_parcel.service_s", p.service_s)?,
         },
+        Action::Charge(c) => {
+            let v = finite("step.charge.until_pct", c.until_pct)?;
+            if !(v > 0.0 && v <= 100.0) {
+                return Err(WireError::field("step.charge.until_pct", format!("{v} is outside (0, 100]")));
+            }
+            StepAction::Charge { until_pct: v }
+        }
     };
     Ok(Step { seq: s.seq, released: s.released, action })
 }

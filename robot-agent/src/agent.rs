@@ -45,6 +45,10 @@ pub enum PlatformCommand {
         order: OrderId,
         service_s: f64,
     },
+    /// Plug in and charge; reports `ServiceDone` once the battery holds `until_pct`.
+    Charge {
+        until_pct: f64,
+    },
     /// Stop moving and abandon the current command.
     Stop,
     Pause,
@@ -94,6 +98,7 @@ enum Phase {
         nodes: Vec<NodeId>,
     },
     Loading,
+    Charging,
     /// Waiting at the door for the customer's PIN.
     AwaitingPin {
         order: OrderId,
@@ -253,7 +258,7 @@ impl Agent {
                     out.push(Output::Send(FromRobot::Event(RobotEvent::Blocked { from, to })));
                 }
             }
-            (PlatformEvent::ServiceDone, Phase::Loading | Phase::Unloading) => {
+            (PlatformEvent::ServiceDone, Phase::Loading | Phase::Unloading | Phase::Charging) => {
                 self.finish(seq, StepOutcome::Done, out);
             }
             (PlatformEvent::Fault { fatal, detail }, _) => {
@@ -317,6 +322,10 @@ impl Agent {
             StepAction::Return { order, service_s } => {
                 out.push(Output::Platform(PlatformCommand::Unload { order, service_s }));
                 Phase::Unloading
+            }
+            StepAction::Charge { until_pct } => {
+                out.push(Output::Platform(PlatformCommand::Charge { until_pct }));
+                Phase::Charging
             }
             StepAction::Dropoff { order, pin_hash, service_s } => {
                 Phase::AwaitingPin { order, pin_hash, attempts: 0, until: now.plus_secs(HANDOVER_TIMEOUT_S), service_s }

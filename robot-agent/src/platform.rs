@@ -16,14 +16,17 @@ pub trait Platform {
 }
 
 /// Battery used per metre driven (percent), and per hour switched on, for the kinematic body.
-const DRAIN_PCT_PER_M: f64 = 0.0015;
-const DRAIN_PCT_PER_H: f64 = 1.0;
+pub const DRAIN_PCT_PER_M: f64 = 0.0015;
+pub const DRAIN_PCT_PER_H: f64 = 1.0;
+/// Charging speed at a depot charger, percent per hour (empty to full in two hours).
+pub const CHARGE_PCT_PER_H: f64 = 50.0;
 
 #[derive(Debug, Clone)]
 enum Task {
     Idle,
     Driving { path: Vec<LatLon>, next: usize, speed: f64 },
     Service { until: Timestamp },
+    Charging { until_pct: f64 },
 }
 
 /// A body that drives straight between path points at a constant speed.
@@ -31,7 +34,8 @@ enum Task {
 pub struct KinematicPlatform {
     pos: LatLon,
     heading_deg: f64,
-    battery_pct: f64,
+    /// Percent of a full battery; a simulator may set it to start a robot part-charged.
+    pub battery_pct: f64,
     task: Task,
     paused: bool,
     last: Timestamp,
@@ -70,6 +74,10 @@ impl Platform for KinematicPlatform {
             PlatformCommand::Load { service_s, .. } | PlatformCommand::Unload { service_s, .. } => {
                 self.task = Task::Service { until: now.plus_secs(service_s) };
             }
+            PlatformCommand::Charge { until_pct } => {
+                self.task =
+                    Task::Charging { until_pct: if until_pct.is_finite() { until_pct.min(100.0) } else { 100.0 } };
+            }
             PlatformCommand::Stop => self.task = Task::Idle,
             PlatformCommand::Pause => self.paused = true,
             PlatformCommand::Resume => self.paused = false,
@@ -103,6 +111,13 @@ impl KinematicPlatform {
             Task::Idle => {}
             Task::Service { until } => {
                 if now >= *until {
+                    self.task = Task::Idle;
+                    ev.push(PlatformEvent::ServiceDone);
+                }
+            }
+            Task::Charging { until_pct } => {
+                self.battery_pct = (self.battery_pct + dt / 3600.0 * CHARGE_PCT_PER_H).min(100.0);
+                if self.battery_pct >= *until_pct {
                     self.task = Task::Idle;
                     ev.push(PlatformEvent::ServiceDone);
                 }
@@ -175,5 +190,17 @@ mod tests {
         assert!(p.poll(Timestamp(20_000)).is_empty());
         p.execute(Timestamp(20_000), PlatformCommand::Resume);
         assert_eq!(p.poll(Timestamp(20_001)), vec![PlatformEvent::ServiceDone]);
+    }
+
+    #[test]
+    fn charging_fills_the_battery_at_the_charger_rate() {
+        let a = LatLon::new(43.73, 7.42).expect("valid");
+        let mut p = KinematicPlatform::new(a, Timestamp(0));
+        p.battery_pct = 50.0;
+        p.execute(Timestamp(0), PlatformCommand::Charge { until_pct: 90.0 });
+        // 40 points at 50 %/h (less the 1 %/h the robot uses switched on) take a little over 48 minutes.
+        assert!(p.poll(Timestamp(47 * 60_000)).is_empty());
+        assert_eq!(p.poll(Timestamp(50 * 60_000)), vec![PlatformEvent::ServiceDone]);
+        assert!(p.telemetry().battery_pct >= 90.0);
     }
 }

@@ -44,8 +44,7 @@ use serde::{Deserialize, Serialize};
 const EARTH_R: f64 = 6_371_008.8;
 /// Battery used per metre driven and per hour switched on, percent: the same figures as `KinematicPlatform`,
 /// so switching bodies does not change the fleet's energy model.
-const DRAIN_PCT_PER_M: f64 = 0.0015;
-const DRAIN_PCT_PER_H: f64 = 1.0;
+use robot_agent::platform::{CHARGE_PCT_PER_H, DRAIN_PCT_PER_H, DRAIN_PCT_PER_M};
 
 /// A real sidewalk robot's body: half extents (length, width, height) and mass.
 const ROBOT_HALF: [Real; 3] = [0.35, 0.275, 0.30];
@@ -158,6 +157,10 @@ enum Task {
     Service {
         until: Timestamp,
     },
+    /// Plugged in at a charger until the battery holds this much.
+    Charging {
+        until_pct: f64,
+    },
 }
 
 /// What the forward sensor saw this step.
@@ -179,6 +182,8 @@ struct Robot {
     events: Vec<PlatformEvent>,
     odometer_m: f64,
     battery_pct: f64,
+    /// Battery drained so far, percent (charging does not undo it).
+    used_pct: f64,
     last_xy: [Real; 2],
     seen: Option<Seen>,
     near: bool,
@@ -386,6 +391,7 @@ impl PhysicsWorld {
             events: Vec::new(),
             odometer_m: 0.0,
             battery_pct: 100.0,
+            used_pct: 0.0,
             last_xy: xy,
             seen: None,
             near: false,
@@ -501,7 +507,7 @@ impl PhysicsWorld {
         self.robots.iter().map(|r| r.odometer_m).sum()
     }
     pub fn energy_used_pct(&self) -> f64 {
-        self.robots.iter().map(|r| 100.0 - r.battery_pct).sum()
+        self.robots.iter().map(|r| r.used_pct).sum()
     }
 
     /// Steps until the world's clock reaches `now` (never past it).
@@ -535,7 +541,14 @@ impl PhysicsWorld {
         self.account_contacts(step);
         let hours = f64::from(self.dt) / 3600.0;
         for r in &mut self.robots {
-            r.battery_pct = (r.battery_pct - hours * DRAIN_PCT_PER_H).max(0.0);
+            let idle = (hours * DRAIN_PCT_PER_H).min(r.battery_pct);
+            r.battery_pct -= idle;
+            r.used_pct += idle;
+            if let Task::Charging { .. } = r.task
+                && !r.paused
+            {
+                r.battery_pct = (r.battery_pct + hours * CHARGE_PCT_PER_H).min(100.0);
+            }
             if !r.moving {
                 continue;
             }
@@ -544,7 +557,9 @@ impl PhysicsWorld {
                 let d = f64::from(dist(r.last_xy, [t.x, t.y]));
                 r.last_xy = [t.x, t.y];
                 r.odometer_m += d;
-                r.battery_pct = (r.battery_pct - d * DRAIN_PCT_PER_M).max(0.0);
+                let used = (d * DRAIN_PCT_PER_M).min(r.battery_pct);
+                r.battery_pct -= used;
+                r.used_pct += used;
             }
         }
     }
@@ -786,6 +801,11 @@ impl PhysicsWorld {
                 let s = if service_s.is_finite() { service_s.max(0.0) } else { 0.0 };
                 r.task = Task::Service { until: now.plus_secs(s) };
             }
+            PlatformCommand::Charge { until_pct } => {
+                r.events.clear();
+                let until = if until_pct.is_finite() { until_pct.min(100.0) } else { 100.0 };
+                r.task = Task::Charging { until_pct: until };
+            }
             PlatformCommand::Stop => {
                 r.events.clear();
                 r.task = Task::Idle;
@@ -800,6 +820,12 @@ impl PhysicsWorld {
         if !r.paused
             && let Task::Service { until } = r.task
             && now >= until
+        {
+            r.task = Task::Idle;
+            r.events.push(PlatformEvent::ServiceDone);
+        }
+        if let Task::Charging { until_pct } = r.task
+            && r.battery_pct >= until_pct
         {
             r.task = Task::Idle;
             r.events.push(PlatformEvent::ServiceDone);
