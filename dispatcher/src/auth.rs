@@ -1,11 +1,17 @@
 //! Bearer tokens. A token is 32 random bytes, shown once; the store keeps only its SHA-256 hash. Identity comes
 //! from the token alone, never from a request field.
+//!
+//! A presented token is hashed and the hash looked up; no secret is ever compared byte by byte, so a lookup's
+//! timing can tell an attacker at most something about the SHA-256 of a guess, never about a stored token.
+//! Operators revoke tokens; every revocation bumps an epoch that long-lived streams watch, so a revoked robot's
+//! session ends at once instead of at its next reconnect.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 use tonic::metadata::MetadataMap;
 
 use crate::Error;
@@ -21,12 +27,61 @@ pub struct Auth {
     store: Arc<dyn Store>,
     // A std lock: held only for a map lookup or insert, never across an `.await`.
     tokens: Arc<RwLock<HashMap<String, Principal>>>,
+    /// Bumped on every revocation; streams re-check their token when it changes.
+    revocations: Arc<watch::Sender<u64>>,
 }
 
 impl Auth {
     pub fn load(store: Arc<dyn Store>) -> Result<Self, Error> {
         let tokens = store.load_tokens()?.into_iter().map(|t| (t.hash_hex, t.principal)).collect();
-        Ok(Self { store, tokens: Arc::new(RwLock::new(tokens)) })
+        Ok(Self { store, tokens: Arc::new(RwLock::new(tokens)), revocations: Arc::new(watch::channel(0).0) })
+    }
+
+    /// Revokes the token `token` if given, else every token of `principal`. Refuses to revoke the last
+    /// operator token (nobody could administer the dispatcher then). Returns how many were revoked.
+    pub fn revoke(&self, principal: &Principal, token: Option<&str>) -> Result<usize, Error> {
+        let mut table = self.tokens.write().map_err(|_| Error::Setup("token table lock poisoned".into()))?;
+        let hashes: Vec<String> = match token {
+            Some(t) => {
+                let h = hash_hex(t.trim());
+                if table.get(&h) != Some(principal) {
+                    return Ok(0);
+                }
+                vec![h]
+            }
+            None => table.iter().filter(|(_, p)| *p == principal).map(|(h, _)| h.clone()).collect(),
+        };
+        if *principal == Principal::Operator
+            && table.values().filter(|p| **p == Principal::Operator).count() <= hashes.len()
+        {
+            return Err(Error::Core(fleet_core::CoreError::precondition(
+                "that would revoke every operator token; issue another operator token first",
+            )));
+        }
+        self.store.delete_tokens(&hashes)?;
+        for h in &hashes {
+            table.remove(h);
+        }
+        drop(table);
+        self.revocations.send_modify(|e| *e += 1);
+        Ok(hashes.len())
+    }
+
+    /// Changes on every revocation.
+    pub fn revocations(&self) -> watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
+    /// Whether the token with this hash is still valid.
+    pub fn is_valid(&self, hash: &str) -> bool {
+        self.tokens.read().map(|t| t.contains_key(hash)).unwrap_or(false)
+    }
+
+    /// The hash of the presented bearer token, for streams that re-check it later.
+    pub fn token_hash(md: &MetadataMap) -> Option<String> {
+        let s = md.get("authorization")?.to_str().ok()?;
+        let token = s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer "))?;
+        Some(hash_hex(token.trim()))
     }
 
     pub fn has_operator(&self) -> bool {

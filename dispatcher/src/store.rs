@@ -32,6 +32,8 @@ pub trait Store: Send + Sync + 'static {
     fn load_tokens(&self) -> Result<Vec<TokenEntry>, Error>;
     /// Stores a token durably.
     fn put_token(&self, t: &TokenEntry) -> Result<(), Error>;
+    /// Deletes tokens by hash, durably.
+    fn delete_tokens(&self, hashes: &[String]) -> Result<(), Error>;
 }
 
 /// The sled store: tree `records` (keys `o/<order>`, `r/<robot>`, `s/<shop>`, `meta`) and tree `tokens`.
@@ -100,6 +102,16 @@ impl Store for SledStore {
 
     fn put_token(&self, t: &TokenEntry) -> Result<(), Error> {
         self.tokens.insert(t.hash_hex.as_bytes(), serde_json::to_vec(t).map_err(store_err)?).map_err(store_err)?;
+        self.db.flush().map_err(store_err)?;
+        Ok(())
+    }
+
+    fn delete_tokens(&self, hashes: &[String]) -> Result<(), Error> {
+        let mut batch = sled::Batch::default();
+        for h in hashes {
+            batch.remove(h.as_bytes());
+        }
+        self.tokens.apply_batch(batch).map_err(store_err)?;
         self.db.flush().map_err(store_err)?;
         Ok(())
     }

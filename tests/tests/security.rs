@@ -130,3 +130,67 @@ async fn roles_and_robot_identity_come_from_the_token() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_and_its_robot_session_closed() {
+    let (_dir, server, mut ops, a_token, _b, r1) = setup().await;
+    let r2 = ops.robot("r2", PORT).await;
+    let mut robot = RawRobot::open(&server, &r1, hello("r1")).await.expect("session opens");
+    robot.next().await.expect("welcome");
+    let mut other = RawRobot::open(&server, &r2, hello("r2")).await.expect("session opens");
+    other.next().await.expect("welcome");
+
+    let revoke = |role: pb::Role, subject: &str, token: &str| pb::RevokeTokensRequest {
+        role: role as i32,
+        subject: subject.into(),
+        token: token.into(),
+    };
+    // Only operators revoke.
+    let e = ops
+        .client
+        .revoke_tokens(authed(revoke(pb::Role::Robot, "r1", ""), &a_token))
+        .await
+        .expect_err("a shop cannot revoke");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // The wrong token for the named robot revokes nothing.
+    let n = ops.client.revoke_tokens(authed(revoke(pb::Role::Robot, "r1", &r2), &ops.token)).await.expect("answers");
+    assert_eq!(n.into_inner().revoked, 0);
+
+    let n = ops.client.revoke_tokens(authed(revoke(pb::Role::Robot, "r1", ""), &ops.token)).await.expect("revokes");
+    assert_eq!(n.into_inner().revoked, 1);
+    // The open session ends at once with UNAUTHENTICATED (messages already queued may come first).
+    let s = session_end(&mut robot).await.expect("the session ended with a status");
+    assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
+    // A new session with the revoked token is refused; the other robot is untouched.
+    let again = RawRobot::open(&server, &r1, hello("r1")).await;
+    assert_eq!(again.err().map(|s| s.code()), Some(Code::Unauthenticated));
+    other.tx.send(hello("r2")).await.expect("still open");
+    // A second hello on a live session is a protocol error, which proves the session was still being served.
+    assert_eq!(session_end(&mut other).await.map(|s| s.code()), Some(Code::FailedPrecondition));
+
+    // A shop's token, revoked, stops working for every call.
+    let mut shop = Shop::new(&server, a_token.clone()).await;
+    assert!(shop.list().await.is_empty());
+    let n = ops.client.revoke_tokens(authed(revoke(pb::Role::Shop, "shop-a", &a_token), &ops.token)).await;
+    assert_eq!(n.expect("revokes").into_inner().revoked, 1);
+    let e = shop.get("ord-000001").await.expect_err("revoked");
+    assert_eq!(e.code(), Code::Unauthenticated);
+
+    // The last operator token cannot be revoked: nobody could administer the dispatcher then.
+    let e =
+        ops.client.revoke_tokens(authed(revoke(pb::Role::Operator, "", ""), &ops.token)).await.expect_err("refused");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    server.stop().await;
+}
+
+/// Reads a session until it ends; the status it ended with, if any.
+async fn session_end(robot: &mut RawRobot) -> Option<tonic::Status> {
+    for _ in 0..50 {
+        match robot.next().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => return None,
+            Err(s) => return Some(s),
+        }
+    }
+    None
+}

@@ -45,6 +45,9 @@ enum Cmd {
         /// The shop or robot id (none for operator).
         #[arg(long, default_value = "")]
         subject: String,
+        /// Revoke instead of issue: this one token, or with no value every token of role and subject.
+        #[arg(long, num_args = 0..=1, default_missing_value = "")]
+        revoke: Option<String>,
     },
     /// Orders (shop).
     #[command(subcommand)]
@@ -411,15 +414,21 @@ async fn main() -> anyhow::Result<()> {
             let req = pb::SetRobotShiftRequest { robot_id: id, shift_end: ends_in_min.map(|m| ts(m * 60)) };
             print_robot(&c.ops().set_robot_shift(c.req(req)?).await?.into_inner())
         }
-        Cmd::Token { role, subject } => {
+        Cmd::Token { role, subject, revoke } => {
             let role = match role.as_str() {
                 "shop" => pb::Role::Shop,
                 "robot" => pb::Role::Robot,
                 "operator" => pb::Role::Operator,
                 other => bail!("unknown role {other:?}: use shop, robot or operator"),
             };
-            let r = c.ops().issue_token(c.req(pb::IssueTokenRequest { role: role as i32, subject })?).await?;
-            println!("{}", r.into_inner().token);
+            if let Some(token) = revoke {
+                let req = pb::RevokeTokensRequest { role: role as i32, subject, token };
+                let r = c.ops().revoke_tokens(c.req(req)?).await?;
+                println!("revoked {} token(s)", r.into_inner().revoked);
+            } else {
+                let r = c.ops().issue_token(c.req(pb::IssueTokenRequest { role: role as i32, subject })?).await?;
+                println!("{}", r.into_inner().token);
+            }
         }
         Cmd::Order(OrderCmd::Quote(d)) => {
             let q = c.orders().quote(c.req(pb::QuoteRequest { delivery: Some(delivery(&d)) })?).await?;

@@ -87,35 +87,24 @@ impl pb::ops_service_server::OpsService for OpsApi {
     ) -> Result<Response<pb::IssueTokenResponse>, Status> {
         self.0.auth.operator(req.metadata())?;
         let r = req.get_ref();
-        let principal = match pb::Role::try_from(r.role) {
-            Ok(pb::Role::Shop) => {
-                let id = shop_id("subject", &r.subject).map_err(Error::from)?;
-                let i = id.clone();
-                if !self.0.core.query(move |d| d.shop(&i).is_some()).await? {
-                    return Err(Status::not_found(format!("shop {id} is not registered")));
-                }
-                Principal::Shop(id)
-            }
-            Ok(pb::Role::Robot) => {
-                let id = robot_id("subject", &r.subject).map_err(Error::from)?;
-                let i = id.clone();
-                if !self.0.core.query(move |d| d.robot(&i).is_some()).await? {
-                    return Err(Status::not_found(format!("robot {id} is not registered")));
-                }
-                Principal::Robot(id)
-            }
-            Ok(pb::Role::Operator) => {
-                if !r.subject.is_empty() {
-                    return Err(Error::Wire(WireError("subject must be empty for an operator token".into())).into());
-                }
-                Principal::Operator
-            }
-            _ => {
-                return Err(Error::Wire(WireError(format!("role {} is not a known role", r.role))).into());
-            }
-        };
+        let principal = self.principal_of(r.role, &r.subject).await?;
         let token = self.0.auth.issue(principal)?;
         Ok(Response::new(pb::IssueTokenResponse { token }))
+    }
+
+    async fn revoke_tokens(
+        &self,
+        req: Request<pb::RevokeTokensRequest>,
+    ) -> Result<Response<pb::RevokeTokensResponse>, Status> {
+        self.0.auth.operator(req.metadata())?;
+        let r = req.get_ref();
+        let principal = self.principal_of(r.role, &r.subject).await?;
+        if r.token.len() > 256 {
+            return Err(Error::Wire(WireError("token is longer than any token this dispatcher issues".into())).into());
+        }
+        let token = Some(r.token.as_str()).filter(|t| !t.is_empty());
+        let revoked = self.0.auth.revoke(&principal, token)?;
+        Ok(Response::new(pb::RevokeTokensResponse { revoked: revoked as u32 }))
     }
 
     async fn get_map(&self, req: Request<pb::GetMapRequest>) -> Result<Response<pb::MapInfo>, Status> {
@@ -219,5 +208,38 @@ impl pb::ops_service_server::OpsService for OpsApi {
                 }
             }
         })))
+    }
+}
+
+impl OpsApi {
+    /// The principal a role and subject name; a shop or robot must be registered.
+    async fn principal_of(&self, role: i32, subject: &str) -> Result<Principal, Status> {
+        Ok(match pb::Role::try_from(role) {
+            Ok(pb::Role::Shop) => {
+                let id = shop_id("subject", subject).map_err(Error::from)?;
+                let i = id.clone();
+                if !self.0.core.query(move |d| d.shop(&i).is_some()).await? {
+                    return Err(Status::not_found(format!("shop {id} is not registered")));
+                }
+                Principal::Shop(id)
+            }
+            Ok(pb::Role::Robot) => {
+                let id = robot_id("subject", subject).map_err(Error::from)?;
+                let i = id.clone();
+                if !self.0.core.query(move |d| d.robot(&i).is_some()).await? {
+                    return Err(Status::not_found(format!("robot {id} is not registered")));
+                }
+                Principal::Robot(id)
+            }
+            Ok(pb::Role::Operator) => {
+                if !subject.is_empty() {
+                    return Err(Error::Wire(WireError("subject must be empty for an operator token".into())).into());
+                }
+                Principal::Operator
+            }
+            _ => {
+                return Err(Error::Wire(WireError(format!("role {} is not a known role", role))).into());
+            }
+        })
     }
 }

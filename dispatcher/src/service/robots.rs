@@ -13,6 +13,7 @@ use trundle_proto::{convert, pb};
 
 use super::Ctx;
 use crate::Error;
+use crate::auth::Auth;
 
 pub struct RobotApi(pub Ctx);
 
@@ -29,6 +30,9 @@ impl pb::robot_service_server::RobotService for RobotApi {
 
     async fn session(&self, req: Request<Streaming<pb::RobotMessage>>) -> Result<Response<SessionStream>, Status> {
         let robot = self.0.auth.robot(req.metadata())?;
+        let token_hash = Auth::token_hash(req.metadata()).unwrap_or_default();
+        let auth = self.0.auth.clone();
+        let mut revocations = auth.revocations();
         let known = {
             let r = robot.clone();
             self.0.core.query(move |d| d.robot(&r).is_some()).await?
@@ -86,6 +90,13 @@ impl pb::robot_service_server::RobotService for RobotApi {
                 let m = tokio::select! {
                     m = inbound.next() => m,
                     () = core.closed() => break,
+                    changed = revocations.changed() => {
+                        if changed.is_err() || !auth.is_valid(&token_hash) {
+                            let _ = tx.send(Err(Status::unauthenticated("this robot's token was revoked"))).await;
+                            break;
+                        }
+                        continue;
+                    }
                 };
                 let Some(Ok(m)) = m else { break };
                 match convert::from_robot(m) {
