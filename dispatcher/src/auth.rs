@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tonic::metadata::MetadataMap;
 
 use crate::Error;
+use crate::limits::{CallLimiter, Limits};
 use crate::store::{Principal, Store, TokenEntry};
 
 pub fn hash_hex(token: &str) -> String {
@@ -29,12 +30,19 @@ pub struct Auth {
     tokens: Arc<RwLock<HashMap<String, Principal>>>,
     /// Bumped on every revocation; streams re-check their token when it changes.
     revocations: Arc<watch::Sender<u64>>,
+    /// Every authenticated call takes a token from its caller's bucket.
+    limiter: Arc<CallLimiter>,
 }
 
 impl Auth {
-    pub fn load(store: Arc<dyn Store>) -> Result<Self, Error> {
+    pub fn load(store: Arc<dyn Store>, limits: &Limits) -> Result<Self, Error> {
         let tokens = store.load_tokens()?.into_iter().map(|t| (t.hash_hex, t.principal)).collect();
-        Ok(Self { store, tokens: Arc::new(RwLock::new(tokens)), revocations: Arc::new(watch::channel(0).0) })
+        Ok(Self {
+            store,
+            tokens: Arc::new(RwLock::new(tokens)),
+            revocations: Arc::new(watch::channel(0).0),
+            limiter: Arc::new(CallLimiter::new(limits)),
+        })
     }
 
     /// Revokes the token `token` if given, else every token of `principal`. Refuses to revoke the last
@@ -111,12 +119,22 @@ impl Auth {
             return Err(Error::BadToken);
         }
         let h = hash_hex(token.trim());
-        self.tokens
+        let p = self
+            .tokens
             .read()
             .map_err(|_| Error::Setup("token table lock poisoned".into()))?
             .get(&h)
             .cloned()
-            .ok_or(Error::BadToken)
+            .ok_or(Error::BadToken)?;
+        let caller = match &p {
+            Principal::Shop(s) => format!("shop:{s}"),
+            Principal::Robot(r) => format!("robot:{r}"),
+            Principal::Operator => "operator".to_owned(),
+        };
+        if !self.limiter.allow(&caller) {
+            return Err(Error::RateLimited(format!("{caller} is over its call rate; retry in a moment")));
+        }
+        Ok(p)
     }
 
     pub fn shop(&self, md: &MetadataMap) -> Result<fleet_core::ShopId, Error> {

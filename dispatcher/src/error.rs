@@ -16,6 +16,8 @@ pub enum Error {
     BadToken,
     #[error("{0}")]
     WrongRole(String),
+    #[error("{0}")]
+    RateLimited(String),
     #[error("storage failed: {0}")]
     Store(String),
     #[error("the dispatcher is shutting down or stopped")]
@@ -33,7 +35,9 @@ impl From<Error> for Status {
                 CoreError::AlreadyExists(_) => Code::AlreadyExists,
                 CoreError::FailedPrecondition(_) => Code::FailedPrecondition,
                 CoreError::PermissionDenied(_) => Code::PermissionDenied,
+                CoreError::ResourceExhausted(_) => Code::ResourceExhausted,
             },
+            Error::RateLimited(_) => Code::ResourceExhausted,
             Error::Wire(_) => Code::InvalidArgument,
             Error::NoToken | Error::BadToken => Code::Unauthenticated,
             Error::WrongRole(_) => Code::PermissionDenied,

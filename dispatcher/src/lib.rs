@@ -12,6 +12,7 @@ pub mod auth;
 pub mod clock;
 pub mod core;
 pub mod error;
+pub mod limits;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -17,14 +17,17 @@ use trundle_proto::pb;
 use crate::Error;
 use crate::auth::Auth;
 use crate::core::{Core, ImproverConfig};
+use crate::limits::Limits;
 use crate::service::Ctx;
 use crate::service::ops::OpsApi;
 use crate::service::orders::OrderApi;
 use crate::service::robots::RobotApi;
 use crate::store::{Principal, SledStore, Store};
 
-/// Largest request the services decode.
+/// Largest request the services decode, and largest answer they send.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+pub const MAX_CONCURRENT_PER_CONNECTION: usize = 256;
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1_024;
 
 /// The services, as health and reflection name them.
 pub const SERVICES: [&str; 3] = ["trundle.v1.OrderService", "trundle.v1.RobotService", "trundle.v1.OpsService"];
@@ -36,6 +39,7 @@ pub struct Options {
     /// How often the core re-plans waiting orders.
     pub tick: Duration,
     pub improver: ImproverConfig,
+    pub limits: Limits,
 }
 
 impl Options {
@@ -46,6 +50,7 @@ impl Options {
             config: Config::default(),
             tick: Duration::from_secs(1),
             improver: ImproverConfig::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -76,6 +81,7 @@ pub struct Prepared {
     auth: Auth,
     tick: Duration,
     improver: ImproverConfig,
+    limits: Limits,
 }
 
 /// Serves until `shutdown` resolves. The listener is already bound, so tests can pass `127.0.0.1:0`.
@@ -101,14 +107,14 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
     });
     tracing::info!(orders, robots, "recovered from {}", opts.data_dir.display());
     let dispatcher = Dispatcher::restore(opts.map, opts.config, records);
-    let auth = Auth::load(store.clone())?;
+    let auth = Auth::load(store.clone(), &opts.limits)?;
     if !auth.has_operator() {
         let token = auth.issue(Principal::Operator)?;
         let path = operator_token_path(&opts.data_dir);
         write_secret(&path, &token)?;
         tracing::info!("first start: wrote an operator token to {} (mode 0600)", path.display());
     }
-    Ok(Prepared { dispatcher, store, auth, tick: opts.tick, improver: opts.improver })
+    Ok(Prepared { dispatcher, store, auth, tick: opts.tick, improver: opts.improver, limits: opts.limits })
 }
 
 impl Prepared {
@@ -118,7 +124,7 @@ impl Prepared {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Prepared { dispatcher, store, auth, tick, improver } = self;
+        let Prepared { dispatcher, store, auth, tick, improver, limits } = self;
         let mut core = Core::start(dispatcher, store, improver);
         let handle = core.handle.clone();
         let tick_handle = core.handle.clone();
@@ -149,13 +155,16 @@ impl Prepared {
             .build_v1alpha()
             .map_err(|e| Error::Setup(format!("reflection: {e}")))?;
 
-        let ctx = Ctx { core: handle, auth };
+        let ctx = Ctx { core: handle, auth, limits };
         let orders = pb::order_service_server::OrderServiceServer::new(OrderApi(ctx.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let robots = pb::robot_service_server::RobotServiceServer::new(RobotApi(ctx.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let ops =
-            pb::ops_service_server::OpsServiceServer::new(OpsApi(ctx)).max_decoding_message_size(MAX_MESSAGE_BYTES);
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let ops = pb::ops_service_server::OpsServiceServer::new(OpsApi(ctx))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
         let addr = listener.local_addr().map_err(|e| Error::Setup(e.to_string()))?;
         tracing::info!("serving on {addr}");
@@ -170,8 +179,13 @@ impl Prepared {
             core.stop().await;
         };
         Server::builder()
+            // Keepalive pings notice a dead robot link within about 30 s even when nothing is sent.
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .tcp_keepalive(Some(Duration::from_secs(30)))
+            // At most this many requests in flight per connection, and streams per connection.
+            .concurrency_limit_per_connection(MAX_CONCURRENT_PER_CONNECTION)
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .tcp_nodelay(true)
             .add_service(health)
             .add_service(reflection_v1)

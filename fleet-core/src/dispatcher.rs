@@ -850,7 +850,7 @@ impl Dispatcher {
         }
         let open = self.orders.values().filter(|o| o.shop == shop && !o.status.is_terminal()).count();
         if open >= self.config.max_open_orders_per_shop {
-            return Err(CoreError::precondition(format!(
+            return Err(CoreError::ResourceExhausted(format!(
                 "shop {shop} already has {open} open orders; the limit is {}",
                 self.config.max_open_orders_per_shop
             )));

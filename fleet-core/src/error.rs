@@ -22,6 +22,9 @@ pub enum CoreError {
     /// The caller may not do this.
     #[error("{0}")]
     PermissionDenied(String),
+    /// A limit is reached (open orders of a shop); retry after something finished.
+    #[error("{0}")]
+    ResourceExhausted(String),
 }
 
 impl CoreError {

@@ -7,12 +7,14 @@ pub mod robots;
 
 use crate::auth::Auth;
 use crate::core::CoreHandle;
+use crate::limits::Limits;
 
 /// What every service needs.
 #[derive(Clone)]
 pub struct Ctx {
     pub core: CoreHandle,
     pub auth: Auth,
+    pub limits: Limits,
 }
 
 /// A core reply of the wrong kind for the call: a bug, reported without detail.

@@ -14,6 +14,7 @@ use trundle_proto::{convert, pb};
 use super::Ctx;
 use crate::Error;
 use crate::auth::Auth;
+use crate::limits::Bucket;
 
 pub struct RobotApi(pub Ctx);
 
@@ -33,6 +34,7 @@ impl pb::robot_service_server::RobotService for RobotApi {
         let token_hash = Auth::token_hash(req.metadata()).unwrap_or_default();
         let auth = self.0.auth.clone();
         let mut revocations = auth.revocations();
+        let limits = self.0.limits;
         let known = {
             let r = robot.clone();
             self.0.core.query(move |d| d.robot(&r).is_some()).await?
@@ -86,6 +88,7 @@ impl pb::robot_service_server::RobotService for RobotApi {
             if core.send(Input::Robot { robot: robot.clone(), msg: hello }).is_err() {
                 return;
             }
+            let mut bucket = Bucket::full(limits.session_burst);
             loop {
                 let m = tokio::select! {
                     m = inbound.next() => m,
@@ -99,6 +102,15 @@ impl pb::robot_service_server::RobotService for RobotApi {
                     }
                 };
                 let Some(Ok(m)) = m else { break };
+                if !bucket.take(limits.session_msgs_per_s, limits.session_burst) {
+                    let _ = tx
+                        .send(Err(Status::resource_exhausted(format!(
+                            "robot {robot} sends more than {} messages per second; reconnect and slow down",
+                            limits.session_msgs_per_s
+                        ))))
+                        .await;
+                    break;
+                }
                 match convert::from_robot(m) {
                     Ok(FromRobot::Hello(_)) => {
                         let _ = tx.send(Err(Status::failed_precondition("hello may only be sent once"))).await;
