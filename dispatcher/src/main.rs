@@ -21,6 +21,14 @@ struct Args {
     /// Do not improve plans in the background (orders are still inserted into plans as they arrive).
     #[arg(long)]
     no_improve: bool,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS); needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -66,6 +74,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut opts = dispatcher::Options::new(args.data, map);
     opts.improver.enabled = !args.no_improve;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        opts.tls = Some(dispatcher::server::TlsConfig::from_files(cert, key, args.tls_client_ca.as_deref())?);
+    }
     dispatcher::serve(listener, opts, shutdown).await?;
     Ok(())
 }

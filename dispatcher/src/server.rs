@@ -40,6 +40,34 @@ pub struct Options {
     pub tick: Duration,
     pub improver: ImproverConfig,
     pub limits: Limits,
+    /// Serve TLS (rustls) instead of plain HTTP/2.
+    pub tls: Option<TlsConfig>,
+}
+
+/// PEM material for serving TLS.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// When set, every client must present a certificate signed by this CA (mutual TLS), on top of its token.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl TlsConfig {
+    /// Reads the PEM files.
+    pub fn from_files(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, Error> {
+        let read = |p: &Path| std::fs::read(p).map_err(|e| Error::Setup(format!("cannot read {}: {e}", p.display())));
+        Ok(Self { cert_pem: read(cert)?, key_pem: read(key)?, client_ca_pem: client_ca.map(read).transpose()? })
+    }
+
+    fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let mut c = ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
+        if let Some(ca) = &self.client_ca_pem {
+            c = c.client_ca_root(Certificate::from_pem(ca));
+        }
+        c
+    }
 }
 
 impl Options {
@@ -51,6 +79,7 @@ impl Options {
             tick: Duration::from_secs(1),
             improver: ImproverConfig::default(),
             limits: Limits::default(),
+            tls: None,
         }
     }
 }
@@ -82,6 +111,7 @@ pub struct Prepared {
     tick: Duration,
     improver: ImproverConfig,
     limits: Limits,
+    tls: Option<TlsConfig>,
 }
 
 /// Serves until `shutdown` resolves. The listener is already bound, so tests can pass `127.0.0.1:0`.
@@ -114,7 +144,15 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
         write_secret(&path, &token)?;
         tracing::info!("first start: wrote an operator token to {} (mode 0600)", path.display());
     }
-    Ok(Prepared { dispatcher, store, auth, tick: opts.tick, improver: opts.improver, limits: opts.limits })
+    Ok(Prepared {
+        dispatcher,
+        store,
+        auth,
+        tick: opts.tick,
+        improver: opts.improver,
+        limits: opts.limits,
+        tls: opts.tls,
+    })
 }
 
 impl Prepared {
@@ -124,7 +162,7 @@ impl Prepared {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Prepared { dispatcher, store, auth, tick, improver, limits } = self;
+        let Prepared { dispatcher, store, auth, tick, improver, limits, tls } = self;
         let mut core = Core::start(dispatcher, store, improver);
         let handle = core.handle.clone();
         let tick_handle = core.handle.clone();
@@ -178,7 +216,12 @@ impl Prepared {
             // Stopping the core ends every robot session and watch stream, so connections can drain.
             core.stop().await;
         };
-        Server::builder()
+        let mut builder = Server::builder();
+        if let Some(t) = &tls {
+            builder = builder.tls_config(t.server_config()).map_err(|e| Error::Setup(format!("TLS: {e}")))?;
+            tracing::info!(mutual = t.client_ca_pem.is_some(), "serving TLS");
+        }
+        builder
             // Keepalive pings notice a dead robot link within about 30 s even when nothing is sent.
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))

@@ -30,6 +30,17 @@ struct Args {
     /// Simulated seconds per real second.
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// CA certificate (PEM) that signed the dispatcher's; turns on TLS (use an https:// URL).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// The name in the dispatcher's certificate, if not the URL's host.
+    #[arg(long, requires = "tls_ca")]
+    tls_domain: Option<String>,
+    /// This robot's certificate and key (PEM), for a dispatcher that requires client certificates.
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn parse_latlon(s: &str) -> Result<LatLon, String> {
@@ -52,6 +63,15 @@ async fn main() -> anyhow::Result<()> {
     let mut cfg = SessionConfig::new(args.dispatcher, token);
     cfg.robot_id = args.robot_id;
     cfg.time_scale = args.time_scale;
+    if let Some(ca) = &args.tls_ca {
+        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        let identity = match (&args.tls_cert, &args.tls_key) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            _ => None,
+        };
+        cfg.tls =
+            Some(robot_agent::session::ClientTls { ca_pem: read(ca)?, domain: args.tls_domain.clone(), identity });
+    }
     let (pin_tx, pin_rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();

@@ -45,6 +45,33 @@ pub struct SessionConfig {
     pub state_every: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// TLS to the dispatcher (an `https://` endpoint), with a client certificate for mutual TLS if given.
+    pub tls: Option<ClientTls>,
+}
+
+/// PEM material for a TLS connection to the dispatcher.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// The CA that signed the dispatcher's certificate.
+    pub ca_pem: Vec<u8>,
+    /// The name in the dispatcher's certificate, when it differs from the endpoint's host.
+    pub domain: Option<String>,
+    /// This robot's certificate and key, for dispatchers that require client certificates.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ClientTls {
+    pub fn config(&self) -> tonic::transport::ClientTlsConfig {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let mut c = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
+        if let Some(d) = &self.domain {
+            c = c.domain_name(d.clone());
+        }
+        if let Some((cert, key)) = &self.identity {
+            c = c.identity(Identity::from_pem(cert, key));
+        }
+        c
+    }
 }
 
 impl SessionConfig {
@@ -58,6 +85,7 @@ impl SessionConfig {
             state_every: Duration::from_secs(1),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -90,6 +118,16 @@ async fn connect_loop(cfg: SessionConfig, to_runner: mpsc::Sender<Link>) {
                 let _ = to_runner.send(Link::Fatal(format!("bad endpoint: {e}"))).await;
                 return;
             }
+        };
+        let endpoint = match &cfg.tls {
+            None => endpoint,
+            Some(t) => match endpoint.tls_config(t.config()) {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = to_runner.send(Link::Fatal(format!("bad TLS settings: {e}"))).await;
+                    return;
+                }
+            },
         };
         match endpoint.connect().await {
             Ok(channel) => {

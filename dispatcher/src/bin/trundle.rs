@@ -25,6 +25,14 @@ struct Cli {
     /// File holding the bearer token, e.g. trundle-data/operator.token.
     #[arg(long, global = true, env = "TRUNDLE_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// CA certificate (PEM) of a dispatcher serving TLS (use an https:// URL).
+    #[arg(long, global = true, env = "TRUNDLE_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for a dispatcher that requires them.
+    #[arg(long, global = true, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, global = true, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -368,11 +376,21 @@ async fn main() -> anyhow::Result<()> {
         }
         (None, None) => bail!("give a token with --token, --token-file, TRUNDLE_TOKEN or TRUNDLE_TOKEN_FILE"),
     };
-    let channel = Channel::from_shared(cli.server.clone())
-        .context("bad --server URL")?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the dispatcher at {}", cli.server))?;
+    let mut endpoint = Channel::from_shared(cli.server.clone()).context("bad --server URL")?;
+    if let Some(ca) = &cli.tls_ca {
+        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        let identity = match (&cli.tls_cert, &cli.tls_key) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            _ => None,
+        };
+        let mut tls =
+            tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+        if let Some((c, k)) = identity {
+            tls = tls.identity(tonic::transport::Identity::from_pem(c, k));
+        }
+        endpoint = endpoint.tls_config(tls).context("bad TLS settings")?;
+    }
+    let channel = endpoint.connect().await.with_context(|| format!("cannot reach the dispatcher at {}", cli.server))?;
     let c = Client { channel, token };
     match cli.cmd {
         Cmd::Shop(ShopCmd::Register { id, name, at }) => {
