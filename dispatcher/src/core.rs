@@ -38,6 +38,8 @@ pub enum FleetNote {
 }
 
 type Query = Box<dyn FnOnce(&Dispatcher) + Send>;
+/// Where the answer to one input goes, if anybody waits for it.
+type ReplyTx = oneshot::Sender<Result<Reply, Error>>;
 
 enum Command {
     Input {
@@ -58,6 +60,9 @@ enum Command {
     Improved(Option<Box<Proposal>>),
     Stop,
 }
+
+/// Inputs handled together under one flushed write at most.
+const MAX_GROUP: usize = 256;
 
 /// How the background improver is paced.
 #[derive(Debug, Clone, Copy)]
@@ -247,7 +252,9 @@ struct Improver {
 
 impl CoreThread {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
-        while let Some(cmd) = rx.blocking_recv() {
+        let mut next: Option<Command> = None;
+        loop {
+            let Some(cmd) = next.take().or_else(|| rx.blocking_recv()) else { break };
             match cmd {
                 Command::Stop => break,
                 Command::Query(q) => q(&self.d),
@@ -265,8 +272,22 @@ impl CoreThread {
                     }
                 }
                 Command::Input { input, reply } => {
-                    let tick = matches!(input, Input::Tick);
-                    self.input(input, reply);
+                    // Group commit: every input already waiting joins this one, and one flushed write covers
+                    // them all. A query or any other command ends the group, so nothing reads state that is
+                    // not yet on disk.
+                    let mut group = vec![(input, reply)];
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(Command::Input { input, reply }) => group.push((input, reply)),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let tick = group.iter().any(|(i, _)| matches!(i, Input::Tick));
+                    self.inputs(group);
                     if tick {
                         self.maybe_improve();
                     }
@@ -315,30 +336,53 @@ impl CoreThread {
     }
 
     fn input(&mut self, input: Input, reply: Option<oneshot::Sender<Result<Reply, Error>>>) {
+        self.inputs(vec![(input, reply)]);
+    }
+
+    /// Handles a group of inputs, writes all their records in one flushed batch, then answers and notifies
+    /// in order.
+    fn inputs(&mut self, group: Vec<(Input, Option<ReplyTx>)>) {
         if self.failed {
-            if let Some(r) = reply {
-                let _ = r.send(Err(Error::Stopped));
+            for (_, reply) in group {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(Error::Stopped));
+                }
             }
             return;
         }
-        let now = self.clock.now();
-        let outputs = self.d.handle(now, input);
-        let records: Vec<_> = outputs
-            .iter()
-            .filter_map(|o| match o {
+        let mut handled = Vec::with_capacity(group.len());
+        let mut records = Vec::new();
+        for (input, reply) in group {
+            let now = self.clock.now();
+            let outputs = self.d.handle(now, input);
+            records.extend(outputs.iter().filter_map(|o| match o {
                 Output::Persist(r) => Some(r.clone()),
                 _ => None,
-            })
-            .collect();
+            }));
+            handled.push((outputs, reply));
+        }
         if let Err(e) = self.store.write(&records) {
             tracing::error!("store write failed, stopping the core: {e}");
             self.failed = true;
             self.sessions.clear();
-            if let Some(r) = reply {
-                let _ = r.send(Err(e));
+            let why = match &e {
+                Error::Store(m) => m.clone(),
+                other => other.to_string(),
+            };
+            for (_, reply) in handled {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(Error::Store(why.clone())));
+                }
             }
             return;
         }
+        for (outputs, reply) in handled {
+            self.dispatch(outputs, reply);
+        }
+    }
+
+    /// Answers, sends to robots and notifies watchers; the records are already on disk.
+    fn dispatch(&mut self, outputs: Vec<Output>, reply: Option<oneshot::Sender<Result<Reply, Error>>>) {
         let mut reply = reply;
         for o in outputs {
             match o {

@@ -10,6 +10,7 @@
 //! [`remote`] is the other driver: the same simulated fleet as real robot-agent gRPC sessions against a running
 //! dispatcher.
 
+pub mod load;
 pub mod physics;
 pub mod remote;
 pub mod report;

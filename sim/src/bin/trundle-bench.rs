@@ -32,6 +32,32 @@ enum Cmd {
     Solomon(SolverArgs),
     /// The full lockstep simulation (dispatcher, agents, rapier physics, pedestrians) on Monaco: real-time factor.
     Sim(SimArgs),
+    /// The gRPC server under load: robot sessions streaming state while shops place, read and watch orders.
+    Load(LoadArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    #[arg(long, default_value = "data/monaco.osm.pbf")]
+    map: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    robots: usize,
+    #[arg(long, default_value_t = 200.0)]
+    orders_per_sec: f64,
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 20)]
+    shops: usize,
+    /// Watch one in this many orders (a WatchOrder stream held to the end).
+    #[arg(long, default_value_t = 20)]
+    watch_every: usize,
+    /// Worker threads of the in-process dispatcher's runtime (the load generator has its own).
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
+    #[arg(long, default_value_t = 3)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -466,6 +492,48 @@ fn insertion(a: InsertionArgs) -> anyhow::Result<()> {
     out.emit(json!({"bench": "insertion", "measure": "place", "robots": a.robots, "samples": place_us.len(),
         "p50_us": round(percentile(&mut place_us, 0.5)), "p99_us": round(percentile(&mut place_us, 0.99)),
         "max_us": round(percentile(&mut place_us, 1.0))}));
+    // How much the nearest-candidates rule gives up: the same insertions over every robot.
+    {
+        use fleet_core::assign::{Task, TravelTable, cheapest_insertion_among};
+        use fleet_core::robot::StopKind;
+        let snap = d.plan_snapshot(now);
+        let mut table = TravelTable::default();
+        let (mut same, mut compared, mut extra_s, mut pruned_us, mut full_us) = (0usize, 0usize, 0.0, vec![], vec![]);
+        for k in 0..a.samples.min(300) {
+            let (Ok(p), Ok(q)) = (map.snap(shops[k % shops.len()], 150.0), map.snap(customers[k], 150.0)) else {
+                continue;
+            };
+            let task = |kind, node| Task {
+                kind,
+                order: fleet_core::OrderId::parse("probe").expect("a constant valid id"),
+                node,
+                not_before: now,
+                deadline: (kind == StopKind::Dropoff).then(|| now.plus_secs(4.0 * 3600.0)),
+                compartments: 1,
+                grams: 1_000,
+                service_s: 60.0,
+            };
+            let (pt, dt) = (task(StopKind::Pickup, p.node), task(StopKind::Dropoff, q.node));
+            let t0 = Instant::now();
+            let pruned = cheapest_insertion_among(&snap.map, &mut table, &snap.plans, &pt, &dt, 32);
+            pruned_us.push(t0.elapsed().as_secs_f64() * 1e6);
+            let t0 = Instant::now();
+            let full = cheapest_insertion_among(&snap.map, &mut table, &snap.plans, &pt, &dt, usize::MAX);
+            full_us.push(t0.elapsed().as_secs_f64() * 1e6);
+            if let (Some(a), Some(b)) = (pruned, full) {
+                compared += 1;
+                if (a.added_travel_s - b.added_travel_s).abs() < 1e-6 {
+                    same += 1;
+                }
+                extra_s += a.added_travel_s - b.added_travel_s;
+            }
+        }
+        let round = |v: f64| (v * 10.0).round() / 10.0;
+        out.emit(json!({"bench": "insertion", "measure": "nearest_32_vs_all", "robots": a.robots,
+            "compared": compared, "same_cost_pct": round(100.0 * same as f64 / compared.max(1) as f64),
+            "mean_extra_added_s": round(extra_s / compared.max(1) as f64),
+            "nearest_p50_us": round(percentile(&mut pruned_us, 0.5)), "all_p50_us": round(percentile(&mut full_us, 0.5))}));
+    }
     // Background improvement rounds on these plans: what the core pays (snapshot, validating and applying the
     // proposal) and what the search, off the core, finds in its budget.
     let (mut snap_us, mut apply_us, mut saved_s, mut iters, mut applied) = (Vec::new(), Vec::new(), 0.0, 0u64, 0);
@@ -637,5 +705,57 @@ fn main() -> anyhow::Result<()> {
         Cmd::Lilim(a) => solver_bench(a, false),
         Cmd::Solomon(a) => solver_bench(a, true),
         Cmd::Sim(a) => sim_bench(a),
+        Cmd::Load(a) => load_bench(a),
     }
+}
+
+/// Starts a dispatcher on a temp dir on its own runtime (as a separate process would have), then drives the
+/// load from another runtime.
+fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
+    let mut out = Out { json: a.json, rows: Vec::new() };
+    let bytes = std::fs::read(&a.map).with_context(|| format!("cannot read {}", a.map.display()))?;
+    let (map, _) = MapGraph::from_osm(&bytes)?;
+    let dir = tempfile::tempdir()?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.server_threads.max(1))
+        .thread_name("server")
+        .enable_all()
+        .build()?;
+    let mut opts = dispatcher::Options::new(dir.path(), map.clone());
+    // The shops' open orders pile up (the robots here never drive), so the cap must hold the whole run.
+    opts.config.max_open_orders_per_shop = usize::MAX;
+    let prepared = dispatcher::open(opts)?;
+    let token = std::fs::read_to_string(dispatcher::server::operator_token_path(dir.path()))?.trim().to_owned();
+    let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = server_rt.spawn(prepared.serve(listener, async {
+        let _ = stop_rx.await;
+    }));
+    let load_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let cfg = sim::load::LoadConfig {
+        robots: a.robots,
+        shops: a.shops,
+        orders_per_s: a.orders_per_sec,
+        seconds: a.seconds,
+        watch_every: a.watch_every,
+        seed: a.seed,
+    };
+    let endpoint = format!("http://{addr}");
+    let report = load_rt.block_on(sim::load::run(&map, &endpoint, &token, &cfg)).map_err(anyhow::Error::msg)?;
+    let _ = stop_tx.send(());
+    let _ = server_rt.block_on(server);
+    let r2 = |v: f64| (v * 100.0).round() / 100.0;
+    for (rpc, l) in &report.latencies {
+        out.emit(json!({"bench": "load", "rpc": rpc, "calls": l.0.len(), "p50_ms": r2(l.percentile(0.5)),
+            "p99_ms": r2(l.percentile(0.99)), "max_ms": r2(l.percentile(1.0))}));
+    }
+    let errors: usize = report.errors.values().sum();
+    out.emit(json!({"bench": "load", "measure": "summary", "robots": a.robots, "sessions_up": report.sessions_up,
+        "orders_per_s": a.orders_per_sec, "seconds": a.seconds, "placed": report.placed, "delivered": report.delivered, "refused": report.refused,
+        "errors": errors, "errors_by_rpc": format!("{:?}", report.errors), "lost": report.lost,
+        "state_reports": report.state_reports, "wall_s": r2(report.wall_s),
+        "place_p99_ms": r2(report.latencies.get("PlaceOrder").map_or(f64::NAN, |l| l.percentile(0.99))),
+        "machine": machine()}));
+    Ok(())
 }
