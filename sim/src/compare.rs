@@ -85,7 +85,7 @@ pub fn compare(
         for (side, (area, s)) in [(area_a, a), (area_b, b)].into_iter().enumerate() {
             let s = Scenario { seed, ..s.clone() };
             let label = format!("{} seed {seed}", if side == 0 { "A" } else { "B" });
-            let outcome = simulate(area.clone(), &s, &mut |d, t| progress(&label, d, t))?;
+            let outcome = simulate(area, &s, &mut |d, t| progress(&label, d, t))?;
             figs.push(figures(&outcome.report));
             on_run(side, seed, &outcome);
         }

@@ -62,7 +62,7 @@ struct Overrides {
     /// Physics steps per simulated second, at least 20 [20].
     #[arg(long)]
     physics_hz: Option<u32>,
-    /// Building footprints as walls: off or walls [off].
+    /// Building footprints as walls: off or walls [walls].
     #[arg(long)]
     buildings: Option<String>,
 }
@@ -166,7 +166,7 @@ fn progress_bar(quiet: bool, label: String) -> ProgressBar {
 
 fn simulate(area: &Area, s: &Scenario, quiet: bool, label: String) -> anyhow::Result<Outcome> {
     let bar = progress_bar(quiet, label);
-    let out = sim::simulate(area.clone(), s, &mut |done, total| {
+    let out = sim::simulate(area, s, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use fleet_core::LatLon;
 use fleet_core::map::{ImportSummary, MapGraph};
@@ -117,12 +118,24 @@ pub fn read_features(pbf: &[u8]) -> Result<Features, String> {
 pub struct Area {
     pub map: MapGraph,
     pub features: Features,
+    /// The building walls (local metres), worked out on first use and kept: every run in this area (a
+    /// `compare` runs several) needs the same.
+    walls: OnceLock<Vec<([f64; 2], [f64; 2])>>,
 }
 
 impl Area {
     /// A bare graph: no shop points, no buildings.
     pub fn from_map(map: MapGraph) -> Self {
-        Self { map, features: Features::default() }
+        Self::new(map, Features::default())
+    }
+
+    pub fn new(map: MapGraph, features: Features) -> Self {
+        Self { map, features, walls: OnceLock::new() }
+    }
+
+    /// The walls of the buildings: see [`crate::world::building_walls`].
+    pub fn walls(&self) -> &[([f64; 2], [f64; 2])] {
+        self.walls.get_or_init(|| crate::world::building_walls(&self.map, &self.features))
     }
 
     /// Imports the walkable graph and the features of an `.osm.pbf` file.
@@ -131,6 +144,6 @@ impl Area {
         let (map, summary) =
             MapGraph::from_osm(&bytes).map_err(|e| format!("cannot import {}: {e}", path.display()))?;
         let features = read_features(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok((Self { map, features }, summary))
+        Ok((Self::new(map, features), summary))
     }
 }

@@ -39,7 +39,7 @@ use rapier3d::parry::shape::Cuboid;
 use rapier3d::prelude::{
     ActiveEvents, ColliderBuilder, ColliderHandle, ColliderSet, CollisionEvent, ContactPair, EventHandler, Group,
     InteractionGroups, InteractionTestMode, PhysicsWorld as RapierWorld, Pose, QueryFilter, Real, RigidBodyBuilder,
-    RigidBodyHandle, RigidBodySet, Rotation, SoftBodySet, SoftBodyTearEvent, Vector,
+    RigidBodyHandle, RigidBodySet, Rotation, SharedShape, SoftBodySet, SoftBodyTearEvent, Vector,
 };
 use robot_agent::agent::{PlatformCommand, PlatformEvent, Telemetry};
 use robot_agent::platform::Platform;
@@ -485,27 +485,33 @@ impl PhysicsWorld {
         self.world.wake_up_all(false);
     }
 
-    /// Adds static walls: each segment `(a, b)` in local metres becomes a cuboid 0.2 m thick and 1 m high.
-    /// Standalone colliders (no body): the cheapest static geometry rapier has. Pedestrians ignore them (they
-    /// are kinematic and walk the graph, which the walls were kept clear of).
+    /// Adds static walls: each segment `(a, b)` in local metres becomes a cuboid 0.2 m thick and 1 m high; returns
+    /// how many. All of them form one compound collider (no body): measured on Monaco's 33,674 walls, one
+    /// collider per wall made a step 2.5 times slower (rapier's broad phase keeps every collider in its tree
+    /// and the moving ones are re-inserted each step), compounds per 5-200 m cell 1.7-2.5 times, one compound
+    /// for all 1.25 times. Pedestrians ignore walls (they are kinematic and walk the graph, which the walls
+    /// were kept clear of).
     pub fn add_walls(&mut self, segments: &[([f64; 2], [f64; 2])]) -> usize {
-        let mut n = 0;
+        let mut shapes: Vec<(Pose, SharedShape)> = Vec::new();
         for &(a, b) in segments {
             let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
             let len = dx.hypot(dy);
-            if len < 0.05 {
+            if !(len >= 0.05 && len.is_finite()) {
                 continue;
             }
             let mid = Vector::new(((a[0] + b[0]) / 2.0) as Real, ((a[1] + b[1]) / 2.0) as Real, 0.5);
+            let pose = Pose::from_parts(mid, Rotation::from_rotation_z(dy.atan2(dx) as Real));
+            shapes.push((pose, SharedShape::cuboid((len / 2.0) as Real, 0.1, 0.5)));
+        }
+        let n = shapes.len();
+        if n > 0 {
             let k = self.world.colliders.len() as u128;
             self.world.insert_collider(
-                ColliderBuilder::cuboid((len / 2.0) as Real, 0.1, 0.5)
-                    .position(Pose::from_parts(mid, Rotation::from_rotation_z(dy.atan2(dx) as Real)))
+                ColliderBuilder::compound(shapes)
                     .collision_groups(InteractionGroups::new(G_STATIC, G_ROBOT, InteractionTestMode::And))
                     .user_data(K_STATIC << 120 | k),
                 None,
             );
-            n += 1;
         }
         n
     }

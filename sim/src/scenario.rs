@@ -117,10 +117,12 @@ pub enum Customers {
 #[serde(rename_all = "snake_case")]
 pub enum Buildings {
     /// No buildings: robots and pedestrians on an open plane.
-    #[default]
     Off,
-    /// Each footprint's outline as thin walls, except where it comes within `WALL_CLEARANCE_M` of a walkable
-    /// way (arcades, passages, ways mapped through a building): a wall there would only trap robots.
+    /// Each footprint's outline as thin walls where it runs between `WALL_CLEARANCE_M` and `WALL_REACH_M` from
+    /// the nearest walkable way: closer, a wall would trap robots (arcades, passages, ways mapped through a
+    /// building); farther, no robot could touch it. The default: robots drive as well as on the open plane
+    /// (measured on the main job: no robot-static contact, no blocked robot).
+    #[default]
     Walls,
 }
 

@@ -41,6 +41,9 @@ pub enum SimError {
 /// of the way and steps up to 1.2 m aside (plus half its width), and OSM maps some ways through arcades and
 /// passages; a wall there would trap robots on a way the dispatcher believes open.
 pub const WALL_CLEARANCE_M: f64 = 2.0;
+/// Walls farther than this from every walkable way are left out too: robots keep within about 3 m of a way
+/// (their lane, a step aside, a parking slot), so such a wall could never be touched, only cost step time.
+pub const WALL_REACH_M: f64 = 8.0;
 /// Trajectories are sampled this often for the report's map, battery levels six times less often.
 pub const TRACE_EVERY_S: u64 = 10;
 /// The order chart's bucket.
@@ -94,13 +97,13 @@ pub struct Outcome {
 
 /// Runs the scenario on `map` (no shop points, no buildings) and returns its report.
 pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
-    simulate(Area::from_map(map), scenario, &mut |_, _| {}).map(|o| o.report)
+    simulate(&Area::from_map(map), scenario, &mut |_, _| {}).map(|o| o.report)
 }
 
 /// Runs the scenario in `area`; `progress(done, total)` is called with simulated ticks now and then.
-pub fn simulate(area: Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, SimError> {
+pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, SimError> {
     scenario.check().map_err(SimError::Scenario)?;
-    let Area { map, features } = area;
+    let (map, features) = (area.map.clone(), &area.features);
     let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed);
     let start = Timestamp(scenario.start_ms);
     let map_nodes = map.node_count();
@@ -247,7 +250,7 @@ pub fn simulate(area: Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, u
         PhysicsWorld::new(map.origin(), start, PhysicsConfig { hz: scenario.physics_hz, ..Default::default() })
             .map_err(SimError::Scenario)?;
     let walls = match scenario.buildings {
-        Buildings::Walls => phys.add_walls(&building_walls(&map, &features)),
+        Buildings::Walls => phys.add_walls(area.walls()),
         Buildings::Off => 0,
     };
     let mut ped_rng = ChaCha8Rng::seed_from_u64(scenario.seed);
@@ -631,13 +634,11 @@ pub fn simulate(area: Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, u
     Ok(Outcome { report, trace })
 }
 
-/// The walls of every footprint, cut where they come within [`WALL_CLEARANCE_M`] of a walkable way: each
-/// outline edge is sampled every metre and the runs of clear samples become walls.
-fn building_walls(map: &MapGraph, features: &Features) -> Vec<([f64; 2], [f64; 2])> {
+/// The walls of every footprint that matter and do no harm: each outline edge is sampled every metre, and the
+/// runs of samples between [`WALL_CLEARANCE_M`] and [`WALL_REACH_M`] from the nearest walkable way become walls.
+pub fn building_walls(map: &MapGraph, features: &Features) -> Vec<([f64; 2], [f64; 2])> {
+    let ways = WayGrid::new(map);
     let mut walls = Vec::new();
-    let proj = crate::physics::Projection::new(map.origin());
-    let clear =
-        |p: [f64; 2]| map.snap(proj.to_latlon(p), f64::MAX).is_ok_and(|s| s.edge_distance_m >= WALL_CLEARANCE_M);
     for b in &features.buildings {
         let pts: Vec<[f64; 2]> = b.outline.iter().map(|&p| map.to_xy(p)).collect();
         for w in pts.windows(2) {
@@ -650,7 +651,7 @@ fn building_walls(map: &MapGraph, features: &Features) -> Vec<([f64; 2], [f64; 2
             };
             let mut run: Option<usize> = None;
             for k in 0..=steps {
-                let ok = clear(at(k));
+                let ok = ways.wall_may_stand(at(k));
                 match (ok, run) {
                     (true, None) => run = Some(k),
                     (false, Some(s)) => {
@@ -670,6 +671,64 @@ fn building_walls(map: &MapGraph, features: &Features) -> Vec<([f64; 2], [f64; 2
         }
     }
     walls
+}
+
+/// The walkable graph's segments in a uniform grid of `WALL_REACH_M` cells: every segment within the reach of
+/// a point is in the point's cell or one of its eight neighbours. Built for [`building_walls`], which asks
+/// about every metre of every outline (hundreds of thousands of points on Monaco), where a general nearest-
+/// neighbour query was the whole cost.
+/// A straight piece between two points, local metres.
+type Segment = ([f64; 2], [f64; 2]);
+
+struct WayGrid {
+    cells: BTreeMap<(i64, i64), Vec<Segment>>,
+}
+
+impl WayGrid {
+    fn cell(p: [f64; 2]) -> (i64, i64) {
+        ((p[0] / WALL_REACH_M).floor() as i64, (p[1] / WALL_REACH_M).floor() as i64)
+    }
+
+    fn new(map: &MapGraph) -> Self {
+        let mut cells: BTreeMap<(i64, i64), Vec<Segment>> = BTreeMap::new();
+        for (u, v, _) in map.weighted_edges(fleet_core::map::Profile::default()) {
+            let (Some(a), Some(b)) = (map.node(NodeId(u)), map.node(NodeId(v))) else { continue };
+            if u > v {
+                continue;
+            }
+            let (ca, cb) = (Self::cell(a.xy), Self::cell(b.xy));
+            for x in ca.0.min(cb.0)..=ca.0.max(cb.0) {
+                for y in ca.1.min(cb.1)..=ca.1.max(cb.1) {
+                    cells.entry((x, y)).or_default().push((a.xy, b.xy));
+                }
+            }
+        }
+        Self { cells }
+    }
+
+    /// Whether the nearest segment is at least `WALL_CLEARANCE_M` and at most `WALL_REACH_M` away.
+    fn wall_may_stand(&self, p: [f64; 2]) -> bool {
+        let (cx, cy) = Self::cell(p);
+        let mut nearest = f64::INFINITY;
+        for x in cx - 1..=cx + 1 {
+            for y in cy - 1..=cy + 1 {
+                for &(a, b) in self.cells.get(&(x, y)).map_or(&[][..], Vec::as_slice) {
+                    nearest = nearest.min(segment_distance(p, a, b));
+                    if nearest < WALL_CLEARANCE_M {
+                        return false;
+                    }
+                }
+            }
+        }
+        nearest <= WALL_REACH_M
+    }
+}
+
+fn segment_distance(p: [f64; 2], a: [f64; 2], b: [f64; 2]) -> f64 {
+    let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 > 0.0 { (((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+    (p[0] - a[0] - t * dx).hypot(p[1] - a[1] - t * dy)
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {

@@ -35,7 +35,7 @@ fn same_scenario_same_report_files_byte_for_byte() {
     let (_, scenario) = ScenarioFile::parse(SMALL).and_then(|f| f.resolve(Path::new("."))).expect("valid");
     let dirs = [tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp")];
     for d in &dirs {
-        let outcome = sim::simulate(area.clone(), &scenario, &mut |_, _| {}).expect("runs");
+        let outcome = sim::simulate(&area, &scenario, &mut |_, _| {}).expect("runs");
         sim::write_outputs(d.path(), &outcome).expect("writes");
     }
     let read = |d: &tempfile::TempDir, f: &str| std::fs::read(d.path().join(f)).expect("written");
