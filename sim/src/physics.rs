@@ -161,11 +161,14 @@ pub struct Blocked {
 enum Task {
     Idle,
     /// Following `pts` (local metres); `normals[k]` is the right-hand normal of the segment into point k.
+    /// `park` is where the drive ends instead of the last point when another robot has that spot (see
+    /// [`parking_slot`]).
     Driving {
         pts: Vec<[Real; 2]>,
         normals: Vec<[Real; 2]>,
         next: usize,
         limit: Real,
+        park: Option<[Real; 2]>,
     },
     Service {
         until: Timestamp,
@@ -207,6 +210,9 @@ struct Robot {
     /// The path point whose segment was last reported blocked in the current drive: one `Blocked` event per
     /// blocking episode, however often the robot stops and steps aside on that segment.
     blocked_reported: Option<usize>,
+    /// The parking slot held at the end of the current (or last) drive: the end point in decimetres and the
+    /// slot number (see [`parking_slot`]).
+    slot: Option<((i64, i64), usize)>,
     /// Battery drain relative to the reference 1 kWh battery (a bigger battery drains its percentage slower).
     drain_scale: f64,
     /// Broken down: the body never moves again and every command is answered with a fatal fault.
@@ -296,6 +302,8 @@ pub struct PhysicsWorld {
     pairs: BTreeMap<(u128, u128), PairState>,
     stats: PhysicsStats,
     sensor: Cuboid,
+    /// Parking slots taken around each drive's end point (decimetres): slot -> robot.
+    parking: BTreeMap<(i64, i64), BTreeMap<usize, usize>>,
 }
 
 fn wrap(a: Real) -> Real {
@@ -318,6 +326,27 @@ fn walk_velocity(from: [Real; 2], to: [Real; 2], speed: Real) -> Vector {
     let (dx, dy) = (to[0] - from[0], to[1] - from[1]);
     let d = (dx * dx + dy * dy).sqrt();
     if d > 1e-3 { Vector::new(dx / d * speed, dy / d * speed, 0.0) } else { Vector::ZERO }
+}
+
+/// Offset of parking slot `k` from a stop, metres. Slot 0 is the stop itself (in the lane, as a lone robot
+/// always parked); the others lie on rings around it, 6 on the first (1.6 m out), 12 on the second (3.0 m),
+/// 18 on the third (4.4 m), ..., each ring turned half a slot against the one inside it so that a robot
+/// driving out between two slots does not meet one straight behind. Cheap and deterministic; on a narrow
+/// footway an outer slot may be unreachable, and the drive then ends held within 5 m of it as before.
+fn parking_slot(k: usize) -> Option<[Real; 2]> {
+    if k == 0 {
+        return None;
+    }
+    let (mut ring, mut first) = (1usize, 1usize);
+    while k >= first + 6 * ring {
+        first += 6 * ring;
+        ring += 1;
+    }
+    let slots = 6 * ring;
+    let j = k - first;
+    let radius = 0.2 + 1.4 * ring as Real;
+    let angle = 2.0 * PI * (j as Real + if ring % 2 == 0 { 0.5 } else { 0.0 }) / slots as Real;
+    Some([radius * angle.cos(), radius * angle.sin()])
 }
 
 fn dist(a: [Real; 2], b: [Real; 2]) -> Real {
@@ -355,6 +384,7 @@ impl PhysicsWorld {
             pairs: BTreeMap::new(),
             stats: PhysicsStats::default(),
             sensor,
+            parking: BTreeMap::new(),
         })
     }
 
@@ -417,6 +447,7 @@ impl PhysicsWorld {
             sidestep: None,
             sidesteps: 0,
             progress: None,
+            slot: None,
             blocked_reported: None,
             broken: false,
             drain_scale: 1.0,
@@ -760,7 +791,10 @@ impl PhysicsWorld {
             let since = *r.stopped_since.get_or_insert(step);
             let held_s = (step - since) as f64 / f64::from(cfg.hz);
             // The yield rule: wait for a driving robot with a higher index (it steps aside), else step aside.
-            let wait_for_other = blocker_driving.is_some_and(|(j, drv)| drv && j > i);
+            // The wait is bounded: the other may be stuck itself (against a parked robot, in a queue at a
+            // shop) and never step aside, and two robots each waiting on a chain of others is a livelock.
+            let wait_for_other =
+                blocker_driving.is_some_and(|(j, drv)| drv && j > i) && held_s < 3.0 * cfg.sidestep_after_s;
             if held_s > cfg.sidestep_after_s && r.sidestep.is_none() && !wait_for_other {
                 // Alternate sides so that a robot stuck against something wide tries both.
                 let lateral = if r.sidesteps.is_multiple_of(2) { -1.0 } else { 1.2 };
@@ -780,18 +814,23 @@ impl PhysicsWorld {
             None => (cfg.keep_right_m, 2.5),
         };
         let held_long = r.stopped_since.is_some_and(|s| step - s >= u64::from(cfg.hz));
-        let Task::Driving { pts, normals, next, limit } = &mut r.task else { return };
+        let Task::Driving { pts, normals, next, limit, park } = &mut r.task else { return };
+        let park = *park;
+        // Where point k is aimed at: in our lane, except the end when we have a parking slot there.
+        let aim = |k: usize, pts: &[[Real; 2]], normals: &[[Real; 2]]| match park {
+            Some(xy) if k + 1 == pts.len() => xy,
+            _ => [pts[k][0] + normals[k][0] * lane, pts[k][1] + normals[k][1] * lane],
+        };
         // Pass every point we are close to; the last one ends the drive. The end counts as reached when
         // something (typically a robot parked there) holds us within 5 m of it: the spot is taken.
         let mut arrived = false;
         loop {
             let k = *next;
-            let Some(&q) = pts.get(k) else {
+            if k >= pts.len() {
                 arrived = true;
                 break;
-            };
-            let n = normals[k];
-            let b = [q[0] + n[0] * lane, q[1] + n[1] * lane];
+            }
+            let b = aim(k, pts, normals);
             let last = k + 1 == pts.len();
             if dist(p, b) <= cfg.pass_radius_m || (last && held_long && dist(p, b) < 5.0) {
                 r.events.push(PlatformEvent::Passed { index: k });
@@ -811,7 +850,7 @@ impl PhysicsWorld {
         }
         let k = *next;
         let n = normals[k];
-        let bpt = [pts[k][0] + n[0] * lane, pts[k][1] + n[1] * lane];
+        let bpt = aim(k, pts, normals);
         let apt = if k == 0 { p } else { [pts[k - 1][0] + n[0] * lane, pts[k - 1][1] + n[1] * lane] };
         let ab = [bpt[0] - apt[0], bpt[1] - apt[1]];
         let len = (ab[0] * ab[0] + ab[1] * ab[1]).sqrt();
@@ -929,7 +968,23 @@ impl PhysicsWorld {
                     next = 1;
                 }
                 let limit = if speed_mps.is_finite() { speed_mps.max(0.0) as Real } else { 0.0 };
-                r.task = Task::Driving { pts, normals, next, limit };
+                // The end's parking slot: the lowest free one around that point; the robot keeps it until its
+                // next drive, so robots waiting or serving at one stop stand apart instead of on one spot.
+                if let Some((key, k)) = r.slot.take()
+                    && let Some(taken) = self.parking.get_mut(&key)
+                {
+                    taken.remove(&k);
+                }
+                let mut park = None;
+                if let Some(&end) = pts.last() {
+                    let key = ((end[0] * 10.0).round() as i64, (end[1] * 10.0).round() as i64);
+                    let taken = self.parking.entry(key).or_default();
+                    let k = (0..).find(|k| !taken.contains_key(k)).unwrap_or(0);
+                    taken.insert(k, i);
+                    r.slot = Some((key, k));
+                    park = parking_slot(k).map(|o| [end[0] + o[0], end[1] + o[1]]);
+                }
+                r.task = Task::Driving { pts, normals, next, limit, park };
                 r.sidestep = None;
                 r.stopped_since = None;
                 r.blocked = None;

@@ -214,3 +214,27 @@ fn a_broken_down_robot_stops_for_good_and_reports_a_fatal_fault() {
     assert!(matches!(ev.as_slice(), [PlatformEvent::Fault { fatal: true, .. }]), "{ev:?}");
     assert!(!w.is_busy(r) && w.is_broken(r));
 }
+
+#[test]
+fn robots_stopping_at_the_same_place_park_apart() {
+    // Four robots in a row head for the same stop: the crowded-shop case that used to pile them up.
+    let mut w = PhysicsWorld::new(origin(), T0, PhysicsConfig::default()).expect("valid config");
+    for k in 0..4 {
+        let r = w.add_robot(at(&w, -1.5 * k as f64, -20.0), std::f32::consts::FRAC_PI_2);
+        let path = vec![at(&w, -1.5 * k as f64, -20.0), at(&w, 0.0, 0.0)];
+        drive(&mut w, r, path);
+    }
+    let (_, arrived) = run(&mut w, 120);
+    assert!(arrived.iter().all(Option::is_some), "{arrived:?} {:?}", w.stats());
+    w.advance_to(Timestamp(T0.0 + 130_000));
+    let xy: Vec<[f32; 2]> = (0..4).map(|i| w.robot_xy(i).expect("robot")).collect();
+    for a in 0..4 {
+        for b in a + 1..4 {
+            let d = ((xy[a][0] - xy[b][0]).powi(2) + (xy[a][1] - xy[b][1]).powi(2)).sqrt();
+            assert!(d > 0.9, "robots {a} and {b} park {d} m apart: {xy:?}");
+        }
+        let from_stop = (xy[a][0].powi(2) + xy[a][1].powi(2)).sqrt();
+        assert!(from_stop < 5.0, "robot {a} parked {from_stop} m from the stop");
+    }
+    assert_eq!(w.stats().collisions.robot_robot, 0, "{:?}", w.stats());
+}
