@@ -62,7 +62,7 @@ struct Overrides {
     /// Physics steps per simulated second, at least 20 [20].
     #[arg(long)]
     physics_hz: Option<u32>,
-    /// Building footprints as walls: off or walls [walls].
+    /// Building footprints as walls: off or walls [off].
     #[arg(long)]
     buildings: Option<String>,
 }

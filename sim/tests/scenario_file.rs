@@ -31,7 +31,7 @@ fn the_example_scenarios_load() {
     assert_eq!(lunch.hourly_profile.len(), 24);
     assert_eq!(lunch.orders_per_hour, 30.0);
     assert_eq!(lunch.customers, Customers::Buildings);
-    assert_eq!(lunch.buildings, Buildings::Walls);
+    assert_eq!(lunch.buildings, Buildings::Off);
 
     let (_, faults) = ScenarioFile::load(&scenarios().join("monaco-faults.toml")).expect("faults loads");
     let kinds: Vec<&str> = faults.faults.iter().map(Fault::kind).collect();
