@@ -1,8 +1,9 @@
-//! Trundle's simulator. [`run`] plays a [`Scenario`] in a deterministic lockstep loop with a simulated clock:
-//! the real fleet-core [`Dispatcher`](fleet_core::dispatcher::Dispatcher) and one real robot-agent
+//! Trundle's simulator. [`simulate`] plays a [`Scenario`] in a deterministic lockstep loop with a simulated
+//! clock: the real fleet-core [`Dispatcher`](fleet_core::dispatcher::Dispatcher) and one real robot-agent
 //! [`Agent`](robot_agent::agent::Agent) per robot, each driving a rapier3d body of the [`physics`] world among
-//! walking pedestrians, shops placing a seeded stream of orders, customers typing their PIN at the door. The
-//! result is a [`Report`], with the fleet's collisions, near misses and blocked robots.
+//! walking pedestrians (and building walls, when the scenario asks), shops placing a seeded stream of orders
+//! (or replaying a log), customers typing their PIN at the door, and faults striking on schedule. The result
+//! is a [`Report`] (`report.json`) and a [`Trace`](report::Trace) for the charts of `report.html` ([`html`]).
 //!
 //! Same scenario and seed, same report, byte for byte: every random draw comes from one seeded ChaCha stream,
 //! every collection that reaches the report is ordered, and time is tick x dt.
@@ -10,13 +11,28 @@
 //! [`remote`] is the other driver: the same simulated fleet as real robot-agent gRPC sessions against a running
 //! dispatcher.
 
+pub mod compare;
+pub mod html;
 pub mod load;
+pub mod osm;
 pub mod physics;
 pub mod remote;
 pub mod report;
 pub mod scenario;
 pub mod world;
 
+use std::path::Path;
+
+pub use osm::Area;
 pub use report::Report;
-pub use scenario::Scenario;
-pub use world::run;
+pub use scenario::{Scenario, ScenarioFile};
+pub use world::{Outcome, SimError, run, simulate};
+
+/// Writes `report.json` and `report.html` of a run into `dir` (created if missing).
+pub fn write_outputs(dir: &Path, outcome: &Outcome) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut json = serde_json::to_vec_pretty(&outcome.report).map_err(std::io::Error::other)?;
+    json.push(b'\n');
+    std::fs::write(dir.join("report.json"), json)?;
+    std::fs::write(dir.join("report.html"), html::render(&outcome.report, &outcome.trace))
+}

@@ -1,11 +1,15 @@
-//! `trundle-sim`: runs a simulated delivery period on a map and prints its summary.
+//! `trundle-sim`: runs a simulated delivery period on a map and prints its summary (`run`), optionally writing
+//! `report.json` and `report.html`; or runs two scenarios on the same seeds and sets their figures side by
+//! side (`compare`).
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fleet_core::map::MapGraph;
-use sim::Scenario;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sim::scenario::DEFAULT_MAP;
+use sim::{Area, Outcome, Scenario, ScenarioFile};
 
 #[derive(Parser)]
 #[command(name = "trundle-sim", version, about = "Simulate a day of sidewalk-robot deliveries on a real map")]
@@ -16,79 +20,309 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run one scenario and print its summary.
+    /// Run one scenario (a TOML file, or the built-in default day) and print its summary.
     Run(RunArgs),
+    /// Run two scenarios on the same seeds and print their main figures side by side.
+    Compare(CompareArgs),
+    /// Run a fleet of real robot-agent gRPC sessions (kinematic bodies, scaled time) and shops against a
+    /// running trundle-dispatcher, and report what happened to the orders.
+    Remote(RemoteArgs),
+}
+
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// Dispatcher URL.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    dispatcher: String,
+    /// File holding an operator token (the dispatcher writes DATA/operator.token on first start).
+    #[arg(long)]
+    operator_token_file: PathBuf,
+    /// The dispatcher's map, to pick shops and customers on.
+    #[arg(long, default_value = "data/monaco.osm.pbf")]
+    map: PathBuf,
+    #[arg(long, default_value_t = 5)]
+    robots: usize,
+    #[arg(long, default_value_t = 2)]
+    shops: usize,
+    #[arg(long, default_value_t = 10)]
+    orders: usize,
+    /// Mean real seconds between orders.
+    #[arg(long, default_value_t = 1.0)]
+    order_gap_s: f64,
+    /// Simulated seconds per real second for the bodies (1: real time).
+    #[arg(long, default_value_t = 60.0)]
+    time_scale: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Prefix of the shop and robot ids this run registers.
+    #[arg(long, default_value = "remote-")]
+    prefix: String,
+    /// Real seconds to wait for every order to end.
+    #[arg(long, default_value_t = 600)]
+    timeout_s: u64,
+}
+
+fn remote(a: RemoteArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&a.map).with_context(|| format!("cannot read the map {}", a.map.display()))?;
+    let (map, _) =
+        fleet_core::map::MapGraph::from_osm(&bytes).with_context(|| format!("cannot import {}", a.map.display()))?;
+    let token = std::fs::read_to_string(&a.operator_token_file)
+        .with_context(|| format!("cannot read {}", a.operator_token_file.display()))?
+        .trim()
+        .to_owned();
+    let cfg = sim::remote::RemoteConfig {
+        endpoint: a.dispatcher,
+        operator_token: token,
+        robots: a.robots,
+        shops: a.shops,
+        orders: a.orders,
+        order_gap_s: a.order_gap_s,
+        time_scale: a.time_scale,
+        seed: a.seed,
+        prefix: a.prefix,
+        timeout: std::time::Duration::from_secs(a.timeout_s),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let r = rt.block_on(sim::remote::run(&map, &cfg))?;
+    println!("Trundle remote run against {}", cfg.endpoint);
+    println!("  orders placed    {}", r.placed);
+    for (why, n) in &r.refused {
+        println!("  refused          {n} ({why})");
+    }
+    println!("  delivered        {}", r.delivered);
+    println!("  failed           {}", r.failed);
+    println!("  returned         {}", r.returned);
+    println!("  cancelled        {}", r.cancelled);
+    println!("  open at end      {}", r.open);
+    println!("  wall time        {:.1} s", r.wall_s);
+    Ok(())
+}
+
+/// Flags that override the scenario (or, without a file, the built-in defaults shown in brackets).
+#[derive(clap::Args)]
+struct Overrides {
+    /// OpenStreetMap extract (.osm.pbf) [data/monaco.osm.pbf].
+    #[arg(long)]
+    map: Option<PathBuf>,
+    /// [1]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// [10]
+    #[arg(long)]
+    robots: Option<usize>,
+    /// Shops picked from the map's nodes [5]; with a scenario, replaces its shops.
+    #[arg(long)]
+    shops: Option<usize>,
+    /// Orders per hour over all shops [30].
+    #[arg(long)]
+    orders_per_hour: Option<f64>,
+    /// Simulated hours [8].
+    #[arg(long)]
+    hours: Option<f64>,
+    /// Simulation step, milliseconds [1000].
+    #[arg(long)]
+    dt_ms: Option<u64>,
+    /// Improve plans in the background every this many simulated seconds, 0: never [30].
+    #[arg(long)]
+    improve_every_s: Option<u64>,
+    /// Search iterations per improvement [300].
+    #[arg(long)]
+    improve_iterations: Option<u64>,
+    /// People walking the footways [200].
+    #[arg(long)]
+    pedestrians: Option<usize>,
+    /// Physics steps per simulated second, at least 20 [20].
+    #[arg(long)]
+    physics_hz: Option<u32>,
+    /// Building footprints as walls: off or walls [off].
+    #[arg(long)]
+    buildings: Option<String>,
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// OpenStreetMap extract (.osm.pbf).
-    #[arg(long, default_value = "data/monaco.osm.pbf")]
-    map: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    #[arg(long, default_value_t = 10)]
-    robots: usize,
-    #[arg(long, default_value_t = 5)]
-    shops: usize,
-    /// Orders per hour over all shops.
-    #[arg(long, default_value_t = 30.0)]
-    orders_per_hour: f64,
-    /// Simulated hours.
-    #[arg(long, default_value_t = 8.0)]
-    hours: f64,
-    /// Simulation step, milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    dt_ms: u64,
-    /// Improve plans in the background every this many simulated seconds (0: never).
-    #[arg(long, default_value_t = 30)]
-    improve_every_s: u64,
-    /// Search iterations per improvement.
-    #[arg(long, default_value_t = 300)]
-    improve_iterations: u64,
-    /// People walking the footways.
-    #[arg(long, default_value_t = 200)]
-    pedestrians: usize,
-    /// Physics steps per simulated second (at least 20).
-    #[arg(long, default_value_t = 20)]
-    physics_hz: u32,
+    /// The scenario file (TOML; see scenarios/). Without one, the built-in default day.
+    scenario: Option<PathBuf>,
+    #[command(flatten)]
+    o: Overrides,
+    /// Write report.json and report.html into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    a: PathBuf,
+    b: PathBuf,
+    /// Seeds to run both scenarios on [the seed of A].
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// Write compare.json (and each run's report.json and report.html, in A-SEED and B-SEED) into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The map path and scenario of a file (or the defaults), with the command line's overrides applied.
+fn scenario_of(file: Option<&Path>, o: &Overrides) -> anyhow::Result<(PathBuf, Scenario)> {
+    let (mut map, mut s) = match file {
+        Some(p) => ScenarioFile::load(p)?,
+        None => (PathBuf::from(DEFAULT_MAP), Scenario::default()),
+    };
+    if let Some(m) = &o.map {
+        map = m.clone();
+    }
+    if let Some(h) = o.hours {
+        if !(h.is_finite() && h > 0.0 && h <= 24.0 * 7.0) {
+            anyhow::bail!("--hours must be in (0, 168]");
+        }
+        s.duration_s = (h * 3600.0).round() as u64;
+    }
+    if let Some(n) = o.shops {
+        s.shops = n;
+        s.shop_sites.clear();
+        s.replay.clear();
+    }
+    macro_rules! set {
+        ($($f:ident),*) => { $(if let Some(v) = o.$f { s.$f = v; })* };
+    }
+    set!(seed, robots, orders_per_hour, dt_ms, improve_every_s, improve_iterations, pedestrians, physics_hz);
+    if let Some(b) = &o.buildings {
+        s.buildings = match b.as_str() {
+            "off" => sim::scenario::Buildings::Off,
+            "walls" => sim::scenario::Buildings::Walls,
+            other => anyhow::bail!("--buildings must be off or walls, not {other:?}"),
+        };
+    }
+    s.check().map_err(|e| anyhow::anyhow!("bad scenario: {e}"))?;
+    Ok((map, s))
+}
+
+fn load_area(path: &Path) -> anyhow::Result<Area> {
+    let (area, summary) = Area::load(path).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "map {}: {} nodes, {} edges, {:.1} km of walkable ways, {} shop points, {} buildings",
+        path.display(),
+        summary.nodes,
+        summary.edges,
+        summary.length_km,
+        area.features.shops.len(),
+        area.features.buildings.len()
+    );
+    Ok(area)
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal and not `quiet`.
+fn progress_bar(quiet: bool, label: String) -> ProgressBar {
+    let target = if quiet || !std::io::stderr().is_terminal() {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(Some(0), target);
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:40}] {percent:>3}% simulated, {elapsed} elapsed, eta {eta}")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(label);
+    bar
+}
+
+fn simulate(area: &Area, s: &Scenario, quiet: bool, label: String) -> anyhow::Result<Outcome> {
+    let bar = progress_bar(quiet, label);
+    let out = sim::simulate(area, s, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    Ok(out?)
+}
+
+fn run(a: RunArgs) -> anyhow::Result<()> {
+    let (map, scenario) = scenario_of(a.scenario.as_deref(), &a.o)?;
+    let area = load_area(&map)?;
+    let outcome = simulate(&area, &scenario, a.quiet, "simulating".into())?;
+    if let Some(dir) = &a.out {
+        sim::write_outputs(dir, &outcome).with_context(|| format!("cannot write the report into {}", dir.display()))?;
+        eprintln!("wrote {0}/report.json and {0}/report.html", dir.display());
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&outcome.report)?);
+    } else {
+        println!("{}", outcome.report);
+    }
+    Ok(())
+}
+
+fn compare(a: CompareArgs) -> anyhow::Result<()> {
+    let none = Overrides {
+        map: None,
+        seed: None,
+        robots: None,
+        shops: None,
+        orders_per_hour: None,
+        hours: None,
+        dt_ms: None,
+        improve_every_s: None,
+        improve_iterations: None,
+        pedestrians: None,
+        physics_hz: None,
+        buildings: None,
+    };
+    let (map_a, sa) = scenario_of(Some(&a.a), &none)?;
+    let (map_b, sb) = scenario_of(Some(&a.b), &none)?;
+    let seeds = if a.seeds.is_empty() { vec![sa.seed] } else { a.seeds.clone() };
+    let area_a = load_area(&map_a)?;
+    // One import when both use the same map.
+    let area_b = if map_b == map_a { None } else { Some(load_area(&map_b)?) };
+    let area_b = area_b.as_ref().unwrap_or(&area_a);
+    let bar = progress_bar(a.quiet, String::new());
+    let mut write_err = None;
+    let cmp = sim::compare::compare(
+        (&a.a.display().to_string(), &area_a, &sa),
+        (&a.b.display().to_string(), area_b, &sb),
+        &seeds,
+        &mut |side, seed, outcome| {
+            if let Some(dir) = &a.out {
+                let sub = dir.join(format!("{}-{seed}", if side == 0 { "A" } else { "B" }));
+                if let Err(e) = sim::write_outputs(&sub, outcome) {
+                    write_err.get_or_insert(anyhow::anyhow!("cannot write {}: {e}", sub.display()));
+                }
+            }
+        },
+        &mut |label, done, total| {
+            bar.set_prefix(label.to_string());
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )?;
+    bar.finish_and_clear();
+    if let Some(e) = write_err {
+        return Err(e);
+    }
+    print!("{}", cmp.table());
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir)?;
+        let mut bytes = serde_json::to_vec_pretty(&cmp)?;
+        bytes.push(b'\n');
+        std::fs::write(dir.join("compare.json"), bytes)?;
+        eprintln!("wrote {}/compare.json", dir.display());
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
-    let Cli { cmd: Cmd::Run(a) } = Cli::parse();
-    if !(a.hours.is_finite() && a.hours > 0.0 && a.hours <= 24.0 * 7.0) {
-        anyhow::bail!("--hours must be in (0, 168]");
+    match Cli::parse().cmd {
+        Cmd::Run(a) => run(a),
+        Cmd::Compare(a) => compare(a),
+        Cmd::Remote(a) => remote(a),
     }
-    let bytes = std::fs::read(&a.map).with_context(|| format!("cannot read the map {}", a.map.display()))?;
-    let (map, summary) = MapGraph::from_osm(&bytes).with_context(|| format!("cannot import {}", a.map.display()))?;
-    eprintln!(
-        "map {}: {} nodes, {} edges, {:.1} km of walkable ways",
-        a.map.display(),
-        summary.nodes,
-        summary.edges,
-        summary.length_km
-    );
-    let scenario = Scenario {
-        seed: a.seed,
-        robots: a.robots,
-        shops: a.shops,
-        orders_per_hour: a.orders_per_hour,
-        duration_s: (a.hours * 3600.0).round() as u64,
-        dt_ms: a.dt_ms,
-        improve_every_s: a.improve_every_s,
-        improve_iterations: a.improve_iterations,
-        pedestrians: a.pedestrians,
-        physics_hz: a.physics_hz,
-        ..Scenario::default()
-    };
-    let report = sim::run(map, &scenario)?;
-    if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!("{report}");
-    }
-    Ok(())
 }

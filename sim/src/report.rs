@@ -1,4 +1,9 @@
-//! The summary of a run: what happened to every order, how fast deliveries were, how much the fleet drove.
+//! The summary of a run: what happened to every order, how fast deliveries were, how much the fleet drove,
+//! what each robot did and which faults struck. [`Report`] is `report.json`; [`Trace`] holds the time series
+//! only the charts of `report.html` need (see [`crate::html`]).
+//!
+//! Every collection here is a `Vec` in a fixed order or a `BTreeMap`, so a report serialises to the same bytes
+//! for the same scenario and seed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +17,8 @@ use crate::physics::Collisions;
 pub struct Report {
     pub scenario: Scenario,
     pub map_nodes: usize,
+    /// Building walls in the physics world (0 when buildings are off or the map has none).
+    pub building_walls: usize,
     pub orders_requested: usize,
     /// Refused at placement, by reason.
     pub refused: BTreeMap<String, usize>,
@@ -20,6 +27,8 @@ pub struct Report {
     pub on_time: usize,
     pub late: usize,
     pub failed: usize,
+    /// Failed orders by the dispatcher's reason.
+    pub failed_reasons: BTreeMap<String, usize>,
     pub returned: usize,
     /// Placed orders not in a terminal state at the end.
     pub open_at_end: usize,
@@ -27,28 +36,112 @@ pub struct Report {
     pub delivery_min_mean: f64,
     pub delivery_min_p50: f64,
     pub delivery_min_p90: f64,
+    pub delivery_min_p95: f64,
+    pub delivery_min_max: f64,
     pub distance_km: f64,
     /// Battery used over the fleet, percent of one battery (summed over robots).
     pub energy_used_pct: f64,
+    /// The same in watt-hours, for the scenario's battery size.
+    pub energy_used_wh: f64,
     /// Contacts between a robot and something else, from the physics engine, one per contact start.
     pub collisions: Collisions,
     /// Times something came closer than 0.5 m ahead of a driving robot.
     pub near_misses: u64,
-    /// Times a robot was held up by an obstacle for longer than the blocked threshold.
+    /// Times a robot made no progress along its path for longer than the blocked threshold (30 s).
     pub blocked_events: u64,
+    /// BLOCKED events the agents sent the dispatcher (asking it to route around a segment).
+    pub reroutes: u64,
     /// Times a robot stepped aside around something in its way.
     pub sidesteps: u64,
     pub deliveries_per_robot_hour: f64,
+    /// Mean over robots of the share of the period spent driving, serving a compartment or waiting for a PIN.
+    pub utilisation_mean: f64,
     /// Background improvements applied, and the planned travel they saved (minutes).
     pub improvements: usize,
     pub improvement_saved_min: f64,
+    /// Faults applied, in the order they struck.
+    pub faults: Vec<AppliedFault>,
+    /// Messages lost on a link that was down.
+    pub lost_messages: u64,
+    /// Alerts the dispatcher raised for operators (blocked robots, robot errors, robots offline too long).
+    pub alerts: u64,
     pub ticks: u64,
     pub physics_steps: u64,
+    /// Per robot, in robot order.
+    pub robots: Vec<RobotOutcome>,
+    /// Per placed order, in id order.
+    pub orders: Vec<OrderOutcome>,
+}
+
+/// A fault as it struck.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedFault {
+    pub at_s: f64,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// What one robot did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RobotOutcome {
+    pub id: String,
+    pub distance_km: f64,
+    pub battery_end_pct: f64,
+    /// Share of the period spent driving, serving a compartment or waiting at a door for the PIN.
+    pub utilisation: f64,
+    pub deliveries: usize,
+    pub broken: bool,
+}
+
+/// What became of one placed order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderOutcome {
+    pub id: String,
+    pub shop: String,
+    /// The order's final status (`DELIVERED`, `FAILED`, ...).
+    pub status: String,
+    /// The dispatcher's reason for a failure, a cancellation or a return.
+    pub reason: Option<String>,
+    /// Every robot the order was assigned to, in order: more than one when it was re-assigned.
+    pub robots: Vec<String>,
+    /// Seconds after the start.
+    pub placed_s: f64,
+    pub delivered_s: Option<f64>,
+    /// Minutes from placing to hand-over.
+    pub minutes: Option<f64>,
+    pub on_time: Option<bool>,
+}
+
+/// Orders placed and delivered per bucket of the period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Series {
+    pub bucket_s: u64,
+    pub placed: Vec<u32>,
+    pub delivered: Vec<u32>,
+}
+
+/// The time series behind the charts, in local metres (x east, y north) where they are positions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trace {
+    /// Positions are sampled every `sample_s`, battery levels every `6 * sample_s`; both from the start.
+    pub sample_s: u64,
+    pub xy: Vec<Vec<[f32; 2]>>,
+    pub battery_pct: Vec<Vec<f32>>,
+    pub series: Series,
+    /// Delivery times, minutes, sorted.
+    pub delivery_minutes: Vec<f64>,
+    /// The walkable graph's edges (each once).
+    pub edges: Vec<([f64; 2], [f64; 2])>,
+    pub shops: Vec<[f64; 2]>,
 }
 
 impl Report {
     pub fn on_time_rate(&self) -> f64 {
         if self.delivered == 0 { 0.0 } else { self.on_time as f64 / self.delivered as f64 }
+    }
+    /// Orders refused at placement, over every reason.
+    pub fn refusals(&self) -> usize {
+        self.refused.values().sum()
     }
 }
 
@@ -66,7 +159,11 @@ impl fmt::Display for Report {
             s.duration_s as f64 / 3600.0,
             s.dt_ms
         )?;
-        writeln!(f, "  physics          {} Hz, {} pedestrians", s.physics_hz, s.pedestrians)?;
+        writeln!(
+            f,
+            "  physics          {} Hz, {} pedestrians, {} building walls",
+            s.physics_hz, s.pedestrians, self.building_walls
+        )?;
         writeln!(f, "  map              {} nodes", self.map_nodes)?;
         writeln!(f, "  orders requested {}", self.orders_requested)?;
         writeln!(f, "  orders placed    {}", self.placed)?;
@@ -82,15 +179,26 @@ impl fmt::Display for Report {
             100.0 * self.on_time_rate()
         )?;
         writeln!(f, "  failed           {}", self.failed)?;
+        for (why, n) in &self.failed_reasons {
+            writeln!(f, "    {n} ({why})")?;
+        }
         writeln!(f, "  returned         {}", self.returned)?;
         writeln!(f, "  open at end      {}", self.open_at_end)?;
         writeln!(
             f,
-            "  delivery time    mean {:.1} min, p50 {:.1} min, p90 {:.1} min",
-            self.delivery_min_mean, self.delivery_min_p50, self.delivery_min_p90
+            "  delivery time    mean {:.1} min, p50 {:.1} min, p90 {:.1} min, p95 {:.1} min, max {:.1} min",
+            self.delivery_min_mean,
+            self.delivery_min_p50,
+            self.delivery_min_p90,
+            self.delivery_min_p95,
+            self.delivery_min_max
         )?;
         writeln!(f, "  fleet distance   {:.2} km", self.distance_km)?;
-        writeln!(f, "  energy used      {:.1}% of a battery over the fleet", self.energy_used_pct)?;
+        writeln!(
+            f,
+            "  energy used      {:.1}% of a battery over the fleet ({:.0} Wh)",
+            self.energy_used_pct, self.energy_used_wh
+        )?;
         let c = &self.collisions;
         writeln!(
             f,
@@ -101,13 +209,24 @@ impl fmt::Display for Report {
             c.robot_static
         )?;
         writeln!(f, "  near misses      {}", self.near_misses)?;
-        writeln!(f, "  blocked          {} (sidesteps {})", self.blocked_events, self.sidesteps)?;
+        writeln!(
+            f,
+            "  blocked          {} (sidesteps {}, re-routes asked {})",
+            self.blocked_events, self.sidesteps, self.reroutes
+        )?;
         writeln!(f, "  deliveries/robot-hour {:.2}", self.deliveries_per_robot_hour)?;
+        writeln!(f, "  utilisation      {:.1}% (mean over robots)", 100.0 * self.utilisation_mean)?;
         writeln!(
             f,
             "  plan improvements {} applied, {:.1} min of planned travel saved",
             self.improvements, self.improvement_saved_min
         )?;
+        for x in &self.faults {
+            writeln!(f, "  fault at {:>6.0} s {}: {}", x.at_s, x.kind, x.detail)?;
+        }
+        if self.lost_messages > 0 {
+            writeln!(f, "  messages lost    {} (links down)", self.lost_messages)?;
+        }
         write!(f, "  simulated ticks  {} ({} physics steps)", self.ticks, self.physics_steps)
     }
 }

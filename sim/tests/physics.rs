@@ -170,3 +170,71 @@ fn a_robot_follows_a_slower_pedestrian_without_touching_them() {
     assert!(slowest_after_catching_up < 1.2, "never slowed: {slowest_after_catching_up}");
     assert_eq!(w.stats().collisions.total(), 0, "{:?}", w.stats());
 }
+
+#[test]
+fn a_blocked_robot_tells_its_agent_once_per_blocked_segment() {
+    // A wall across the whole footway; the robot steps aside again and again, but it is one blocking episode.
+    let cfg = PhysicsConfig { blocked_after_s: 5.0, ..PhysicsConfig::default() };
+    let mut w = PhysicsWorld::new(origin(), T0, cfg).expect("valid config");
+    let r = w.add_robot(at(&w, 0.0, 0.0), std::f32::consts::FRAC_PI_2);
+    let wall = w.add_wall_across(at(&w, 0.0, 6.0), std::f32::consts::FRAC_PI_2, 4.0);
+    let path = vec![at(&w, 0.0, 0.0), at(&w, 0.0, 2.0), at(&w, 0.0, 20.0)];
+    drive(&mut w, r, path);
+    let (ev, arrived) = run(&mut w, 120);
+    assert_eq!(arrived[0], None, "the wall is across the whole way");
+    let blocked: Vec<&PlatformEvent> = ev[0].iter().filter(|e| matches!(e, PlatformEvent::Blocked { .. })).collect();
+    assert_eq!(blocked, [&PlatformEvent::Blocked { index: 1 }], "{:?} {:?}", ev[0], w.stats());
+    assert!(w.stats().sidesteps >= 2, "{:?}", w.stats());
+    // Taken away, the way is free again: the robot drives on to the end.
+    w.remove_obstacle(wall);
+    let later = Timestamp(T0.0 + 180_000);
+    w.advance_to(later);
+    assert!(w.robot(r).poll(later).contains(&PlatformEvent::Arrived), "{:?}", w.robot_xy(r));
+}
+
+#[test]
+fn a_broken_down_robot_stops_for_good_and_reports_a_fatal_fault() {
+    let mut w = PhysicsWorld::new(origin(), T0, PhysicsConfig::default()).expect("valid config");
+    let r = w.add_robot(at(&w, 0.0, 0.0), std::f32::consts::FRAC_PI_2);
+    let path = vec![at(&w, 0.0, 0.0), at(&w, 0.0, 40.0)];
+    drive(&mut w, r, path);
+    w.advance_to(Timestamp(T0.0 + 5_000));
+    w.break_down(r);
+    let ev = w.robot(r).poll(Timestamp(T0.0 + 5_000));
+    assert!(matches!(ev.as_slice(), [PlatformEvent::Fault { fatal: true, .. }]), "{ev:?}");
+    w.advance_to(Timestamp(T0.0 + 8_000));
+    let stopped = w.robot_xy(r).expect("robot");
+    w.advance_to(Timestamp(T0.0 + 30_000));
+    assert_eq!(w.robot_xy(r), Some(stopped), "a broken robot does not move");
+    assert!(w.robot(r).poll(Timestamp(T0.0 + 30_000)).is_empty(), "the fault is reported once");
+    // A command it cannot carry out is answered with the fault again (its agent may have been idle before).
+    let path = vec![at(&w, 0.0, 10.0), at(&w, 0.0, 40.0)];
+    drive(&mut w, r, path);
+    let ev = w.robot(r).poll(Timestamp(T0.0 + 31_000));
+    assert!(matches!(ev.as_slice(), [PlatformEvent::Fault { fatal: true, .. }]), "{ev:?}");
+    assert!(!w.is_busy(r) && w.is_broken(r));
+}
+
+#[test]
+fn robots_stopping_at_the_same_place_park_apart() {
+    // Four robots in a row head for the same stop: the crowded-shop case that used to pile them up.
+    let mut w = PhysicsWorld::new(origin(), T0, PhysicsConfig::default()).expect("valid config");
+    for k in 0..4 {
+        let r = w.add_robot(at(&w, -1.5 * k as f64, -20.0), std::f32::consts::FRAC_PI_2);
+        let path = vec![at(&w, -1.5 * k as f64, -20.0), at(&w, 0.0, 0.0)];
+        drive(&mut w, r, path);
+    }
+    let (_, arrived) = run(&mut w, 120);
+    assert!(arrived.iter().all(Option::is_some), "{arrived:?} {:?}", w.stats());
+    w.advance_to(Timestamp(T0.0 + 130_000));
+    let xy: Vec<[f32; 2]> = (0..4).map(|i| w.robot_xy(i).expect("robot")).collect();
+    for a in 0..4 {
+        for b in a + 1..4 {
+            let d = ((xy[a][0] - xy[b][0]).powi(2) + (xy[a][1] - xy[b][1]).powi(2)).sqrt();
+            assert!(d > 0.9, "robots {a} and {b} park {d} m apart: {xy:?}");
+        }
+        let from_stop = (xy[a][0].powi(2) + xy[a][1].powi(2)).sqrt();
+        assert!(from_stop < 5.0, "robot {a} parked {from_stop} m from the stop");
+    }
+    assert_eq!(w.stats().collisions.robot_robot, 0, "{:?}", w.stats());
+}
