@@ -1170,6 +1170,14 @@ impl Dispatcher {
             return;
         };
         r.last_seen = Some(now);
+        if matches!(msg, FromRobot::Hello(_) | FromRobot::State(_)) {
+            // It is back: its absence, if any, is over.
+            self.offline_since.remove(id);
+            self.offline_handled.remove(id);
+        }
+        let Some(r) = self.robots.get_mut(id) else {
+            return;
+        };
         match msg {
             FromRobot::Hello(hello) => {
                 match hello.model.checked() {
@@ -1515,6 +1523,10 @@ impl Dispatcher {
     }
 
     fn handle_offline(&mut self, now: Timestamp, out: &mut Out) {
+        // A robot back online starts its next absence from scratch.
+        let robots = &self.robots;
+        self.offline_since.retain(|id, _| robots.get(id).is_some_and(|r| !r.online));
+        self.offline_handled.retain(|id| robots.get(id).is_some_and(|r| !r.online));
         for r in self.robots.values().filter(|r| !r.online) {
             self.offline_since.entry(r.id.clone()).or_insert(now);
         }
@@ -1620,6 +1632,30 @@ mod tests {
             Ok(Reply::Placed { order, .. }) => order.id,
             other => panic!("not placed: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_blip_is_forgotten_once_the_robot_is_back() {
+        // Regression: an absence shorter than the limit used to keep counting after the robot came back, so an
+        // online robot lost its orders when the old absence reached the limit, and its next real absence was
+        // never acted on.
+        let (mut d, shop, near, far) = fleet();
+        let t0 = Timestamp(1_000_000);
+        let o = place(&mut d, &shop, "k1", t0);
+        d.handle(t0, Input::RobotDisconnected { robot: near.clone() });
+        d.handle(t0.plus_secs(10.0), Input::Tick);
+        let hello =
+            Hello { model: RobotModel::default(), mission_id: String::new(), last_update_id: 0, finished: vec![] };
+        d.handle(t0.plus_secs(20.0), Input::Robot { robot: near.clone(), msg: FromRobot::Hello(hello) });
+        d.handle(t0.plus_secs(200.0), Input::Tick);
+        let out = d.handle(t0.plus_secs(210.0), Input::Tick);
+        assert_eq!(d.order(&o).and_then(|o| o.robot.clone()), Some(near.clone()), "back online: nothing moves");
+        assert!(!out.iter().any(|o| matches!(o, Output::Alert { .. })));
+        // A real absence later is acted on.
+        d.handle(t0.plus_secs(300.0), Input::RobotDisconnected { robot: near.clone() });
+        d.handle(t0.plus_secs(310.0), Input::Tick);
+        d.handle(t0.plus_secs(430.0), Input::Tick);
+        assert_eq!(d.order(&o).and_then(|o| o.robot.clone()), Some(far));
     }
 
     #[test]
