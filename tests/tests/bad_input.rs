@@ -9,22 +9,6 @@ use fleet_core::dispatcher::Record;
 use tonic::Code;
 use trundle_proto::pb;
 
-/// Everything an operator and the shops can see, minus what moving robots change by themselves.
-async fn fingerprint(ops: &mut Ops, shops: &mut [&mut Shop]) -> String {
-    let t = ops.token.clone();
-    let shops_list = ops.client.list_shops(authed(pb::ListShopsRequest {}, &t)).await.expect("shops").into_inner();
-    let robots = ops.client.list_robots(authed(pb::ListRobotsRequest {}, &t)).await.expect("robots").into_inner();
-    let map = ops.client.get_map(authed(pb::GetMapRequest {}, &t)).await.expect("map").into_inner();
-    let mut s = format!("{shops_list:?}\n{:?}\n", map.closed);
-    for r in robots.robots {
-        s += &format!("{} {:?} {:?} {} {}\n", r.robot_id, r.planned_orders, r.on_board, r.mission_update_id, r.paused);
-    }
-    for shop in shops.iter_mut() {
-        s += &format!("{:?}\n", shop.list().await);
-    }
-    s
-}
-
 fn delivery() -> pb::Delivery {
     Shop::delivery(LARVOTTO_WEST, 3600)
 }

@@ -337,3 +337,19 @@ impl RawRobot {
         tokio::time::timeout(Duration::from_secs(10), self.inbound.message()).await.expect("dispatcher answers")
     }
 }
+
+/// Everything an operator and the shops can see, minus what moving robots change by themselves.
+pub async fn fingerprint(ops: &mut Ops, shops: &mut [&mut Shop]) -> String {
+    let t = ops.token.clone();
+    let shops_list = ops.client.list_shops(authed(pb::ListShopsRequest {}, &t)).await.expect("shops").into_inner();
+    let robots = ops.client.list_robots(authed(pb::ListRobotsRequest {}, &t)).await.expect("robots").into_inner();
+    let map = ops.client.get_map(authed(pb::GetMapRequest {}, &t)).await.expect("map").into_inner();
+    let mut s = format!("{shops_list:?}\n{:?}\n", map.closed);
+    for r in robots.robots {
+        s += &format!("{} {:?} {:?} {} {}\n", r.robot_id, r.planned_orders, r.on_board, r.mission_update_id, r.paused);
+    }
+    for shop in shops.iter_mut() {
+        s += &format!("{:?}\n", shop.list().await);
+    }
+    s
+}
