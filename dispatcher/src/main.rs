@@ -21,6 +21,9 @@ struct Args {
     /// Do not improve plans in the background (orders are still inserted into plans as they arrive).
     #[arg(long)]
     no_improve: bool,
+    /// Seconds a robot may be offline before its unstarted orders go to other robots.
+    #[arg(long, default_value_t = 120.0)]
+    offline_limit_s: f64,
     /// Serve TLS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -74,6 +77,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut opts = dispatcher::Options::new(args.data, map);
     opts.improver.enabled = !args.no_improve;
+    if !(args.offline_limit_s.is_finite() && args.offline_limit_s > 0.0) {
+        anyhow::bail!("--offline-limit-s must be a positive number of seconds");
+    }
+    opts.config.offline_limit_s = args.offline_limit_s;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         opts.tls = Some(dispatcher::server::TlsConfig::from_files(cert, key, args.tls_client_ca.as_deref())?);
     }

@@ -43,10 +43,15 @@ impl Drop for Server {
 }
 
 fn spawn(port: u16, data: &std::path::Path) -> Server {
+    spawn_with(port, data, &[])
+}
+
+fn spawn_with(port: u16, data: &std::path::Path, extra: &[&str]) -> Server {
     Server(
         Command::new(env!("CARGO_BIN_EXE_trundle-dispatcher"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
+            .args(extra)
             .arg("--map")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/monaco.osm.pbf"))
             .env("RUST_LOG", "warn")
@@ -140,6 +145,11 @@ fn request(k: &str, base_s: i64) -> pb::PlaceOrderRequest {
     }
 }
 
+/// A third of the orders are cancelled after they are acknowledged; the rest must be delivered in the end.
+fn cancels(key: &str) -> bool {
+    key.bytes().map(u32::from).sum::<u32>() % 3 == 0
+}
+
 fn retryable(c: Code) -> bool {
     // Unavailable/Unknown/Cancelled: the server went away; FailedPrecondition: the robot has not said hello yet.
     matches!(c, Code::Unavailable | Code::Unknown | Code::Cancelled | Code::FailedPrecondition | Code::Internal)
@@ -188,7 +198,7 @@ async fn client(
                 Err(s) if retryable(s.code()) => return,
                 Err(s) => panic!("place {key}: unexpected {s:?}"),
             },
-            Some(a) if !a.cancelled => {
+            Some(a) if !a.cancelled && cancels(&key) => {
                 match orders.cancel_order(authed(pb::CancelOrderRequest { order_id: a.order_id.clone() }, &token)).await
                 {
                     Ok(_) => {}
@@ -310,6 +320,126 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let listed = all_orders(ch.clone(), &shop).await;
     let ids: std::collections::BTreeSet<&String> = acked_final.values().map(|a| &a.order_id).collect();
     assert_eq!(ids.len(), acked_final.len(), "two keys never share an order");
-    child.kill();
     eprintln!("{} kill cycles, {} acknowledged orders, {} on disk", cycles, acked_final.len(), listed.len());
+
+    // Then the run completes every order: one more restart (robots offline for 2 s lose unstarted work), r1 stays
+    // away, six real agents on simulated bodies take over, the shop marks every live order ready, and every
+    // order ends delivered or cancelled.
+    child.kill();
+    drop(child);
+    let mut child = spawn_with(port, dir.path(), &["--offline-limit-s", "2"]);
+    let ch = ready(port).await;
+    let mut ops = pb::ops_service_client::OpsServiceClient::new(ch.clone());
+    // Every order on disk that is not cancelled, acknowledged or not (a try that crashed before its answer
+    // may have landed): the shop marks it ready and its customer knows the PIN.
+    let on_disk = all_orders(ch.clone(), &shop).await;
+    let to_deliver: Vec<&pb::Order> =
+        on_disk.iter().filter(|o| o.status != pb::OrderStatus::Cancelled as i32).collect();
+    let customers: robot_agent::session::Customers = Arc::new(Mutex::new(BTreeMap::new()));
+    for o in &to_deliver {
+        if let Ok(id) = fleet_core::OrderId::parse(&o.order_id) {
+            customers.lock().expect("lock").insert(id, o.pin.clone());
+        }
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    let mut agents = Vec::new();
+    for i in 2..8 {
+        let token = ops
+            .register_robot(authed(
+                pb::RegisterRobotRequest {
+                    robot_id: format!("r{i}"),
+                    name: format!("R{i}"),
+                    depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+                },
+                &op,
+            ))
+            .await
+            .expect("robot")
+            .into_inner()
+            .token;
+        let mut cfg = robot_agent::session::SessionConfig::new(url.clone(), token);
+        cfg.time_scale = 500.0;
+        cfg.poll_every = Duration::from_millis(20);
+        cfg.state_every = Duration::from_millis(200);
+        let at = fleet_core::LatLon::new(43.7393, 7.4274).expect("valid");
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+        let platform = robot_agent::platform::KinematicPlatform::new(at, fleet_core::Timestamp(now_ms as u64));
+        let (keypad_tx, keypad) = tokio::sync::mpsc::channel(1);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let c = customers.clone();
+        agents.push((
+            stop_tx,
+            tokio::spawn(async move {
+                let _keypad = keypad_tx;
+                robot_agent::session::run(
+                    cfg,
+                    robot_agent::agent::Agent::new(fleet_core::robot::RobotModel::default()),
+                    platform,
+                    keypad,
+                    Some(c),
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                )
+                .await
+            }),
+        ));
+    }
+    let mut orders = pb::order_service_client::OrderServiceClient::new(ch.clone());
+    let live: Vec<&Acked> = acked_final.values().filter(|a| !a.cancelled).collect();
+    assert!(live.len() * 2 >= acked_final.len(), "most acknowledged orders are live: {}", live.len());
+    for o in &to_deliver {
+        loop {
+            match orders.mark_ready(authed(pb::MarkReadyRequest { order_id: o.order_id.clone() }, &shop)).await {
+                Ok(_) => break,
+                Err(s) if s.code() == Code::ResourceExhausted => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(s) => panic!("marking {} ready: {s}", o.order_id),
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let (mut delivered, mut open) = (0, usize::MAX);
+    let allowed = Duration::from_secs(300.max(to_deliver.len() as u64 / 2));
+    while started.elapsed() < allowed {
+        let listed = all_orders(ch.clone(), &shop).await;
+        let by_id: BTreeMap<&String, &pb::Order> = listed.iter().map(|o| (&o.order_id, o)).collect();
+        delivered = live
+            .iter()
+            .filter(|a| by_id.get(&a.order_id).is_some_and(|o| o.status == pb::OrderStatus::Delivered as i32))
+            .count();
+        open = listed
+            .iter()
+            .filter(|o| ![pb::OrderStatus::Delivered, pb::OrderStatus::Cancelled].iter().any(|s| o.status == *s as i32))
+            .count();
+        if open == 0 {
+            break;
+        }
+        if started.elapsed().as_secs().is_multiple_of(10) {
+            let mut by_status: BTreeMap<i32, usize> = BTreeMap::new();
+            for o in &listed {
+                *by_status.entry(o.status).or_default() += 1;
+            }
+            let robots: BTreeMap<String, usize> = listed.iter().fold(BTreeMap::new(), |mut m, o| {
+                *m.entry(o.robot_id.clone()).or_default() += 1;
+                m
+            });
+            eprintln!(
+                "after {:.0} s: orders by status {by_status:?}, by robot {robots:?}",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    eprintln!(
+        "completion: {delivered} of {} live acknowledged orders delivered, {open} orders open, {:.0} s",
+        live.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(open, 0, "every order ends delivered or cancelled");
+    assert_eq!(delivered, live.len(), "every acknowledged live order is delivered");
+    for (stop, task) in agents {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    child.kill();
 }
