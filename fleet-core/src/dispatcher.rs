@@ -1592,11 +1592,11 @@ mod tests {
     use crate::mission::Hello;
     use crate::order::Parcel;
 
-    fn ll(lat: f64, lon: f64) -> LatLon {
+    pub(super) fn ll(lat: f64, lon: f64) -> LatLon {
         LatLon::new(lat, lon).expect("valid")
     }
 
-    fn reply(out: &[Output]) -> Result<Reply, CoreError> {
+    pub(super) fn reply(out: &[Output]) -> Result<Reply, CoreError> {
         out.iter()
             .find_map(|o| match o {
                 Output::Reply(r) => Some(r.clone()),
@@ -1747,18 +1747,7 @@ mod improve_tests {
     use crate::mission::Hello;
     use crate::order::Parcel;
 
-    fn ll(lat: f64, lon: f64) -> LatLon {
-        LatLon::new(lat, lon).expect("valid")
-    }
-
-    fn reply(out: &[Output]) -> Result<Reply, CoreError> {
-        out.iter()
-            .find_map(|o| match o {
-                Output::Reply(r) => Some(r.clone()),
-                _ => None,
-            })
-            .expect("a reply")
-    }
+    use super::tests::{ll, reply};
 
     fn hello(d: &mut Dispatcher, id: &RobotId, t: Timestamp) {
         let hello =
@@ -1914,20 +1903,15 @@ mod refusal_tests {
         // A shift that ends in five minutes leaves no time for a trip of eight.
         let out =
             d.handle(t, Input::SetShift { robot: RobotId::parse("r").expect("valid"), end: Some(t.plus_secs(300.0)) });
-        assert!(matches!(reply_of(&out), Some(Ok(Reply::Robot(r))) if r.shift_end == Some(t.plus_secs(300.0))));
+        assert!(
+            matches!(Some(super::tests::reply(&out)), Some(Ok(Reply::Robot(r))) if r.shift_end == Some(t.plus_secs(300.0)))
+        );
         let q = quote(&mut d, 3_600.0);
         assert!(q.reason.as_deref().is_some_and(|r| r.contains("shift ends")), "{q:?}");
         let out = d.handle(t, Input::SetShift { robot: RobotId::parse("nobody").expect("valid"), end: None });
-        assert!(matches!(reply_of(&out), Some(Err(CoreError::NotFound(_)))));
+        assert!(matches!(Some(super::tests::reply(&out)), Some(Err(CoreError::NotFound(_)))));
         d.handle(t, Input::SetShift { robot: RobotId::parse("r").expect("valid"), end: None });
         assert!(quote(&mut d, 3_600.0).feasible);
-    }
-
-    fn reply_of(out: &[Output]) -> Option<Result<Reply, CoreError>> {
-        out.iter().find_map(|o| match o {
-            Output::Reply(r) => Some(r.clone()),
-            _ => None,
-        })
     }
 }
 
@@ -1939,9 +1923,7 @@ mod fault_tests {
     use crate::mission::Hello;
     use crate::order::Parcel;
 
-    fn ll(lat: f64, lon: f64) -> LatLon {
-        LatLon::new(lat, lon).expect("valid")
-    }
+    use super::tests::ll;
 
     /// A shop at the south-west corner of the grid, robot `a` there, robot `b` one block north; one order to
     /// the north-east corner placed on `a`.
