@@ -128,6 +128,16 @@ async fn all_orders(ch: Channel, shop: &str) -> Vec<pb::Order> {
     }
 }
 
+/// Registers a robot parked at the bakery; its token.
+async fn register_robot(ops: &mut pb::ops_service_client::OpsServiceClient<Channel>, op: &str, id: &str) -> String {
+    let req = pb::RegisterRobotRequest {
+        robot_id: id.into(),
+        name: id.to_uppercase(),
+        depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+    };
+    ops.register_robot(authed(req, op)).await.expect("robot registers").into_inner().token
+}
+
 /// The request for key `k`: the same body on every retry.
 fn request(k: &str, base_s: i64) -> pb::PlaceOrderRequest {
     let n: u32 = k.bytes().map(u32::from).sum();
@@ -242,19 +252,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         .expect("shop")
         .into_inner()
         .token;
-    let robot = ops
-        .register_robot(authed(
-            pb::RegisterRobotRequest {
-                robot_id: "r1".into(),
-                name: "R1".into(),
-                depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
-            },
-            &op,
-        ))
-        .await
-        .expect("robot")
-        .into_inner()
-        .token;
+    let robot = register_robot(&mut ops, &op, "r1").await;
 
     let next = Arc::new(Mutex::new(0usize));
     let in_flight = Arc::new(Mutex::new(BTreeMap::new()));
@@ -344,19 +342,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let url = format!("http://127.0.0.1:{port}");
     let mut agents = Vec::new();
     for i in 2..8 {
-        let token = ops
-            .register_robot(authed(
-                pb::RegisterRobotRequest {
-                    robot_id: format!("r{i}"),
-                    name: format!("R{i}"),
-                    depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
-                },
-                &op,
-            ))
-            .await
-            .expect("robot")
-            .into_inner()
-            .token;
+        let token = register_robot(&mut ops, &op, &format!("r{i}")).await;
         let mut cfg = robot_agent::session::SessionConfig::new(url.clone(), token);
         cfg.time_scale = 500.0;
         cfg.poll_every = Duration::from_millis(20);
