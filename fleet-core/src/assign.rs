@@ -13,15 +13,25 @@ use crate::robot::{RobotModel, StopKind};
 use crate::{NodeId, OrderId, RobotId, Timestamp};
 
 /// Cached travel times between node pairs, per profile. Cleared when the map changes (a closure).
-#[derive(Debug, Default)]
+///
+/// Compact on purpose: one 8-byte key and a 4-byte time per pair, so that the pairs the planner uses over and
+/// over (the legs of the plans, the shops) stay in cache. Pairs with a node that is only asked about for a
+/// while (a new order's drop-off, tried against every robot) go to a small side table instead
+/// ([`TravelTable::focus`]), so they do not push the lasting pairs out.
+#[derive(Debug, Clone, Default)]
 pub struct TravelTable {
     // Fx, not SipHash: the keys are our own node ids, not attacker-chosen, and hashing was a quarter of the
     // dispatcher's time under load (`trundle-bench load`, see docs/benchmarks.md).
-    pairs: FxHashMap<(NodeId, NodeId, u64, u64), Option<f64>>,
+    by_profile: Vec<(Profile, FxHashMap<u64, u32>)>,
+    focus: Option<NodeId>,
+    /// Keyed by profile (its index in `by_profile`) and pair.
+    focused: FxHashMap<(usize, u64), u32>,
 }
 
 /// Pairs kept at most before the cache starts over.
 const MAX_PAIRS: usize = 1 << 20;
+/// Stored for a pair with no route.
+const NO_ROUTE: u32 = u32::MAX;
 
 impl TravelTable {
     /// Seconds from `a` to `b`, `None` when unreachable. Answered by the map's contraction hierarchy when it has
@@ -30,20 +40,46 @@ impl TravelTable {
         if a == b {
             return Some(0.0);
         }
-        let key = (a, b, p.speed_mps.to_bits(), p.crossing_penalty_s.to_bits());
-        if let Some(v) = self.pairs.get(&key) {
-            return *v;
-        }
-        if self.pairs.len() >= MAX_PAIRS {
-            self.pairs.clear();
+        let key = (u64::from(a.0) << 32) | u64::from(b.0);
+        let k = match self.by_profile.iter().position(|(q, _)| *q == p) {
+            Some(k) => k,
+            None => {
+                self.by_profile.push((p, FxHashMap::default()));
+                self.by_profile.len() - 1
+            }
+        };
+        let focused = self.focus.is_some_and(|f| f == a || f == b);
+        let known = if focused { self.focused.get(&(k, key)) } else { self.by_profile[k].1.get(&key) };
+        if let Some(&ms) = known {
+            return (ms != NO_ROUTE).then(|| f64::from(ms) / 1000.0);
         }
         let v = map.travel_secs(a, b, p);
-        self.pairs.insert(key, v);
+        // Routers answer in whole milliseconds, so this keeps the time exactly.
+        let ms = v.map_or(NO_ROUTE, |s| (s * 1000.0).round().clamp(0.0, f64::from(NO_ROUTE - 1)) as u32);
+        if focused {
+            self.focused.insert((k, key), ms);
+        } else {
+            let pairs = &mut self.by_profile[k].1;
+            if pairs.len() >= MAX_PAIRS {
+                pairs.clear();
+            }
+            pairs.insert(key, ms);
+        }
         v
     }
 
+    /// Keeps pairs with `node` apart from now on, forgetting those of the node before: for a
+    /// node asked about against every plan for a moment and then rarely again. `None` ends it.
+    pub fn focus(&mut self, node: Option<NodeId>) {
+        if self.focus != node {
+            self.focus = node;
+            self.focused.clear();
+        }
+    }
+
     pub fn clear(&mut self) {
-        self.pairs.clear();
+        self.by_profile.clear();
+        self.focused.clear();
     }
 }
 
@@ -332,7 +368,57 @@ pub struct Insertion {
     pub schedule: Schedule,
 }
 
-/// The cheapest feasible insertion of `(pickup, dropoff)` over every robot in `robots`, or `None`.
+/// Whether insertion `a` beats insertion `b`: less added travel, then the earlier drop-off, then the robot that
+/// sorts first. The same answer whatever order the robots are tried in.
+fn beats(a: &Insertion, b: &Insertion) -> bool {
+    if (a.added_travel_s - b.added_travel_s).abs() > 1e-9 {
+        a.added_travel_s < b.added_travel_s
+    } else if a.eta_dropoff != b.eta_dropoff {
+        a.eta_dropoff < b.eta_dropoff
+    } else {
+        a.robot < b.robot
+    }
+}
+
+/// Tries `(pickup, dropoff)` on one robot and keeps the result in `best` when it beats what is there.
+fn consider(
+    map: &MapGraph,
+    table: &mut TravelTable,
+    plan: &RobotPlan,
+    pickup: &Task,
+    dropoff: &Task,
+    best: &mut Option<Insertion>,
+) {
+    // A plan that is already infeasible (it ran late) gets nothing more piled on it: no answer here.
+    let Some((added, i, j)) = best_pair_insertion(map, table, plan, &plan.tasks, pickup, dropoff) else {
+        return;
+    };
+    if best.as_ref().is_some_and(|b| added > b.added_travel_s + 1e-9) {
+        return;
+    }
+    let mut tasks = plan.tasks.clone();
+    tasks.insert(i, pickup.clone());
+    tasks.insert(j, dropoff.clone());
+    let Some(s) = schedule(map, table, plan, &tasks) else {
+        return;
+    };
+    let ins = Insertion {
+        robot: plan.robot.clone(),
+        pickup_at: i,
+        dropoff_at: j,
+        added_travel_s: added,
+        eta_pickup: s.arrivals[i].max(pickup.not_before),
+        eta_dropoff: s.arrivals[j],
+        tasks,
+        schedule: s,
+    };
+    if best.as_ref().is_none_or(|b| beats(&ins, b)) {
+        *best = Some(ins);
+    }
+}
+
+/// The cheapest feasible insertion of `(pickup, dropoff)` over every robot in `robots`, or `None`, trying
+/// every robot. [`cheapest_insertion_bounded`] gives the same answer faster.
 pub fn cheapest_insertion(
     map: &MapGraph,
     table: &mut TravelTable,
@@ -340,81 +426,132 @@ pub fn cheapest_insertion(
     pickup: &Task,
     dropoff: &Task,
 ) -> Option<Insertion> {
-    cheapest_insertion_among(map, table, robots, pickup, dropoff, usize::MAX)
+    let mut best = None;
+    table.focus(Some(dropoff.node));
+    for plan in robots {
+        consider(map, table, plan, pickup, dropoff, &mut best);
+    }
+    table.focus(None);
+    best
 }
 
-/// [`cheapest_insertion`] trying only the nearest `candidates` robots (straight line to the robot or any of
-/// its stops) unless none of them can take the order; `usize::MAX` tries every robot. Measured and not used by
-/// the dispatcher: with 32 candidates the cheapest insertion was missed in 44% (50 robots) to 61% (1,000
-/// robots) of quotes for a 1.5x speed-up at best (`trundle-bench insertion`, docs/benchmarks.md).
-pub fn cheapest_insertion_among(
+/// What [`insertion_lower_bound`] needs to know of a robot: where its plan starts, the nodes of its planned
+/// stops in order, how many of them are locked, and how fast it drives.
+#[derive(Debug, Clone, Copy)]
+pub struct Outline<'a> {
+    pub start: NodeId,
+    pub nodes: &'a [NodeId],
+    pub locked: usize,
+    pub profile: Profile,
+}
+
+impl<'a> Outline<'a> {
+    pub fn of(plan: &RobotPlan, nodes: &'a [NodeId]) -> Self {
+        Self { start: plan.start_node, nodes, locked: plan.locked, profile: plan.profile }
+    }
+}
+
+/// Seconds no route from `a` to `b` can beat: the straight line at full speed (every edge is at least as long
+/// as the straight line between its ends), less a margin for the router's rounding to milliseconds.
+fn straight_secs(map: &MapGraph, a: NodeId, b: NodeId, speed_mps: f64) -> f64 {
+    (map.floor_m(a, b) / speed_mps * 0.995 - 1.0).max(0.0)
+}
+
+/// A lower bound on the travel any feasible insertion of a pickup at `p` and a drop-off at `d` adds to the plan
+/// outlined by `o`, given the travel time `p_to_d` from `p` to `d`; infinite when the plan has a leg no route
+/// serves (then nothing can be inserted).
+///
+/// Why it holds: travel times are shortest paths, so they obey the triangle inequality. Put between different
+/// stops, the pickup and the drop-off add exactly their two detours; a detour of `x` between stops `a` and `b`
+/// is at least `max(0, straight(a, x) + straight(x, b) - leg(a, b))`, and one after the last stop at least
+/// `straight(a, x)`. Put together between `a` and `b`, they add `t(a, p) + t(p, d) + t(d, b) - leg(a, b)`,
+/// which is at least `straight(a, p) + p_to_d + straight(d, b) - leg(a, b)`. The bound is the least of these
+/// over every allowed position.
+pub fn insertion_lower_bound(
     map: &MapGraph,
     table: &mut TravelTable,
-    robots: &[RobotPlan],
-    pickup: &Task,
-    dropoff: &Task,
-    candidates: usize,
-) -> Option<Insertion> {
-    let order: Vec<usize> = if robots.len() <= candidates {
-        (0..robots.len()).collect()
-    } else {
-        let at = map.pos(pickup.node);
-        let mut by_dist: Vec<(f64, usize)> = robots
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let nodes = std::iter::once(r.start_node).chain(r.tasks.iter().map(|t| t.node));
-                let d = match at {
-                    Some(at) => nodes.filter_map(|n| map.pos(n)).map(|p| p.distance_m(at)).fold(f64::MAX, f64::min),
-                    None => 0.0,
-                };
-                (d, i)
-            })
-            .collect();
-        by_dist.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        by_dist.into_iter().map(|(_, i)| i).collect()
-    };
-    let mut best: Option<Insertion> = None;
-    for (rank, &ri) in order.iter().enumerate() {
-        if rank >= candidates && best.is_some() {
+    o: &Outline<'_>,
+    p: NodeId,
+    d: NodeId,
+    p_to_d: f64,
+) -> f64 {
+    let n = o.nodes.len();
+    let speed = o.profile.speed_mps;
+    let line = |a: NodeId, b: NodeId| straight_secs(map, a, b, speed);
+    let mut bound = f64::INFINITY;
+    // The least pickup detour at a position before the current one.
+    let mut pickup_before = f64::INFINITY;
+    for k in o.locked.min(n)..=n {
+        let a = if k == 0 { o.start } else { o.nodes[k - 1] };
+        let (to_p, to_d) = (line(a, p), line(a, d));
+        if k == n {
+            bound = bound.min(pickup_before + to_d).min(to_p + p_to_d);
             break;
         }
-        let plan = &robots[ri];
-        // A plan that is already infeasible (it ran late) gets nothing more piled on it: no answer here.
-        let Some((added, i, j)) = best_pair_insertion(map, table, plan, &plan.tasks, pickup, dropoff) else {
-            continue;
+        let b = o.nodes[k];
+        let Some(leg) = table.secs(map, a, b, o.profile) else {
+            return f64::INFINITY;
         };
-        if best.as_ref().is_some_and(|b| added > b.added_travel_s + 1e-9) {
-            continue;
-        }
-        let mut tasks = plan.tasks.clone();
-        tasks.insert(i, pickup.clone());
-        tasks.insert(j, dropoff.clone());
-        let Some(s) = schedule(map, table, plan, &tasks) else {
-            continue;
-        };
-        let eta_dropoff = s.arrivals[j];
-        let better = match &best {
-            None => true,
-            Some(b) => {
-                added < b.added_travel_s - 1e-9
-                    || ((added - b.added_travel_s).abs() <= 1e-9 && eta_dropoff < b.eta_dropoff)
+        let (p_to_b, d_to_b) = (line(p, b), line(d, b));
+        let detour_p = (to_p + p_to_b - leg).max(0.0);
+        let detour_d = (to_d + d_to_b - leg).max(0.0);
+        let together = (to_p + p_to_d + d_to_b - leg).max(detour_p).max(detour_d);
+        bound = bound.min(pickup_before + detour_d).min(together);
+        pickup_before = pickup_before.min(detour_p);
+    }
+    bound.max(0.0)
+}
+
+/// The answer of [`cheapest_insertion_bounded`] and how many robots it had to try in full.
+#[derive(Debug, Clone)]
+pub struct BoundedSearch {
+    pub best: Option<Insertion>,
+    pub tried: usize,
+}
+
+/// The same answer as [`cheapest_insertion`] without trying every robot: robots are tried in order of their
+/// [`insertion_lower_bound`], and the search stops at the first whose bound exceeds the best insertion found.
+/// `outlines[k]` outlines robot `k`; `plan_of(k)` builds its full plan, only for the robots tried.
+pub fn cheapest_insertion_bounded(
+    map: &MapGraph,
+    table: &mut TravelTable,
+    outlines: &[Outline<'_>],
+    mut plan_of: impl FnMut(usize) -> RobotPlan,
+    pickup: &Task,
+    dropoff: &Task,
+) -> BoundedSearch {
+    table.focus(Some(dropoff.node));
+    // The pickup-to-drop-off time for each speed profile in the fleet (usually one).
+    let mut direct: Vec<(Profile, Option<f64>)> = Vec::new();
+    let mut bounds: Vec<(f64, usize)> = Vec::with_capacity(outlines.len());
+    for (k, o) in outlines.iter().enumerate() {
+        let p_to_d = match direct.iter().find(|(p, _)| *p == o.profile) {
+            Some((_, t)) => *t,
+            None => {
+                let t = table.secs(map, pickup.node, dropoff.node, o.profile);
+                direct.push((o.profile, t));
+                t
             }
         };
-        if better {
-            best = Some(Insertion {
-                robot: plan.robot.clone(),
-                pickup_at: i,
-                dropoff_at: j,
-                added_travel_s: added,
-                eta_pickup: s.arrivals[i].max(pickup.not_before),
-                eta_dropoff,
-                tasks,
-                schedule: s,
-            });
+        // No route from the pickup to the drop-off: no insertion on this robot can exist.
+        let Some(p_to_d) = p_to_d else { continue };
+        let lb = insertion_lower_bound(map, table, o, pickup.node, dropoff.node, p_to_d);
+        if lb.is_finite() {
+            bounds.push((lb, k));
         }
     }
-    best
+    bounds.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut best: Option<Insertion> = None;
+    let mut tried = 0;
+    for (lb, k) in bounds {
+        if best.as_ref().is_some_and(|b| lb > b.added_travel_s + 1e-6) {
+            break;
+        }
+        tried += 1;
+        consider(map, table, &plan_of(k), pickup, dropoff, &mut best);
+    }
+    table.focus(None);
+    BoundedSearch { best, tried }
 }
 
 #[cfg(test)]

@@ -5,9 +5,11 @@
 //! Phases of one order: validate and snap -> cheapest feasible insertion (or a refusal with the reason) ->
 //! release the robot's next stop step by step -> follow the robot's step results to a terminal state.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::assign::{self, RobotPlan, Task, TravelTable};
@@ -236,9 +238,24 @@ pub struct Dispatcher {
     offline_since: BTreeMap<RobotId, Timestamp>,
     offline_handled: BTreeSet<RobotId>,
     table: TravelTable,
+    /// The planner's view of each robot's stops, kept between insertions (building one looks up the order of
+    /// every stop). See [`PlanView`].
+    views: RefCell<FxHashMap<RobotId, PlanView>>,
     /// Counts changes to any plan or to the set of available robots, so an improver knows when a new
     /// snapshot is worth taking.
     plans_version: u64,
+}
+
+/// A robot's stops as planner tasks, with what they were built from. Tasks read the robot's plan and load and,
+/// of each order, its ready time, deliver-by time, parcel and drop-off ETA. The first two are compared on every
+/// use; of the order's fields only the ETA ever changes, and only when the robot's plan is installed, which
+/// drops the view.
+#[derive(Debug)]
+struct PlanView {
+    stops: Vec<PlanStop>,
+    on_board: Vec<OrderId>,
+    tasks: Vec<Task>,
+    load: (u8, u32),
 }
 
 /// Collects outputs; persists are de-duplicated per entity and emitted first.
@@ -273,6 +290,7 @@ impl Dispatcher {
             offline_since: BTreeMap::new(),
             offline_handled: BTreeSet::new(),
             table: TravelTable::default(),
+            views: RefCell::default(),
             plans_version: 0,
         }
     }
@@ -598,14 +616,20 @@ impl Dispatcher {
 
     /// The planner's view of one robot.
     fn robot_plan(&self, r: &Robot, now: Timestamp) -> RobotPlan {
-        let tasks: Vec<Task> = r.plan.iter().filter_map(|s| self.task_of(s)).collect();
-        let (mut comp, mut grams) = (0u8, 0u32);
-        for id in &r.on_board {
-            if let Some(o) = self.orders.get(id) {
-                comp = comp.saturating_add(o.request.parcel.compartments);
-                grams = grams.saturating_add(o.request.parcel.weight.0);
-            }
+        let mut views = self.views.borrow_mut();
+        let fresh = views.get(&r.id).is_some_and(|v| v.stops == r.plan && v.on_board == r.on_board);
+        if !fresh {
+            views.insert(r.id.clone(), self.plan_view(r));
         }
+        let view = &views[&r.id];
+        #[cfg(debug_assertions)]
+        {
+            let built = self.plan_view(r);
+            assert!(built.tasks == view.tasks && built.load == view.load, "the plan view of {} is stale", r.id);
+        }
+        let (comp, grams) = view.load;
+        let tasks = view.tasks.clone();
+        drop(views);
         RobotPlan {
             robot: r.id.clone(),
             model: r.model,
@@ -619,6 +643,19 @@ impl Dispatcher {
             shift_end: r.shift_end,
             tasks,
         }
+    }
+
+    fn plan_view(&self, r: &Robot) -> PlanView {
+        let tasks: Vec<Task> = r.plan.iter().filter_map(|s| self.task_of(s)).collect();
+        debug_assert_eq!(tasks.len(), r.plan.len(), "every planned stop's order exists");
+        let (mut comp, mut grams) = (0u8, 0u32);
+        for id in &r.on_board {
+            if let Some(o) = self.orders.get(id) {
+                comp = comp.saturating_add(o.request.parcel.compartments);
+                grams = grams.saturating_add(o.request.parcel.weight.0);
+            }
+        }
+        PlanView { stops: r.plan.clone(), on_board: r.on_board.clone(), tasks, load: (comp, grams) }
     }
 
     /// Increases whenever a plan or the set of available robots changes.
@@ -734,30 +771,65 @@ impl Dispatcher {
         Ok(Reply::Done)
     }
 
+    /// The cheapest insertion of an order over every available robot. Robots are tried in order of a lower
+    /// bound on what the order would add to their plans, so only the few that could win are planned in full.
     fn best_insertion(&mut self, now: Timestamp, pickup: &Task, dropoff: &Task) -> Result<assign::Insertion, String> {
-        let plans: Vec<RobotPlan> =
-            self.robots.values().filter(|r| available(r)).map(|r| self.robot_plan(r, now)).collect();
-        if plans.is_empty() {
+        let robots: Vec<&Robot> = self.robots.values().filter(|r| available(r)).collect();
+        if robots.is_empty() {
             return Err("no robot is available right now".into());
         }
-        let biggest = plans.iter().map(|p| p.model.compartments).max().unwrap_or(0);
+        let biggest = robots.iter().map(|r| r.model.compartments).max().unwrap_or(0);
         if pickup.compartments > biggest {
             return Err(format!(
                 "the parcel needs {} compartments; the largest available robot has {biggest}",
                 pickup.compartments
             ));
         }
-        if let Some(ins) = assign::cheapest_insertion(&self.map, &mut self.table, &plans, pickup, dropoff) {
-            return Ok(ins);
+        // Every planned stop's order exists (orders are never removed), so these nodes are the plans' nodes.
+        let nodes: Vec<NodeId> = robots.iter().flat_map(|r| r.plan.iter().map(|s| s.node)).collect();
+        let mut outlines = Vec::with_capacity(robots.len());
+        let mut at = 0;
+        for r in &robots {
+            outlines.push(assign::Outline {
+                start: r.node,
+                nodes: &nodes[at..at + r.plan.len()],
+                locked: r.plan.iter().take_while(|s| s.locked()).count(),
+                profile: self.profile(&r.model),
+            });
+            at += r.plan.len();
         }
-        Err(self.why_not(now, &plans, pickup, dropoff))
+        let mut table = std::mem::take(&mut self.table);
+        let found = assign::cheapest_insertion_bounded(
+            &self.map,
+            &mut table,
+            &outlines,
+            |k| self.robot_plan(robots[k], now),
+            pickup,
+            dropoff,
+        );
+        let answer = match found.best {
+            Some(ins) => Ok(ins),
+            None => {
+                let plans: Vec<RobotPlan> = robots.iter().map(|r| self.robot_plan(r, now)).collect();
+                Err(Self::why_not(&self.map, &mut table, now, &plans, pickup, dropoff))
+            }
+        };
+        self.table = table;
+        answer
     }
 
     /// Why no robot can take an order: the trip itself is too long for the deadline, no battery has the
     /// range, or the fleet is busy.
-    fn why_not(&mut self, now: Timestamp, plans: &[RobotPlan], pickup: &Task, dropoff: &Task) -> String {
+    fn why_not(
+        map: &MapGraph,
+        table: &mut TravelTable,
+        now: Timestamp,
+        plans: &[RobotPlan],
+        pickup: &Task,
+        dropoff: &Task,
+    ) -> String {
         let profile = plans[0].profile;
-        let Some(trip_s) = self.table.secs(&self.map, pickup.node, dropoff.node, profile) else {
+        let Some(trip_s) = table.secs(map, pickup.node, dropoff.node, profile) else {
             return "the drop-off cannot be reached from the shop on the open sidewalks".into();
         };
         let ready = pickup.not_before.max(now);
@@ -927,6 +999,8 @@ impl Dispatcher {
         };
         r.plan = stops;
         self.plans_version += 1;
+        // The ETAs below feed the robot's tasks.
+        self.views.get_mut().remove(robot);
         for (t, at) in tasks.iter().zip(arrivals) {
             if let Some(o) = self.orders.get_mut(&t.order) {
                 let changed = match t.kind {

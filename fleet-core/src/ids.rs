@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::CoreError;
 
@@ -27,13 +28,14 @@ macro_rules! string_id {
         $(#[$m])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        // Shared, not owned: ids are cloned into every plan, task and message, and a clone is then a count.
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Checks `s` and wraps it.
             pub fn parse(s: &str) -> Result<Self, CoreError> {
                 check_id($kind, s)?;
-                Ok(Self(s.to_owned()))
+                Ok(Self(Arc::from(s)))
             }
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -48,12 +50,12 @@ macro_rules! string_id {
             type Error = CoreError;
             fn try_from(s: String) -> Result<Self, CoreError> {
                 check_id($kind, &s)?;
-                Ok(Self(s))
+                Ok(Self(Arc::from(s)))
             }
         }
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.to_string()
             }
         }
     };

@@ -93,6 +93,7 @@ impl Clone for MapGraph {
         Self {
             graph: self.graph.clone(),
             origin: self.origin,
+            floor_x: self.floor_x,
             index: self.index.clone(),
             closed: self.closed.clone(),
             live: self.live.clone(),
@@ -242,6 +243,9 @@ type Segment = GeomWithData<Line<[f64; 2]>, (u32, u32)>;
 pub struct MapGraph {
     graph: DiGraph<MapNode, MapEdge>,
     origin: LatLon,
+    /// Scale on east-west offsets in the local frame that makes [`MapGraph::floor_m`] a true lower bound on
+    /// every node of the map (the frame's metres are exact only at the origin's latitude).
+    floor_x: f64,
     index: RTree<Segment>,
     /// Closed directed edges, as (from, to).
     closed: BTreeSet<(NodeId, NodeId)>,
@@ -528,6 +532,10 @@ impl MapGraph {
             })
             .collect();
         let live = LiveGraph::new(&graph);
+        // East-west metres shrink away from the equator: scale by the node farthest from it.
+        let k = std::f64::consts::PI / 180.0;
+        let floor_x =
+            graph.node_weights().map(|n| (n.pos.lat() * k).cos()).fold(1.0, f64::min) / (origin.lat() * k).cos();
         summary.nodes = graph.node_count();
         summary.edges = graph.edge_count();
         summary.length_km = graph.edge_weights().map(|e| e.length_m).sum::<f64>() / 2000.0;
@@ -535,6 +543,7 @@ impl MapGraph {
             Self {
                 graph,
                 origin,
+                floor_x: floor_x.min(1.0),
                 index: RTree::bulk_load(segments),
                 closed: BTreeSet::new(),
                 closed_arc: vec![false; live.to.len()],
@@ -564,6 +573,20 @@ impl MapGraph {
     /// Position of a node. Callers hold ids produced by this map.
     pub fn pos(&self, id: NodeId) -> Option<LatLon> {
         self.node(id).map(|n| n.pos)
+    }
+
+    /// A distance in metres that no path between the two nodes is shorter than: the straight line in the local
+    /// frame, east-west offsets scaled down to the narrowest latitude of the map, less 0.1% for the frame's
+    /// curvature. Two multiplications and a square root, for bounds that must be cheap; 0 for unknown nodes.
+    pub fn floor_m(&self, a: NodeId, b: NodeId) -> f64 {
+        match (self.node(a), self.node(b)) {
+            (Some(a), Some(b)) => {
+                let dx = (a.xy[0] - b.xy[0]) * self.floor_x;
+                let dy = a.xy[1] - b.xy[1];
+                (dx * dx + dy * dy).sqrt() * 0.999
+            }
+            _ => 0.0,
+        }
     }
 
     /// Projects a coordinate into the map's local frame (metres east, metres north of the origin).

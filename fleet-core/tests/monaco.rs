@@ -43,7 +43,10 @@ fn monaco_imports_snaps_and_routes_exactly() {
             let astar = g.astar(a, b, p).expect("strongly connected");
             assert_eq!((astar.duration_s * 1000.0).round() as u64, want, "A* {a}->{b}");
         }
-        assert!(ch.length_m >= g.pos(a).expect("node").distance_m(g.pos(b).expect("node")) - 1e-6);
+        let line = g.pos(a).expect("node").distance_m(g.pos(b).expect("node"));
+        assert!(ch.length_m >= line - 1e-6);
+        assert!(g.floor_m(a, b) <= line, "the cheap floor is below the great-circle distance");
+        assert!(g.floor_m(a, b) >= 0.99 * line - 1.0, "and close to it");
         // Close a sidewalk in the middle of every fifth route: the next query must avoid it, exactly.
         if i % 5 == 0 && ch.nodes.len() > 4 {
             let m = ch.nodes.len() / 2;
@@ -58,4 +61,123 @@ fn monaco_imports_snaps_and_routes_exactly() {
         }
     }
     assert!(closed >= 5);
+}
+
+/// The bounded insertion search on real streets: every robot's lower bound is at most what the order really
+/// adds to its plan, and trying robots in bound order gives exactly the answer of trying every robot, while
+/// planning only some of them in full. Fleets of 60 robots with plans built by insertion, some stops locked,
+/// some deadlines tight, and on every third case sidewalks closed (closures only lengthen routes).
+#[test]
+fn bounded_insertion_matches_trying_every_robot_on_monaco() {
+    use fleet_core::assign::{
+        Outline, RobotPlan, Task, TravelTable, best_pair_insertion, cheapest_insertion, cheapest_insertion_bounded,
+        insertion_lower_bound,
+    };
+    use fleet_core::pdptw::solve::Rng;
+    use fleet_core::robot::{RobotModel, StopKind};
+    use fleet_core::{OrderId, RobotId, Timestamp};
+
+    let mut g = monaco();
+    let profile = Profile::default();
+    g.prepare(profile);
+    let n = g.node_count();
+    let mut rng = Rng::new(11);
+    let (mut robots_seen, mut robots_tried, mut found, mut refused) = (0, 0, 0, 0);
+    for case in 0..30 {
+        let mut map = g.clone();
+        if case % 3 == 2 {
+            for (a, b) in pairs(n as u32, 400).skip(case * 7).take(5) {
+                if let Some(r) = map.route(a, b, profile)
+                    && r.nodes.len() > 2
+                {
+                    map.close_edge(r.nodes[1], r.nodes[2]);
+                }
+            }
+        }
+        let mut table = TravelTable::default();
+        let now = Timestamp(1_000_000);
+        // Monaco proper: within 1.5 km of the centre, as the load generator places its robots and orders.
+        let centre = map.origin();
+        let node = |rng: &mut Rng| loop {
+            let v = NodeId(rng.below(n) as u32);
+            if map.pos(v).is_some_and(|p| p.distance_m(centre) < 1_500.0) {
+                break v;
+            }
+        };
+        let task = |kind, order: &str, node, deadline: Option<Timestamp>| Task {
+            kind,
+            order: OrderId::parse(order).expect("valid"),
+            node,
+            not_before: now,
+            deadline,
+            compartments: 1,
+            grams: 1_000,
+            service_s: 60.0,
+        };
+        let mut plans: Vec<RobotPlan> = (0..60)
+            .map(|k| RobotPlan {
+                robot: RobotId::parse(&format!("r{k:02}")).expect("valid"),
+                model: RobotModel::default(),
+                profile,
+                start_node: node(&mut rng),
+                start_time: now,
+                load_compartments: 0,
+                load_grams: 0,
+                locked: 0,
+                range_m: f64::INFINITY,
+                shift_end: None,
+                tasks: Vec::new(),
+            })
+            .collect();
+        // Load the fleet: each order goes where it is cheapest, as the dispatcher would put it.
+        for k in 0..rng.below(150) {
+            let id = format!("o{k}");
+            let (a, b) = (node(&mut rng), node(&mut rng));
+            let trip = map.travel_secs(a, b, profile).unwrap_or(0.0);
+            let deadline = now.plus_secs(1.5 * trip + 600.0 + rng.unit() * 3_600.0);
+            let (p, d) = (task(StopKind::Pickup, &id, a, None), task(StopKind::Dropoff, &id, b, Some(deadline)));
+            if let Some(ins) = cheapest_insertion(&map, &mut table, &plans, &p, &d) {
+                let r = plans.iter_mut().find(|r| r.robot == ins.robot).expect("a fleet robot");
+                r.tasks = ins.tasks;
+            }
+        }
+        for r in &mut plans {
+            r.locked = rng.below(r.tasks.len().min(2) + 1);
+        }
+        for probe in 0..5 {
+            let (a, b) = (node(&mut rng), node(&mut rng));
+            // Tight (only robots near the pickup make it), or loose.
+            let trip = map.travel_secs(a, b, profile).unwrap_or(0.0);
+            let deadline = now.plus_secs(if probe % 2 == 0 { 1.2 * trip + 300.0 } else { 2.0 * trip + 3_600.0 });
+            let (p, d) = (task(StopKind::Pickup, "new", a, None), task(StopKind::Dropoff, "new", b, Some(deadline)));
+            let nodes: Vec<Vec<NodeId>> = plans.iter().map(|r| r.tasks.iter().map(|t| t.node).collect()).collect();
+            let outlines: Vec<Outline> = plans.iter().zip(&nodes).map(|(r, ns)| Outline::of(r, ns)).collect();
+            if let Some(p_to_d) = map.travel_secs(p.node, d.node, profile) {
+                for (r, o) in plans.iter().zip(&outlines) {
+                    let lb = insertion_lower_bound(&map, &mut table, o, p.node, d.node, p_to_d);
+                    if let Some((added, _, _)) = best_pair_insertion(&map, &mut table, r, &r.tasks, &p, &d) {
+                        assert!(lb <= added + 1e-6, "case {case}: bound {lb} above the real {added} on {}", r.robot);
+                    }
+                }
+            }
+            let every = cheapest_insertion(&map, &mut table, &plans, &p, &d);
+            let bounded = cheapest_insertion_bounded(&map, &mut table, &outlines, |k| plans[k].clone(), &p, &d);
+            robots_seen += plans.len();
+            robots_tried += bounded.tried;
+            match (&every, &bounded.best) {
+                (None, None) => refused += 1,
+                (Some(a), Some(b)) => {
+                    found += 1;
+                    assert_eq!(a.robot, b.robot, "case {case} probe {probe}");
+                    assert!((a.added_travel_s - b.added_travel_s).abs() < 1e-9, "case {case} probe {probe}");
+                    assert_eq!((a.pickup_at, a.dropoff_at, a.eta_dropoff), (b.pickup_at, b.dropoff_at, b.eta_dropoff));
+                }
+                other => panic!("case {case} probe {probe}: the searches disagree: {other:?}"),
+            }
+        }
+    }
+    assert!(found > 90 && refused > 0, "a mix of placed and refused probes: {found} placed, {refused} refused");
+    // The point of the bound: most robots are never planned in full.
+    assert!(robots_tried * 4 < robots_seen * 3, "tried {robots_tried} of {robots_seen} robots");
+    println!("bounded search planned {robots_tried} of {robots_seen} robots in full");
 }
