@@ -677,15 +677,33 @@ impl Dispatcher {
     fn apply_proposal(&mut self, now: Timestamp, p: Proposal, out: &mut Out) -> Result<Reply, CoreError> {
         type Key = (OrderId, StopKind);
         let stale = |why: String| CoreError::precondition(format!("proposal is stale: {why}"));
-        let mut owner: BTreeMap<Key, (RobotId, PlanStop)> = BTreeMap::new();
-        for r in self.robots.values() {
-            for s in &r.plan {
-                owner.insert((s.order.clone(), s.kind), (r.id.clone(), s.clone()));
-            }
-        }
         let named: BTreeSet<&RobotId> = p.plans.iter().map(|pp| &pp.robot).collect();
         if named.len() != p.plans.len() {
             return Err(CoreError::invalid("a proposal names a robot twice"));
+        }
+        // The stops and parcels of the named robots in full; of the rest of the fleet only the stops of orders
+        // the proposal mentions (a proposal names a few robots of a fleet that may have thousands).
+        let mentioned: BTreeSet<&OrderId> = p.plans.iter().flat_map(|pp| pp.stops.iter().map(|(o, _)| o)).collect();
+        let mut owner: BTreeMap<Key, (RobotId, PlanStop)> = BTreeMap::new();
+        let mut holder: BTreeMap<&OrderId, &RobotId> = BTreeMap::new();
+        let mut elsewhere: BTreeMap<Key, &RobotId> = BTreeMap::new();
+        for r in self.robots.values() {
+            if named.contains(&r.id) {
+                for s in &r.plan {
+                    owner.insert((s.order.clone(), s.kind), (r.id.clone(), s.clone()));
+                }
+                holder.extend(r.on_board.iter().map(|o| (o, &r.id)));
+            } else {
+                for s in r.plan.iter().filter(|s| mentioned.contains(&s.order)) {
+                    elsewhere.insert((s.order.clone(), s.kind), &r.id);
+                }
+            }
+        }
+        if let Some(((order, _), robot)) = elsewhere
+            .iter()
+            .find(|(k, _)| p.plans.iter().any(|pp| pp.stops.iter().any(|(o, kind)| o == &k.0 && *kind == k.1)))
+        {
+            return Err(stale(format!("order {order} is now planned on robot {robot}")));
         }
         let mut seen: BTreeSet<Key> = BTreeSet::new();
         let mut installs: Vec<(RobotId, Vec<PlanStop>)> = Vec::new();
@@ -705,21 +723,20 @@ impl Dispatcher {
                 if !seen.insert(k.clone()) {
                     return Err(CoreError::invalid(format!("order {} has a stop proposed twice", k.0)));
                 }
-                let (from, stop) = &owner[k];
-                if !named.contains(from) {
-                    return Err(stale(format!("order {} is now planned on robot {from}", k.0)));
-                }
+                let (_, stop) = &owner[k];
                 if k.1 == StopKind::Pickup {
                     if !keys[i + 1..].contains(&(k.0.clone(), StopKind::Dropoff)) {
                         return Err(CoreError::invalid(format!("order {} is picked up but never delivered", k.0)));
                     }
                 } else {
                     // A parcel aboard stays on its robot; a drop-off follows its pickup on the same robot.
-                    let holder = self.robots.values().find(|x| x.on_board.contains(&k.0)).map(|x| &x.id);
                     let pickup = (k.0.clone(), StopKind::Pickup);
-                    let ok = match holder {
-                        Some(h) => h == &r.id,
-                        None => !owner.contains_key(&pickup) || keys[..i].contains(&pickup),
+                    let ok = match holder.get(&k.0) {
+                        Some(h) => *h == &r.id,
+                        None => {
+                            !(owner.contains_key(&pickup) || elsewhere.contains_key(&pickup))
+                                || keys[..i].contains(&pickup)
+                        }
                     };
                     if !ok {
                         return Err(CoreError::invalid(format!(
@@ -732,8 +749,8 @@ impl Dispatcher {
             }
             installs.push((r.id.clone(), stops));
         }
-        for (k, (from, _)) in &owner {
-            if named.contains(from) && !seen.contains(k) {
+        for k in owner.keys() {
+            if !seen.contains(k) {
                 return Err(stale(format!("order {} was planned since", k.0)));
             }
         }
@@ -1871,6 +1888,29 @@ mod improve_tests {
     }
 
     #[test]
+    fn a_fleet_bigger_than_a_region_is_improved_a_region_at_a_time() {
+        use crate::improve::REGION_ROBOTS;
+        let (mut d, _shop, near, far, [o1, o2], t) = lopsided();
+        // Sixty more idle robots at the shop: more robots than one search works on.
+        for k in 0..60 {
+            let id = RobotId::parse(&format!("extra-{k:02}")).expect("valid");
+            reply(&d.handle(t, Input::RegisterRobot { id: id.clone(), name: String::new(), depot: ll(43.73, 7.42) }))
+                .expect("robot");
+            hello(&mut d, &id, t);
+        }
+        let snap = d.plan_snapshot(t);
+        assert!(snap.plans.len() > REGION_ROBOTS, "{} robots", snap.plans.len());
+        let p = improve(&snap, &ImproveParams::default(), &mut budget(200)).expect("an improvement exists");
+        assert!(p.plans.len() <= REGION_ROBOTS && p.travel_after_s < p.travel_before_s - 1.0, "{p:?}");
+        assert_eq!(reply(&d.handle(t.plus_secs(1.0), Input::ProposePlans(Box::new(p)))), Ok(Reply::Done));
+        assert_eq!(d.order(&o1).and_then(|o| o.robot.clone()), Some(far.clone()), "released: stays");
+        let taker = d.order(&o2).and_then(|o| o.robot.clone()).expect("planned");
+        assert_ne!(taker, far, "moved off the far robot");
+        let at = |id: &RobotId| d.robot(id).expect("robot").node;
+        assert_eq!(at(&taker), at(&near), "to a robot at the shop");
+    }
+
+    #[test]
     fn an_improver_moves_unstarted_work_to_a_better_robot() {
         let (mut d, _shop, near, far, [o1, o2], t) = lopsided();
         let snap = d.plan_snapshot(t);
@@ -1932,6 +1972,14 @@ mod improve_tests {
         }
         let out = d.handle(t, Input::ProposePlans(bad(vec![ProposedPlan { robot: far.clone(), stops: reversed }])));
         assert!(reply(&out).is_err(), "{out:?}");
+        // Taking an order off a robot the proposal does not name.
+        let mut grab = near_stops.clone();
+        grab.extend(keys(&far, &d).into_iter().filter(|k| k.0 == o2));
+        let out = d.handle(t, Input::ProposePlans(bad(vec![ProposedPlan { robot: near.clone(), stops: grab }])));
+        assert!(
+            matches!(reply(&out), Err(CoreError::FailedPrecondition(m)) if m.contains("is now planned on robot far")),
+            "{out:?}"
+        );
         assert_eq!(plans(&d), before);
     }
 }

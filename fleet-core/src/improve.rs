@@ -205,12 +205,57 @@ pub const NEAR_ROBOTS: usize = 16;
 /// Looks for cheaper plans than the snapshot's. `used(iteration)` returns the fraction of the budget spent
 /// (by time in the server, by iterations in the simulator); the search stops at 1. `None` when nothing better
 /// than `params.min_gain_s` was found.
+///
+/// A fleet larger than [`REGION_ROBOTS`] is searched one region at a time: a robot with work that may move is
+/// picked at random and the search works on it and its nearest neighbours only. Each iteration of a search
+/// over the whole of a big fleet would copy and score every plan of it, so that the budget ran out before
+/// the first move (measured: no proposal in 300 ms with 1,000 robots and 4,000 open orders).
 pub fn improve(snap: &PlanSnapshot, params: &ImproveParams, used: &mut dyn FnMut(u64) -> f64) -> Option<Proposal> {
-    let mut s = Search { map: &snap.map, table: TravelTable::default(), plans: &snap.plans };
+    if snap.plans.len() <= REGION_ROBOTS {
+        return search(&snap.map, snap.taken_at, &snap.plans, params, used);
+    }
+    let mut rng = Rng::new(params.seed ^ 0x9e37_79b9_7f4a_7c15);
+    let busy: Vec<usize> = snap
+        .plans
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !movable(p, &Tour { tasks: p.tasks.clone(), travel_s: 0.0 }).is_empty())
+        .map(|(r, _)| r)
+        .collect();
+    if busy.is_empty() {
+        return None;
+    }
+    let centre = snap.plans[busy[rng.below(busy.len())]].start_node;
+    // Near in a straight line from the centre robot to a robot's start or any of its stops.
+    let mut by_dist: Vec<(f64, usize)> = snap
+        .plans
+        .iter()
+        .enumerate()
+        .map(|(r, p)| {
+            let nodes = std::iter::once(p.start_node).chain(p.tasks.iter().map(|t| t.node));
+            (nodes.map(|n| snap.map.floor_m(centre, n)).fold(f64::MAX, f64::min), r)
+        })
+        .collect();
+    by_dist.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let region: Vec<RobotPlan> = by_dist.iter().take(REGION_ROBOTS).map(|&(_, r)| snap.plans[r].clone()).collect();
+    search(&snap.map, snap.taken_at, &region, params, used)
+}
+
+/// Robots one search works on at most (see [`improve`]).
+pub const REGION_ROBOTS: usize = 48;
+
+fn search(
+    map: &MapGraph,
+    taken_at: Timestamp,
+    plans: &[RobotPlan],
+    params: &ImproveParams,
+    used: &mut dyn FnMut(u64) -> f64,
+) -> Option<Proposal> {
+    let mut s = Search { map, table: TravelTable::default(), plans };
     let mut rng = Rng::new(params.seed);
-    let mut frozen = Vec::with_capacity(snap.plans.len());
-    let mut current = Vec::with_capacity(snap.plans.len());
-    for (r, plan) in snap.plans.iter().enumerate() {
+    let mut frozen = Vec::with_capacity(plans.len());
+    let mut current = Vec::with_capacity(plans.len());
+    for (r, plan) in plans.iter().enumerate() {
         // A plan that is already infeasible (running late) is left alone: moving work onto or off it would be
         // judged against deadlines it cannot meet anyway.
         let travel = s.travel(r, &plan.tasks);
@@ -237,7 +282,7 @@ pub fn improve(snap: &PlanSnapshot, params: &ImproveParams, used: &mut dyn FnMut
             .iter()
             .enumerate()
             .filter(|(r, _)| !frozen[*r])
-            .flat_map(|(r, t)| movable(&snap.plans[r], t).into_iter().map(move |o| (r, o)))
+            .flat_map(|(r, t)| movable(&plans[r], t).into_iter().map(move |o| (r, o)))
             .collect();
         if candidates.is_empty() {
             break;
@@ -295,9 +340,9 @@ pub fn improve(snap: &PlanSnapshot, params: &ImproveParams, used: &mut dyn FnMut
     if best_cost > start_cost - params.min_gain_s {
         return None;
     }
-    let mut plans = Vec::new();
+    let mut proposed = Vec::new();
     let (mut before, mut after) = (0.0, 0.0);
-    for (r, (tour, plan)) in best.iter().zip(&snap.plans).enumerate() {
+    for (r, (tour, plan)) in best.iter().zip(plans).enumerate() {
         let same = tour.tasks.len() == plan.tasks.len()
             && tour.tasks.iter().zip(&plan.tasks).all(|(a, b)| a.order == b.order && a.kind == b.kind);
         if same {
@@ -305,12 +350,12 @@ pub fn improve(snap: &PlanSnapshot, params: &ImproveParams, used: &mut dyn FnMut
         }
         before += current_travel(&mut s, r);
         after += tour.travel_s;
-        plans.push(ProposedPlan {
+        proposed.push(ProposedPlan {
             robot: plan.robot.clone(),
             stops: tour.tasks.iter().map(|t| (t.order.clone(), t.kind)).collect(),
         });
     }
-    Some(Proposal { taken_at: snap.taken_at, plans, travel_before_s: before, travel_after_s: after, iterations: iter })
+    Some(Proposal { taken_at, plans: proposed, travel_before_s: before, travel_after_s: after, iterations: iter })
 }
 
 fn current_travel(s: &mut Search<'_>, r: usize) -> f64 {
