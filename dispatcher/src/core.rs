@@ -154,8 +154,9 @@ impl Core {
 /// of the map, so its routing never contends with the core's; the copy is refreshed when the map changes.
 fn run_improver(rx: std::sync::mpsc::Receiver<PlanSnapshot>, back: mpsc::UnboundedSender<Command>, budget: Duration) {
     // The search takes only CPU time nobody else wants (SCHED_IDLE). At equal priority it took a core's share
-    // from the core thread and the services: 1,000 robot sessions and 200 orders/s on two cores had a
-    // PlaceOrder p99 of 38 to 107 ms with it and 11 ms without it; idle, 12 ms (docs/benchmarks.md).
+    // from the core thread and the services: with 1,000 robot sessions and 200 orders/s on two cores, single
+    // runs had a PlaceOrder p99 of 38 to 107 ms with it and 11 ms without it; at SCHED_IDLE 13 to 37 ms
+    // (docs/benchmarks.md).
     #[cfg(target_os = "linux")]
     {
         use thread_priority::{
