@@ -137,6 +137,14 @@ struct Acked {
     cancelled: bool,
 }
 
+impl Acked {
+    /// What a PlaceOrder answer acknowledged.
+    fn of(answer: pb::PlaceOrderResponse) -> Self {
+        let o = answer.order.expect("an acknowledged order comes back");
+        Self { order_id: o.order_id, dropoff: o.dropoff, deliver_by: o.deliver_by, pin: o.pin, cancelled: false }
+    }
+}
+
 /// Every order of the shop, page by page.
 async fn all_orders(ch: Channel, shop: &str) -> Vec<pb::Order> {
     let mut orders = pb::order_service_client::OrderServiceClient::new(ch);
@@ -220,15 +228,7 @@ async fn client(
         match known {
             None => match orders.place_order(authed(request(&key, base_s), &token)).await {
                 Ok(r) => {
-                    let o = r.into_inner().order.expect("order");
-                    let a = Acked {
-                        order_id: o.order_id,
-                        dropoff: o.dropoff,
-                        deliver_by: o.deliver_by,
-                        pin: o.pin,
-                        cancelled: false,
-                    };
-                    acked.lock().expect("lock").insert(key.clone(), a);
+                    acked.lock().expect("lock").insert(key.clone(), Acked::of(r.into_inner()));
                 }
                 // The parked robot's plan is full (its battery range or the deadlines): the shop cancels one of
                 // its live orders to make room, then tries the same key again.
@@ -527,15 +527,7 @@ async fn sigterm_under_load_drains_and_loses_nothing() {
                     let call = orders.place_order(authed(request(&key, base_s), &shop));
                     match tokio::time::timeout(Duration::from_secs(10), call).await {
                         Ok(Ok(r)) => {
-                            let o = r.into_inner().order.expect("order");
-                            let a = Acked {
-                                order_id: o.order_id,
-                                dropoff: o.dropoff,
-                                deliver_by: o.deliver_by,
-                                pin: o.pin,
-                                cancelled: false,
-                            };
-                            acked.lock().expect("lock").insert(key, a);
+                            acked.lock().expect("lock").insert(key, Acked::of(r.into_inner()));
                         }
                         // Too many calls at once for the shop's rate limit: back off, as any client should.
                         Ok(Err(s)) if s.code() == Code::ResourceExhausted => {
