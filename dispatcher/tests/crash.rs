@@ -235,7 +235,7 @@ async fn client(
                 }
                 // The parked robot's plan is full (its battery range or the deadlines): the shop cancels one of
                 // its live orders to make room, then tries the same key again.
-                Err(s) if s.code() == Code::FailedPrecondition && s.message().starts_with("order refused") => {
+                Err(s) if s.code() == Code::FailedPrecondition && s.message().contains("busy or full") => {
                     let mine = format!("c{who}-");
                     // A cancellation sent before a crash is retried first, so it is acknowledged in the end.
                     let live = {
@@ -517,8 +517,21 @@ async fn sigterm_under_load_drains_and_loses_nothing() {
 
     // A first order, watched to the end.
     let mut orders = pb::order_service_client::OrderServiceClient::new(ch.clone());
-    let first = orders.place_order(authed(request("watched", base_s), &shop)).await.expect("placed").into_inner();
-    let first = first.order.expect("order");
+    // The session is open; its hello may still be on its way to the core.
+    let mut first = None;
+    for _ in 0..100 {
+        match orders.place_order(authed(request("watched", base_s), &shop)).await {
+            Ok(r) => {
+                first = r.into_inner().order;
+                break;
+            }
+            Err(s) if s.message().contains("no robot is available") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(s) => panic!("the first order: {s:?}"),
+        }
+    }
+    let first = first.expect("the first order is placed once the robot is online");
     let req = pb::WatchOrderRequest { order_id: first.order_id.clone() };
     let mut watch = orders.watch_order(authed(req, &shop)).await.expect("watch opens").into_inner();
     let watcher = tokio::spawn(async move {
