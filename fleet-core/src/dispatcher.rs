@@ -1687,6 +1687,14 @@ mod tests {
         LatLon::new(lat, lon).expect("valid")
     }
 
+    /// The id of the order a PlaceOrder output placed.
+    pub(super) fn placed(out: &[Output]) -> OrderId {
+        match reply(out) {
+            Ok(Reply::Placed { order, .. }) => order.id,
+            other => panic!("not placed: {other:?}"),
+        }
+    }
+
     pub(super) fn reply(out: &[Output]) -> Result<Reply, CoreError> {
         out.iter()
             .find_map(|o| match o {
@@ -2066,13 +2074,7 @@ mod fault_tests {
             deliver_by: t.plus_secs(3_600.0),
         };
         let out = d.handle(t, Input::PlaceOrder { shop, idempotency_key: "k".into(), request, pin: "1234".into() });
-        let order = out
-            .iter()
-            .find_map(|o| match o {
-                Output::Reply(Ok(Reply::Placed { order, .. })) => Some(order.id.clone()),
-                _ => None,
-            })
-            .expect("placed");
+        let order = super::tests::placed(&out);
         assert_eq!(d.order(&order).and_then(|o| o.robot.clone()), Some(a.clone()));
         (d, a, b, order, t)
     }
@@ -2223,13 +2225,7 @@ mod handover_tests {
             t,
             Input::PlaceOrder { shop: shop.clone(), idempotency_key: "k".into(), request, pin: "1234".into() },
         );
-        let order = out
-            .iter()
-            .find_map(|o| match o {
-                Output::Reply(Ok(Reply::Placed { order, .. })) => Some(order.id.clone()),
-                _ => None,
-            })
-            .expect("placed");
+        let order = super::tests::placed(&out);
         d.handle(t, Input::RobotDisconnected { robot: a.clone() });
         d.handle(t.plus_secs(0.5), Input::MarkReady { shop, order: order.clone() });
         d.handle(t.plus_secs(1.0), Input::Robot { robot: b.clone(), msg: hello() });
