@@ -48,29 +48,41 @@ impl Auth {
     /// Revokes the token `token` if given, else every token of `principal`. Refuses to revoke the last
     /// operator token (nobody could administer the dispatcher then). Returns how many were revoked.
     pub fn revoke(&self, principal: &Principal, token: Option<&str>) -> Result<usize, Error> {
-        let mut table = self.tokens.write().map_err(|_| Error::Setup("token table lock poisoned".into()))?;
-        let hashes: Vec<String> = match token {
-            Some(t) => {
-                let h = hash_hex(t.trim());
-                if table.get(&h) != Some(principal) {
-                    return Ok(0);
+        // The check and the removal from the table happen under one write guard, so two revocations cannot
+        // both pass the last-operator check; the guard is dropped before the store is written, so no call
+        // waits on a disk flush to look up its token. Between the two, the revoked tokens are already refused
+        // (the safe side); a failed write puts them back.
+        let hashes: Vec<String> = {
+            let mut table = self.tokens.write().map_err(|_| Error::Setup("token table lock poisoned".into()))?;
+            let hashes: Vec<String> = match token {
+                Some(t) => {
+                    let h = hash_hex(t.trim());
+                    if table.get(&h) != Some(principal) {
+                        return Ok(0);
+                    }
+                    vec![h]
                 }
-                vec![h]
+                None => table.iter().filter(|(_, p)| *p == principal).map(|(h, _)| h.clone()).collect(),
+            };
+            if *principal == Principal::Operator
+                && table.values().filter(|p| **p == Principal::Operator).count() <= hashes.len()
+            {
+                return Err(Error::Core(fleet_core::CoreError::precondition(
+                    "that would revoke every operator token; issue another operator token first",
+                )));
             }
-            None => table.iter().filter(|(_, p)| *p == principal).map(|(h, _)| h.clone()).collect(),
+            for h in &hashes {
+                table.remove(h);
+            }
+            hashes
         };
-        if *principal == Principal::Operator
-            && table.values().filter(|p| **p == Principal::Operator).count() <= hashes.len()
-        {
-            return Err(Error::Core(fleet_core::CoreError::precondition(
-                "that would revoke every operator token; issue another operator token first",
-            )));
+        if let Err(e) = self.store.delete_tokens(&hashes) {
+            let mut table = self.tokens.write().map_err(|_| Error::Setup("token table lock poisoned".into()))?;
+            for h in &hashes {
+                table.insert(h.clone(), principal.clone());
+            }
+            return Err(e);
         }
-        self.store.delete_tokens(&hashes)?;
-        for h in &hashes {
-            table.remove(h);
-        }
-        drop(table);
         self.revocations.send_modify(|e| *e += 1);
         Ok(hashes.len())
     }

@@ -1,20 +1,20 @@
-//! The core thread: the one owner of the fleet-core dispatcher, the store handle it writes through, and the
-//! table of live robot sessions. Services talk to it through a [`CoreHandle`].
+//! The core thread: the server's adapter over [`fleet_core::host::Host`], which owns the dispatcher. This
+//! thread adds only what is the server's: the store it writes records through, the table of live robot
+//! sessions it sends messages into, the watchers it notifies, the wall clock, and the improver thread that
+//! runs the searches the host hands out. Services talk to it through a [`CoreHandle`].
 //!
-//! For every input: `handle(now, input)`, then write all `Persist` records of that call in one flushed batch,
-//! then answer and notify. A failed write answers UNAVAILABLE and stops the core (fail-stop): memory may be
-//! ahead of disk, so the process must restart from disk rather than serve a state nobody can recover.
-//!
-//! Beside it runs the improver thread: on a tick, when plans changed and no search is running, the core hands
-//! it a plan snapshot; it searches for a bounded time and sends back a proposal, which comes in as one more
-//! input and is validated by the core like any other. The core never waits for it.
+//! For every group of inputs: the host handles each, all their records are written in one flushed batch, then
+//! the replies, robot messages and notes go out. A failed write answers UNAVAILABLE and stops the core
+//! (fail-stop): memory may be ahead of disk, so the process must restart from disk rather than serve a state
+//! nobody can recover. After every command the host says whether a tick or a search is due.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fleet_core::dispatcher::{Dispatcher, Input, Output, Reply};
+use fleet_core::dispatcher::{Dispatcher, Input, Reply};
+use fleet_core::host::{Host, Improvement, Routed};
 use fleet_core::improve::{ImproveParams, PlanSnapshot, Proposal, improve};
 use fleet_core::map::MapGraph;
 use fleet_core::order::Order;
@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use trundle_proto::{convert, pb};
 
 use crate::Error;
-use crate::clock::MonotonicClock;
+use crate::clock::Clock;
 use crate::store::Store;
 
 /// What robot sessions receive.
@@ -58,26 +58,27 @@ enum Command {
     },
     /// The improver finished a search (with or without something better).
     Improved(Option<Box<Proposal>>),
+    /// Nothing to do but see whether a tick or a search is due (sent on the tick cadence).
+    Wake,
     Stop,
 }
 
 /// Inputs handled together under one flushed write at most.
 const MAX_GROUP: usize = 256;
 
-/// How the background improver is paced.
+/// The background improver's thread. How often it starts is the core's `Config::improve_every_s` (paced by
+/// the host); how long one search may run is this server's business, in wall time.
 #[derive(Debug, Clone, Copy)]
 pub struct ImproverConfig {
     /// Off: plans are only ever changed by insertion.
     pub enabled: bool,
-    /// At most one search starts per this interval.
-    pub every: Duration,
     /// Wall time one search may take.
     pub budget: Duration,
 }
 
 impl Default for ImproverConfig {
     fn default() -> Self {
-        Self { enabled: true, every: Duration::from_secs(2), budget: Duration::from_millis(300) }
+        Self { enabled: true, budget: Duration::from_millis(300) }
     }
 }
 
@@ -97,44 +98,48 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn start(dispatcher: Dispatcher, store: Arc<dyn Store>, improver: ImproverConfig) -> Self {
+    pub fn start(
+        dispatcher: Dispatcher,
+        store: Arc<dyn Store>,
+        improver: ImproverConfig,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, Error> {
         // Unbounded: the core must never block a service on a full queue while it holds no await point; the
         // server's concurrency limits bound how much can be queued.
         let (tx, rx) = mpsc::unbounded_channel();
         let (orders, _) = broadcast::channel(4096);
         let (fleet, _) = broadcast::channel(4096);
         let handle = CoreHandle { tx, orders: orders.clone(), fleet: fleet.clone() };
+        let improve = improver.enabled && dispatcher.config().improve_every_s > 0.0;
         // A std channel: the improver thread blocks on it between searches; the core only ever sends.
         let (snap_tx, snap_rx) = std::sync::mpsc::channel::<PlanSnapshot>();
-        let improver_thread = if improver.enabled {
+        let improver_thread = if improve {
             let back = handle.tx.clone();
             let budget = improver.budget;
-            std::thread::Builder::new()
+            let t = std::thread::Builder::new()
                 .name("trundle-improver".into())
                 .spawn(move || run_improver(snap_rx, back, budget))
-                .ok()
+                .map_err(|e| Error::Setup(format!("cannot start the plan improver thread: {e}")))?;
+            Some(t)
         } else {
             None
         };
         let state = CoreThread {
-            d: dispatcher,
+            host: Host::new(dispatcher, improve),
             store,
-            clock: MonotonicClock::default(),
+            clock,
             sessions: BTreeMap::new(),
             next_session: 1,
             orders,
             fleet,
             failed: false,
-            improver: Improver {
-                tx: improver_thread.as_ref().map(|_| snap_tx),
-                every: improver.every,
-                busy: false,
-                last_start: None,
-                searched_version: None,
-            },
+            searches: improver_thread.as_ref().map(|_| snap_tx),
         };
-        let thread = std::thread::Builder::new().name("trundle-core".into()).spawn(move || state.run(rx)).ok();
-        Self { handle, thread, improver: improver_thread }
+        let thread = std::thread::Builder::new()
+            .name("trundle-core".into())
+            .spawn(move || state.run(rx))
+            .map_err(|e| Error::Setup(format!("cannot start the dispatcher core thread: {e}")))?;
+        Ok(Self { handle, thread: Some(thread), improver: improver_thread })
     }
 
     /// Stops the core and waits until it has dropped the store and every session sender.
@@ -223,7 +228,13 @@ impl CoreHandle {
     }
 
     pub fn detach(&self, robot: RobotId, session: u64) {
+        // A stopped core has no sessions left to detach from.
         let _ = self.tx.send(Command::Detach { robot, session });
+    }
+
+    /// Asks the core to run whatever tick or search is due; false once the core has stopped.
+    pub fn wake(&self) -> bool {
+        self.tx.send(Command::Wake).is_ok()
     }
 
     /// Resolves when the core thread has stopped; long-lived streams end then.
@@ -241,28 +252,17 @@ impl CoreHandle {
 }
 
 struct CoreThread {
-    d: Dispatcher,
+    host: Host,
     store: Arc<dyn Store>,
-    clock: MonotonicClock,
+    clock: Box<dyn Clock>,
     sessions: BTreeMap<RobotId, (u64, SessionTx)>,
     next_session: u64,
     orders: broadcast::Sender<Arc<Order>>,
     fleet: broadcast::Sender<FleetNote>,
     /// A store write failed: refuse everything from now on.
     failed: bool,
-    improver: Improver,
-}
-
-/// The core's side of the improver.
-struct Improver {
-    /// `None` when improvement is off.
-    tx: Option<std::sync::mpsc::Sender<PlanSnapshot>>,
-    every: Duration,
-    /// A search is running; at most one at a time.
-    busy: bool,
-    last_start: Option<Instant>,
-    /// The plans version the last search started from, unless that search's proposal was refused as stale.
-    searched_version: Option<u64>,
+    /// Where searches go; `None` when improvement is off.
+    searches: Option<std::sync::mpsc::Sender<PlanSnapshot>>,
 }
 
 impl CoreThread {
@@ -272,18 +272,20 @@ impl CoreThread {
             let Some(cmd) = next.take().or_else(|| rx.blocking_recv()) else { break };
             match cmd {
                 Command::Stop => break,
-                Command::Query(q) => q(&self.d),
+                Command::Wake => {}
+                Command::Query(q) => q(self.host.dispatcher()),
                 Command::Attach { robot, tx, reply } => {
                     let id = self.next_session;
                     self.next_session += 1;
                     // Dropping the replaced sender ends the older session's stream.
                     self.sessions.insert(robot, (id, tx));
+                    // The session waits for this number; if it is gone, its own end detaches it.
                     let _ = reply.send(id);
                 }
                 Command::Detach { robot, session } => {
                     if self.sessions.get(&robot).is_some_and(|(id, _)| *id == session) {
                         self.sessions.remove(&robot);
-                        self.input(Input::RobotDisconnected { robot }, None);
+                        self.inputs(vec![(Input::RobotDisconnected { robot }, None)]);
                     }
                 }
                 Command::Input { input, reply } => {
@@ -301,81 +303,70 @@ impl CoreThread {
                             Err(_) => break,
                         }
                     }
-                    let tick = group.iter().any(|(i, _)| matches!(i, Input::Tick));
                     self.inputs(group);
-                    if tick {
-                        self.maybe_improve();
-                    }
                 }
                 Command::Improved(found) => {
-                    self.improver.busy = false;
-                    if let Some(p) = found {
-                        let (n, before, after) = (p.plans.len(), p.travel_before_s, p.travel_after_s);
-                        let (tx, mut rx) = oneshot::channel();
-                        self.input(Input::ProposePlans(p), Some(tx));
-                        match rx.try_recv() {
-                            Ok(Ok(_)) => {
-                                tracing::info!(robots = n, "plans improved: travel {before:.0} s -> {after:.0} s")
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!("improvement not applied: {e}");
-                                self.improver.searched_version = None;
-                            }
-                            Err(_) => {}
+                    let now = self.clock.now();
+                    match self.host.improved(now, found.map(|p| *p)) {
+                        Improvement::NothingFound => {}
+                        Improvement::Applied { robots, saved_s, routed } => {
+                            tracing::info!(robots, "plans improved: {saved_s:.0} s less planned travel");
+                            self.commit(vec![(routed, None)]);
+                        }
+                        Improvement::Refused { why, routed } => {
+                            tracing::debug!("improvement not applied: {why}");
+                            self.commit(vec![(routed, None)]);
                         }
                     }
                 }
             }
+            self.due();
         }
         tracing::info!("dispatcher core stopped");
     }
 
-    /// Starts a search when plans changed since the last one, none is running and the interval has passed.
-    fn maybe_improve(&mut self) {
-        let imp = &mut self.improver;
-        let Some(tx) = &imp.tx else { return };
-        let version = self.d.plans_version();
-        if self.failed
-            || imp.busy
-            || imp.searched_version == Some(version)
-            || imp.last_start.is_some_and(|t| t.elapsed() < imp.every)
-        {
+    /// Runs the tick and starts the search the host says are due now.
+    fn due(&mut self) {
+        if self.failed {
             return;
         }
-        let snap = self.d.plan_snapshot(self.clock.now());
-        if tx.send(snap).is_ok() {
-            imp.busy = true;
-            imp.last_start = Some(Instant::now());
-            imp.searched_version = Some(version);
+        let now = self.clock.now();
+        if let Some(routed) = self.host.tick_if_due(now) {
+            self.commit(vec![(routed, None)]);
+        }
+        let Some(tx) = &self.searches else { return };
+        if let Some(snap) = self.host.improvement_due(now)
+            && tx.send(snap).is_err()
+        {
+            // The improver thread is gone (it panicked): say so once and stop handing out searches.
+            tracing::error!("the plan improver thread has stopped; plans are now changed by insertion only");
+            self.searches = None;
+            self.host.improved(now, None);
         }
     }
 
-    fn input(&mut self, input: Input, reply: Option<oneshot::Sender<Result<Reply, Error>>>) {
-        self.inputs(vec![(input, reply)]);
-    }
-
-    /// Handles a group of inputs, writes all their records in one flushed batch, then answers and notifies
-    /// in order.
+    /// Handles a group of inputs through the host, then commits them together.
     fn inputs(&mut self, group: Vec<(Input, Option<ReplyTx>)>) {
         if self.failed {
             for (_, reply) in group {
                 if let Some(r) = reply {
+                    // A caller that gave up waiting needs no answer.
                     let _ = r.send(Err(Error::Stopped));
                 }
             }
             return;
         }
         let mut handled = Vec::with_capacity(group.len());
-        let mut records = Vec::new();
         for (input, reply) in group {
             let now = self.clock.now();
-            let outputs = self.d.handle(now, input);
-            records.extend(outputs.iter().filter_map(|o| match o {
-                Output::Persist(r) => Some(r.clone()),
-                _ => None,
-            }));
-            handled.push((outputs, reply));
+            handled.push((self.host.handle(now, input), reply));
         }
+        self.commit(handled);
+    }
+
+    /// Writes every record of the group in one flushed batch, then answers, sends and notifies in order.
+    fn commit(&mut self, handled: Vec<(Routed, Option<ReplyTx>)>) {
+        let records: Vec<_> = handled.iter().flat_map(|(r, _)| r.records.iter().cloned()).collect();
         if let Err(e) = self.store.write(&records) {
             tracing::error!("store write failed, stopping the core: {e}");
             self.failed = true;
@@ -386,51 +377,47 @@ impl CoreThread {
             };
             for (_, reply) in handled {
                 if let Some(r) = reply {
+                    // A caller that gave up waiting needs no answer.
                     let _ = r.send(Err(Error::Store(why.clone())));
                 }
             }
             return;
         }
-        for (outputs, reply) in handled {
-            self.dispatch(outputs, reply);
+        for (routed, reply) in handled {
+            self.deliver(routed, reply);
         }
     }
 
     /// Answers, sends to robots and notifies watchers; the records are already on disk.
-    fn dispatch(&mut self, outputs: Vec<Output>, reply: Option<oneshot::Sender<Result<Reply, Error>>>) {
-        let mut reply = reply;
-        for o in outputs {
-            match o {
-                Output::Persist(_) => {}
-                Output::Reply(r) => {
-                    if let Some(tx) = reply.take() {
-                        let _ = tx.send(r.map_err(Error::from));
-                    }
-                }
-                Output::Send { robot, msg } => {
-                    let Some((_, tx)) = self.sessions.get(&robot) else {
-                        continue;
-                    };
-                    // A robot that cannot keep up loses its session; it reconnects and resynchronises.
-                    if tx.try_send(Ok(convert::to_robot_to_wire(&msg))).is_err() {
-                        tracing::warn!(%robot, "session queue full or closed; dropping the session");
-                        self.sessions.remove(&robot);
-                    }
-                }
-                Output::OrderChanged(o) => {
-                    let _ = self.orders.send(Arc::new(*o));
-                }
-                Output::RobotChanged(r) => {
-                    let _ = self.fleet.send(FleetNote::Robot(r));
-                }
-                Output::Alert { robot, message } => {
-                    tracing::warn!("{message}");
-                    let _ = self.fleet.send(FleetNote::Alert { robot, message });
-                }
+    fn deliver(&mut self, routed: Routed, reply: Option<ReplyTx>) {
+        if let Some(tx) = reply {
+            let answer = routed
+                .reply
+                .unwrap_or_else(|| Err(CoreError::precondition("the core gave no answer")))
+                .map_err(Error::from);
+            // A caller that gave up waiting needs no answer.
+            let _ = tx.send(answer);
+        }
+        for (robot, msg) in routed.to_robots {
+            let Some((_, tx)) = self.sessions.get(&robot) else {
+                continue;
+            };
+            // A robot that cannot keep up loses its session; it reconnects and resynchronises.
+            if tx.try_send(Ok(convert::to_robot_to_wire(&msg))).is_err() {
+                tracing::warn!(%robot, "session queue full or closed; dropping the session");
+                self.sessions.remove(&robot);
             }
         }
-        if let Some(tx) = reply {
-            let _ = tx.send(Err(Error::Core(CoreError::precondition("the core gave no answer"))));
+        // A broadcast without receivers is a watcher-less moment, not an error.
+        for o in routed.orders {
+            let _ = self.orders.send(Arc::new(o));
+        }
+        for r in routed.robots {
+            let _ = self.fleet.send(FleetNote::Robot(Box::new(r)));
+        }
+        for a in routed.alerts {
+            tracing::warn!("{}", a.message);
+            let _ = self.fleet.send(FleetNote::Alert { robot: a.robot, message: a.message });
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleet_core::dispatcher::{Config, Dispatcher, Input};
+use fleet_core::dispatcher::{Config, Dispatcher};
 use fleet_core::map::MapGraph;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -16,6 +16,7 @@ use trundle_proto::pb;
 
 use crate::Error;
 use crate::auth::Auth;
+use crate::clock::{Clock, MonotonicClock};
 use crate::core::{Core, ImproverConfig};
 use crate::limits::Limits;
 use crate::service::Ctx;
@@ -36,9 +37,9 @@ pub struct Options {
     pub data_dir: PathBuf,
     pub map: MapGraph,
     pub config: Config,
-    /// How often the core re-plans waiting orders.
-    pub tick: Duration,
     pub improver: ImproverConfig,
+    /// Where the core reads `now` (the system clock unless a test sets one).
+    pub clock: Box<dyn Clock>,
     pub limits: Limits,
     /// Serve TLS (rustls) instead of plain HTTP/2.
     pub tls: Option<TlsConfig>,
@@ -76,8 +77,8 @@ impl Options {
             data_dir: data_dir.into(),
             map,
             config: Config::default(),
-            tick: Duration::from_secs(1),
             improver: ImproverConfig::default(),
+            clock: Box::new(MonotonicClock::default()),
             limits: Limits::default(),
             tls: None,
         }
@@ -108,8 +109,8 @@ pub struct Prepared {
     dispatcher: Dispatcher,
     store: Arc<dyn Store>,
     auth: Auth,
-    tick: Duration,
     improver: ImproverConfig,
+    clock: Box<dyn Clock>,
     limits: Limits,
     tls: Option<TlsConfig>,
 }
@@ -148,8 +149,8 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
         dispatcher,
         store,
         auth,
-        tick: opts.tick,
         improver: opts.improver,
+        clock: opts.clock,
         limits: opts.limits,
         tls: opts.tls,
     })
@@ -162,16 +163,19 @@ impl Prepared {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Prepared { dispatcher, store, auth, tick, improver, limits, tls } = self;
-        let mut core = Core::start(dispatcher, store, improver);
+        let Prepared { dispatcher, store, auth, improver, clock, limits, tls } = self;
+        // The host decides when a tick or a search is due; this only wakes the core on the tick cadence so
+        // that it looks even when no input arrives.
+        let wake_every = Duration::from_secs_f64(dispatcher.config().tick_every_s.clamp(0.01, 3_600.0));
+        let mut core = Core::start(dispatcher, store, improver, clock)?;
         let handle = core.handle.clone();
-        let tick_handle = core.handle.clone();
+        let wake_handle = core.handle.clone();
         let ticker = tokio::spawn(async move {
-            let mut iv = tokio::time::interval(tick);
+            let mut iv = tokio::time::interval(wake_every);
             iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 iv.tick().await;
-                if tick_handle.send(Input::Tick).is_err() {
+                if !wake_handle.wake() {
                     break;
                 }
             }

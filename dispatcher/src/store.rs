@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use fleet_core::dispatcher::Record;
+use fleet_core::host::RecordKey;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -27,8 +28,8 @@ pub struct TokenEntry {
 pub trait Store: Send + Sync + 'static {
     /// Every record, for recovery.
     fn load(&self) -> Result<Vec<Record>, Error>;
-    /// Writes the records atomically and durably.
-    fn write(&self, records: &[Record]) -> Result<(), Error>;
+    /// Writes the records atomically and durably, each under its key (a later record of a key replaces it).
+    fn write(&self, records: &[(RecordKey, Record)]) -> Result<(), Error>;
     fn load_tokens(&self) -> Result<Vec<TokenEntry>, Error>;
     /// Stores a token durably.
     fn put_token(&self, t: &TokenEntry) -> Result<(), Error>;
@@ -55,15 +56,6 @@ impl SledStore {
         let tokens = db.open_tree("tokens").map_err(store_err)?;
         Ok(Self { db, records, tokens })
     }
-
-    fn key(r: &Record) -> String {
-        match r {
-            Record::Order(o) => format!("o/{}", o.id),
-            Record::Robot(r) => format!("r/{}", r.id),
-            Record::Shop(s) => format!("s/{}", s.id),
-            Record::Meta(_) => "meta".into(),
-        }
-    }
 }
 
 impl Store for SledStore {
@@ -78,13 +70,13 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn write(&self, records: &[Record]) -> Result<(), Error> {
+    fn write(&self, records: &[(RecordKey, Record)]) -> Result<(), Error> {
         if records.is_empty() {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
-        for r in records {
-            batch.insert(Self::key(r).as_bytes(), serde_json::to_vec(r).map_err(store_err)?);
+        for (k, r) in records {
+            batch.insert(k.storage_key().as_bytes(), serde_json::to_vec(r).map_err(store_err)?);
         }
         self.records.apply_batch(batch).map_err(store_err)?;
         self.db.flush().map_err(store_err)?;
@@ -140,8 +132,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         {
             let s = SledStore::open(dir.path()).expect("opens");
-            s.write(&[Record::Meta(Meta { next_order_seq: 41, ..Meta::default() })]).expect("writes");
-            s.write(&[Record::Meta(Meta { next_order_seq: 42, ..Meta::default() })]).expect("writes");
+            s.write(&[(RecordKey::Meta, Record::Meta(Meta { next_order_seq: 41, ..Meta::default() }))])
+                .expect("writes");
+            s.write(&[(RecordKey::Meta, Record::Meta(Meta { next_order_seq: 42, ..Meta::default() }))])
+                .expect("writes");
             s.put_token(&TokenEntry { hash_hex: "ab".into(), principal: Principal::Operator }).expect("writes");
         }
         let s = SledStore::open(dir.path()).expect("reopens");

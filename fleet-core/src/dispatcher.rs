@@ -45,6 +45,19 @@ pub struct Config {
     pub charge_below_pct: f64,
     #[serde(default = "default_charge_to_pct")]
     pub charge_to_pct: f64,
+    /// How often the host ticks the core (re-plans waiting orders, acts on absences, reopens closures).
+    #[serde(default = "default_tick_every_s")]
+    pub tick_every_s: f64,
+    /// At most one background search for better plans starts per this interval; 0 turns the search off.
+    #[serde(default = "default_improve_every_s")]
+    pub improve_every_s: f64,
+}
+
+fn default_tick_every_s() -> f64 {
+    1.0
+}
+fn default_improve_every_s() -> f64 {
+    2.0
 }
 
 fn default_charge_below_pct() -> f64 {
@@ -71,6 +84,8 @@ impl Default for Config {
             blocked_closure_s: default_blocked_closure_s(),
             charge_below_pct: default_charge_below_pct(),
             charge_to_pct: default_charge_to_pct(),
+            tick_every_s: default_tick_every_s(),
+            improve_every_s: default_improve_every_s(),
         }
     }
 }
@@ -78,6 +93,16 @@ impl Default for Config {
 /// A robot the planner may give work: connected, not paused by an operator, not out of service.
 fn available(r: &Robot) -> bool {
     r.online && !r.paused && r.fault.is_none() && !r.charging
+}
+
+/// Moves an order to `to`. The state machine refuses a transition only when a robot's report does not fit the
+/// order's state (a step result for an order cancelled meanwhile, say): the order stays as it is and operators
+/// get an alert, because a report the core cannot place means the robot and the dispatcher disagree.
+fn advance(o: &mut Order, to: OrderStatus, now: Timestamp, out: &mut Out) {
+    if let Err(e) = o.transition(to, now) {
+        out.other
+            .push(Output::Alert { robot: o.robot.clone(), message: format!("a robot report was not applied: {e}") });
+    }
 }
 
 /// Longest accepted idempotency key and shop or robot name, in bytes.
@@ -1122,7 +1147,7 @@ impl Dispatcher {
             return;
         };
         if stop.kind == StopKind::Pickup && o.status == OrderStatus::Assigned {
-            let _ = o.transition(OrderStatus::ToPickup, now);
+            advance(o, OrderStatus::ToPickup, now, out);
             out.orders.insert(o.id.clone());
         }
         if arrived {
@@ -1394,9 +1419,9 @@ impl Dispatcher {
                     if let Some(o) = self.orders.get_mut(&order) {
                         // A pickup released without its drive (robot already at the shop) arrives here first.
                         if o.status == OrderStatus::ToPickup {
-                            let _ = o.transition(OrderStatus::AtPickup, now);
+                            advance(o, OrderStatus::AtPickup, now, out);
                         }
-                        let _ = o.transition(OrderStatus::InTransit, now);
+                        advance(o, OrderStatus::InTransit, now, out);
                         out.orders.insert(order);
                     }
                 }
@@ -1407,16 +1432,16 @@ impl Dispatcher {
                         continue;
                     };
                     if o.status == OrderStatus::InTransit {
-                        let _ = o.transition(OrderStatus::AtDropoff, now);
+                        advance(o, OrderStatus::AtDropoff, now, out);
                     }
                     match outcome {
                         StepOutcome::Done => {
-                            let _ = o.transition(OrderStatus::Delivered, now);
+                            advance(o, OrderStatus::Delivered, now, out);
                             r.on_board.retain(|x| x != &order);
                         }
                         StepOutcome::HandoverFailed(why) => {
                             // The parcel stays on board; the robot brings it back to the shop.
-                            let _ = o.transition(OrderStatus::Returning, now);
+                            advance(o, OrderStatus::Returning, now, out);
                             o.reason = Some(format!("hand-over failed: {why}"));
                             r.plan.push(PlanStop {
                                 kind: StopKind::Return,

@@ -10,6 +10,7 @@ pub mod ch;
 pub mod dispatcher;
 pub mod error;
 pub mod hl;
+pub mod host;
 pub mod ids;
 pub mod improve;
 pub mod map;

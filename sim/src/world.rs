@@ -1,17 +1,20 @@
 //! The lockstep driver: one thread, a fixed step, a simulated clock. Each tick: due faults strike (or end),
 //! shops act (place orders, mark them ready), customers at a waiting robot type their PIN, the physics world
 //! steps up to the tick's time (at its own fixed rate, several steps per tick), every robot's platform reports,
-//! every agent and the dispatcher exchange messages until nothing is left in flight, every 10 s the dispatcher
-//! ticks, and every `improve_every_s` the improver works on a plan snapshot.
+//! every agent and the dispatcher exchange messages until nothing is left in flight, then the host of the core
+//! ticks the dispatcher and starts a search for better plans when they are due.
 //!
-//! The driver stands in for the dispatcher's process around the core, so it also keeps what that process
-//! would: the records of every `Output::Persist`, latest per entity as a store keeps them (a dispatcher
-//! restart rebuilds the core from exactly those with `Dispatcher::restore`), and each robot's link (while a
-//! link is down, messages both ways are lost, as on a dead connection).
+//! The driver is the simulator's adapter over [`fleet_core::host::Host`], the same host the server's core
+//! thread runs: what a tick or a search is due, where each output goes and under which key a record is kept
+//! come from there. The driver keeps only what is its own: the records, latest per key as a store keeps them
+//! (a dispatcher restart rebuilds the core from exactly those with `Dispatcher::restore`), each robot's link
+//! (while a link is down, messages both ways are lost, as on a dead connection), and the search's budget in
+//! iterations rather than wall time, so runs stay deterministic.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use fleet_core::dispatcher::{Dispatcher, Input, Output, Record, Reply};
+use fleet_core::dispatcher::{Dispatcher, Input, Record, Reply};
+use fleet_core::host::{Host, Improvement, RecordKey, Routed};
 use fleet_core::improve::{ImproveParams, improve};
 use fleet_core::map::MapGraph;
 use fleet_core::mission::{FromRobot, RobotEvent};
@@ -70,15 +73,6 @@ struct SimRobot {
 enum Msg {
     ToDispatcher(usize, FromRobot),
     ToAgent(usize, agent::Input),
-}
-
-/// The key a store files a record under: one record per entity, the latest wins.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum StoreKey {
-    Meta,
-    Shop(ShopId),
-    Robot(RobotId),
-    Order(OrderId),
 }
 
 /// Something a fault started that ends later.
@@ -257,17 +251,25 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
     ped_rng.set_stream(1);
     phys.add_pedestrians(&map, scenario.pedestrians, &mut ped_rng);
 
-    let mut d = Dispatcher::new(map, scenario.dispatch.clone());
+    // The scenario's improvement interval is the dispatcher's (0: off); the search's budget is iterations.
+    let config = fleet_core::dispatcher::Config {
+        improve_every_s: scenario.improve_every_s as f64,
+        ..scenario.dispatch.clone()
+    };
+    let mut host = Host::new(Dispatcher::new(map, config.clone()), scenario.improve_every_s > 0);
     // A restart rebuilds the core on the map as the process loads it: without the closures made since.
-    let pristine =
-        scenario.faults.iter().any(|f| matches!(f, Fault::DispatcherRestart { .. })).then(|| d.map().clone());
-    let mut store: BTreeMap<StoreKey, Record> = BTreeMap::new();
+    let pristine = scenario
+        .faults
+        .iter()
+        .any(|f| matches!(f, Fault::DispatcherRestart { .. }))
+        .then(|| host.dispatcher().map().clone());
+    let mut store: BTreeMap<RecordKey, Record> = BTreeMap::new();
     let shop_ids: Vec<ShopId> = (0..scenario.shops)
         .map(|i| ShopId::parse(&format!("shop-{i:03}")).map_err(|e| SimError::Setup(e.to_string())))
         .collect::<Result<_, _>>()?;
     for (i, id) in shop_ids.iter().enumerate() {
         let out =
-            d.handle(start, Input::RegisterShop { id: id.clone(), name: shop_names[i].clone(), pos: shop_pos[i] });
+            host.handle(start, Input::RegisterShop { id: id.clone(), name: shop_names[i].clone(), pos: shop_pos[i] });
         expect_ok(&out, &format!("shop {} ({})", i, shop_names[i]))?;
         keep(&mut store, out);
     }
@@ -276,7 +278,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
     for i in 0..scenario.robots {
         let id = RobotId::parse(&format!("robot-{i:03}")).map_err(|e| SimError::Setup(e.to_string()))?;
         let depot = depots[i % depots.len()];
-        let out = d.handle(start, Input::RegisterRobot { id: id.clone(), name: format!("Robot {i}"), depot });
+        let out = host.handle(start, Input::RegisterRobot { id: id.clone(), name: format!("Robot {i}"), depot });
         expect_ok(&out, &format!("robot {i}'s depot"))?;
         keep(&mut store, out);
         // Robots sharing a depot park side by side in rows of eight (1.2 m apart, rows 1.5 m apart), the first
@@ -313,7 +315,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
     let dt = scenario.dt_ms;
     let ticks = scenario.duration_s * 1000 / dt;
     let mut now = start;
-    let (mut improved_version, mut improvements, mut improvement_saved_s) = (u64::MAX, 0usize, 0.0f64);
+    let (mut improvements, mut improvement_saved_s) = (0usize, 0.0f64);
     let mut busy_ms = vec![0u64; robots.len()];
     let mut trace = Trace {
         sample_s: TRACE_EVERY_S,
@@ -332,7 +334,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
         }
     };
     sample(&phys, &mut trace, true);
-    net.pump(&mut d, &mut robots, &mut phys, now);
+    net.pump(&mut host, &mut robots, &mut phys, now);
     let report_every = (ticks / 200).max(1);
 
     for tick in 1..=ticks {
@@ -359,12 +361,10 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
                 }
                 Fault::BlockSidewalk { lat, lon, duration_s, .. } => {
                     let p = LatLon::new(lat, lon).map_err(|e| SimError::Scenario(e.to_string()))?;
-                    match d.map().snap(p, 500.0) {
+                    let m = host.dispatcher().map();
+                    match m.snap(p, 500.0) {
                         Ok(s) => {
-                            let (a, b) = (
-                                d.map().to_xy(d.map().pos(s.edge.0).unwrap_or(p)),
-                                d.map().to_xy(d.map().pos(s.edge.1).unwrap_or(p)),
-                            );
+                            let (a, b) = (m.to_xy(m.pos(s.edge.0).unwrap_or(p)), m.to_xy(m.pos(s.edge.1).unwrap_or(p)));
                             let along = (b[1] - a[1]).atan2(b[0] - a[0]) as f32;
                             let wall = phys.add_wall_across(s.point, along, 4.0);
                             endings.push((now.plus_secs(duration_s), Ending::Unblock(wall)));
@@ -379,18 +379,18 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
                 Fault::LinkDrop { robot, duration_s, .. } => {
                     if net.link_up[robot] {
                         net.link_up[robot] = false;
-                        let out = d.handle(now, Input::RobotDisconnected { robot: robots[robot].id.clone() });
+                        let out = host.handle(now, Input::RobotDisconnected { robot: robots[robot].id.clone() });
                         net.absorb(out);
                     }
                     endings.push((now.plus_secs(duration_s), Ending::LinkUp(robot)));
                     format!("robot {}'s link down for {duration_s:.0} s", robots[robot].id)
                 }
                 Fault::DispatcherRestart { .. } => {
-                    let before = d.orders().count();
+                    let before = host.dispatcher().orders().count();
                     let records: Vec<Record> = net.store.values().cloned().collect();
-                    let map = pristine.clone().unwrap_or_else(|| d.map().clone());
-                    d = Dispatcher::restore(map, scenario.dispatch.clone(), records);
-                    improved_version = u64::MAX;
+                    let map = pristine.clone().unwrap_or_else(|| host.dispatcher().map().clone());
+                    host.replace(Dispatcher::restore(map, config.clone(), records));
+                    let d = host.dispatcher();
                     for i in 0..robots.len() {
                         if net.link_up[i] {
                             net.queue.push_back(Msg::ToAgent(i, agent::Input::Connected));
@@ -415,7 +415,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
             let request =
                 DeliveryRequest { dropoff: p.dropoff, parcel, ready_at: Some(p.ready_at), deliver_by: p.deliver_by };
             let shop = shop_ids[p.shop].clone();
-            let out = d.handle(
+            let mut out = host.handle(
                 now,
                 Input::PlaceOrder {
                     shop: shop.clone(),
@@ -424,22 +424,21 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
                     pin: p.pin.clone(),
                 },
             );
-            for o in out {
-                match o {
-                    Output::Reply(Ok(Reply::Placed { order, .. })) => {
-                        pins.insert(order.id.clone(), p.pin.clone());
-                        ready_due.push((p.ready_at, shop.clone(), order.id.clone()));
-                    }
-                    Output::Reply(Err(e)) => *refused.entry(e.to_string()).or_default() += 1,
-                    other => net.absorb(vec![other]),
+            match out.reply.take() {
+                Some(Ok(Reply::Placed { order, .. })) => {
+                    pins.insert(order.id.clone(), p.pin.clone());
+                    ready_due.push((p.ready_at, shop.clone(), order.id.clone()));
                 }
+                Some(Err(e)) => *refused.entry(e.to_string()).or_default() += 1,
+                _ => {}
             }
+            net.absorb(out);
         }
         // Shops mark packed parcels ready.
         let (due, later): (Vec<_>, Vec<_>) = ready_due.drain(..).partition(|(at, _, _)| *at <= now);
         ready_due = later;
         for (_, shop, order) in due {
-            let out = d.handle(now, Input::MarkReady { shop, order });
+            let out = host.handle(now, Input::MarkReady { shop, order });
             net.absorb(out);
         }
         // Customers at the door type their PIN.
@@ -466,31 +465,25 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
                 net.queue.push_back(Msg::ToAgent(i, agent::Input::Tick(phys.robot(i).telemetry())));
             }
         }
-        net.pump(&mut d, &mut robots, &mut phys, now);
-        if elapsed_ms % 10_000 < dt {
-            let out = d.handle(now, Input::Tick);
+        net.pump(&mut host, &mut robots, &mut phys, now);
+        if let Some(out) = host.tick_if_due(now) {
             net.absorb(out);
-            net.pump(&mut d, &mut robots, &mut phys, now);
+            net.pump(&mut host, &mut robots, &mut phys, now);
         }
-        let every_ms = scenario.improve_every_s * 1_000;
-        if every_ms > 0 && elapsed_ms % every_ms < dt && d.plans_version() != improved_version {
-            improved_version = d.plans_version();
-            let snap = d.plan_snapshot(now);
+        if let Some(snap) = host.improvement_due(now) {
             let params = ImproveParams { seed: scenario.seed ^ tick, ..ImproveParams::default() };
             let iterations = scenario.improve_iterations.max(1);
-            if let Some(p) = improve(&snap, &params, &mut |i| i as f64 / iterations as f64) {
-                let saved = p.travel_before_s - p.travel_after_s;
-                for o in d.handle(now, Input::ProposePlans(Box::new(p))) {
-                    match o {
-                        Output::Reply(Ok(_)) => {
-                            improvements += 1;
-                            improvement_saved_s += saved;
-                        }
-                        other => net.absorb(vec![other]),
-                    }
+            let found = improve(&snap, &params, &mut |i| i as f64 / iterations as f64);
+            match host.improved(now, found) {
+                Improvement::NothingFound => {}
+                Improvement::Applied { saved_s, routed, .. } => {
+                    improvements += 1;
+                    improvement_saved_s += saved_s;
+                    net.absorb(routed);
                 }
-                net.pump(&mut d, &mut robots, &mut phys, now);
+                Improvement::Refused { routed, .. } => net.absorb(routed),
             }
+            net.pump(&mut host, &mut robots, &mut phys, now);
         }
         if elapsed_ms % (TRACE_EVERY_S * 1_000) < dt {
             sample(&phys, &mut trace, elapsed_ms % (6 * TRACE_EVERY_S * 1_000) < dt);
@@ -544,6 +537,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
     let mut minutes = Vec::new();
     let mut deliveries = vec![0usize; robots.len()];
     let secs_of = |t: Timestamp| t.secs_since(start);
+    let d = host.dispatcher();
     for o in d.orders() {
         report.placed += 1;
         let mut outcome = OrderOutcome {
@@ -736,28 +730,16 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn expect_ok(out: &[Output], what: &str) -> Result<(), SimError> {
-    for o in out {
-        if let Output::Reply(Err(e)) = o {
-            return Err(SimError::Setup(format!("{what}: {e}")));
-        }
+fn expect_ok(out: &Routed, what: &str) -> Result<(), SimError> {
+    match &out.reply {
+        Some(Err(e)) => Err(SimError::Setup(format!("{what}: {e}"))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
-/// Files the records among `out` as a store would.
-fn keep(store: &mut BTreeMap<StoreKey, Record>, out: Vec<Output>) {
-    for o in out {
-        if let Output::Persist(r) = o {
-            let key = match &r {
-                Record::Meta(_) => StoreKey::Meta,
-                Record::Shop(s) => StoreKey::Shop(s.id.clone()),
-                Record::Robot(r) => StoreKey::Robot(r.id.clone()),
-                Record::Order(o) => StoreKey::Order(o.id.clone()),
-            };
-            store.insert(key, r);
-        }
-    }
+/// Files the records of `out` as a store would.
+fn keep(store: &mut BTreeMap<RecordKey, Record>, out: Routed) {
+    store.extend(out.records);
 }
 
 /// The dispatcher process around the core, as far as the sim needs it: the message queue, each robot's link,
@@ -766,7 +748,7 @@ struct Net {
     queue: VecDeque<Msg>,
     link_up: Vec<bool>,
     index: BTreeMap<RobotId, usize>,
-    store: BTreeMap<StoreKey, Record>,
+    store: BTreeMap<RecordKey, Record>,
     /// Every robot each order was assigned to, in order (a robot listed again only after another).
     assigned: BTreeMap<OrderId, Vec<RobotId>>,
     /// BLOCKED events that reached the dispatcher.
@@ -778,35 +760,30 @@ struct Net {
 
 impl Net {
     /// Takes the dispatcher's outputs: records to the store, messages onto robot links, assignments noted.
-    fn absorb(&mut self, out: Vec<Output>) {
-        for o in out {
-            match o {
-                Output::Persist(r) => keep(&mut self.store, vec![Output::Persist(r)]),
-                Output::Send { robot, msg } => {
-                    if let Some(&i) = self.index.get(&robot) {
-                        if self.link_up[i] {
-                            self.queue.push_back(Msg::ToAgent(i, agent::Input::FromDispatcher(msg)));
-                        } else {
-                            self.lost_messages += 1;
-                        }
-                    }
+    fn absorb(&mut self, out: Routed) {
+        self.store.extend(out.records);
+        for (robot, msg) in out.to_robots {
+            if let Some(&i) = self.index.get(&robot) {
+                if self.link_up[i] {
+                    self.queue.push_back(Msg::ToAgent(i, agent::Input::FromDispatcher(msg)));
+                } else {
+                    self.lost_messages += 1;
                 }
-                Output::OrderChanged(o) => {
-                    if let Some(r) = o.robot {
-                        let v = self.assigned.entry(o.id.clone()).or_default();
-                        if v.last() != Some(&r) {
-                            v.push(r);
-                        }
-                    }
-                }
-                Output::Alert { .. } => self.alerts += 1,
-                Output::Reply(_) | Output::RobotChanged(_) => {}
             }
         }
+        for o in out.orders {
+            if let Some(r) = o.robot {
+                let v = self.assigned.entry(o.id.clone()).or_default();
+                if v.last() != Some(&r) {
+                    v.push(r);
+                }
+            }
+        }
+        self.alerts += out.alerts.len() as u64;
     }
 
     /// Delivers messages until none is in flight.
-    fn pump(&mut self, d: &mut Dispatcher, robots: &mut [SimRobot], phys: &mut PhysicsWorld, now: Timestamp) {
+    fn pump(&mut self, host: &mut Host, robots: &mut [SimRobot], phys: &mut PhysicsWorld, now: Timestamp) {
         while let Some(m) = self.queue.pop_front() {
             match m {
                 Msg::ToAgent(i, input) => {
@@ -829,7 +806,7 @@ impl Net {
                     if matches!(msg, FromRobot::Event(RobotEvent::Blocked { .. })) {
                         self.reroutes += 1;
                     }
-                    let out = d.handle(now, Input::Robot { robot: robots[i].id.clone(), msg });
+                    let out = host.handle(now, Input::Robot { robot: robots[i].id.clone(), msg });
                     self.absorb(out);
                 }
             }

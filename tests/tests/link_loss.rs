@@ -64,7 +64,7 @@ impl Proxy {
 async fn start() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start_with(dir.path(), None, |o| {
-        o.tick = Duration::from_millis(100);
+        o.config.tick_every_s = 0.1;
         o.improver.enabled = false;
         o.config.offline_limit_s = 3.0;
     })

@@ -12,8 +12,8 @@ use trundle_proto::pb;
 async fn the_improver_moves_unstarted_orders_to_a_better_robot() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start_with(dir.path(), None, |o| {
-        o.tick = Duration::from_millis(100);
-        o.improver.every = Duration::from_millis(100);
+        o.config.tick_every_s = 0.1;
+        o.config.improve_every_s = 0.1;
         o.improver.budget = Duration::from_millis(100);
     })
     .await;
