@@ -1,36 +1,16 @@
-//! The PDPTW solver: regret insertion to construct, then adaptive large neighbourhood search (random, worst,
-//! related and route removals; greedy and regret-3 reinsertion; simulated-annealing acceptance) with a route
-//! elimination move, minimising vehicles first and distance second. Deterministic for a seed and a number of
-//! iterations; anytime under a budget the caller measures: `used(iteration)` returns the fraction of the budget
-//! spent (by time or by iterations), because the core reads no clock.
+//! The Li & Lim / Solomon benchmark as a problem for the planner's one search engine ([`crate::alns`]): routes
+//! of sites on Euclidean distances with the timing arrays that make a pair insertion O(n^2), routes opened and
+//! closed, vehicles first and distance second. [`solve`] builds a start by regret insertion and hands it to
+//! the engine, whose fleet minimisation and simulated annealing do the rest. Deterministic for a seed and a
+//! number of iterations; anytime under a budget the caller measures: `used(iteration)` returns the fraction of
+//! the budget spent (by time or by iterations), because the core reads no clock.
 
 use super::{Instance, Request, Solution};
+use crate::alns::{self, Config, Fleet, Minimise, Problem};
 
-/// A small deterministic generator (SplitMix64): seeds come in as data, no random source is read.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// The engine's generator, named here too because the benchmark and tests have always found it here.
+pub use crate::alns::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// One route with the timing arrays that make an insertion check cheap.
 #[derive(Debug, Clone, Default)]
 struct Route {
     stops: Vec<usize>,
@@ -194,6 +174,12 @@ impl Ctx<'_> {
                     }
                     let after_i = r.stops.get(i).copied().unwrap_or(0);
                     let pick_cost = inst.d(before, pickup) - inst.d(before, after_i);
+                    // Distances obey the triangle inequality, so the delivery adds at least nothing to the
+                    // pickup's own detour: a pickup position whose detour is no cheaper than the best found
+                    // cannot win.
+                    if best.is_some_and(|b| pick_cost + inst.d(pickup, after_i) >= b.0) {
+                        continue;
+                    }
                     // Walk forward from the pickup, keeping the shifted time at each original stop, and try the
                     // delivery before each of them: O(n) per pickup position.
                     let (mut t, mut at) = (arrive_p.max(ps.ready) + ps.service, pickup);
@@ -233,7 +219,12 @@ impl Ctx<'_> {
                         let s = r.stops[j];
                         let site = &inst.sites[s];
                         let arrive = t + inst.d(at, s);
-                        if arrive > site.due + 1e-9 || r.load[j] + extra > cap {
+                        // Later than `latest[j]`, the rest of the route fails whatever comes after: a delivery
+                        // further on only delays it more.
+                        if arrive > site.due + 1e-9
+                            || arrive.max(site.ready) > r.latest[j] + 1e-9
+                            || r.load[j] + extra > cap
+                        {
                             break;
                         }
                         t = arrive.max(site.ready) + site.service;
@@ -272,91 +263,6 @@ impl Ctx<'_> {
         }
     }
 
-    /// Inserts `pending` requests by regret-k (k = 1 is greedy), opening routes while vehicles remain. Returns
-    /// the requests that could not be placed.
-    fn repair(
-        &self,
-        routes: &mut Vec<Route>,
-        mut pending: Vec<usize>,
-        k: usize,
-        rng: &mut Rng,
-        noise: f64,
-        open_routes: bool,
-    ) -> Vec<usize> {
-        // cost[q][r]: best insertion of q into route r.
-        let mut cache: Vec<Vec<Option<(f64, usize, usize)>>> =
-            pending.iter().map(|&q| routes.iter().map(|r| self.best_in_route(r, q)).collect()).collect();
-        let mut failed = Vec::new();
-        while !pending.is_empty() {
-            let mut pick: Option<(f64, usize, usize, usize, usize)> = None; // (score, idx, route, i, j)
-            for (idx, row) in cache.iter().enumerate() {
-                let mut opts: Vec<(f64, usize, usize, usize)> =
-                    row.iter().enumerate().filter_map(|(ri, c)| c.map(|(c, i, j)| (c, ri, i, j))).collect();
-                if opts.is_empty() {
-                    continue;
-                }
-                opts.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let best = opts[0];
-                let regret: f64 =
-                    if k <= 1 { -best.0 } else { (1..k).map(|m| opts.get(m).map_or(1e6, |o| o.0) - best.0).sum() };
-                let score = regret * (1.0 + noise * (rng.unit() - 0.5));
-                if pick.is_none_or(|p| score > p.0) {
-                    pick = Some((score, idx, best.1, best.2, best.3));
-                }
-            }
-            match pick {
-                Some((_, idx, ri, i, j)) => {
-                    let q = pending.swap_remove(idx);
-                    cache.swap_remove(idx);
-                    self.apply(&mut routes[ri], q, i, j);
-                    for (row, &p) in cache.iter_mut().zip(&pending) {
-                        row[ri] = self.best_in_route(&routes[ri], p);
-                    }
-                }
-                None => {
-                    // Nothing fits anywhere: open a route for the hardest-to-place request, if a vehicle is left.
-                    if !open_routes || routes.len() >= self.inst.max_vehicles {
-                        failed.append(&mut pending);
-                        break;
-                    }
-                    let q = pending.swap_remove(0);
-                    cache.swap_remove(0);
-                    let mut r = Route::default();
-                    self.refresh(&mut r);
-                    match self.best_in_route(&r, q) {
-                        Some((_, i, j)) => {
-                            self.apply(&mut r, q, i, j);
-                            routes.push(r);
-                            let last = routes.len() - 1;
-                            for (row, &p) in cache.iter_mut().zip(&pending) {
-                                row.push(self.best_in_route(&routes[last], p));
-                            }
-                        }
-                        None => failed.push(q),
-                    }
-                }
-            }
-        }
-        failed
-    }
-
-    fn remove(&self, routes: &mut Vec<Route>, reqs: &[usize]) {
-        let mut drop = vec![false; self.inst.n()];
-        for &q in reqs {
-            for s in self.sites_of(q) {
-                drop[s] = true;
-            }
-        }
-        for r in routes.iter_mut() {
-            let before = r.stops.len();
-            r.stops.retain(|&s| !drop[s]);
-            if r.stops.len() != before {
-                self.refresh(r);
-            }
-        }
-        routes.retain(|r| !r.stops.is_empty());
-    }
-
     fn requests_in(&self, r: &Route) -> Vec<usize> {
         let mut v: Vec<usize> = r.stops.iter().map(|&s| self.inst.request_of[s]).collect();
         v.sort_unstable();
@@ -365,130 +271,83 @@ impl Ctx<'_> {
     }
 }
 
-/// Objective: vehicles first, then distance.
-fn objective(routes: &[Route]) -> f64 {
-    routes.len() as f64 * 100_000.0 + routes.iter().map(|r| r.distance).sum::<f64>()
-}
+impl Problem for Ctx<'_> {
+    type Route = Route;
+    /// Pickup (or lone delivery) before original position `i`, delivery before original position `j`.
+    type Place = (usize, usize);
 
-/// Chooses the requests to take out this iteration: random, related (near a seed request in place and time) or
-/// worst (whose stops cost most where they are).
-fn destroy(ctx: &Ctx<'_>, cand: &[Route], rng: &mut Rng, params: &Params) -> Vec<usize> {
-    let inst = ctx.inst;
-    let nq = inst.requests.len();
-    let lo = ((nq as f64 * params.remove_min) as usize).max(1);
-    let hi = ((nq as f64 * params.remove_max) as usize).max(lo + 1);
-    let q = lo + rng.below(hi - lo);
-    match rng.below(3) {
-        0 => {
-            let mut v: Vec<usize> = (0..nq).collect();
-            for k in 0..q.min(nq) {
-                let m = k + rng.below(nq - k);
-                v.swap(k, m);
-            }
-            v.truncate(q);
-            v
-        }
-        1 => {
-            // Related removal: requests near a random seed request.
-            let seed = rng.below(nq);
-            let s0 = ctx.sites_of(seed)[0];
-            let mut v: Vec<(f64, usize)> = (0..nq)
-                .map(|r| {
-                    let s = ctx.sites_of(r)[0];
-                    let rel = inst.d(s0, s) + 0.2 * (inst.sites[s0].ready - inst.sites[s].ready).abs();
-                    (rel * (1.0 + 0.3 * rng.unit()), r)
-                })
-                .collect();
-            v.sort_by(|a, b| a.0.total_cmp(&b.0));
-            v.into_iter().take(q).map(|x| x.1).collect()
-        }
-        _ => {
-            // Worst removal: the requests whose stops cost most in their routes.
-            let mut v: Vec<(f64, usize)> = Vec::new();
-            for r in cand {
-                for (k, &s) in r.stops.iter().enumerate() {
-                    let prev = if k == 0 { 0 } else { r.stops[k - 1] };
-                    let next = r.stops.get(k + 1).copied().unwrap_or(0);
-                    let saving = inst.d(prev, s) + inst.d(s, next) - inst.d(prev, next);
-                    v.push((saving * (0.7 + 0.6 * rng.unit()), inst.request_of[s]));
-                }
-            }
-            v.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let mut out: Vec<usize> = v.into_iter().map(|x| x.1).collect();
-            let mut seen = vec![false; nq];
-            out.retain(|&r| !std::mem::replace(&mut seen[r], true));
-            out.truncate(q);
-            out
-        }
+    fn requests_on(&self, r: &Route) -> Vec<usize> {
+        self.requests_in(r)
     }
-}
 
-/// Cost of a request left unplaced while the fleet is being reduced.
-const BANK_PENALTY: f64 = 1_000.0;
-
-fn distance(routes: &[Route]) -> f64 {
-    routes.iter().map(|r| r.distance).sum()
-}
-
-/// Fleet minimisation: empty the smallest route into a request bank, then run the large neighbourhood search
-/// with no new routes allowed and unplaced requests penalised, until the bank is empty (one vehicle fewer, and
-/// the next route is emptied) or the search stalls. Returns the best complete solution found.
-fn minimise_fleet(
-    ctx: &Ctx<'_>,
-    start: Vec<Route>,
-    params: &Params,
-    rng: &mut Rng,
-    iter: &mut u64,
-    used: &mut dyn FnMut(u64) -> f64,
-    until: f64,
-) -> Vec<Route> {
-    let mut best = start.clone();
-    let mut cur = start;
-    let mut bank: Vec<usize> = Vec::new();
-    let mut stall = 0u64;
-    let mut temp = 0.01 * distance(&cur) / 10.0;
-    while used(*iter) < until {
-        *iter += 1;
-        if bank.is_empty() {
-            if objective(&cur) < objective(&best) {
-                best = cur.clone();
-            }
-            if cur.len() <= 1 {
-                break;
-            }
-            let (ri, _) = cur
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1.stops.len().cmp(&b.1.stops.len()).then(a.1.distance.total_cmp(&b.1.distance)))
-                .expect("non-empty");
-            bank = ctx.requests_in(&cur[ri]);
-            cur.remove(ri);
-            stall = 0;
-            continue;
-        }
-        if stall >= params.fleet_stall {
-            break;
-        }
-        stall += 1;
-        let mut cand = cur.clone();
-        let removed = destroy(ctx, &cand, rng, params);
-        ctx.remove(&mut cand, &removed);
-        let mut pending = removed;
-        pending.extend(bank.iter().copied());
-        let k = if rng.below(2) == 0 { 1 } else { 3 };
-        let failed = ctx.repair(&mut cand, pending, k, rng, 0.1, false);
-        let fc = distance(&cand) + BANK_PENALTY * failed.len() as f64;
-        let fcur = distance(&cur) + BANK_PENALTY * bank.len() as f64;
-        if fc < fcur || rng.unit() < (-(fc - fcur) / temp.max(1e-9)).exp() {
-            if failed.len() < bank.len() {
-                stall = 0;
-            }
-            cur = cand;
-            bank = failed;
-        }
-        temp *= 0.999;
+    fn is_empty(&self, r: &Route) -> bool {
+        r.stops.is_empty()
     }
-    best
+
+    fn cost(&self, r: &Route) -> f64 {
+        r.distance
+    }
+
+    fn best_insertion(&mut self, r: &Route, q: usize) -> Option<(f64, (usize, usize))> {
+        self.best_in_route(r, q).map(|(c, i, j)| (c, (i, j)))
+    }
+
+    fn insert(&mut self, r: &mut Route, q: usize, (i, j): (usize, usize)) -> bool {
+        self.apply(r, q, i, j);
+        true
+    }
+
+    fn remove(&mut self, r: &mut Route, qs: &[usize]) -> bool {
+        r.stops.retain(|&s| !qs.contains(&self.inst.request_of[s]));
+        self.refresh(r);
+        // Fewer stops only arrive earlier: the rest stays feasible.
+        true
+    }
+
+    fn removal_savings(&mut self, r: &Route) -> Vec<(usize, f64)> {
+        let inst = self.inst;
+        let site = |k: usize| if k < r.stops.len() { r.stops[k] } else { 0 };
+        let before = |k: usize| if k == 0 { 0 } else { r.stops[k - 1] };
+        // Per stop: the distance saved by skipping it alone.
+        let alone: Vec<f64> = (0..r.stops.len())
+            .map(|k| inst.d(before(k), r.stops[k]) + inst.d(r.stops[k], site(k + 1)) - inst.d(before(k), site(k + 1)))
+            .collect();
+        let mut first: Vec<(usize, usize)> = Vec::new(); // (request, position of its first stop)
+        let mut out: Vec<(usize, f64)> = Vec::new();
+        for (k, &s) in r.stops.iter().enumerate() {
+            let q = inst.request_of[s];
+            match self.inst.requests[q] {
+                Request::FromDepot { .. } => out.push((q, alone[k])),
+                Request::Pair { .. } => match first.iter().position(|&(p, _)| p == q) {
+                    None => first.push((q, k)),
+                    Some(at) => {
+                        let (_, i) = first.swap_remove(at);
+                        // Adjacent stops share an edge; apart, each saves what it saves alone.
+                        let saving = if i + 1 == k {
+                            inst.d(before(i), r.stops[i]) + inst.d(r.stops[i], s) + inst.d(s, site(k + 1))
+                                - inst.d(before(i), site(k + 1))
+                        } else {
+                            alone[i] + alone[k]
+                        };
+                        out.push((q, saving));
+                    }
+                },
+            }
+        }
+        out
+    }
+
+    fn relatedness(&self, a: usize, b: usize) -> f64 {
+        let inst = self.inst;
+        let (sa, sb) = (self.sites_of(a)[0], self.sites_of(b)[0]);
+        inst.d(sa, sb) + 0.2 * (inst.sites[sa].ready - inst.sites[sb].ready).abs()
+    }
+
+    fn new_route(&self) -> Option<Route> {
+        let mut r = Route::default();
+        self.refresh(&mut r);
+        Some(r)
+    }
 }
 
 /// Solver settings.
@@ -510,56 +369,46 @@ impl Default for Params {
     }
 }
 
+/// What a vehicle costs against distance: more than any route's distance, so vehicles come first.
+const VEHICLE_COST: f64 = 100_000.0;
+/// Cost of a request left in the bank while the fleet is being reduced.
+const BANK_PENALTY: f64 = 1_000.0;
+
 /// Solves `inst`. `used(iteration)` is asked before every iteration for the fraction of the budget spent; the
 /// search stops at 1, spending the first `params.fleet_share` on the fleet and the rest on distance. Returns the
 /// best solution, or `None` when construction cannot place every request with the vehicles available.
 pub fn solve(inst: &Instance, params: Params, used: &mut dyn FnMut(u64) -> f64) -> Option<Solution> {
-    let ctx = Ctx { inst };
+    let mut ctx = Ctx { inst };
     let mut rng = Rng::new(params.seed);
     let mut routes: Vec<Route> = Vec::new();
     let all: Vec<usize> = (0..inst.requests.len()).collect();
-    if !ctx.repair(&mut routes, all, 2, &mut rng, 0.0, true).is_empty() {
+    if !alns::insert_all(&mut ctx, &mut routes, all, 2, 0.0, Some(inst.max_vehicles), &mut rng).is_empty() {
         return None;
     }
-    let mut iter = 0u64;
-    let mut best = minimise_fleet(&ctx, routes, &params, &mut rng, &mut iter, used, params.fleet_share);
-    let mut current = best.clone();
-    // Simulated annealing cooled over the budget, not per iteration, so a long budget keeps exploring: at the
-    // start a move 5% worse than the current distance is accepted half the time, at the end almost none is.
-    let t_start = 0.05 * distance(&current) / std::f64::consts::LN_2;
-    let t_end = t_start / 2_000.0;
-    let share = params.fleet_share.clamp(0.0, 0.99);
-    loop {
-        let spent = used(iter);
-        if spent >= 1.0 {
-            break;
-        }
-        let progress = ((spent - share) / (1.0 - share)).clamp(0.0, 1.0);
-        let temp = t_start * (t_end / t_start).powf(progress);
-        iter += 1;
-        let mut cand = current.clone();
-        // Every so often, try to empty the route with the fewest stops.
-        let removed: Vec<usize> = if iter.is_multiple_of(50) && cand.len() > 1 {
-            let (ri, _) = cand.iter().enumerate().min_by_key(|(_, r)| r.stops.len()).expect("non-empty");
-            ctx.requests_in(&cand[ri])
-        } else {
-            destroy(&ctx, &cand, &mut rng, &params)
-        };
-        ctx.remove(&mut cand, &removed);
-        let k = if rng.below(2) == 0 { 1 } else { 3 };
-        let failed = ctx.repair(&mut cand, removed, k, &mut rng, 0.1, true);
-        if !failed.is_empty() {
-            continue;
-        }
-        let (fc, fcur, fbest) = (objective(&cand), objective(&current), objective(&best));
-        if fc < fcur || rng.unit() < (-(fc - fcur) / temp.max(1e-9)).exp() {
-            current = cand;
-            if fc < fbest {
-                best = current.clone();
-            }
-        }
-    }
-    Some(Solution { routes: best.into_iter().map(|r| r.stops).collect() })
+    let nq = inst.requests.len();
+    let lo = ((nq as f64 * params.remove_min) as usize).max(1);
+    let hi = ((nq as f64 * params.remove_max) as usize).max(lo + 1);
+    let cfg = Config {
+        remove_min: lo,
+        remove_max: hi - 1,
+        regrets: vec![1, 3],
+        noise: 0.1,
+        fleet: Fleet::Open {
+            max_routes: inst.max_vehicles,
+            route_cost: VEHICLE_COST,
+            minimise: Some(Minimise {
+                share: params.fleet_share,
+                stall: params.fleet_stall,
+                bank_penalty: BANK_PENALTY,
+            }),
+        },
+        // At the start a move 5% worse than the current distance is accepted half the time, at the end
+        // almost none is.
+        worse_accepted: 0.05,
+        cooling: 2_000.0,
+    };
+    let out = alns::run(&mut ctx, routes, &cfg, &mut rng, used);
+    Some(Solution { routes: out.routes.into_iter().map(|r| r.stops).collect() })
 }
 
 #[cfg(test)]
