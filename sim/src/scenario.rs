@@ -291,6 +291,7 @@ impl Scenario {
         finite_range("dispatch.dropoff_service_s", c.dropoff_service_s, 0.0, 3_600.0)?;
         finite_range("dispatch.crossing_penalty_s", c.crossing_penalty_s, 0.0, 3_600.0)?;
         finite_range("dispatch.max_snap_m", c.max_snap_m, 1.0, 10_000.0)?;
+        finite_range("dispatch.tick_every_s", c.tick_every_s, 0.1, 600.0)?;
         for (k, f) in self.faults.iter().enumerate() {
             let at = f.at_s();
             let name = format!("fault {} ({})", k + 1, f.kind());
@@ -403,6 +404,7 @@ pub struct DemandSection {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DispatchSection {
+    pub tick_every_s: Option<f64>,
     pub improve_every_s: Option<u64>,
     pub improve_iterations: Option<u64>,
     pub offline_limit_s: Option<f64>,
@@ -590,6 +592,7 @@ impl ScenarioFile {
             (&mut c.dropoff_service_s, p.dropoff_service_s),
             (&mut c.crossing_penalty_s, p.crossing_penalty_s),
             (&mut c.max_snap_m, p.max_snap_m),
+            (&mut c.tick_every_s, p.tick_every_s),
         ] {
             if let Some(v) = v {
                 *field = v;

@@ -82,6 +82,9 @@ struct SimArgs {
     physics_hz: u32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The dispatcher's tick interval (`dispatch.tick_every_s`), to measure what the cadence costs.
+    #[arg(long, default_value_t = 1.0)]
+    tick_every_s: f64,
     #[arg(long)]
     json: bool,
 }
@@ -690,6 +693,7 @@ fn sim_bench(a: SimArgs) -> anyhow::Result<()> {
             duration_s: sim_s,
             pedestrians: a.pedestrians,
             physics_hz: a.physics_hz,
+            dispatch: fleet_core::dispatcher::Config { tick_every_s: a.tick_every_s, ..Default::default() },
             ..sim::Scenario::default()
         };
         let m = map.clone();
