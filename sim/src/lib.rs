@@ -13,7 +13,6 @@
 
 pub mod compare;
 pub mod html;
-pub mod load;
 pub mod osm;
 pub mod physics;
 pub mod remote;

@@ -1,6 +1,8 @@
 //! `trundle-bench`: Trundle's benchmarks, one subcommand per area. Prints a readable table, or with `--json` one
 //! JSON object per measurement (flat keys, units in the key names) ending with a summary object.
 
+mod load;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -752,7 +754,7 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
     let load_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let cfg = sim::load::LoadConfig {
+    let cfg = load::LoadConfig {
         robots: a.robots,
         shops: a.shops,
         orders_per_s: a.orders_per_sec,
@@ -761,7 +763,7 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
         seed: a.seed,
     };
     let endpoint = format!("http://{addr}");
-    let report = load_rt.block_on(sim::load::run(&map, &endpoint, &token, &cfg)).map_err(anyhow::Error::msg)?;
+    let report = load_rt.block_on(load::run(&map, &endpoint, &token, &cfg)).map_err(anyhow::Error::msg)?;
     let _ = stop_tx.send(());
     let _ = server_rt.block_on(server);
     let r2 = |v: f64| (v * 100.0).round() / 100.0;
