@@ -135,8 +135,20 @@ struct Acked {
     deliver_by: Option<Timestamp>,
     pin: String,
     cancelled: bool,
-    /// A cancellation to make room was sent; until it is acknowledged the order may be live or cancelled.
+    /// A cancellation to make room was sent; the client retries it before any other.
     room_cancel_sent: bool,
+    /// Some cancellation of this order was sent (to make room, or by the third of keys that cancel); until one
+    /// is acknowledged the order may be live or cancelled.
+    cancel_sent: bool,
+}
+
+impl Acked {
+    /// Whether the order must end delivered: acknowledged, and no cancellation of it ever sent. An order whose
+    /// cancellation was sent but not acknowledged (the dispatcher was killed, or the last round's clients were
+    /// stopped, before the answer) may have been cancelled: it is counted neither way.
+    fn live(&self) -> bool {
+        !self.cancelled && !self.cancel_sent
+    }
 }
 
 impl Acked {
@@ -144,7 +156,7 @@ impl Acked {
     fn of(answer: pb::PlaceOrderResponse) -> Self {
         let o = answer.order.expect("an acknowledged order comes back");
         let (order_id, dropoff, deliver_by, pin) = (o.order_id, o.dropoff, o.deliver_by, o.pin);
-        Self { order_id, dropoff, deliver_by, pin, cancelled: false, room_cancel_sent: false }
+        Self { order_id, dropoff, deliver_by, pin, cancelled: false, room_cancel_sent: false, cancel_sent: false }
     }
 }
 
@@ -250,6 +262,7 @@ async fn client(
                         key.and_then(|k| {
                             let a = acked.get_mut(&k)?;
                             a.room_cancel_sent = true;
+                            a.cancel_sent = true;
                             Some((k, a.order_id.clone()))
                         })
                     };
@@ -269,6 +282,9 @@ async fn client(
                 Err(s) => panic!("place {key}: unexpected {s:?}"),
             },
             Some(a) if !a.cancelled && cancels(&key) => {
+                if let Some(a) = acked.lock().expect("lock").get_mut(&key) {
+                    a.cancel_sent = true;
+                }
                 match orders.cancel_order(authed(pb::CancelOrderRequest { order_id: a.order_id.clone() }, &token)).await
                 {
                     Ok(_) => {}
@@ -432,9 +448,9 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         ));
     }
     let mut orders = pb::order_service_client::OrderServiceClient::new(ch.clone());
-    // A cancellation to make room that was never acknowledged may or may not have landed: such an order must
-    // end delivered or cancelled (no order stays open), but it is not counted either way.
-    let live: Vec<&Acked> = acked_final.values().filter(|a| !a.cancelled && !a.room_cancel_sent).collect();
+    // A cancellation that was never acknowledged may or may not have landed: such an order must end delivered or
+    // cancelled (no order stays open), but it is not counted either way.
+    let live: Vec<&Acked> = acked_final.values().filter(|a| a.live()).collect();
     // Live: not cancelled, by the third of keys that cancel or to make room on the parked robot.
     assert!(live.len() >= 20, "the completion has work to do: {} live orders", live.len());
     for o in &to_deliver {
@@ -603,4 +619,24 @@ async fn sigterm_under_load_drains_and_loses_nothing() {
         acked.len()
     );
     child.kill();
+}
+
+/// Regression: the clients marked only cancellations made to make room as "sent"; a plain cancellation whose
+/// client was stopped at the end of the last round before the answer arrived had landed on disk, and the
+/// completion counted its order live and failed ("45 of 46 live acknowledged orders delivered").
+#[test]
+fn an_unacknowledged_cancellation_is_counted_neither_way() {
+    let placed = Acked {
+        order_id: "ord-000001".into(),
+        dropoff: None,
+        deliver_by: None,
+        pin: "123456".into(),
+        cancelled: false,
+        room_cancel_sent: false,
+        cancel_sent: false,
+    };
+    assert!(placed.live());
+    assert!(!Acked { cancel_sent: true, ..placed.clone() }.live(), "a cancel sent, no answer yet");
+    assert!(!Acked { cancel_sent: true, room_cancel_sent: true, ..placed.clone() }.live());
+    assert!(!Acked { cancelled: true, cancel_sent: true, ..placed }.live(), "an acknowledged cancel");
 }
