@@ -378,6 +378,14 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
                 assert_eq!(o.status, pb::OrderStatus::Cancelled as i32, "{key}: acknowledged cancel lost");
             }
         }
+        // Only a cancellation the clients sent cancels an order: every cancelled order on disk is one whose
+        // cancel was sent, or one whose placing was never acknowledged (nobody could cancel it; it cannot be).
+        let by_order: BTreeMap<&String, &Acked> = acked_now.values().map(|a| (&a.order_id, a)).collect();
+        for o in listed.iter().filter(|o| o.status == pb::OrderStatus::Cancelled as i32) {
+            if let Some(a) = by_order.get(&o.order_id) {
+                assert!(a.cancel_sent, "cycle {cycle}: {} is cancelled but no cancellation was sent", o.order_id);
+            }
+        }
         // At most one order per key: an unacknowledged try may have landed, but only once, and its retry will
         // get that same order back.
         let in_flight_now = in_flight.lock().expect("lock").len();
