@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fleet_core::NodeId;
-use fleet_core::ch::{ChQuery, ContractionHierarchy, INF};
 use fleet_core::map::{MapGraph, Profile};
+use fleet_core::routing::ch::{ChQuery, ContractionHierarchy, INF};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -301,7 +301,7 @@ fn routing(a: RoutingArgs) -> anyhow::Result<()> {
     let mut us_ours = time_each(&pairs, |s, t| q.path(&ch, s, t).map(|(d, p)| (u64::from(d), p.len())), &mut ours);
     let ours_p50 = query_row(&mut out, &graph, "trundle_ch", &mut us_ours, Some(dj_p50));
     let t0 = Instant::now();
-    let hl = fleet_core::hl::HubLabels::build(&ch, 1 << 30).context("labels fit 1 GiB")?;
+    let hl = fleet_core::routing::hl::HubLabels::build(&ch, 1 << 30).context("labels fit 1 GiB")?;
     let hl_prep_ms = t0.elapsed().as_secs_f64() * 1e3;
     out.emit(json!({"bench": "routing", "graph": graph, "measure": "preprocess", "method": "trundle_hub_labels",
         "prep_ms_on_top_of_ch": hl_prep_ms.round(), "memory_mb": (hl.memory_bytes() as f64 / 1e5).round() / 10.0,
@@ -389,7 +389,7 @@ fn routing(a: RoutingArgs) -> anyhow::Result<()> {
         let mut us = time_each(&spairs, |s, t| sq.path(&sch, s, t).map(|(d, _)| d), &mut res);
         let check: Vec<(u32, u32)> = spairs[..10].to_vec();
         let mut dres = Vec::new();
-        let mut dus = time_each(&check, |s, t| fleet_core::ch::dijkstra(sn, &sedges, s, t), &mut dres);
+        let mut dus = time_each(&check, |s, t| fleet_core::routing::ch::dijkstra(sn, &sedges, s, t), &mut dres);
         let exact = res[..10].iter().zip(&dres).all(|(a, b)| a == b);
         out.emit(json!({"bench": "routing", "graph": format!("synthetic_{}x{}", a.synthetic_side, a.synthetic_side),
             "measure": "synthetic", "nodes": sn, "edges": sedges.len(), "prep_s": (prep_s * 10.0).round() / 10.0,
@@ -502,14 +502,16 @@ fn insertion(a: InsertionArgs) -> anyhow::Result<()> {
         "max_us": round(percentile(&mut place_us, 1.0))}));
     // The bounded search against trying every robot: same answers, and how much faster.
     {
-        use fleet_core::assign::{Outline, Task, TravelTable, cheapest_insertion, cheapest_insertion_bounded};
+        use fleet_core::planner::insertion::{
+            Outline, Task, TravelTable, cheapest_insertion, cheapest_insertion_bounded,
+        };
         use fleet_core::robot::StopKind;
         let snap = d.plan_snapshot(now);
         // The dispatcher's table knows the plans' own legs; each search starts from that, as a new order's
         // drop-off is a node no table has seen.
         let mut base = TravelTable::default();
         for p in &snap.plans {
-            fleet_core::assign::schedule(&snap.map, &mut base, p, &p.tasks);
+            fleet_core::planner::insertion::schedule(&snap.map, &mut base, p, &p.tasks);
         }
         let nodes: Vec<Vec<fleet_core::NodeId>> =
             snap.plans.iter().map(|p| p.tasks.iter().map(|t| t.node).collect()).collect();
@@ -542,7 +544,9 @@ fn insertion(a: InsertionArgs) -> anyhow::Result<()> {
             full_us.push(t0.elapsed().as_secs_f64() * 1e6);
             compared += 1;
             tried += bounded.tried;
-            let key = |i: &fleet_core::assign::Insertion| (i.robot.clone(), i.pickup_at, i.dropoff_at, i.eta_dropoff);
+            let key = |i: &fleet_core::planner::insertion::Insertion| {
+                (i.robot.clone(), i.pickup_at, i.dropoff_at, i.eta_dropoff)
+            };
             if bounded.best.as_ref().map(key) == full.as_ref().map(key) {
                 same += 1;
             }
@@ -558,10 +562,10 @@ fn insertion(a: InsertionArgs) -> anyhow::Result<()> {
     let (mut snap_us, mut apply_us, mut saved_s, mut iters, mut applied) = (Vec::new(), Vec::new(), 0.0, 0u64, 0);
     let travel_of = |d: &Dispatcher| {
         let snap = d.plan_snapshot(now);
-        let mut table = fleet_core::assign::TravelTable::default();
+        let mut table = fleet_core::planner::insertion::TravelTable::default();
         snap.plans
             .iter()
-            .filter_map(|p| fleet_core::assign::schedule(&snap.map, &mut table, p, &p.tasks))
+            .filter_map(|p| fleet_core::planner::insertion::schedule(&snap.map, &mut table, p, &p.tasks))
             .map(|s| s.travel_s)
             .sum::<f64>()
     };
@@ -570,10 +574,10 @@ fn insertion(a: InsertionArgs) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let snap = d.plan_snapshot(now);
         snap_us.push(t0.elapsed().as_secs_f64() * 1e6);
-        let params = fleet_core::improve::ImproveParams { seed: a.seed + round as u64, ..Default::default() };
+        let params = fleet_core::planner::improve::ImproveParams { seed: a.seed + round as u64, ..Default::default() };
         let budget = a.improve_ms as f64 / 1e3;
         let t0 = Instant::now();
-        let found = fleet_core::improve::improve(&snap, &params, &mut |_| t0.elapsed().as_secs_f64() / budget);
+        let found = fleet_core::planner::improve::improve(&snap, &params, &mut |_| t0.elapsed().as_secs_f64() / budget);
         drop(snap);
         let Some(p) = found else { continue };
         iters += p.iterations;
@@ -616,7 +620,7 @@ fn read_bks(dir: &std::path::Path) -> anyhow::Result<std::collections::BTreeMap<
 }
 
 fn solver_bench(a: SolverArgs, solomon: bool) -> anyhow::Result<()> {
-    use fleet_core::pdptw::{Instance, check::check, solve};
+    use fleet_core::planner::pdptw::{Instance, check::check, solve};
     if !a.dir.exists() {
         anyhow::bail!(
             "{} does not exist: the benchmark instances live in the shared data folder (../shared/data), which a fresh clone does not have",

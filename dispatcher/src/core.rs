@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use fleet_core::dispatcher::{Dispatcher, Input, Reply};
 use fleet_core::host::{Host, Improvement, Routed};
-use fleet_core::improve::{ImproveParams, PlanSnapshot, Proposal, improve};
 use fleet_core::map::MapGraph;
 use fleet_core::order::Order;
+use fleet_core::planner::improve::{ImproveParams, PlanSnapshot, Proposal, improve};
 use fleet_core::robot::Robot;
 use fleet_core::{CoreError, RobotId};
 use tokio::sync::{broadcast, mpsc, oneshot};

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::assign::{self, RobotPlan, Task, TravelTable};
-use crate::improve::{PlanSnapshot, Proposal};
 use crate::map::{MapGraph, Profile};
 use crate::mission::{
     ErrorLevel, FromRobot, InstantAction, MissionUpdate, RobotEvent, Step, StepAction, StepOutcome, ToRobot, pin_hash,
 };
 use crate::order::{DeliveryRequest, Order, OrderStatus, Place};
+use crate::planner::improve::{PlanSnapshot, Proposal};
+use crate::planner::insertion::{self, RobotPlan, Task, TravelTable};
 use crate::robot::{MissionState, PlanStop, Robot, RobotModel, StopKind};
 use crate::{CoreError, LatLon, NodeId, OrderId, RobotId, ShopId, Timestamp};
 
@@ -664,7 +664,7 @@ impl Dispatcher {
             load_compartments: comp,
             load_grams: grams,
             locked: r.plan.iter().take_while(|s| s.locked()).count(),
-            range_m: assign::range_m(&r.model, r.battery_pct),
+            range_m: insertion::range_m(&r.model, r.battery_pct),
             shift_end: r.shift_end,
             tasks,
         }
@@ -784,10 +784,10 @@ impl Dispatcher {
         let mut timed = Vec::with_capacity(installs.len());
         for (id, stops) in installs {
             let plan = self.robot_plan(&self.robots[&id], now);
-            before +=
-                assign::schedule(&self.map, &mut self.table, &plan, &plan.tasks).map_or(f64::INFINITY, |s| s.travel_s);
+            before += insertion::schedule(&self.map, &mut self.table, &plan, &plan.tasks)
+                .map_or(f64::INFINITY, |s| s.travel_s);
             let tasks: Vec<Task> = stops.iter().filter_map(|s| self.task_of(s)).collect();
-            let sched = assign::schedule(&self.map, &mut self.table, &plan, &tasks)
+            let sched = insertion::schedule(&self.map, &mut self.table, &plan, &tasks)
                 .ok_or_else(|| stale(format!("the plan for robot {id} no longer meets its deadlines")))?;
             after += sched.travel_s;
             timed.push((id, stops, tasks, sched));
@@ -815,7 +815,12 @@ impl Dispatcher {
 
     /// The cheapest insertion of an order over every available robot. Robots are tried in order of a lower
     /// bound on what the order would add to their plans, so only the few that could win are planned in full.
-    fn best_insertion(&mut self, now: Timestamp, pickup: &Task, dropoff: &Task) -> Result<assign::Insertion, String> {
+    fn best_insertion(
+        &mut self,
+        now: Timestamp,
+        pickup: &Task,
+        dropoff: &Task,
+    ) -> Result<insertion::Insertion, String> {
         let robots: Vec<&Robot> = self.robots.values().filter(|r| available(r)).collect();
         if robots.is_empty() {
             return Err("no robot is available right now".into());
@@ -832,7 +837,7 @@ impl Dispatcher {
         let mut outlines = Vec::with_capacity(robots.len());
         let mut at = 0;
         for r in &robots {
-            outlines.push(assign::Outline {
+            outlines.push(insertion::Outline {
                 start: r.node,
                 nodes: &nodes[at..at + r.plan.len()],
                 locked: r.plan.iter().take_while(|s| s.locked()).count(),
@@ -841,7 +846,7 @@ impl Dispatcher {
             at += r.plan.len();
         }
         let mut table = std::mem::take(&mut self.table);
-        let found = assign::cheapest_insertion_bounded(
+        let found = insertion::cheapest_insertion_bounded(
             &self.map,
             &mut table,
             &outlines,
@@ -897,7 +902,7 @@ impl Dispatcher {
         format!("all {} available robots are busy or full: none can fit it in before the deliver-by time", plans.len())
     }
 
-    fn quote_of(&self, ins: &assign::Insertion, now: Timestamp, deliver_by: Timestamp) -> Quote {
+    fn quote_of(&self, ins: &insertion::Insertion, now: Timestamp, deliver_by: Timestamp) -> Quote {
         // A planning margin: a quarter of the remaining time, at least two minutes, never past deliver-by.
         let remaining = ins.eta_dropoff.secs_since(now).max(0.0);
         let latest = ins.eta_dropoff.plus_secs((remaining * 0.25).max(120.0)).min(deliver_by.max(ins.eta_dropoff));
@@ -1006,7 +1011,7 @@ impl Dispatcher {
     }
 
     /// Installs a robot's new task list, keeping the release flags of stops it already had.
-    fn apply_insertion(&mut self, now: Timestamp, ins: assign::Insertion, out: &mut Out) {
+    fn apply_insertion(&mut self, now: Timestamp, ins: insertion::Insertion, out: &mut Out) {
         let Some(r) = self.robots.get(&ins.robot) else {
             return;
         };
@@ -1866,10 +1871,10 @@ mod tests {
 mod improve_tests {
     use super::*;
     use crate::Grams;
-    use crate::improve::{ImproveParams, ProposedPlan, improve};
     use crate::map::tests::grid;
     use crate::mission::Hello;
     use crate::order::Parcel;
+    use crate::planner::improve::{ImproveParams, ProposedPlan, improve};
 
     use super::tests::{ll, reply};
 
@@ -1922,7 +1927,7 @@ mod improve_tests {
 
     #[test]
     fn a_fleet_bigger_than_a_region_is_improved_a_region_at_a_time() {
-        use crate::improve::REGION_ROBOTS;
+        use crate::planner::improve::REGION_ROBOTS;
         let (mut d, _shop, near, far, [o1, o2], t) = lopsided();
         // Sixty more idle robots at the shop: more robots than one search works on.
         for k in 0..60 {

@@ -12,9 +12,9 @@
 //! **Architecture Invariant:** the host reads no clock: `now` comes in with every call, like the core's.
 
 use crate::dispatcher::{Dispatcher, Input, Output, Record, Reply};
-use crate::improve::{PlanSnapshot, Proposal};
 use crate::mission::ToRobot;
 use crate::order::Order;
+use crate::planner::improve::{PlanSnapshot, Proposal};
 use crate::robot::Robot;
 use crate::{CoreError, OrderId, RobotId, ShopId, Timestamp};
 
@@ -245,7 +245,10 @@ mod tests {
         let snap = h.improvement_due(t(0)).expect("due");
         let bogus = Proposal {
             taken_at: snap.taken_at,
-            plans: vec![crate::improve::ProposedPlan { robot: RobotId::parse("ghost").expect("id"), stops: vec![] }],
+            plans: vec![crate::planner::improve::ProposedPlan {
+                robot: RobotId::parse("ghost").expect("id"),
+                stops: vec![],
+            }],
             travel_before_s: 10.0,
             travel_after_s: 5.0,
             iterations: 1,

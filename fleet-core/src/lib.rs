@@ -5,20 +5,16 @@
 //! Nothing in this crate does IO: it never reads a clock, a file, the network or a random source. Time and
 //! randomness (PINs) come in as data, so the production dispatcher and the simulator run the same code.
 
-pub mod alns;
-pub mod assign;
-pub mod ch;
 pub mod dispatcher;
 pub mod error;
-pub mod hl;
 pub mod host;
 pub mod ids;
-pub mod improve;
 pub mod map;
 pub mod mission;
 pub mod order;
-pub mod pdptw;
+pub mod planner;
 pub mod robot;
+pub mod routing;
 pub mod units;
 
 pub use error::CoreError;

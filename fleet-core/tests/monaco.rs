@@ -69,11 +69,11 @@ fn monaco_imports_snaps_and_routes_exactly() {
 /// some deadlines tight, and on every third case sidewalks closed (closures only lengthen routes).
 #[test]
 fn bounded_insertion_matches_trying_every_robot_on_monaco() {
-    use fleet_core::assign::{
+    use fleet_core::planner::insertion::{
         Outline, RobotPlan, Task, TravelTable, best_pair_insertion, cheapest_insertion, cheapest_insertion_bounded,
         insertion_lower_bound,
     };
-    use fleet_core::pdptw::solve::Rng;
+    use fleet_core::planner::pdptw::solve::Rng;
     use fleet_core::robot::{RobotModel, StopKind};
     use fleet_core::{OrderId, RobotId, Timestamp};
 

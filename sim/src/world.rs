@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 use fleet_core::dispatcher::{Dispatcher, Input, Record, Reply};
 use fleet_core::host::{Host, Improvement, RecordKey, Routed};
-use fleet_core::improve::{ImproveParams, improve};
 use fleet_core::map::MapGraph;
 use fleet_core::mission::{FromRobot, RobotEvent};
 use fleet_core::order::{DeliveryRequest, OrderStatus, Parcel};
+use fleet_core::planner::improve::{ImproveParams, improve};
 use fleet_core::{Grams, LatLon, NodeId, OrderId, RobotId, ShopId, Timestamp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

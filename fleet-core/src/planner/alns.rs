@@ -1,6 +1,6 @@
 //! The one adaptive large neighbourhood search of the planner. It improves routes of requests for any
-//! [`Problem`]: the Li & Lim / Solomon benchmark ([`crate::pdptw::solve`], Euclidean distances, routes opened
-//! and closed, vehicles first) and the dispatcher's background improvement ([`crate::improve`], road travel
+//! [`Problem`]: the Li & Lim / Solomon benchmark ([`crate::planner::pdptw::solve`], Euclidean distances, routes opened
+//! and closed, vehicles first) and the dispatcher's background improvement ([`crate::planner::improve`], road travel
 //! times, commitments, one route per robot), so that the solver the benchmark measures is the one production
 //! runs.
 //!

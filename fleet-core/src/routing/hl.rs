@@ -3,7 +3,7 @@
 //! inside the two labels and copies pre-expanded arcs. Built only when labels and expansions fit a memory
 //! budget; larger maps answer from the hierarchy itself.
 
-use crate::ch::{ChQuery, ContractionHierarchy, DOWN_BIT, NO_MID, owner};
+use crate::routing::ch::{ChQuery, ContractionHierarchy, DOWN_BIT, NO_MID, owner};
 
 /// One direction's labels, flattened: the entries of caller node `v` are `first[v]..first[v + 1]`, sorted by
 /// hub rank.
@@ -43,7 +43,7 @@ impl HubLabels {
     /// Builds the labels, or `None` when they (with the arc expansions) would take more than `budget_bytes`.
     pub fn build(ch: &ContractionHierarchy, budget_bytes: usize) -> Option<Self> {
         let mut stack = Vec::new();
-        let mut expand = |side: &crate::ch::Side, bit: u32, budget: &mut usize| -> Option<Expansions> {
+        let mut expand = |side: &crate::routing::ch::Side, bit: u32, budget: &mut usize| -> Option<Expansions> {
             let mut e = Expansions { first: Vec::with_capacity(side.to.len() + 1), nodes: Vec::new() };
             e.first.push(0);
             for i in 0..side.to.len() {
@@ -171,7 +171,7 @@ impl HubLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ch::dijkstra;
+    use crate::routing::ch::dijkstra;
 
     #[test]
     fn labels_agree_with_the_hierarchy_and_dijkstra() {

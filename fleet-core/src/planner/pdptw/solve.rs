@@ -1,4 +1,4 @@
-//! The Li & Lim / Solomon benchmark as a problem for the planner's one search engine ([`crate::alns`]): routes
+//! The Li & Lim / Solomon benchmark as a problem for the planner's one search engine ([`crate::planner::alns`]): routes
 //! of sites on Euclidean distances with the timing arrays that make a pair insertion O(n^2), routes opened and
 //! closed, vehicles first and distance second. [`solve`] builds a start by regret insertion and hands it to
 //! the engine, whose fleet minimisation and simulated annealing do the rest. Deterministic for a seed and a
@@ -6,10 +6,10 @@
 //! the budget spent (by time or by iterations), because the core reads no clock.
 
 use super::{Instance, Request, Solution};
-use crate::alns::{self, Config, Fleet, Minimise, Problem};
+use crate::planner::alns::{self, Config, Fleet, Minimise, Problem};
 
 /// The engine's generator, named here too because the benchmark and tests have always found it here.
-pub use crate::alns::Rng;
+pub use crate::planner::alns::Rng;
 
 #[derive(Debug, Clone, Default)]
 struct Route {
@@ -416,8 +416,8 @@ mod tests {
     use super::super::check::check;
     use super::*;
 
-    const LC101: &str = include_str!("../../../data/pdptw/lc101.txt");
-    const C101: &str = include_str!("../../../data/vrptw/C101.txt");
+    const LC101: &str = include_str!("../../../../data/pdptw/lc101.txt");
+    const C101: &str = include_str!("../../../../data/vrptw/C101.txt");
 
     #[test]
     fn solves_feasibly_and_deterministically() {

@@ -1,4 +1,4 @@
-//! Background improvement of the live plans: the planner's one search engine ([`crate::alns`], the one the
+//! Background improvement of the live plans: the planner's one search engine ([`crate::planner::alns`], the one the
 //! Li & Lim benchmark measures) over the part of every robot's plan that has not started, on road travel
 //! times. This module is the live problem for it: one route per robot, kept even when empty; the requests
 //! are the orders that may move; insertion costs come from [`best_pair_insertion`] on the robot's plan.
@@ -17,9 +17,9 @@
 
 use std::sync::Arc;
 
-use crate::alns::{self, Config, Fleet, Problem, Rng};
-use crate::assign::{RobotPlan, Task, TravelTable, best_pair_insertion, schedule};
 use crate::map::MapGraph;
+use crate::planner::alns::{self, Config, Fleet, Problem, Rng};
+use crate::planner::insertion::{RobotPlan, Task, TravelTable, best_pair_insertion, schedule};
 use crate::robot::StopKind;
 use crate::{LatLon, OrderId, RobotId, Timestamp};
 

@@ -614,7 +614,7 @@ mod tests {
     fn fast_pair_insertion_matches_trying_every_position() {
         let map = grid();
         let mut table = TravelTable::default();
-        let mut rng = crate::pdptw::solve::Rng::new(42);
+        let mut rng = crate::planner::pdptw::solve::Rng::new(42);
         let (mut compared, mut feasible) = (0, 0);
         for case in 0..400 {
             let mut plan = robot("r", rng.below(16) as u32, 1 + rng.below(3) as u8);
@@ -622,7 +622,7 @@ mod tests {
             plan.range_m = if case % 5 == 0 { 800.0 + rng.unit() * 2_000.0 } else { f64::INFINITY };
             plan.shift_end = (case % 3 == 0).then(|| Timestamp(600_000 + (rng.unit() * 1_800_000.0) as u64));
             plan.load_compartments = rng.below(2) as u8;
-            let mk = |rng: &mut crate::pdptw::solve::Rng, kind, order: &str| {
+            let mk = |rng: &mut crate::planner::pdptw::solve::Rng, kind, order: &str| {
                 let mut t = task(kind, order, rng.below(16) as u32, None);
                 t.grams = 500 + rng.below(1_500) as u32;
                 t.not_before = Timestamp(rng.below(600_000) as u64);
