@@ -1,0 +1,217 @@
+//! The dispatcher's vocabulary: its tunables ([`Config`]), what goes in ([`Input`]), what comes out
+//! ([`Output`], [`Reply`], [`Record`]s to persist) and the values shops and operators see ([`Quote`], [`Shop`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::mission::{FromRobot, ToRobot};
+use crate::order::{DeliveryRequest, Order, Place};
+use crate::planner::improve::Proposal;
+use crate::robot::Robot;
+use crate::{CoreError, LatLon, NodeId, OrderId, RobotId, ShopId, Timestamp};
+
+/// Tunables of the dispatcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// A coordinate farther than this from every walkable way is refused.
+    pub max_snap_m: f64,
+    pub pickup_service_s: f64,
+    pub dropoff_service_s: f64,
+    /// The latest accepted deliver-by time, counted from now.
+    pub max_lead_s: f64,
+    /// Open (non-terminal) orders one shop may have at once.
+    pub max_open_orders_per_shop: usize,
+    pub crossing_penalty_s: f64,
+    /// A robot offline this long loses the orders it has not started loading (they go to other robots); one
+    /// with parcels aboard is flagged to operators instead.
+    pub offline_limit_s: f64,
+    /// A sidewalk a robot reports blocked is closed (both ways) for this long, then reopens by itself.
+    #[serde(default = "default_blocked_closure_s")]
+    pub blocked_closure_s: f64,
+    /// An idle robot whose battery is below this is sent to its depot to charge, up to `charge_to_pct`.
+    #[serde(default = "default_charge_below_pct")]
+    pub charge_below_pct: f64,
+    #[serde(default = "default_charge_to_pct")]
+    pub charge_to_pct: f64,
+    /// How often the host ticks the core (re-plans waiting orders, acts on absences, reopens closures).
+    #[serde(default = "default_tick_every_s")]
+    pub tick_every_s: f64,
+    /// At most one background search for better plans starts per this interval; 0 turns the search off.
+    #[serde(default = "default_improve_every_s")]
+    pub improve_every_s: f64,
+}
+
+fn default_tick_every_s() -> f64 {
+    1.0
+}
+fn default_improve_every_s() -> f64 {
+    2.0
+}
+
+fn default_charge_below_pct() -> f64 {
+    40.0
+}
+fn default_charge_to_pct() -> f64 {
+    95.0
+}
+
+fn default_blocked_closure_s() -> f64 {
+    600.0
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_snap_m: 150.0,
+            pickup_service_s: 60.0,
+            dropoff_service_s: 60.0,
+            max_lead_s: 7.0 * 24.0 * 3600.0,
+            max_open_orders_per_shop: 1_000,
+            crossing_penalty_s: 8.0,
+            offline_limit_s: 120.0,
+            blocked_closure_s: default_blocked_closure_s(),
+            charge_below_pct: default_charge_below_pct(),
+            charge_to_pct: default_charge_to_pct(),
+            tick_every_s: default_tick_every_s(),
+            improve_every_s: default_improve_every_s(),
+        }
+    }
+}
+
+/// Longest accepted idempotency key and shop or robot name, in bytes.
+pub const MAX_KEY_LEN: usize = 128;
+pub const MAX_NAME_LEN: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shop {
+    pub id: ShopId,
+    pub name: String,
+    pub place: Place,
+}
+
+/// Dispatcher-wide persisted values.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Meta {
+    pub next_order_seq: u64,
+    pub closed_edges: Vec<(NodeId, NodeId)>,
+    /// Closures made because a robot reported the way blocked, and when each reopens by itself.
+    #[serde(default)]
+    pub temp_closures: Vec<(NodeId, NodeId, Timestamp)>,
+}
+
+/// Something to write to the store. Records of one `handle` call are written together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Record {
+    Order(Box<Order>),
+    Robot(Box<Robot>),
+    Shop(Shop),
+    Meta(Meta),
+}
+
+/// The answer to a quote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quote {
+    pub feasible: bool,
+    pub reason: Option<String>,
+    pub robot: Option<RobotId>,
+    pub eta_pickup: Option<Timestamp>,
+    pub eta_dropoff: Option<Timestamp>,
+    /// The latest the drop-off should happen if things go somewhat worse than planned (never past deliver-by).
+    pub eta_latest: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    RegisterShop {
+        id: ShopId,
+        name: String,
+        pos: LatLon,
+    },
+    RegisterRobot {
+        id: RobotId,
+        name: String,
+        depot: LatLon,
+    },
+    Quote {
+        shop: ShopId,
+        request: DeliveryRequest,
+    },
+    PlaceOrder {
+        shop: ShopId,
+        idempotency_key: String,
+        request: DeliveryRequest,
+        /// The hand-over PIN; drawn by the caller so the core needs no random source.
+        pin: String,
+    },
+    CancelOrder {
+        shop: ShopId,
+        order: OrderId,
+    },
+    MarkReady {
+        shop: ShopId,
+        order: OrderId,
+    },
+    /// A message from a robot's session (the session already proved it is this robot).
+    Robot {
+        robot: RobotId,
+        msg: FromRobot,
+    },
+    RobotDisconnected {
+        robot: RobotId,
+    },
+    CloseEdge {
+        a: NodeId,
+        b: NodeId,
+    },
+    OpenEdge {
+        a: NodeId,
+        b: NodeId,
+    },
+    PauseRobot {
+        robot: RobotId,
+    },
+    ResumeRobot {
+        robot: RobotId,
+    },
+    /// Sets or clears the time by which the robot must have finished every stop. Work already planned that
+    /// would end later stays (it was promised); new work must fit.
+    SetShift {
+        robot: RobotId,
+        end: Option<Timestamp>,
+    },
+    /// Better plans found by an improver from a [`PlanSnapshot`]; checked against the state at this moment and
+    /// applied whole or refused (FAILED_PRECONDITION) whole. Never comes from the wire.
+    ProposePlans(Box<Proposal>),
+    Tick,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Quote(Quote),
+    Placed {
+        order: Box<Order>,
+        quote: Quote,
+        /// The idempotency key was seen before with the same request: this is the original answer.
+        replayed: bool,
+    },
+    Order(Box<Order>),
+    Shop(Shop),
+    Robot(Box<Robot>),
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Reply(Result<Reply, CoreError>),
+    Persist(Record),
+    Send {
+        robot: RobotId,
+        msg: ToRobot,
+    },
+    OrderChanged(Box<Order>),
+    RobotChanged(Box<Robot>),
+    /// Something an operator should see (a blocked edge, a robot error).
+    Alert {
+        robot: Option<RobotId>,
+        message: String,
+    },
+}

@@ -1,0 +1,309 @@
+//! The dispatcher state machine. One owner calls [`Dispatcher::handle`] with the current time and one
+//! [`Input`]; it answers with [`Output`]s: at most one reply, records to persist (the owner writes them before
+//! it acts on anything else), mission updates for robots, and change notifications for watchers.
+//!
+//! Phases of one order: validate and snap -> cheapest feasible insertion (or a refusal with the reason) ->
+//! release the robot's next stop step by step -> follow the robot's step results to a terminal state.
+//!
+//! The code follows those phases: [`api`] (inputs, outputs, records, config), [`orders`] (shop requests),
+//! [`planning`] (insertion, refusals, improver proposals), [`release`] (missions step by step), [`robots`] (robot
+//! reports), [`tick`] (the periodic phases) and [`ops`] (operator commands).
+
+mod api;
+mod ops;
+mod orders;
+mod planning;
+mod release;
+mod robots;
+mod tick;
+
+pub use api::*;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::map::{MapGraph, Profile};
+use crate::mission::{MissionUpdate, StepAction};
+use crate::order::{Order, OrderStatus};
+use crate::planner::insertion::{Task, TravelTable};
+use crate::robot::{PlanStop, Robot, RobotModel, StopKind};
+use crate::{CoreError, OrderId, RobotId, ShopId, Timestamp};
+
+/// A robot the planner may give work: connected, not paused by an operator, not out of service.
+fn available(r: &Robot) -> bool {
+    r.online && !r.paused && r.fault.is_none() && !r.charging
+}
+
+/// Moves an order to `to`. The state machine refuses a transition only when a robot's report does not fit the
+/// order's state (a step result for an order cancelled meanwhile, say): the order stays as it is and operators
+/// get an alert, because a report the core cannot place means the robot and the dispatcher disagree.
+fn advance(o: &mut Order, to: OrderStatus, now: Timestamp, out: &mut Out) {
+    if let Err(e) = o.transition(to, now) {
+        out.other
+            .push(Output::Alert { robot: o.robot.clone(), message: format!("a robot report was not applied: {e}") });
+    }
+}
+
+/// The dispatcher core. See the module docs.
+#[derive(Debug)]
+pub struct Dispatcher {
+    /// Shared with plan snapshots being improved elsewhere; a closure copies it if a snapshot holds it.
+    map: Arc<MapGraph>,
+    config: Config,
+    meta: Meta,
+    shops: BTreeMap<ShopId, Shop>,
+    robots: BTreeMap<RobotId, Robot>,
+    orders: BTreeMap<OrderId, Order>,
+    /// (shop, idempotency key) -> order.
+    keys: BTreeMap<(ShopId, String), OrderId>,
+    /// Per robot, the stop each released drive step leads to.
+    drive_targets: BTreeMap<(RobotId, u32), (OrderId, StopKind)>,
+    /// Since when each offline robot has been gone (in memory: after a restart every robot gets a full grace
+    /// period from the first tick), and the robots whose absence was already acted on.
+    offline_since: BTreeMap<RobotId, Timestamp>,
+    offline_handled: BTreeSet<RobotId>,
+    table: TravelTable,
+    /// The planner's view of each robot's stops, kept between insertions (building one looks up the order of
+    /// every stop). See [`PlanView`].
+    views: RefCell<FxHashMap<RobotId, PlanView>>,
+    /// Counts changes to any plan or to the set of available robots, so an improver knows when a new
+    /// snapshot is worth taking.
+    plans_version: u64,
+}
+
+/// A robot's stops as planner tasks, with what they were built from. Tasks read the robot's plan and load and,
+/// of each order, its ready time, deliver-by time, parcel and drop-off ETA. The first two are compared on every
+/// use; of the order's fields only the ETA ever changes, and only when the robot's plan is installed, which
+/// drops the view.
+#[derive(Debug)]
+struct PlanView {
+    stops: Vec<PlanStop>,
+    on_board: Vec<OrderId>,
+    tasks: Vec<Task>,
+    load: (u8, u32),
+}
+
+/// Collects outputs; persists are de-duplicated per entity and emitted first.
+#[derive(Default)]
+struct Out {
+    shops: BTreeSet<ShopId>,
+    orders: BTreeSet<OrderId>,
+    robots: BTreeSet<RobotId>,
+    meta: bool,
+    other: Vec<Output>,
+    reply: Option<Result<Reply, CoreError>>,
+}
+
+impl Dispatcher {
+    /// A dispatcher on `map`. Prepares the map's contraction hierarchy for the default robot model unless it
+    /// already has one for that profile.
+    pub fn new(mut map: MapGraph, config: Config) -> Self {
+        let profile =
+            Profile { speed_mps: RobotModel::default().max_speed_mps, crossing_penalty_s: config.crossing_penalty_s };
+        if map.hierarchy().is_none_or(|(_, p)| p != profile) {
+            map.prepare(profile);
+        }
+        Self {
+            map: Arc::new(map),
+            config,
+            meta: Meta::default(),
+            shops: BTreeMap::new(),
+            robots: BTreeMap::new(),
+            orders: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            drive_targets: BTreeMap::new(),
+            offline_since: BTreeMap::new(),
+            offline_handled: BTreeSet::new(),
+            table: TravelTable::default(),
+            views: RefCell::default(),
+            plans_version: 0,
+        }
+    }
+
+    /// Rebuilds a dispatcher from stored records. Every robot starts offline until its session says hello.
+    pub fn restore(map: MapGraph, config: Config, records: Vec<Record>) -> Self {
+        let mut d = Self::new(map, config);
+        for r in records {
+            match r {
+                Record::Order(o) => {
+                    d.keys.insert((o.shop.clone(), o.idempotency_key.clone()), o.id.clone());
+                    d.orders.insert(o.id.clone(), *o);
+                }
+                Record::Robot(mut r) => {
+                    r.online = false;
+                    d.robots.insert(r.id.clone(), *r);
+                }
+                Record::Shop(s) => {
+                    d.shops.insert(s.id.clone(), s);
+                }
+                Record::Meta(m) => d.meta = m,
+            }
+        }
+        for &(a, b) in &d.meta.closed_edges {
+            Arc::make_mut(&mut d.map).close_edge(a, b);
+        }
+        // Drive targets follow from the plans: a released drive leads to the first stop whose drive is released
+        // and whose action is not yet finished.
+        for r in d.robots.values() {
+            for s in &r.mission.base {
+                if let StepAction::Drive { nodes, .. } = &s.action
+                    && let Some(stop) = r.plan.iter().find(|p| p.drive_released && Some(&p.node) == nodes.last())
+                {
+                    d.drive_targets.insert((r.id.clone(), s.seq), (stop.order.clone(), stop.kind));
+                }
+            }
+        }
+        d
+    }
+
+    pub fn map(&self) -> &MapGraph {
+        &self.map
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn order(&self, id: &OrderId) -> Option<&Order> {
+        self.orders.get(id)
+    }
+
+    pub fn orders(&self) -> impl Iterator<Item = &Order> {
+        self.orders.values()
+    }
+
+    pub fn robot(&self, id: &RobotId) -> Option<&Robot> {
+        self.robots.get(id)
+    }
+
+    pub fn robots(&self) -> impl Iterator<Item = &Robot> {
+        self.robots.values()
+    }
+
+    pub fn shop(&self, id: &ShopId) -> Option<&Shop> {
+        self.shops.get(id)
+    }
+
+    pub fn shops(&self) -> impl Iterator<Item = &Shop> {
+        self.shops.values()
+    }
+
+    /// An order as its shop may see it: another shop's order is reported as not found, so existence leaks
+    /// nothing.
+    pub fn order_for_shop(&self, shop: &ShopId, id: &OrderId) -> Result<&Order, CoreError> {
+        self.orders
+            .get(id)
+            .filter(|o| &o.shop == shop)
+            .ok_or_else(|| CoreError::not_found(format!("order {id} not found")))
+    }
+
+    /// The current mission update of a robot, as it would be sent now.
+    pub fn mission_update(&self, id: &RobotId) -> Option<MissionUpdate> {
+        self.robots.get(id).map(|r| self.build_update(r))
+    }
+
+    /// Handles one input at time `now`.
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Output> {
+        let mut out = Out::default();
+        match input {
+            Input::RegisterShop { id, name, pos } => {
+                out.reply = Some(self.register_shop(id, name, pos, &mut out));
+            }
+            Input::RegisterRobot { id, name, depot } => {
+                out.reply = Some(self.register_robot(id, name, depot, &mut out));
+            }
+            Input::Quote { shop, request } => {
+                out.reply = Some(self.quote(now, &shop, &request).map(Reply::Quote));
+            }
+            Input::PlaceOrder { shop, idempotency_key, request, pin } => {
+                out.reply = Some(self.place(now, shop, idempotency_key, request, pin, &mut out));
+            }
+            Input::CancelOrder { shop, order } => {
+                out.reply = Some(self.cancel(now, &shop, &order, &mut out));
+            }
+            Input::MarkReady { shop, order } => {
+                out.reply = Some(self.mark_ready(now, &shop, &order, &mut out));
+            }
+            Input::Robot { robot, msg } => self.robot_msg(now, &robot, msg, &mut out),
+            Input::RobotDisconnected { robot } => {
+                if let Some(r) = self.robots.get_mut(&robot) {
+                    r.online = false;
+                    self.plans_version += 1;
+                    out.other.push(Output::RobotChanged(Box::new(r.clone())));
+                    self.offline_since.insert(robot, now);
+                }
+            }
+            Input::CloseEdge { a, b } => {
+                out.reply = Some(self.set_edge(a, b, true, &mut out));
+            }
+            Input::OpenEdge { a, b } => {
+                out.reply = Some(self.set_edge(a, b, false, &mut out));
+            }
+            Input::PauseRobot { robot } | Input::ResumeRobot { robot } if !self.robots.contains_key(&robot) => {
+                out.reply = Some(Err(CoreError::not_found(format!("robot {robot} not found"))));
+            }
+            Input::PauseRobot { robot } => {
+                self.set_paused(&robot, true, &mut out);
+                out.reply = Some(Ok(Reply::Done));
+            }
+            Input::ResumeRobot { robot } => {
+                self.set_paused(&robot, false, &mut out);
+                out.reply = Some(Ok(Reply::Done));
+            }
+            Input::SetShift { robot, end } => {
+                out.reply = Some(match self.robots.get_mut(&robot) {
+                    Some(r) => {
+                        r.shift_end = end;
+                        self.plans_version += 1;
+                        out.robots.insert(robot.clone());
+                        Ok(Reply::Robot(Box::new(r.clone())))
+                    }
+                    None => Err(CoreError::not_found(format!("robot {robot} not found"))),
+                });
+            }
+            Input::ProposePlans(p) => {
+                out.reply = Some(self.apply_proposal(now, *p, &mut out));
+            }
+            Input::Tick => self.tick(now, &mut out),
+        }
+        self.finish(out)
+    }
+
+    fn finish(&self, out: Out) -> Vec<Output> {
+        let mut v = Vec::new();
+        if out.meta {
+            v.push(Output::Persist(Record::Meta(self.meta.clone())));
+        }
+        for id in &out.shops {
+            if let Some(s) = self.shops.get(id) {
+                v.push(Output::Persist(Record::Shop(s.clone())));
+            }
+        }
+        for id in &out.robots {
+            if let Some(r) = self.robots.get(id) {
+                v.push(Output::Persist(Record::Robot(Box::new(r.clone()))));
+            }
+        }
+        for id in &out.orders {
+            if let Some(o) = self.orders.get(id) {
+                v.push(Output::Persist(Record::Order(Box::new(o.clone()))));
+            }
+        }
+        if let Some(reply) = out.reply {
+            v.push(Output::Reply(reply));
+        }
+        for id in &out.orders {
+            if let Some(o) = self.orders.get(id) {
+                v.push(Output::OrderChanged(Box::new(o.clone())));
+            }
+        }
+        v.extend(out.other);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,212 @@
+//! What a shop asks of the dispatcher: validate and snap a delivery request, quote it, place it (idempotent on
+//! the shop's key), cancel it before loading, mark it ready.
+
+use crate::order::{DeliveryRequest, Order, OrderStatus, Place};
+use crate::planner::insertion::{self};
+use crate::{CoreError, OrderId, ShopId, Timestamp};
+
+use super::*;
+
+impl Dispatcher {
+    /// Checks a request and snaps its ends; the pickup is the shop.
+    pub(super) fn check_request(
+        &self,
+        now: Timestamp,
+        shop: &ShopId,
+        req: &DeliveryRequest,
+    ) -> Result<(Place, Place), CoreError> {
+        let shop =
+            self.shops.get(shop).ok_or_else(|| CoreError::not_found(format!("shop {shop} is not registered")))?;
+        if req.deliver_by <= now {
+            return Err(CoreError::invalid(format!(
+                "deliver-by time is {:.0} s in the past",
+                now.secs_since(req.deliver_by)
+            )));
+        }
+        if req.deliver_by.secs_since(now) > self.config.max_lead_s {
+            return Err(CoreError::invalid(format!(
+                "deliver-by time is more than {:.0} days ahead",
+                self.config.max_lead_s / 86_400.0
+            )));
+        }
+        if let Some(r) = req.ready_at
+            && r >= req.deliver_by
+        {
+            return Err(CoreError::invalid("ready time must be before the deliver-by time"));
+        }
+        let snap = self
+            .map
+            .snap(req.dropoff, self.config.max_snap_m)
+            .map_err(|e| CoreError::invalid(format!("drop-off address refused: {e}")))?;
+        Ok((shop.place, Place { pos: req.dropoff, node: snap.node }))
+    }
+
+    pub(super) fn quote(&mut self, now: Timestamp, shop: &ShopId, req: &DeliveryRequest) -> Result<Quote, CoreError> {
+        let (pickup, dropoff) = self.check_request(now, shop, req)?;
+        let probe = OrderId::parse("quote").expect("a constant valid id");
+        let (p, d) = self.tasks_for(&probe, req, pickup, dropoff, now);
+        Ok(match self.best_insertion(now, &p, &d) {
+            Ok(ins) => self.quote_of(&ins, now, req.deliver_by),
+            Err(reason) => Quote {
+                feasible: false,
+                reason: Some(reason),
+                robot: None,
+                eta_pickup: None,
+                eta_dropoff: None,
+                eta_latest: None,
+            },
+        })
+    }
+
+    pub(super) fn quote_of(&self, ins: &insertion::Insertion, now: Timestamp, deliver_by: Timestamp) -> Quote {
+        // A planning margin: a quarter of the remaining time, at least two minutes, never past deliver-by.
+        let remaining = ins.eta_dropoff.secs_since(now).max(0.0);
+        let latest = ins.eta_dropoff.plus_secs((remaining * 0.25).max(120.0)).min(deliver_by.max(ins.eta_dropoff));
+        Quote {
+            feasible: true,
+            reason: None,
+            robot: Some(ins.robot.clone()),
+            eta_pickup: Some(ins.eta_pickup),
+            eta_dropoff: Some(ins.eta_dropoff),
+            eta_latest: Some(latest),
+        }
+    }
+
+    pub(super) fn place(
+        &mut self,
+        now: Timestamp,
+        shop: ShopId,
+        key: String,
+        req: DeliveryRequest,
+        pin: String,
+        out: &mut Out,
+    ) -> Result<Reply, CoreError> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+            return Err(CoreError::invalid(format!(
+                "idempotency key must be 1 to {MAX_KEY_LEN} bytes without control characters"
+            )));
+        }
+        if pin.len() < 4 || pin.len() > 12 || !pin.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CoreError::invalid("PIN must be 4 to 12 digits"));
+        }
+        if let Some(id) = self.keys.get(&(shop.clone(), key.clone())) {
+            let o = &self.orders[id];
+            if o.request != req {
+                return Err(CoreError::AlreadyExists(format!(
+                    "idempotency key {key:?} was already used for order {id} with a different request"
+                )));
+            }
+            let quote = Quote {
+                feasible: true,
+                reason: None,
+                robot: o.robot.clone(),
+                eta_pickup: o.eta_pickup,
+                eta_dropoff: o.eta_dropoff,
+                eta_latest: o.eta_dropoff.map(|e| e.max(o.request.deliver_by)),
+            };
+            return Ok(Reply::Placed { order: Box::new(o.clone()), quote, replayed: true });
+        }
+        let open = self.orders.values().filter(|o| o.shop == shop && !o.status.is_terminal()).count();
+        if open >= self.config.max_open_orders_per_shop {
+            return Err(CoreError::ResourceExhausted(format!(
+                "shop {shop} already has {open} open orders; the limit is {}",
+                self.config.max_open_orders_per_shop
+            )));
+        }
+        let (pickup, dropoff) = self.check_request(now, &shop, &req)?;
+        let id = OrderId::parse(&format!("ord-{:06}", self.meta.next_order_seq + 1)).expect("digits are a valid id");
+        let (p, d) = self.tasks_for(&id, &req, pickup, dropoff, now);
+        let ins =
+            self.best_insertion(now, &p, &d).map_err(|why| CoreError::precondition(format!("order refused: {why}")))?;
+        let quote = self.quote_of(&ins, now, req.deliver_by);
+        self.meta.next_order_seq += 1;
+        out.meta = true;
+        let mut order = Order {
+            id: id.clone(),
+            shop: shop.clone(),
+            idempotency_key: key.clone(),
+            request: req,
+            pickup,
+            dropoff,
+            pin,
+            status: OrderStatus::Pending,
+            reason: None,
+            marked_ready: false,
+            robot: None,
+            robot_pos: None,
+            created_at: now,
+            updated_at: now,
+            eta_pickup: None,
+            eta_dropoff: None,
+            delivered_at: None,
+        };
+        order.transition(OrderStatus::Assigned, now)?;
+        order.robot = Some(ins.robot.clone());
+        self.orders.insert(id.clone(), order);
+        self.keys.insert((shop, key), id.clone());
+        out.orders.insert(id.clone());
+        self.apply_insertion(now, ins, out);
+        Ok(Reply::Placed { order: Box::new(self.orders[&id].clone()), quote, replayed: false })
+    }
+
+    pub(super) fn cancel(
+        &mut self,
+        now: Timestamp,
+        shop: &ShopId,
+        id: &OrderId,
+        out: &mut Out,
+    ) -> Result<Reply, CoreError> {
+        let o = self.order_for_shop(shop, id)?;
+        if o.status.is_terminal() || o.status.on_board() {
+            return Err(CoreError::precondition(format!(
+                "order {id} is {} and can no longer be cancelled",
+                o.status.name()
+            )));
+        }
+        let robot = o.robot.clone();
+        if let Some(rid) = &robot
+            && let Some(r) = self.robots.get(rid)
+            && r.plan.iter().any(|s| &s.order == id && s.action_released)
+        {
+            return Err(CoreError::precondition(format!(
+                "order {id} is being loaded by robot {rid} and can no longer be cancelled"
+            )));
+        }
+        let o = self.orders.get_mut(id).expect("found above");
+        o.transition(OrderStatus::Cancelled, now)?;
+        o.reason = Some("cancelled by the shop".into());
+        out.orders.insert(id.clone());
+        if let Some(rid) = robot
+            && let Some(r) = self.robots.get_mut(&rid)
+        {
+            r.plan.retain(|s| &s.order != id);
+            self.plans_version += 1;
+            out.robots.insert(rid.clone());
+            self.release(now, &rid, out, true);
+        }
+        Ok(Reply::Order(Box::new(self.orders[id].clone())))
+    }
+
+    pub(super) fn mark_ready(
+        &mut self,
+        now: Timestamp,
+        shop: &ShopId,
+        id: &OrderId,
+        out: &mut Out,
+    ) -> Result<Reply, CoreError> {
+        let o = self.order_for_shop(shop, id)?;
+        if o.status.is_terminal() {
+            return Err(CoreError::precondition(format!("order {id} is {} already", o.status.name())));
+        }
+        if !o.marked_ready {
+            let o = self.orders.get_mut(id).expect("found above");
+            o.marked_ready = true;
+            o.updated_at = now;
+            out.orders.insert(id.clone());
+            if let Some(rid) = o.robot.clone() {
+                self.release(now, &rid, out, false);
+            }
+        }
+        Ok(Reply::Order(Box::new(self.orders[id].clone())))
+    }
+}

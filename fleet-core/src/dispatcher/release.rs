@@ -1,0 +1,154 @@
+//! Release phase (VDA 5050 style): the robot's next steps are released one update at a time, a released base it may
+//! drive and a provisional horizon; arriving at a stop releases its action (load, hand over).
+
+use crate::mission::{MissionUpdate, Step, StepAction, ToRobot, pin_hash};
+use crate::order::OrderStatus;
+use crate::robot::{PlanStop, Robot, StopKind};
+use crate::{OrderId, RobotId, Timestamp};
+
+use super::*;
+
+impl Dispatcher {
+    /// Releases the robot's next stop when nothing it must finish first is pending: the drive to it, then its
+    /// action once its precondition holds (a pickup waits for the parcel to be marked ready). Sends an update
+    /// when anything changed or `plan_changed`.
+    pub(super) fn release(&mut self, now: Timestamp, robot: &RobotId, out: &mut Out, plan_changed: bool) {
+        let Some(r) = self.robots.get(robot) else {
+            return;
+        };
+        // Nothing new is released to a robot that is away or broken: a step released to it could not be taken
+        // back, and would pin its order to a robot that may never return. Its hello releases what is due.
+        if !r.online || r.fault.is_some() {
+            return;
+        }
+        let mut changed = plan_changed;
+        let busy = r.mission.base.iter().any(|s| !matches!(s.action, StepAction::Drive { .. }));
+        if !busy && let Some(stop) = r.plan.first().cloned() {
+            let profile = self.profile(&r.model);
+            let from = r
+                .mission
+                .base
+                .iter()
+                .rev()
+                .find_map(|s| match &s.action {
+                    StepAction::Drive { nodes, .. } => nodes.last().copied(),
+                    _ => None,
+                })
+                .unwrap_or(r.node);
+            let order_ready = self.orders.get(&stop.order).is_some_and(|o| o.marked_ready);
+            let mut new_steps = Vec::new();
+            let mut arrived_now = false;
+            if !stop.drive_released {
+                match self.map.route(from, stop.node, profile) {
+                    Some(route) if route.nodes.len() >= 2 => new_steps.push(StepAction::Drive {
+                        path: self.map.geometry(&route.nodes),
+                        nodes: route.nodes,
+                        length_m: route.length_m,
+                        speed_mps: profile.speed_mps,
+                    }),
+                    Some(_) => arrived_now = r.mission.base.is_empty(),
+                    None => {
+                        out.other.push(Output::Alert {
+                            robot: Some(robot.clone()),
+                            message: format!("no open route from {from} to {} for order {}", stop.node, stop.order),
+                        });
+                        return;
+                    }
+                }
+            }
+            // A pickup waits for the parcel to be packed; the drive to the shop does not.
+            let release_action = !stop.action_released && (stop.kind != StopKind::Pickup || order_ready);
+            if release_action && let Some(action) = self.stop_action(&stop) {
+                new_steps.push(action);
+            }
+            if !stop.drive_released || release_action {
+                changed = true;
+                let r = self.robots.get_mut(robot).expect("checked above");
+                for action in new_steps {
+                    let seq = r.mission.next_seq;
+                    r.mission.next_seq += 1;
+                    if matches!(action, StepAction::Drive { .. }) {
+                        self.drive_targets.insert((robot.clone(), seq), (stop.order.clone(), stop.kind));
+                    }
+                    r.mission.base.push(Step { seq, released: true, action });
+                }
+                let first = &mut r.plan[0];
+                let newly_driving = !first.drive_released;
+                first.drive_released = true;
+                first.action_released |= release_action;
+                if newly_driving {
+                    self.on_drive_released(now, &stop, arrived_now, out);
+                }
+            }
+        }
+        if changed {
+            let r = self.robots.get_mut(robot).expect("checked above");
+            r.mission.update_id += 1;
+            out.robots.insert(robot.clone());
+            let update = self.build_update(&self.robots[robot]);
+            out.other.push(Output::Send { robot: robot.clone(), msg: ToRobot::Mission(update) });
+        }
+    }
+
+    pub(super) fn on_drive_released(&mut self, now: Timestamp, stop: &PlanStop, arrived: bool, out: &mut Out) {
+        let Some(o) = self.orders.get_mut(&stop.order) else {
+            return;
+        };
+        if stop.kind == StopKind::Pickup && o.status == OrderStatus::Assigned {
+            advance(o, OrderStatus::ToPickup, now, out);
+            out.orders.insert(o.id.clone());
+        }
+        if arrived {
+            self.on_arrived(now, &stop.order.clone(), stop.kind, out);
+        }
+    }
+
+    pub(super) fn on_arrived(&mut self, now: Timestamp, order: &OrderId, kind: StopKind, out: &mut Out) {
+        let Some(o) = self.orders.get_mut(order) else {
+            return;
+        };
+        let to = match (kind, o.status) {
+            (StopKind::Pickup, OrderStatus::ToPickup) => OrderStatus::AtPickup,
+            (StopKind::Dropoff, OrderStatus::InTransit) => OrderStatus::AtDropoff,
+            _ => return,
+        };
+        if o.transition(to, now).is_ok() {
+            out.orders.insert(order.clone());
+        }
+    }
+
+    /// The update a robot should hold: the released base, then the rest of the plan as a provisional horizon
+    /// (stop actions only; the route to a stop comes with its release).
+    pub(super) fn build_update(&self, r: &Robot) -> MissionUpdate {
+        let mut steps = r.mission.base.clone();
+        let mut seq = r.mission.next_seq;
+        for stop in r.plan.iter().filter(|s| !s.action_released) {
+            let Some(action) = self.stop_action(stop) else {
+                continue;
+            };
+            steps.push(Step { seq, released: false, action });
+            seq += 1;
+        }
+        MissionUpdate { mission_id: r.mission.mission_id.clone(), update_id: r.mission.update_id, steps }
+    }
+
+    /// The step that performs a stop.
+    pub(super) fn stop_action(&self, stop: &PlanStop) -> Option<StepAction> {
+        let o = self.orders.get(&stop.order)?;
+        Some(match stop.kind {
+            StopKind::Pickup => StepAction::Pickup {
+                order: stop.order.clone(),
+                compartments: o.request.parcel.compartments,
+                service_s: self.config.pickup_service_s,
+            },
+            StopKind::Dropoff => StepAction::Dropoff {
+                order: stop.order.clone(),
+                pin_hash: pin_hash(&stop.order, &o.pin),
+                service_s: self.config.dropoff_service_s,
+            },
+            StopKind::Return => {
+                StepAction::Return { order: stop.order.clone(), service_s: self.config.pickup_service_s }
+            }
+        })
+    }
+}

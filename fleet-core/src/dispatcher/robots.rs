@@ -1,0 +1,303 @@
+//! Robot reports: hellos, state, step results and events. A step result moves its order along the state machine; a
+//! blocked sidewalk becomes a temporary closure and the robot is re-routed; a fault takes the robot out of planning.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::mission::{ErrorLevel, FromRobot, InstantAction, RobotEvent, Step, StepAction, StepOutcome, ToRobot};
+use crate::order::OrderStatus;
+use crate::robot::{PlanStop, StopKind};
+use crate::{NodeId, OrderId, RobotId, Timestamp};
+
+use super::*;
+
+impl Dispatcher {
+    pub(super) fn robot_msg(&mut self, now: Timestamp, id: &RobotId, msg: FromRobot, out: &mut Out) {
+        let Some(r) = self.robots.get_mut(id) else {
+            return;
+        };
+        r.last_seen = Some(now);
+        if matches!(msg, FromRobot::Hello(_) | FromRobot::State(_)) {
+            // It is back: its absence, if any, is over.
+            self.offline_since.remove(id);
+            self.offline_handled.remove(id);
+        }
+        let Some(r) = self.robots.get_mut(id) else {
+            return;
+        };
+        match msg {
+            FromRobot::Hello(hello) => {
+                match hello.model.checked() {
+                    Ok(m) => r.model = m,
+                    Err(e) => out.other.push(Output::Alert {
+                        robot: Some(id.clone()),
+                        message: format!("robot {id} sent a bad factsheet ({e}); keeping the registered model"),
+                    }),
+                }
+                r.online = true;
+                self.plans_version += 1;
+                out.robots.insert(id.clone());
+                if hello.mission_id == r.mission.mission_id {
+                    for (seq, outcome) in hello.finished {
+                        self.step_finished(now, id, seq, outcome, out);
+                    }
+                }
+                self.release(now, id, out, false);
+                // Always (re)send the current mission: a reconnecting robot may have missed updates, and
+                // re-sent updates are idempotent.
+                if !out
+                    .other
+                    .iter()
+                    .any(|o| matches!(o, Output::Send { robot, msg: ToRobot::Mission(_) } if robot == id))
+                {
+                    out.other.push(Output::Send {
+                        robot: id.clone(),
+                        msg: ToRobot::Mission(self.build_update(&self.robots[id])),
+                    });
+                }
+                if self.robots[id].paused {
+                    out.other.push(Output::Send { robot: id.clone(), msg: ToRobot::Instant(InstantAction::Pause) });
+                }
+                out.other.push(Output::RobotChanged(Box::new(self.robots[id].clone())));
+            }
+            FromRobot::State(s) => {
+                if !r.online {
+                    r.online = true;
+                    self.plans_version += 1;
+                }
+                r.pos = s.pos;
+                if s.battery_pct.is_finite() {
+                    r.battery_pct = s.battery_pct.clamp(0.0, 100.0);
+                }
+                if let Some(n) = s.last_node
+                    && self.map.node(n).is_some()
+                {
+                    r.node = n;
+                }
+                let pos = r.pos;
+                let active: Vec<OrderId> = r.plan.iter().map(|p| p.order.clone()).collect();
+                out.other.push(Output::RobotChanged(Box::new(r.clone())));
+                for oid in active {
+                    if let Some(o) = self.orders.get_mut(&oid)
+                        && matches!(o.status, OrderStatus::ToPickup | OrderStatus::InTransit)
+                    {
+                        o.robot_pos = Some(pos);
+                        out.other.push(Output::OrderChanged(Box::new(o.clone())));
+                    }
+                }
+            }
+            FromRobot::Ack { update_id } => {
+                if update_id <= r.mission.update_id && update_id > r.mission.acked_update_id {
+                    r.mission.acked_update_id = update_id;
+                }
+            }
+            FromRobot::Event(RobotEvent::StepFinished { seq, outcome }) => {
+                self.step_finished(now, id, seq, outcome, out);
+                self.release(now, id, out, false);
+            }
+            FromRobot::Event(RobotEvent::Blocked { from, to }) => self.on_blocked(now, id, from, to, out),
+            FromRobot::Event(RobotEvent::Error { level, kind, detail }) => {
+                out.other.push(Output::Alert {
+                    robot: Some(id.clone()),
+                    message: format!("robot {id} reports {level:?} {kind}: {detail}"),
+                });
+                if level == ErrorLevel::Fatal && r.fault.is_none() {
+                    r.fault = Some(format!("{kind}: {detail}"));
+                    out.robots.insert(id.clone());
+                    self.plans_version += 1;
+                    self.unassign_unstarted(now, id, "is out of service", out);
+                    self.replan_pending(now, out);
+                }
+            }
+        }
+    }
+
+    /// Applies a finished step (and, implicitly, every earlier base step). Unknown or repeated seqs are ignored.
+    pub(super) fn step_finished(
+        &mut self,
+        now: Timestamp,
+        id: &RobotId,
+        seq: u32,
+        outcome: StepOutcome,
+        out: &mut Out,
+    ) {
+        let Some(r) = self.robots.get_mut(id) else {
+            return;
+        };
+        let Some(pos) = r.mission.base.iter().position(|s| s.seq == seq) else {
+            return;
+        };
+        let done: Vec<Step> = r.mission.base.drain(..=pos).collect();
+        out.robots.insert(id.clone());
+        let last = done.len() - 1;
+        for (i, step) in done.into_iter().enumerate() {
+            let outcome = if i == last { outcome.clone() } else { StepOutcome::Done };
+            match step.action {
+                StepAction::Charge { .. } => {
+                    self.robots.get_mut(id).expect("present").charging = false;
+                    self.plans_version += 1;
+                }
+                StepAction::Drive { nodes, .. } => {
+                    if let Some(&n) = nodes.last() {
+                        self.robots.get_mut(id).expect("present").node = n;
+                    }
+                    if let Some((order, kind)) = self.drive_targets.remove(&(id.clone(), step.seq)) {
+                        self.on_arrived(now, &order, kind, out);
+                    }
+                }
+                StepAction::Pickup { order, .. } => {
+                    let r = self.robots.get_mut(id).expect("present");
+                    r.plan.retain(|s| !(s.order == order && s.kind == StopKind::Pickup));
+                    r.on_board.push(order.clone());
+                    if let Some(o) = self.orders.get_mut(&order) {
+                        // A pickup released without its drive (robot already at the shop) arrives here first.
+                        if o.status == OrderStatus::ToPickup {
+                            advance(o, OrderStatus::AtPickup, now, out);
+                        }
+                        advance(o, OrderStatus::InTransit, now, out);
+                        out.orders.insert(order);
+                    }
+                }
+                StepAction::Dropoff { order, .. } => {
+                    let r = self.robots.get_mut(id).expect("present");
+                    r.plan.retain(|s| !(s.order == order && s.kind == StopKind::Dropoff));
+                    let Some(o) = self.orders.get_mut(&order) else {
+                        continue;
+                    };
+                    if o.status == OrderStatus::InTransit {
+                        advance(o, OrderStatus::AtDropoff, now, out);
+                    }
+                    match outcome {
+                        StepOutcome::Done => {
+                            advance(o, OrderStatus::Delivered, now, out);
+                            r.on_board.retain(|x| x != &order);
+                        }
+                        StepOutcome::HandoverFailed(why) => {
+                            // The parcel stays on board; the robot brings it back to the shop.
+                            advance(o, OrderStatus::Returning, now, out);
+                            o.reason = Some(format!("hand-over failed: {why}"));
+                            r.plan.push(PlanStop {
+                                kind: StopKind::Return,
+                                order: order.clone(),
+                                node: o.pickup.node,
+                                drive_released: false,
+                                action_released: false,
+                            });
+                        }
+                    }
+                    out.orders.insert(order);
+                }
+                StepAction::Return { order, .. } => {
+                    let r = self.robots.get_mut(id).expect("present");
+                    r.plan.retain(|s| !(s.order == order && s.kind == StopKind::Return));
+                    r.on_board.retain(|x| x != &order);
+                    if let Some(o) = self.orders.get_mut(&order)
+                        && o.transition(OrderStatus::Returned, now).is_ok()
+                    {
+                        out.orders.insert(order);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acts on robots gone longer than the limit: orders they have not started loading go back to pending (and
+    /// are re-planned below); parcels aboard stay with the robot and operators are told.
+    /// A robot could not get from `from` to `to`: close that sidewalk for a while (both ways) and send the
+    /// robot a new route to the stop it was driving to, from the node it last passed.
+    pub(super) fn on_blocked(&mut self, now: Timestamp, id: &RobotId, from: NodeId, to: NodeId, out: &mut Out) {
+        let minutes = self.config.blocked_closure_s / 60.0;
+        if self.map.adjacent(from, to) {
+            let until = now.plus_secs(self.config.blocked_closure_s);
+            // Closures are per edge (both directions), named with the lower node first.
+            let key = (from.min(to), from.max(to));
+            let by_operator =
+                self.map.closed_edges().any(|e| e == key) && !self.meta.temp_closures.iter().any(|c| (c.0, c.1) == key);
+            // An edge an operator closed stays the operator's to open.
+            if !by_operator {
+                Arc::make_mut(&mut self.map).close_edge(key.0, key.1);
+                self.meta.temp_closures.retain(|c| (c.0, c.1) != key);
+                self.meta.temp_closures.push((key.0, key.1, until));
+            }
+            self.meta.closed_edges = self.map.closed_edges().collect();
+            self.table.clear();
+            self.plans_version += 1;
+            out.meta = true;
+        }
+        let Some(r) = self.robots.get_mut(id) else { return };
+        let driving = r.mission.base.first().is_some_and(|s| matches!(s.action, StepAction::Drive { .. }));
+        if !driving {
+            out.other.push(Output::Alert {
+                robot: Some(id.clone()),
+                message: format!("robot {id} reports the way from {from} to {to} blocked; closed for {minutes:.0} min"),
+            });
+            return;
+        }
+        // Withdraw the whole released base (the drive and any action released with it); the agent stops the
+        // step it runs when it is no longer first, and the release below sends the new route.
+        for s in std::mem::take(&mut r.mission.base) {
+            self.drive_targets.remove(&(id.clone(), s.seq));
+        }
+        if self.map.node(from).is_some() {
+            r.node = from;
+        }
+        if let Some(first) = r.plan.first_mut() {
+            first.drive_released = false;
+            first.action_released = false;
+        }
+        out.robots.insert(id.clone());
+        self.release(now, id, out, true);
+        let rerouted = self.robots.get(id).is_some_and(|r| !r.mission.base.is_empty());
+        out.other.push(Output::Alert {
+            robot: Some(id.clone()),
+            message: if rerouted {
+                format!("robot {id} blocked between {from} and {to}: sidewalk closed for {minutes:.0} min, re-routed")
+            } else {
+                format!(
+                    "robot {id} blocked between {from} and {to}: sidewalk closed for {minutes:.0} min, no other way yet"
+                )
+            },
+        });
+    }
+
+    /// Takes back from robot `id` every order it has not started loading (they become pending and are planned
+    /// again); orders aboard or being loaded stay, and operators are told.
+    pub(super) fn unassign_unstarted(&mut self, now: Timestamp, id: &RobotId, why: &str, out: &mut Out) {
+        let Some(r) = self.robots.get(id) else { return };
+        // An order moves when its pickup is still in the plan and not yet released for loading.
+        let movable: BTreeSet<OrderId> = r
+            .plan
+            .iter()
+            .filter(|s| s.kind == StopKind::Pickup && !s.action_released)
+            .map(|s| s.order.clone())
+            .collect();
+        let staying: BTreeSet<OrderId> =
+            r.plan.iter().map(|s| s.order.clone()).filter(|o| !movable.contains(o)).collect();
+        let r = self.robots.get_mut(id).expect("present");
+        r.plan.retain(|s| !movable.contains(&s.order));
+        for oid in &movable {
+            if let Some(o) = self.orders.get_mut(oid)
+                && o.transition(OrderStatus::Pending, now).is_ok()
+            {
+                o.eta_pickup = None;
+                o.eta_dropoff = None;
+                out.orders.insert(oid.clone());
+            }
+        }
+        if !staying.is_empty() {
+            let list: Vec<String> = staying.iter().map(ToString::to_string).collect();
+            out.other.push(Output::Alert {
+                robot: Some(id.clone()),
+                message: format!(
+                    "robot {id} {why} with parcels aboard or being loaded ({}); those orders wait for it",
+                    list.join(", ")
+                ),
+            });
+        }
+        if !movable.is_empty() {
+            self.plans_version += 1;
+            out.robots.insert(id.clone());
+            self.release(now, id, out, true);
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Faults: blocked sidewalks, low batteries, broken robots.
+
+use super::*;
+use crate::Grams;
+use crate::map::tests::grid;
+use crate::mission::Hello;
+use crate::order::Parcel;
+
+use super::ll;
+
+/// A shop at the south-west corner of the grid, robot `a` there, robot `b` one block north; one order to
+/// the north-east corner placed on `a`.
+fn setup() -> (Dispatcher, RobotId, RobotId, OrderId, Timestamp) {
+    let t = Timestamp(1_000_000);
+    let mut d = Dispatcher::new(grid(), Config::default());
+    let shop = ShopId::parse("s").expect("valid");
+    d.handle(t, Input::RegisterShop { id: shop.clone(), name: "S".into(), pos: ll(43.73, 7.42) });
+    let (a, b) = (RobotId::parse("a").expect("valid"), RobotId::parse("b").expect("valid"));
+    for (id, at) in [(&a, ll(43.73, 7.42)), (&b, ll(43.731, 7.42))] {
+        d.handle(t, Input::RegisterRobot { id: id.clone(), name: String::new(), depot: at });
+        let hello =
+            Hello { model: RobotModel::default(), mission_id: String::new(), last_update_id: 0, finished: vec![] };
+        d.handle(t, Input::Robot { robot: id.clone(), msg: FromRobot::Hello(hello) });
+    }
+    let request = DeliveryRequest {
+        dropoff: ll(43.733, 7.423),
+        parcel: Parcel::new(Grams(500), 1).expect("valid"),
+        ready_at: None,
+        deliver_by: t.plus_secs(3_600.0),
+    };
+    let out = d.handle(t, Input::PlaceOrder { shop, idempotency_key: "k".into(), request, pin: "1234".into() });
+    let order = super::tests::placed(&out);
+    assert_eq!(d.order(&order).and_then(|o| o.robot.clone()), Some(a.clone()));
+    (d, a, b, order, t)
+}
+
+fn drive_nodes(d: &Dispatcher, r: &RobotId) -> Option<(u32, Vec<NodeId>)> {
+    d.robot(r)?.mission.base.iter().find_map(|s| match &s.action {
+        StepAction::Drive { nodes, .. } => Some((s.seq, nodes.clone())),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_blocked_sidewalk_is_closed_and_the_robot_rerouted_until_it_reopens() {
+    let (mut d, a, _b, order, t) = setup();
+    // Mark the parcel ready and let robot `a` load it, so its released drive goes to the customer.
+    let shop = ShopId::parse("s").expect("valid");
+    d.handle(t, Input::MarkReady { shop, order: order.clone() });
+    let pickup_seq = d.robot(&a).expect("a").mission.base.iter().find_map(|s| match s.action {
+        StepAction::Pickup { .. } => Some(s.seq),
+        _ => None,
+    });
+    let seq = pickup_seq.expect("the pickup is released at the shop");
+    d.handle(
+        t,
+        Input::Robot {
+            robot: a.clone(),
+            msg: FromRobot::Event(RobotEvent::StepFinished { seq, outcome: StepOutcome::Done }),
+        },
+    );
+    let (old_seq, nodes) = drive_nodes(&d, &a).expect("driving to the customer");
+    let (from, to) = (nodes[0], nodes[1]);
+    let out = d.handle(
+        t.plus_secs(5.0),
+        Input::Robot { robot: a.clone(), msg: FromRobot::Event(RobotEvent::Blocked { from, to }) },
+    );
+    let (new_seq, new_nodes) = drive_nodes(&d, &a).expect("a new route");
+    assert!(new_seq > old_seq, "a new step, not the withdrawn one");
+    assert_eq!(new_nodes.first(), Some(&from));
+    assert!(!new_nodes.windows(2).any(|w| (w[0], w[1]) == (from, to) || (w[0], w[1]) == (to, from)), "{new_nodes:?}");
+    assert_eq!(new_nodes.last(), nodes.last(), "same destination");
+    assert!(out.iter().any(|o| matches!(o, Output::Send { robot, msg: ToRobot::Mission(_) } if robot == &a)));
+    assert!(out.iter().any(|o| matches!(o, Output::Alert { message, .. } if message.contains("re-routed"))));
+    assert!(out.iter().any(|o| matches!(o, Output::Persist(Record::Meta(m)) if m.temp_closures.len() == 1)));
+    let closed: Vec<_> = d.map().closed_edges().collect();
+    assert_eq!(closed, vec![(from.min(to), from.max(to))]);
+    // Ten minutes later the sidewalk reopens by itself.
+    d.handle(t.plus_secs(5.0 + 599.0), Input::Tick);
+    assert_eq!(d.map().closed_edges().count(), 1);
+    d.handle(t.plus_secs(5.0 + 601.0), Input::Tick);
+    assert_eq!(d.map().closed_edges().count(), 0);
+}
+
+#[test]
+fn an_idle_robot_low_on_battery_charges_at_its_depot_and_gets_no_work_meanwhile() {
+    let (mut d, a, b, order, t) = setup();
+    // Robot `b` is idle, one block from its depot... at it, in fact; report a low battery.
+    let state = |pct: f64| {
+        FromRobot::State(crate::mission::RobotReport {
+            pos: ll(43.731, 7.42),
+            heading_deg: 0.0,
+            speed_mps: 0.0,
+            battery_pct: pct,
+            last_node: None,
+            update_id: 0,
+            driving: false,
+            paused: false,
+        })
+    };
+    d.handle(t, Input::Robot { robot: b.clone(), msg: state(35.0) });
+    let out = d.handle(t.plus_secs(1.0), Input::Tick);
+    let r = d.robot(&b).expect("b");
+    assert!(r.charging);
+    let charge = r.mission.base.iter().find_map(|s| match s.action {
+        StepAction::Charge { until_pct } => Some((s.seq, until_pct)),
+        _ => None,
+    });
+    let (seq, until) = charge.expect("a charge step");
+    assert_eq!(until, Config::default().charge_to_pct);
+    assert!(out.iter().any(|o| matches!(o, Output::Send { robot, msg: ToRobot::Mission(_) } if robot == &b)));
+    assert!(d.plan_snapshot(t).plans.iter().all(|p| p.robot != b), "charging: not planned");
+    // Robot `a` breaks down: its order cannot go to the charging robot and waits.
+    let err = RobotEvent::Error { level: ErrorLevel::Fatal, kind: "motor".into(), detail: "stuck".into() };
+    d.handle(t.plus_secs(2.0), Input::Robot { robot: a.clone(), msg: FromRobot::Event(err) });
+    assert_eq!(d.order(&order).map(|o| o.status), Some(OrderStatus::Pending));
+    // Charged: `b` reports the step done and takes the waiting order on the next tick.
+    d.handle(t.plus_secs(3.0), Input::Robot { robot: b.clone(), msg: state(95.0) });
+    let done = RobotEvent::StepFinished { seq, outcome: StepOutcome::Done };
+    d.handle(t.plus_secs(3.0), Input::Robot { robot: b.clone(), msg: FromRobot::Event(done) });
+    assert!(!d.robot(&b).expect("b").charging);
+    d.handle(t.plus_secs(4.0), Input::Tick);
+    assert_eq!(d.order(&order).and_then(|o| o.robot.clone()), Some(b.clone()));
+}
+
+#[test]
+fn a_broken_robot_loses_unstarted_orders_and_gets_no_new_work_until_resumed() {
+    let (mut d, a, b, order, t) = setup();
+    let err = RobotEvent::Error { level: ErrorLevel::Fatal, kind: "motor".into(), detail: "left wheel".into() };
+    let out = d.handle(t.plus_secs(1.0), Input::Robot { robot: a.clone(), msg: FromRobot::Event(err) });
+    assert_eq!(d.order(&order).and_then(|o| o.robot.clone()), Some(b.clone()), "re-assigned at once");
+    assert!(d.robot(&a).expect("a").fault.is_some());
+    assert!(d.robot(&a).expect("a").plan.is_empty());
+    assert!(out.iter().any(|o| matches!(o, Output::Persist(Record::Robot(r)) if r.id == a && r.fault.is_some())));
+    assert!(d.plan_snapshot(t).plans.iter().all(|p| p.robot != a), "out of service: not planned");
+    d.handle(t.plus_secs(2.0), Input::ResumeRobot { robot: a.clone() });
+    assert!(d.robot(&a).expect("a").fault.is_none());
+    assert!(d.plan_snapshot(t).plans.iter().any(|p| p.robot == a));
+}
