@@ -312,7 +312,8 @@ pub async fn run(map: &MapGraph, endpoint: &str, operator_token: &str, cfg: &Loa
                     record(&shared, "PlaceOrder", due, Ok(()));
                     r.into_inner().order.map(|o| o.order_id)
                 }
-                Err(st) if st.code() == Code::FailedPrecondition && st.message().starts_with("order refused") => {
+                // A refusal (the fleet cannot fit the order) is an answer, not an error.
+                Err(st) if st.code() == Code::FailedPrecondition && reason(&st) != "FAILED_PRECONDITION" => {
                     record(&shared, "PlaceOrder", due, Ok(()));
                     if let Ok(mut s) = shared.lock() {
                         s.refused += 1;
@@ -406,4 +407,10 @@ pub async fn run(map: &MapGraph, endpoint: &str, operator_token: &str, cfg: &Loa
     }
     report.lost = placed.iter().filter(|(s, id)| !listed[*s].contains(id.as_str())).count();
     Ok(report)
+}
+
+/// The stable reason of a status (`google.rpc.ErrorInfo`), empty when it carries none.
+fn reason(st: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    st.get_details_error_info().map(|i| i.reason).unwrap_or_default()
 }

@@ -247,7 +247,7 @@ async fn client(
                 }
                 // The parked robot's plan is full (its battery range or the deadlines): the shop cancels one of
                 // its live orders to make room, then tries the same key again.
-                Err(s) if s.code() == Code::FailedPrecondition && s.message().contains("busy or full") => {
+                Err(s) if reason(&s) == "FLEET_BUSY" => {
                     let mine = format!("c{who}-");
                     // A cancellation sent before a crash is retried first, so it is acknowledged in the end.
                     let live = {
@@ -549,7 +549,7 @@ async fn sigterm_under_load_drains_and_loses_nothing() {
                 first = r.into_inner().order;
                 break;
             }
-            Err(s) if s.message().contains("no robot is available") => {
+            Err(s) if reason(&s) == "NO_ROBOT_AVAILABLE" => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(s) => panic!("the first order: {s:?}"),
@@ -647,4 +647,10 @@ fn an_unacknowledged_cancellation_is_counted_neither_way() {
     assert!(!Acked { cancel_sent: true, ..placed.clone() }.live(), "a cancel sent, no answer yet");
     assert!(!Acked { cancel_sent: true, room_cancel_sent: true, ..placed.clone() }.live());
     assert!(!Acked { cancelled: true, cancel_sent: true, ..placed }.live(), "an acknowledged cancel");
+}
+
+/// The stable reason of a status (`google.rpc.ErrorInfo`), empty when it carries none.
+fn reason(st: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    st.get_details_error_info().map(|i| i.reason).unwrap_or_default()
 }

@@ -17,6 +17,6 @@ pub mod robot;
 pub mod routing;
 pub mod units;
 
-pub use error::CoreError;
+pub use error::{CoreError, Refusal};
 pub use ids::{NodeId, OrderId, RobotId, ShopId};
 pub use units::{Grams, LatLon, Timestamp};

@@ -8,21 +8,29 @@ use fleet_core::mission::{
 };
 use fleet_core::order::{DeliveryRequest, Order, OrderStatus, Parcel};
 use fleet_core::robot::{Robot, RobotModel};
-use fleet_core::{CoreError, Grams, LatLon, NodeId, OrderId, RobotId, ShopId, Timestamp};
+use fleet_core::{Grams, LatLon, NodeId, OrderId, RobotId, ShopId, Timestamp};
 
 use crate::pb;
 
-/// A field that is missing or bad, with a message naming it.
+/// A field that is missing or bad: the field as the protocol spells it (`delivery.dropoff`), and a message
+/// naming it. Servers send the field as a `google.rpc.BadRequest` violation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct WireError(pub String);
+#[error("{message}")]
+pub struct WireError {
+    pub field: String,
+    pub message: String,
+}
 
 impl WireError {
+    /// A bad `field`; `message` is the whole sentence a person reads.
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        Self { field: field.to_owned(), message: message.into() }
+    }
     fn field(field: &str, e: impl std::fmt::Display) -> Self {
-        Self(format!("{field}: {e}"))
+        Self::new(field, format!("{field}: {e}"))
     }
     fn missing(field: &str) -> Self {
-        Self(format!("{field} is required"))
+        Self::new(field, format!("{field} is required"))
     }
 }
 
@@ -136,7 +144,8 @@ pub fn order_to_wire(o: &Order) -> pb::Order {
 pub fn quote_to_wire(q: &Quote) -> pb::Quote {
     pb::Quote {
         feasible: q.feasible,
-        reason: q.reason.clone().unwrap_or_default(),
+        reason: q.reason.as_ref().map(ToString::to_string).unwrap_or_default(),
+        refusal: q.reason.as_ref().map(|r| r.code().to_owned()).unwrap_or_default(),
         eta_pickup: opt_ts(q.eta_pickup),
         eta_dropoff: opt_ts(q.eta_dropoff),
         eta_latest: opt_ts(q.eta_latest),
@@ -441,12 +450,6 @@ pub fn to_robot(m: pb::DispatcherMessage) -> R<Option<ToRobot>> {
     }
 }
 
-impl From<CoreError> for WireError {
-    fn from(e: CoreError) -> Self {
-        Self(e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,7 +479,7 @@ mod tests {
         ];
         for (bad, want) in cases {
             let err = delivery(Some(&bad)).expect_err(want);
-            assert!(err.0.contains(want), "{err} should mention {want}");
+            assert!(err.message.contains(want), "{err} should mention {want}");
         }
     }
 

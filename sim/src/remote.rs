@@ -20,7 +20,7 @@ use robot_agent::agent::Agent;
 use robot_agent::platform::KinematicPlatform;
 use robot_agent::session::{self, Customers, SessionConfig};
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Request, Status};
 use trundle_proto::pb;
 use trundle_proto::pb::ops_service_client::OpsServiceClient;
 use trundle_proto::pb::order_service_client::OrderServiceClient;
@@ -191,9 +191,7 @@ pub async fn run(map: &MapGraph, cfg: &RemoteConfig) -> Result<RemoteReport, Rem
         let mut tries = 0;
         let answer = loop {
             match client.place_order(authed(req.clone(), token)?).await {
-                Err(st)
-                    if st.code() == Code::FailedPrecondition && st.message().contains("no robot") && tries < 200 =>
-                {
+                Err(st) if reason(&st) == "NO_ROBOT_AVAILABLE" && tries < 200 => {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -250,4 +248,10 @@ pub async fn run(map: &MapGraph, cfg: &RemoteConfig) -> Result<RemoteReport, Rem
     }
     report.wall_s = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The stable reason of a status (`google.rpc.ErrorInfo`), empty when it carries none.
+fn reason(st: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    st.get_details_error_info().map(|i| i.reason).unwrap_or_default()
 }

@@ -9,6 +9,7 @@ use common::*;
 use dispatcher::limits::Limits;
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
+use tonic_types::StatusExt;
 use trundle_proto::pb;
 use trundle_proto::pb::ops_service_client::OpsServiceClient;
 use trundle_proto::pb::order_service_client::OrderServiceClient;
@@ -653,6 +654,20 @@ async fn hundreds_of_hostile_requests_get_their_status_and_change_nothing() {
         match got {
             Err(st) if st.code() == code => {
                 assert!(!st.message().is_empty(), "{what}: a refusal says why");
+                // Every refusal of ours carries a stable reason any client can act on; only the transport's
+                // own decode limit (OUT_OF_RANGE, answered before our code runs) has none.
+                match st.get_details_error_info() {
+                    Some(info) => {
+                        if info.domain != "trundle.v1" || info.reason.is_empty() {
+                            failures.push(format!("{what}: ErrorInfo {info:?}"));
+                        }
+                        if info.reason == "INVALID_FIELD" && st.get_details_bad_request().is_none() {
+                            failures.push(format!("{what}: a bad field without its BadRequest violation"));
+                        }
+                    }
+                    None if code == Code::OutOfRange => {}
+                    None => failures.push(format!("{what}: {code:?} without an ErrorInfo reason")),
+                }
             }
             other => failures.push(format!(
                 "{what}: expected {code:?}, got {:?}",

@@ -17,8 +17,7 @@ pub struct Ctx {
     pub limits: Limits,
 }
 
-/// A core reply of the wrong kind for the call: a bug, reported without detail.
+/// A core reply of the wrong kind for the call: a bug, logged and reported without detail.
 pub(crate) fn unexpected(r: fleet_core::dispatcher::Reply) -> tonic::Status {
-    tracing::error!("unexpected core reply {r:?}");
-    tonic::Status::internal("internal error")
+    crate::error::Error::Unexpected(format!("{r:?}")).into()
 }

@@ -23,7 +23,7 @@ type FleetStream = Pin<Box<dyn Stream<Item = Result<pb::FleetEvent, Status>> + S
 impl OpsApi {
     async fn robot_reply(&self, robot: fleet_core::RobotId) -> Result<pb::Robot, Status> {
         let r = self.0.core.query(move |d| d.robot(&robot).map(convert::robot_to_wire)).await?;
-        r.ok_or_else(|| Status::not_found("robot not found"))
+        r.ok_or_else(|| Error::not_found("robot not found").into())
     }
 
     fn edge(r: &pb::EdgeRequest) -> (NodeId, NodeId) {
@@ -100,7 +100,9 @@ impl pb::ops_service_server::OpsService for OpsApi {
         let r = req.get_ref();
         let principal = self.principal_of(r.role, &r.subject).await?;
         if r.token.len() > 256 {
-            return Err(Error::Wire(WireError("token is longer than any token this dispatcher issues".into())).into());
+            return Err(
+                Error::Wire(WireError::new("token", "token is longer than any token this dispatcher issues")).into()
+            );
         }
         let token = Some(r.token.as_str()).filter(|t| !t.is_empty());
         let revoked = self.0.auth.revoke(&principal, token)?;
@@ -169,7 +171,7 @@ impl pb::ops_service_server::OpsService for OpsApi {
         let id = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
         let i = id.clone();
         let o = self.0.core.query(move |d| d.order(&i).map(convert::order_to_wire)).await?;
-        o.map(Response::new).ok_or_else(|| Status::not_found(format!("order {id} not found")))
+        o.map(Response::new).ok_or_else(|| Error::not_found(format!("order {id} not found")).into())
     }
 
     type WatchFleetStream = FleetStream;
@@ -219,7 +221,7 @@ impl OpsApi {
                 let id = shop_id("subject", subject).map_err(Error::from)?;
                 let i = id.clone();
                 if !self.0.core.query(move |d| d.shop(&i).is_some()).await? {
-                    return Err(Status::not_found(format!("shop {id} is not registered")));
+                    return Err(Error::not_found(format!("shop {id} is not registered")).into());
                 }
                 Principal::Shop(id)
             }
@@ -227,18 +229,20 @@ impl OpsApi {
                 let id = robot_id("subject", subject).map_err(Error::from)?;
                 let i = id.clone();
                 if !self.0.core.query(move |d| d.robot(&i).is_some()).await? {
-                    return Err(Status::not_found(format!("robot {id} is not registered")));
+                    return Err(Error::not_found(format!("robot {id} is not registered")).into());
                 }
                 Principal::Robot(id)
             }
             Ok(pb::Role::Operator) => {
                 if !subject.is_empty() {
-                    return Err(Error::Wire(WireError("subject must be empty for an operator token".into())).into());
+                    return Err(
+                        Error::Wire(WireError::new("subject", "subject must be empty for an operator token")).into()
+                    );
                 }
                 Principal::Operator
             }
             _ => {
-                return Err(Error::Wire(WireError(format!("role {} is not a known role", role))).into());
+                return Err(Error::Wire(WireError::new("role", format!("role {} is not a known role", role))).into());
             }
         })
     }

@@ -64,7 +64,11 @@ impl pb::order_service_server::OrderService for OrderApi {
             0 => 100,
             n if n <= 1000 => n as usize,
             n => {
-                return Err(Error::Wire(convert::WireError(format!("limit {n} is over the maximum of 1000"))).into());
+                return Err(Error::Wire(convert::WireError::new(
+                    "limit",
+                    format!("limit {n} is over the maximum of 1000"),
+                ))
+                .into());
             }
         };
         let include_closed = r.include_closed;
@@ -98,7 +102,7 @@ impl pb::order_service_server::OrderService for OrderApi {
                 Ok((orders, next))
             })
             .await?;
-        let (orders, next_page_token) = page.map_err(|why| Error::Wire(convert::WireError(why)))?;
+        let (orders, next_page_token) = page.map_err(|why| Error::Wire(convert::WireError::new("page_token", why)))?;
         Ok(Response::new(pb::ListOrdersResponse { orders, next_page_token }))
     }
 

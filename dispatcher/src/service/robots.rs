@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use fleet_core::CoreError;
 use fleet_core::dispatcher::Input;
 use fleet_core::mission::FromRobot;
 use tokio::sync::mpsc;
@@ -40,7 +41,7 @@ impl pb::robot_service_server::RobotService for RobotApi {
             self.0.core.query(move |d| d.robot(&r).is_some()).await?
         };
         if !known {
-            return Err(Status::not_found(format!("robot {robot} is not registered")));
+            return Err(Error::not_found(format!("robot {robot} is not registered")).into());
         }
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
@@ -51,7 +52,7 @@ impl pb::robot_service_server::RobotService for RobotApi {
                 Ok(Some(Ok(m))) => m,
                 Ok(Some(Err(_))) | Ok(None) => return,
                 Err(_) => {
-                    let _ = tx.send(Err(Status::deadline_exceeded("no hello within 30 s"))).await;
+                    let _ = tx.send(Err(Error::NoHello(HELLO_TIMEOUT.as_secs()).into())).await;
                     return;
                 }
             };
@@ -59,14 +60,20 @@ impl pb::robot_service_server::RobotService for RobotApi {
                 Some(pb::robot_message::Msg::Hello(h)) => h.robot_id.clone(),
                 _ => {
                     let _ = tx
-                        .send(Err(Status::failed_precondition("the first message of a session must be a hello")))
+                        .send(Err(Error::Core(CoreError::precondition(
+                            "the first message of a session must be a hello",
+                        ))
+                        .into()))
                         .await;
                     return;
                 }
             };
             if !claimed.is_empty() && claimed != robot.as_str() {
                 let _ = tx
-                    .send(Err(Status::permission_denied(format!("this token belongs to robot {robot}, not {claimed}"))))
+                    .send(Err(Error::Core(CoreError::PermissionDenied(format!(
+                        "this token belongs to robot {robot}, not {claimed}"
+                    )))
+                    .into()))
                     .await;
                 return;
             }
@@ -95,7 +102,7 @@ impl pb::robot_service_server::RobotService for RobotApi {
                     () = core.closed() => break,
                     changed = revocations.changed() => {
                         if changed.is_err() || !auth.is_valid(&token_hash) {
-                            let _ = tx.send(Err(Status::unauthenticated("this robot's token was revoked"))).await;
+                            let _ = tx.send(Err(Error::Revoked.into())).await;
                             break;
                         }
                         continue;
@@ -104,16 +111,19 @@ impl pb::robot_service_server::RobotService for RobotApi {
                 let Some(Ok(m)) = m else { break };
                 if !bucket.take(limits.session_msgs_per_s, limits.session_burst) {
                     let _ = tx
-                        .send(Err(Status::resource_exhausted(format!(
+                        .send(Err(Error::RateLimited(format!(
                             "robot {robot} sends more than {} messages per second; reconnect and slow down",
                             limits.session_msgs_per_s
-                        ))))
+                        ))
+                        .into()))
                         .await;
                     break;
                 }
                 match convert::from_robot(m) {
                     Ok(FromRobot::Hello(_)) => {
-                        let _ = tx.send(Err(Status::failed_precondition("hello may only be sent once"))).await;
+                        let _ = tx
+                            .send(Err(Error::Core(CoreError::precondition("hello may only be sent once")).into()))
+                            .await;
                         break;
                     }
                     Ok(msg) => {

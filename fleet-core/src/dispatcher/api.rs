@@ -7,7 +7,7 @@ use crate::mission::{FromRobot, ToRobot};
 use crate::order::{DeliveryRequest, Order, Place};
 use crate::planner::improve::Proposal;
 use crate::robot::Robot;
-use crate::{CoreError, LatLon, NodeId, OrderId, RobotId, ShopId, Timestamp};
+use crate::{CoreError, LatLon, NodeId, OrderId, Refusal, RobotId, ShopId, Timestamp};
 
 /// Tunables of the dispatcher.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,7 +111,8 @@ pub enum Record {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Quote {
     pub feasible: bool,
-    pub reason: Option<String>,
+    /// Why not, when not feasible.
+    pub reason: Option<Refusal>,
     pub robot: Option<RobotId>,
     pub eta_pickup: Option<Timestamp>,
     pub eta_dropoff: Option<Timestamp>,

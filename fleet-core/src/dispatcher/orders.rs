@@ -3,7 +3,7 @@
 
 use crate::order::{DeliveryRequest, Order, OrderStatus, Place};
 use crate::planner::insertion::{self};
-use crate::{CoreError, OrderId, ShopId, Timestamp};
+use crate::{CoreError, OrderId, Refusal, ShopId, Timestamp};
 
 use super::*;
 
@@ -18,26 +18,31 @@ impl Dispatcher {
         let shop =
             self.shops.get(shop).ok_or_else(|| CoreError::not_found(format!("shop {shop} is not registered")))?;
         if req.deliver_by <= now {
-            return Err(CoreError::invalid(format!(
-                "deliver-by time is {:.0} s in the past",
-                now.secs_since(req.deliver_by)
-            )));
+            return Err(CoreError::field(
+                "delivery.deliver_by",
+                format!("deliver-by time is {:.0} s in the past", now.secs_since(req.deliver_by)),
+            ));
         }
         if req.deliver_by.secs_since(now) > self.config.max_lead_s {
-            return Err(CoreError::invalid(format!(
-                "deliver-by time is more than {:.0} days ahead",
-                self.config.max_lead_s / 86_400.0
-            )));
+            return Err(CoreError::field(
+                "delivery.deliver_by",
+                format!("deliver-by time is more than {:.0} days ahead", self.config.max_lead_s / 86_400.0),
+            ));
         }
         if let Some(r) = req.ready_at
             && r >= req.deliver_by
         {
-            return Err(CoreError::invalid("ready time must be before the deliver-by time"));
+            return Err(CoreError::field("delivery.ready_at", "ready time must be before the deliver-by time"));
         }
-        let snap = self
-            .map
-            .snap(req.dropoff, self.config.max_snap_m)
-            .map_err(|e| CoreError::invalid(format!("drop-off address refused: {e}")))?;
+        // Snapped without a limit so that the distance is known; beyond the limit the address is outside the
+        // area this map serves.
+        let snap = self.map.snap(req.dropoff, f64::INFINITY)?;
+        if snap.edge_distance_m > self.config.max_snap_m {
+            return Err(CoreError::Refused(Refusal::OutOfArea {
+                distance_m: snap.edge_distance_m.round().min(f64::from(u32::MAX)) as u32,
+                limit_m: self.config.max_snap_m.round() as u32,
+            }));
+        }
         Ok((shop.place, Place { pos: req.dropoff, node: snap.node }))
     }
 
@@ -47,9 +52,9 @@ impl Dispatcher {
         let (p, d) = self.tasks_for(&probe, req, pickup, dropoff, now);
         Ok(match self.best_insertion(now, &p, &d) {
             Ok(ins) => self.quote_of(&ins, now, req.deliver_by),
-            Err(reason) => Quote {
+            Err(refusal) => Quote {
                 feasible: false,
-                reason: Some(reason),
+                reason: Some(refusal),
                 robot: None,
                 eta_pickup: None,
                 eta_dropoff: None,
@@ -82,19 +87,18 @@ impl Dispatcher {
         out: &mut Out,
     ) -> Result<Reply, CoreError> {
         if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
-            return Err(CoreError::invalid(format!(
-                "idempotency key must be 1 to {MAX_KEY_LEN} bytes without control characters"
-            )));
+            return Err(CoreError::field(
+                "idempotency_key",
+                format!("idempotency key must be 1 to {MAX_KEY_LEN} bytes without control characters"),
+            ));
         }
         if pin.len() < 4 || pin.len() > 12 || !pin.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(CoreError::invalid("PIN must be 4 to 12 digits"));
+            return Err(CoreError::field("pin", "PIN must be 4 to 12 digits"));
         }
         if let Some(id) = self.keys.get(&(shop.clone(), key.clone())) {
             let o = &self.orders[id];
             if o.request != req {
-                return Err(CoreError::AlreadyExists(format!(
-                    "idempotency key {key:?} was already used for order {id} with a different request"
-                )));
+                return Err(CoreError::KeyReused { key, order: id.to_string() });
             }
             let quote = Quote {
                 feasible: true,
@@ -116,8 +120,7 @@ impl Dispatcher {
         let (pickup, dropoff) = self.check_request(now, &shop, &req)?;
         let id = OrderId::parse(&format!("ord-{:06}", self.meta.next_order_seq + 1)).expect("digits are a valid id");
         let (p, d) = self.tasks_for(&id, &req, pickup, dropoff, now);
-        let ins =
-            self.best_insertion(now, &p, &d).map_err(|why| CoreError::precondition(format!("order refused: {why}")))?;
+        let ins = self.best_insertion(now, &p, &d).map_err(CoreError::Refused)?;
         let quote = self.quote_of(&ins, now, req.deliver_by);
         self.meta.next_order_seq += 1;
         out.meta = true;

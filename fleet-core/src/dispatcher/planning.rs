@@ -10,7 +10,7 @@ use crate::order::{DeliveryRequest, Place};
 use crate::planner::improve::{PlanSnapshot, Proposal};
 use crate::planner::insertion::{self, RobotPlan, Task, TravelTable};
 use crate::robot::{PlanStop, Robot, RobotModel, StopKind};
-use crate::{CoreError, NodeId, OrderId, RobotId, Timestamp};
+use crate::{CoreError, NodeId, OrderId, Refusal, RobotId, Timestamp};
 
 use super::*;
 
@@ -256,17 +256,14 @@ impl Dispatcher {
         now: Timestamp,
         pickup: &Task,
         dropoff: &Task,
-    ) -> Result<insertion::Insertion, String> {
+    ) -> Result<insertion::Insertion, Refusal> {
         let robots: Vec<&Robot> = self.robots.values().filter(|r| available(r)).collect();
         if robots.is_empty() {
-            return Err("no robot is available right now".into());
+            return Err(Refusal::NoRobotAvailable);
         }
         let biggest = robots.iter().map(|r| r.model.compartments).max().unwrap_or(0);
         if pickup.compartments > biggest {
-            return Err(format!(
-                "the parcel needs {} compartments; the largest available robot has {biggest}",
-                pickup.compartments
-            ));
+            return Err(Refusal::ParcelTooLarge { compartments: pickup.compartments, largest: biggest });
         }
         // Every planned stop's order exists (orders are never removed), so these nodes are the plans' nodes.
         let nodes: Vec<NodeId> = robots.iter().flat_map(|r| r.plan.iter().map(|s| s.node)).collect();
@@ -310,32 +307,30 @@ impl Dispatcher {
         plans: &[RobotPlan],
         pickup: &Task,
         dropoff: &Task,
-    ) -> String {
+    ) -> Refusal {
         let profile = plans[0].profile;
         let Some(trip_s) = table.secs(map, pickup.node, dropoff.node, profile) else {
-            return "the drop-off cannot be reached from the shop on the open sidewalks".into();
+            return Refusal::Unreachable;
         };
         let ready = pickup.not_before.max(now);
         let earliest = ready.plus_secs(pickup.service_s + trip_s);
         if let Some(deadline) = dropoff.deadline
             && earliest > deadline
         {
-            return format!(
-                "too far for the deliver-by time: the drop-off is {:.0} min from the shop by sidewalk, so even a \
-                 robot waiting at the shop would arrive {:.0} min late",
-                trip_s / 60.0,
-                (earliest.secs_since(deadline) / 60.0).max(1.0)
-            );
+            return Refusal::DeadlineTooSoon {
+                trip_min: (trip_s / 60.0).round() as u32,
+                late_min: (earliest.secs_since(deadline) / 60.0).round().max(1.0) as u32,
+            };
         }
         let done = earliest.plus_secs(dropoff.service_s);
         if plans.iter().all(|p| p.shift_end.is_some_and(|end| end < done)) {
-            return "every available robot's shift ends before it could deliver this order".into();
+            return Refusal::ShiftEnds;
         }
         let trip_m = trip_s * profile.speed_mps;
         if plans.iter().all(|p| p.range_m < trip_m) {
-            return format!("no available robot has the battery left for a {:.1} km trip", trip_m / 1000.0);
+            return Refusal::BatteryRange { trip_m: trip_m.round() as u32 };
         }
-        format!("all {} available robots are busy or full: none can fit it in before the deliver-by time", plans.len())
+        Refusal::FleetBusy { robots: plans.len() as u32 }
     }
 
     /// Installs a robot's new task list, keeping the release flags of stops it already had.

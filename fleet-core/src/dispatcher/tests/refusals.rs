@@ -1,10 +1,10 @@
 //! Quotes and refusals say why an order cannot be served.
 
 use super::*;
-use crate::Grams;
 use crate::map::tests::grid;
 use crate::mission::Hello;
 use crate::order::Parcel;
+use crate::{Grams, Refusal};
 
 #[test]
 fn a_quote_says_why_an_order_cannot_be_served() {
@@ -32,7 +32,8 @@ fn a_quote_says_why_an_order_cannot_be_served() {
     // About 660 m across the grid: more than 5 minutes at 1.6 m/s, plus a minute of loading.
     let q = quote(&mut d, 300.0);
     assert!(!q.feasible);
-    assert!(q.reason.as_deref().is_some_and(|r| r.starts_with("too far for the deliver-by time")), "{q:?}");
+    assert!(matches!(q.reason, Some(Refusal::DeadlineTooSoon { .. })), "{q:?}");
+    assert!(q.reason.as_ref().is_some_and(|r| r.to_string().starts_with("too far for the deliver-by time")), "{q:?}");
     let q = quote(&mut d, 3_600.0);
     assert!(q.feasible, "{q:?}");
     // A shift that ends in five minutes leaves no time for a trip of eight.
@@ -40,7 +41,7 @@ fn a_quote_says_why_an_order_cannot_be_served() {
         d.handle(t, Input::SetShift { robot: RobotId::parse("r").expect("valid"), end: Some(t.plus_secs(300.0)) });
     assert!(matches!(super::tests::reply(&out), Ok(Reply::Robot(r)) if r.shift_end == Some(t.plus_secs(300.0))));
     let q = quote(&mut d, 3_600.0);
-    assert!(q.reason.as_deref().is_some_and(|r| r.contains("shift ends")), "{q:?}");
+    assert_eq!(q.reason, Some(Refusal::ShiftEnds), "{q:?}");
     let out = d.handle(t, Input::SetShift { robot: RobotId::parse("nobody").expect("valid"), end: None });
     assert!(matches!(super::tests::reply(&out), Err(CoreError::NotFound(_))));
     d.handle(t, Input::SetShift { robot: RobotId::parse("r").expect("valid"), end: None });
