@@ -749,7 +749,8 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
     // Each of the 20 shops places 10 orders a second at 200/s, more than the default cap of open orders.
     opts.config.max_open_orders_per_shop = usize::MAX;
     opts.improver.enabled = !a.no_improve;
-    let prepared = dispatcher::open(opts)?;
+    let mut prepared = dispatcher::open(opts)?;
+    let core = prepared.core_handle();
     let token = std::fs::read_to_string(dispatcher::server::operator_token_path(dir.path()))?.trim().to_owned();
     let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
@@ -768,6 +769,8 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
     };
     let endpoint = format!("http://{addr}");
     let report = load_rt.block_on(load::run(&map, &endpoint, &token, &cfg)).map_err(anyhow::Error::msg)?;
+    // Where the core thread's time went, read before the server stops.
+    let stats = server_rt.block_on(async { core.await.ok()?.stats().await.ok() });
     let _ = stop_tx.send(());
     let _ = server_rt.block_on(server);
     let r2 = |v: f64| (v * 100.0).round() / 100.0;
@@ -782,5 +785,17 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
         "state_reports": report.state_reports, "wall_s": r2(report.wall_s), "improver": !a.no_improve,
         "place_p99_ms": r2(report.latencies.get("PlaceOrder").map_or(f64::NAN, |l| l.percentile(0.99))),
         "machine": machine()}));
+    if let Some(st) = stats {
+        let ms = |us: u64| r2(us as f64 / 1000.0);
+        let mut phases: Vec<(String, &dispatcher::stats::Histogram)> =
+            vec![("queued".into(), &st.queued), ("write".into(), &st.write), ("tick".into(), &st.tick)];
+        phases.extend(st.handle.iter().map(|(k, h)| (format!("handle {k}"), h)));
+        for (phase, h) in phases {
+            out.emit(json!({"bench": "load", "core": phase, "count": h.count, "p50_ms": ms(h.quantile_us(0.5)),
+                "p99_ms": ms(h.quantile_us(0.99)), "max_ms": ms(h.max_us)}));
+        }
+        out.emit(json!({"bench": "load", "core": "group size", "count": st.group.count,
+            "p50": st.group.quantile_us(0.5), "p99": st.group.quantile_us(0.99), "max": st.group.max_us}));
+    }
     Ok(())
 }

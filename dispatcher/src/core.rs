@@ -1,15 +1,18 @@
 //! The core thread: the server's adapter over [`fleet_core::host::Host`], which owns the dispatcher. This
-//! thread adds only what is the server's: the store it writes records through, the table of live robot
-//! sessions it sends messages into, the watchers it notifies, the wall clock, and the improver thread that
-//! runs the searches the host hands out. Services talk to it through a [`CoreHandle`].
+//! thread adds only what is the server's: the table of live robot sessions, the wall clock, and the improver
+//! thread that runs the searches the host hands out. Services talk to it through a [`CoreHandle`].
 //!
-//! For every group of inputs: the host handles each, all their records are written in one flushed batch, then
-//! the replies, robot messages and notes go out. A failed write answers UNAVAILABLE and stops the core
-//! (fail-stop): memory may be ahead of disk, so the process must restart from disk rather than serve a state
-//! nobody can recover. After every command the host says whether a tick or a search is due.
+//! For every group of inputs the host handles each, and the group goes to the writer thread, which writes the
+//! records of every group waiting in one flushed batch and only then sends the replies, robot messages and notes,
+//! in the order the core handled them. The core goes on with the next inputs while the disk flushes, so a slow
+//! flush delays answers but never the core; a query's answer, too, waits until every earlier write is on disk.
+//! A failed write answers UNAVAILABLE and stops the core (fail-stop): memory may be ahead of disk, so the process
+//! must restart from disk rather than serve a state nobody can recover. After every command the host says
+//! whether a tick or a search is due.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,7 @@ use trundle_proto::{convert, pb};
 
 use crate::Error;
 use crate::clock::Clock;
+use crate::stats::{self, CoreStats, Histogram};
 use crate::store::Store;
 
 /// What robot sessions receive.
@@ -37,7 +41,8 @@ pub enum FleetNote {
     Alert { robot: Option<RobotId>, message: String },
 }
 
-type Query = Box<dyn FnOnce(&Dispatcher) + Send>;
+/// A read of the core's state; what it returns runs once every earlier write is on disk (it sends the answer).
+type Query = Box<dyn FnOnce(&Dispatcher) -> Box<dyn FnOnce() + Send> + Send>;
 /// Where the answer to one input goes, if anybody waits for it.
 type ReplyTx = oneshot::Sender<Result<Reply, Error>>;
 
@@ -45,14 +50,22 @@ enum Command {
     Input {
         input: Input,
         reply: Option<oneshot::Sender<Result<Reply, Error>>>,
+        /// When the service queued it, for the queueing figure in [`CoreStats`].
+        sent: Instant,
     },
     Query(Query),
+    Stats(oneshot::Sender<CoreStats>),
     Attach {
         robot: RobotId,
         tx: SessionTx,
         reply: oneshot::Sender<u64>,
     },
     Detach {
+        robot: RobotId,
+        session: u64,
+    },
+    /// The writer found a session's queue full: the session is dropped (the robot reconnects and resynchronises).
+    SessionFull {
         robot: RobotId,
         session: u64,
     },
@@ -94,6 +107,7 @@ pub struct CoreHandle {
 pub struct Core {
     pub handle: CoreHandle,
     thread: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
     improver: Option<JoinHandle<()>>,
 }
 
@@ -124,28 +138,46 @@ impl Core {
         } else {
             None
         };
+        let failed = Arc::new(AtomicBool::new(false));
+        let (batches, batches_rx) = std::sync::mpsc::sync_channel(WRITER_QUEUE);
+        let writer = Writer {
+            store,
+            orders,
+            fleet,
+            failed: failed.clone(),
+            back: handle.tx.clone(),
+            write: Histogram::default(),
+        };
+        let writer_thread = std::thread::Builder::new()
+            .name("trundle-writer".into())
+            .spawn(move || writer.run(batches_rx))
+            .map_err(|e| Error::Setup(format!("cannot start the store writer thread: {e}")))?;
         let state = CoreThread {
             host: Host::new(dispatcher, improve),
-            store,
             clock,
             sessions: BTreeMap::new(),
             next_session: 1,
-            orders,
-            fleet,
-            failed: false,
+            writer: batches,
+            failed,
             searches: improver_thread.as_ref().map(|_| snap_tx),
+            stats: CoreStats::default(),
         };
         let thread = std::thread::Builder::new()
             .name("trundle-core".into())
             .spawn(move || state.run(rx))
             .map_err(|e| Error::Setup(format!("cannot start the dispatcher core thread: {e}")))?;
-        Ok(Self { handle, thread: Some(thread), improver: improver_thread })
+        Ok(Self { handle, thread: Some(thread), writer: Some(writer_thread), improver: improver_thread })
     }
 
     /// Stops the core and waits until it has dropped the store and every session sender.
     pub async fn stop(&mut self) {
         let _ = self.handle.tx.send(Command::Stop);
         if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        // The core dropped its end of the writer's queue: the writer writes and delivers what is left, then
+        // drops the store.
+        if let Some(t) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         // The core dropped the snapshot sender, so the improver ends after its current search.
@@ -198,13 +230,13 @@ impl CoreHandle {
     /// Runs one input through the core and returns its reply.
     pub async fn call(&self, input: Input) -> Result<Reply, Error> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Input { input, reply: Some(tx) }).map_err(|_| Error::Stopped)?;
+        self.tx.send(Command::Input { input, reply: Some(tx), sent: Instant::now() }).map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)?
     }
 
     /// Sends an input whose reply nobody waits for (robot messages, ticks).
     pub fn send(&self, input: Input) -> Result<(), Error> {
-        self.tx.send(Command::Input { input, reply: None }).map_err(|_| Error::Stopped)
+        self.tx.send(Command::Input { input, reply: None, sent: Instant::now() }).map_err(|_| Error::Stopped)
     }
 
     /// Reads from the core's current state.
@@ -214,9 +246,20 @@ impl CoreHandle {
     ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         let q: Query = Box::new(move |d| {
-            let _ = tx.send(f(d));
+            let answer = f(d);
+            Box::new(move || {
+                // A caller that gave up waiting needs no answer.
+                let _ = tx.send(answer);
+            })
         });
         self.tx.send(Command::Query(q)).map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Where the core thread's time went since it started.
+    pub async fn stats(&self) -> Result<CoreStats, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Stats(tx)).map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
 
@@ -253,16 +296,38 @@ impl CoreHandle {
 
 struct CoreThread {
     host: Host,
-    store: Arc<dyn Store>,
     clock: Box<dyn Clock>,
     sessions: BTreeMap<RobotId, (u64, SessionTx)>,
     next_session: u64,
-    orders: broadcast::Sender<Arc<Order>>,
-    fleet: broadcast::Sender<FleetNote>,
-    /// A store write failed: refuse everything from now on.
-    failed: bool,
+    /// Where handled groups go to be written and then delivered, in order. Bounded: a core that runs this far
+    /// ahead of the disk waits for it rather than hold ever more unacknowledged work in memory.
+    writer: std::sync::mpsc::SyncSender<Batch>,
+    /// Set by the writer when a store write failed: refuse everything from now on.
+    failed: Arc<AtomicBool>,
     /// Where searches go; `None` when improvement is off.
     searches: Option<std::sync::mpsc::Sender<PlanSnapshot>>,
+    stats: CoreStats,
+}
+
+/// Groups the writer may be behind the core before the core waits.
+const WRITER_QUEUE: usize = 64;
+
+/// What the core hands the writer: records to make durable, then what may happen once they are.
+enum Batch {
+    /// Handled inputs: write their records, then answer, send to robots and notify watchers.
+    Commit(Vec<Handled>),
+    /// Something to do only after every earlier batch is on disk (a query's answer).
+    After(Box<dyn FnOnce() + Send>),
+    /// The core's figures, completed with the writer's own and sent to the caller.
+    Stats(Box<CoreStats>, oneshot::Sender<CoreStats>),
+}
+
+/// One handled input: what the host routed, the caller waiting for the reply (if any) and the robot sessions
+/// its messages go to, looked up when it was handled (a session attached later never sees older messages).
+struct Handled {
+    routed: Routed,
+    reply: Option<ReplyTx>,
+    to: Vec<(RobotId, u64, SessionTx)>,
 }
 
 impl CoreThread {
@@ -270,14 +335,23 @@ impl CoreThread {
         let mut next: Option<Command> = None;
         loop {
             let Some(cmd) = next.take().or_else(|| rx.blocking_recv()) else { break };
+            if self.failed.load(Ordering::Acquire) && !self.sessions.is_empty() {
+                // Memory may be ahead of disk: end every session, so robots reconnect to a restarted process.
+                self.sessions.clear();
+            }
             match cmd {
                 Command::Stop => break,
                 Command::Wake => {}
-                Command::Query(q) => q(self.host.dispatcher()),
+                Command::Query(q) => {
+                    let answer = q(self.host.dispatcher());
+                    self.hand_to_writer(Batch::After(answer));
+                }
+                Command::Stats(reply) => self.hand_to_writer(Batch::Stats(Box::new(self.stats.clone()), reply)),
                 Command::Attach { robot, tx, reply } => {
                     let id = self.next_session;
                     self.next_session += 1;
-                    // Dropping the replaced sender ends the older session's stream.
+                    // Dropping the replaced sender ends the older session's stream (once the writer has
+                    // delivered what was already addressed to it).
                     self.sessions.insert(robot, (id, tx));
                     // The session waits for this number; if it is gone, its own end detaches it.
                     let _ = reply.send(id);
@@ -285,17 +359,21 @@ impl CoreThread {
                 Command::Detach { robot, session } => {
                     if self.sessions.get(&robot).is_some_and(|(id, _)| *id == session) {
                         self.sessions.remove(&robot);
-                        self.inputs(vec![(Input::RobotDisconnected { robot }, None)]);
+                        self.inputs(vec![(Input::RobotDisconnected { robot }, None, Instant::now())]);
                     }
                 }
-                Command::Input { input, reply } => {
+                Command::SessionFull { robot, session } => {
+                    if self.sessions.get(&robot).is_some_and(|(id, _)| *id == session) {
+                        self.sessions.remove(&robot);
+                    }
+                }
+                Command::Input { input, reply, sent } => {
                     // Group commit: every input already waiting joins this one, and one flushed write covers
-                    // them all. A query or any other command ends the group, so nothing reads state that is
-                    // not yet on disk.
-                    let mut group = vec![(input, reply)];
+                    // them all. Anything else ends the group.
+                    let mut group = vec![(input, reply, sent)];
                     while group.len() < MAX_GROUP {
                         match rx.try_recv() {
-                            Ok(Command::Input { input, reply }) => group.push((input, reply)),
+                            Ok(Command::Input { input, reply, sent }) => group.push((input, reply, sent)),
                             Ok(other) => {
                                 next = Some(other);
                                 break;
@@ -325,13 +403,23 @@ impl CoreThread {
         tracing::info!("dispatcher core stopped");
     }
 
+    fn hand_to_writer(&mut self, batch: Batch) {
+        if self.writer.send(batch).is_err() {
+            // The writer only ends after the core, or when it panicked: nothing can be made durable any more.
+            tracing::error!("the store writer has stopped; refusing everything from now on");
+            self.failed.store(true, Ordering::Release);
+        }
+    }
+
     /// Runs the tick and starts the search the host says are due now.
     fn due(&mut self) {
-        if self.failed {
+        if self.failed.load(Ordering::Acquire) {
             return;
         }
         let now = self.clock.now();
+        let started = Instant::now();
         if let Some(routed) = self.host.tick_if_due(now) {
+            self.stats.tick.record(started.elapsed());
             self.commit(vec![(routed, None)]);
         }
         let Some(tx) = &self.searches else { return };
@@ -345,10 +433,10 @@ impl CoreThread {
         }
     }
 
-    /// Handles a group of inputs through the host, then commits them together.
-    fn inputs(&mut self, group: Vec<(Input, Option<ReplyTx>)>) {
-        if self.failed {
-            for (_, reply) in group {
+    /// Handles a group of inputs through the host, then hands them to the writer together.
+    fn inputs(&mut self, group: Vec<(Input, Option<ReplyTx>, Instant)>) {
+        if self.failed.load(Ordering::Acquire) {
+            for (_, reply, _) in group {
                 if let Some(r) = reply {
                     // A caller that gave up waiting needs no answer.
                     let _ = r.send(Err(Error::Stopped));
@@ -356,40 +444,121 @@ impl CoreThread {
             }
             return;
         }
+        self.stats.group.record_us(group.len() as u64);
         let mut handled = Vec::with_capacity(group.len());
-        for (input, reply) in group {
+        for (input, reply, sent) in group {
+            let started = Instant::now();
+            self.stats.queued.record(started.saturating_duration_since(sent));
+            let kind = stats::kind(&input);
             let now = self.clock.now();
             handled.push((self.host.handle(now, input), reply));
+            self.stats.handle.entry(kind).or_default().record(started.elapsed());
         }
         self.commit(handled);
     }
 
-    /// Writes every record of the group in one flushed batch, then answers, sends and notifies in order.
+    /// Hands handled inputs to the writer, with the sessions their robot messages go to.
     fn commit(&mut self, handled: Vec<(Routed, Option<ReplyTx>)>) {
-        let records: Vec<_> = handled.iter().flat_map(|(r, _)| r.records.iter().cloned()).collect();
-        if let Err(e) = self.store.write(&records) {
-            tracing::error!("store write failed, stopping the core: {e}");
-            self.failed = true;
-            self.sessions.clear();
-            let why = match &e {
-                Error::Store(m) => m.clone(),
-                other => other.to_string(),
-            };
-            for (_, reply) in handled {
-                if let Some(r) = reply {
-                    // A caller that gave up waiting needs no answer.
-                    let _ = r.send(Err(Error::Store(why.clone())));
+        let batch = handled
+            .into_iter()
+            .map(|(routed, reply)| {
+                let to = routed
+                    .to_robots
+                    .iter()
+                    .filter_map(|(robot, _)| self.sessions.get(robot).map(|(id, tx)| (robot.clone(), *id, tx.clone())))
+                    .collect();
+                Handled { routed, reply, to }
+            })
+            .collect();
+        self.hand_to_writer(Batch::Commit(batch));
+    }
+}
+
+/// The writer thread: makes the records of every batch durable (all batches waiting at once in one flushed
+/// write), and only then answers callers, sends to robots and notifies watchers, in the order the core handled
+/// the inputs. The core meanwhile handles what came next, so a slow flush delays answers but never the core.
+struct Writer {
+    store: Arc<dyn Store>,
+    orders: broadcast::Sender<Arc<Order>>,
+    fleet: broadcast::Sender<FleetNote>,
+    failed: Arc<AtomicBool>,
+    /// Sessions found full while delivering go back to the core, which owns the session table.
+    back: mpsc::UnboundedSender<Command>,
+    write: Histogram,
+}
+
+/// Batches written together at most.
+const MAX_WRITE_BATCHES: usize = 256;
+
+impl Writer {
+    fn run(mut self, rx: std::sync::mpsc::Receiver<Batch>) {
+        while let Ok(first) = rx.recv() {
+            let mut batches = vec![first];
+            while batches.len() < MAX_WRITE_BATCHES {
+                match rx.try_recv() {
+                    Ok(b) => batches.push(b),
+                    Err(_) => break,
                 }
             }
-            return;
-        }
-        for (routed, reply) in handled {
-            self.deliver(routed, reply);
+            let written = self.write(&batches);
+            for b in batches {
+                match b {
+                    Batch::Commit(handled) => {
+                        for h in handled {
+                            match &written {
+                                Ok(()) => self.deliver(h),
+                                Err(why) => {
+                                    if let Some(r) = h.reply {
+                                        // A caller that gave up waiting needs no answer.
+                                        let _ = r.send(Err(Error::Store(why.clone())));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Batch::After(f) => f(),
+                    Batch::Stats(mut st, reply) => {
+                        st.write = self.write.clone();
+                        let _ = reply.send(*st);
+                    }
+                }
+            }
         }
     }
 
+    /// Writes the records of every commit in `batches` in one flushed batch. After a failure nothing is written
+    /// again: memory may be ahead of disk, so the process must restart from disk (fail-stop).
+    fn write(&mut self, batches: &[Batch]) -> Result<(), String> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err("an earlier store write failed; the dispatcher must restart".into());
+        }
+        let records: Vec<_> = batches
+            .iter()
+            .flat_map(|b| match b {
+                Batch::Commit(handled) => handled.iter().flat_map(|h| h.routed.records.iter().cloned()).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let started = Instant::now();
+        let written = self.store.write(&records);
+        if !records.is_empty() {
+            self.write.record(started.elapsed());
+        }
+        written.map_err(|e| {
+            tracing::error!("store write failed, stopping the core: {e}");
+            self.failed.store(true, Ordering::Release);
+            // Wake the core so it ends its sessions now.
+            let _ = self.back.send(Command::Wake);
+            match e {
+                Error::Store(m) => m,
+                other => other.to_string(),
+            }
+        })
+    }
+
     /// Answers, sends to robots and notifies watchers; the records are already on disk.
-    fn deliver(&mut self, routed: Routed, reply: Option<ReplyTx>) {
+    fn deliver(&mut self, h: Handled) {
+        let Handled { routed, reply, to } = h;
         if let Some(tx) = reply {
             let answer = routed
                 .reply
@@ -399,13 +568,13 @@ impl CoreThread {
             let _ = tx.send(answer);
         }
         for (robot, msg) in routed.to_robots {
-            let Some((_, tx)) = self.sessions.get(&robot) else {
+            let Some((_, session, tx)) = to.iter().find(|(r, ..)| *r == robot) else {
                 continue;
             };
             // A robot that cannot keep up loses its session; it reconnects and resynchronises.
             if tx.try_send(Ok(convert::to_robot_to_wire(&msg))).is_err() {
                 tracing::warn!(%robot, "session queue full or closed; dropping the session");
-                self.sessions.remove(&robot);
+                let _ = self.back.send(Command::SessionFull { robot, session: *session });
             }
         }
         // A broadcast without receivers is a watcher-less moment, not an error.

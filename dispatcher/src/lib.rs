@@ -15,6 +15,7 @@ pub mod error;
 pub mod limits;
 pub mod server;
 pub mod service;
+pub mod stats;
 pub mod store;
 
 pub use error::Error;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Rates and bursts; `Default` suits a small city's fleet on one machine.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -15,11 +15,20 @@ pub struct Limits {
     /// Messages per second one robot session may stream, sustained, and in a burst.
     pub session_msgs_per_s: f64,
     pub session_burst: f64,
+    /// HTTP/2 keepalive: a ping this often on every connection, which is closed when the answer takes more than
+    /// half as long. Notices a dead robot link even when nothing is sent. `None` sends no pings.
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { calls_per_s: 100.0, call_burst: 400.0, session_msgs_per_s: 50.0, session_burst: 200.0 }
+        Self {
+            calls_per_s: 100.0,
+            call_burst: 400.0,
+            session_msgs_per_s: 50.0,
+            session_burst: 200.0,
+            keepalive: Some(Duration::from_secs(20)),
+        }
     }
 }
 

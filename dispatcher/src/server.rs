@@ -17,7 +17,7 @@ use trundle_proto::pb;
 use crate::Error;
 use crate::auth::Auth;
 use crate::clock::{Clock, MonotonicClock};
-use crate::core::{Core, ImproverConfig};
+use crate::core::{Core, CoreHandle, ImproverConfig};
 use crate::limits::Limits;
 use crate::service::Ctx;
 use crate::service::ops::OpsApi;
@@ -113,6 +113,8 @@ pub struct Prepared {
     clock: Box<dyn Clock>,
     limits: Limits,
     tls: Option<TlsConfig>,
+    /// Who wants the core's handle once it runs (an in-process benchmark reading [`crate::stats::CoreStats`]).
+    handle_to: Option<tokio::sync::oneshot::Sender<CoreHandle>>,
 }
 
 /// Serves until `shutdown` resolves. The listener is already bound, so tests can pass `127.0.0.1:0`.
@@ -153,22 +155,35 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
         clock: opts.clock,
         limits: opts.limits,
         tls: opts.tls,
+        handle_to: None,
     })
 }
 
 impl Prepared {
+    /// The core's handle, once [`Prepared::serve`] has started the core: for a process that runs the server
+    /// in-process and wants to read its figures.
+    pub fn core_handle(&mut self) -> tokio::sync::oneshot::Receiver<CoreHandle> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.handle_to = Some(tx);
+        rx
+    }
+
     /// Serves until `shutdown` resolves.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Prepared { dispatcher, store, auth, improver, clock, limits, tls } = self;
+        let Prepared { dispatcher, store, auth, improver, clock, limits, tls, handle_to } = self;
         // The host decides when a tick or a search is due; this only wakes the core on the tick cadence so
         // that it looks even when no input arrives.
         let wake_every = Duration::from_secs_f64(dispatcher.config().tick_every_s.clamp(0.01, 3_600.0));
         let mut core = Core::start(dispatcher, store, improver, clock)?;
         let handle = core.handle.clone();
+        if let Some(to) = handle_to {
+            // Nobody listening any more is their business.
+            let _ = to.send(handle.clone());
+        }
         let wake_handle = core.handle.clone();
         let ticker = tokio::spawn(async move {
             let mut iv = tokio::time::interval(wake_every);
@@ -227,8 +242,8 @@ impl Prepared {
         }
         builder
             // Keepalive pings notice a dead robot link within about 30 s even when nothing is sent.
-            .http2_keepalive_interval(Some(Duration::from_secs(20)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .http2_keepalive_interval(limits.keepalive)
+            .http2_keepalive_timeout(limits.keepalive.map(|k| k / 2))
             .tcp_keepalive(Some(Duration::from_secs(30)))
             // At most this many requests in flight per connection, and streams per connection.
             .concurrency_limit_per_connection(MAX_CONCURRENT_PER_CONNECTION)

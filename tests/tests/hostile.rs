@@ -161,7 +161,13 @@ fn state(lat: f64, lon: f64) -> pb::RobotMessage {
 async fn hundreds_of_hostile_requests_get_their_status_and_change_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start_with(dir.path(), None, |o| {
-        o.limits = Limits { calls_per_s: 1e9, call_burst: 1e9, session_msgs_per_s: 1e9, session_burst: 1e9 };
+        o.limits = Limits {
+            calls_per_s: 1e9,
+            call_burst: 1e9,
+            session_msgs_per_s: 1e9,
+            session_burst: 1e9,
+            ..Limits::default()
+        };
         o.improver.enabled = false;
     })
     .await;

@@ -13,7 +13,13 @@ async fn callers_over_their_limits_are_refused_and_nothing_changes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start_with(dir.path(), None, |o| {
         // Operators and the first shop need a few calls to set up; the rate refills very slowly.
-        o.limits = Limits { calls_per_s: 0.05, call_burst: 6.0, session_msgs_per_s: 0.05, session_burst: 5.0 };
+        o.limits = Limits {
+            calls_per_s: 0.05,
+            call_burst: 6.0,
+            session_msgs_per_s: 0.05,
+            session_burst: 5.0,
+            ..Limits::default()
+        };
         o.config.max_open_orders_per_shop = 2;
     })
     .await;

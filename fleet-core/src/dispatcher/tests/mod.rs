@@ -4,6 +4,8 @@ mod faults;
 mod handover;
 mod improve;
 mod refusals;
+mod scenarios;
+mod script;
 
 use super::*;
 use crate::Grams;
