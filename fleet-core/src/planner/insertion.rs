@@ -184,38 +184,37 @@ fn ms(secs: f64) -> i64 {
     if secs.is_finite() && secs > 0.0 { (secs * 1000.0).round() as i64 } else { 0 }
 }
 
-/// The timing arrays of a feasible tour that make one insertion check O(1): per task the leg into it, the
-/// departure and the load after it, and the latest arrival that keeps the rest of the tour feasible.
+/// The timing of a feasible tour that makes one insertion check O(1), a [`Step`] per task.
 #[derive(Debug, Clone)]
 pub struct Timing {
-    /// Seconds of the leg into each task, from the plan's start or the task before.
-    legs: Vec<f64>,
-    depart: Vec<i64>,
-    comp: Vec<u16>,
-    grams: Vec<u64>,
-    latest: Vec<i64>,
+    /// One allocation for all of it: a quote times every robot it tries.
+    steps: Vec<Step>,
     /// Seconds of driving over the whole tour.
     pub travel_s: f64,
+}
+
+/// One task of a [`Timing`]: the leg into it, the departure and the load after it, and the latest arrival
+/// that keeps the rest of the tour feasible.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    /// Seconds from the plan's start or the task before.
+    leg: f64,
+    depart: i64,
+    comp: u16,
+    grams: u64,
+    latest: i64,
 }
 
 /// The [`Timing`] of `tasks` on `plan`; `None` when a leg has no route or a deadline or the shift end is
 /// missed (capacity and range are [`schedule`]'s to judge).
 pub fn timing(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks: &[Task]) -> Option<Timing> {
     let n = tasks.len();
-    let mut t = Timing {
-        legs: Vec::with_capacity(n),
-        depart: Vec::with_capacity(n),
-        comp: Vec::with_capacity(n),
-        grams: Vec::with_capacity(n),
-        latest: vec![i64::MAX; n],
-        travel_s: 0.0,
-    };
+    let mut t = Timing { steps: Vec::with_capacity(n), travel_s: 0.0 };
     let (mut now, mut at) = (plan.start_time.0 as i64, plan.start_node);
     let (mut comp, mut grams) = (u16::from(plan.load_compartments), u64::from(plan.load_grams));
     for task in tasks {
         let leg = table.secs(map, at, task.node, plan.profile)?;
         t.travel_s += leg;
-        t.legs.push(leg);
         let arrive = now + ms(leg);
         if task.deadline.is_some_and(|d| arrive > d.0 as i64) {
             return None;
@@ -231,9 +230,7 @@ pub fn timing(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks: 
             }
         }
         now = arrive.max(task.not_before.0 as i64) + ms(task.service_s);
-        t.depart.push(now);
-        t.comp.push(comp);
-        t.grams.push(grams);
+        t.steps.push(Step { leg, depart: now, comp, grams, latest: i64::MAX });
         at = task.node;
     }
     let shift_end = plan.shift_end.map_or(i64::MAX, |e| e.0 as i64);
@@ -245,20 +242,22 @@ pub fn timing(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks: 
     for k in (0..n).rev() {
         let task = &tasks[k];
         let latest_start = if k + 1 < n {
-            next_latest.saturating_sub(ms(t.legs[k + 1]) + ms(task.service_s))
+            next_latest.saturating_sub(ms(t.steps[k + 1].leg) + ms(task.service_s))
         } else {
             shift_end.saturating_sub(ms(task.service_s))
         };
         let deadline = task.deadline.map_or(i64::MAX, |d| d.0 as i64);
-        t.latest[k] = if (task.not_before.0 as i64) > latest_start { i64::MIN } else { deadline.min(latest_start) };
-        next_latest = t.latest[k];
+        t.steps[k].latest =
+            if (task.not_before.0 as i64) > latest_start { i64::MIN } else { deadline.min(latest_start) };
+        next_latest = t.steps[k].latest;
     }
     Some(t)
 }
 
 impl Timing {
-    /// Travel saved by taking the tasks at `a < b` out of the tour (`tasks` is the tour this times). Travel
-    /// times obey the triangle inequality, so the rest stays feasible; `None` when a new leg has no route.
+    /// Travel saved by taking the tasks at `a < b` out of the tour (`tasks` is the tour this times), as
+    /// [`schedule`] of the rest would count it; `None` when a leg that replaces others has no route.
+    /// Feasibility of the rest is not judged here.
     pub fn saving_without(
         &self,
         map: &MapGraph,
@@ -270,8 +269,9 @@ impl Timing {
     ) -> Option<f64> {
         let n = tasks.len();
         let node_before = |k: usize| if k == 0 { plan.start_node } else { tasks[k - 1].node };
-        let leg = |k: usize| if k < n { self.legs[k] } else { 0.0 };
-        // The travel a gap from before `from` to `to` (exclusive) saves: its legs, less the leg that replaces them.
+        let leg = |k: usize| if k < n { self.steps[k].leg } else { 0.0 };
+        // Taking out tasks `from..to` saves the legs into them and into task `to` (none past the end), less the
+        // leg from the task before `from` straight to task `to`.
         let mut gap = |from: usize, to: usize| -> Option<f64> {
             let old: f64 = (from..=to).map(leg).sum();
             let new = if to < n { table.secs(map, node_before(from), tasks[to].node, plan.profile)? } else { 0.0 };
@@ -347,10 +347,10 @@ pub fn best_pair_insertion_timed(
             return false;
         }
         let d_d = a_d.max(drop_ready) + drop_service;
-        if k == n { d_d <= shift_end } else { d_d + ms(from) <= t.latest[k] }
+        if k == n { d_d <= shift_end } else { d_d + ms(from) <= t.steps[k].latest }
     };
     // Departures only get later along a tour: after a task left past the deadline the drop-off is late.
-    let k_hi = t.depart.partition_point(|&d| d <= drop_deadline).min(n);
+    let k_hi = t.steps.partition_point(|s| s.depart <= drop_deadline);
     let none = Slot { carried: false, to: None, from: None, added: f64::INFINITY, bound: f64::INFINITY };
     let mut slots = vec![none; n + 2];
     // Which positions a walk reaches: the parcel, picked up before some task with room for it, is carried
@@ -359,7 +359,7 @@ pub fn best_pair_insertion_timed(
         let (c, g) = if k == 0 {
             (u16::from(plan.load_compartments), u64::from(plan.load_grams))
         } else {
-            (t.comp[k - 1], t.grams[k - 1])
+            (t.steps[k - 1].comp, t.steps[k - 1].grams)
         };
         c + pc <= cap_comp && g + pg <= cap_grams
     };
@@ -375,11 +375,18 @@ pub fn best_pair_insertion_timed(
             continue;
         }
         let to = table.secs(map, tasks[k - 1].node, dropoff.node, p);
-        let from = if k < n { table.secs(map, dropoff.node, tasks[k].node, p) } else { Some(0.0) };
+        // Late even on the tour's own timing, the drop-off is late after any pickup (and right after the
+        // pickup too, by the triangle inequality): the leg on is not asked for.
+        let on_time = to.is_some_and(|to| t.steps[k - 1].depart + ms(to) <= drop_deadline);
+        let from = match on_time {
+            false => None,
+            true if k < n => table.secs(map, dropoff.node, tasks[k].node, p),
+            true => Some(0.0),
+        };
         let (added, bound) = match (to, from) {
             (Some(to), Some(from)) => {
-                let added = to + from - if k < n { t.legs[k] } else { 0.0 };
-                let fit = added < next_bound && fits(k, t.depart[k - 1], to, from);
+                let added = to + from - if k < n { t.steps[k].leg } else { 0.0 };
+                let fit = added < next_bound && fits(k, t.steps[k - 1].depart, to, from);
                 (added, if fit { added } else { next_bound })
             }
             _ => (f64::INFINITY, next_bound),
@@ -390,12 +397,15 @@ pub fn best_pair_insertion_timed(
     let beaten = |best: Option<(f64, usize, usize)>, c: f64| best.is_some_and(|(b, _, _)| c >= b - 1e-9);
     let mut best: Option<(f64, usize, usize)> = None;
     for i in first..=n {
-        let (prev_dep, prev_node) =
-            if i == 0 { (plan.start_time.0 as i64, plan.start_node) } else { (t.depart[i - 1], tasks[i - 1].node) };
+        let (prev_dep, prev_node) = if i == 0 {
+            (plan.start_time.0 as i64, plan.start_node)
+        } else {
+            (t.steps[i - 1].depart, tasks[i - 1].node)
+        };
         let (load_c, load_g) = if i == 0 {
             (u16::from(plan.load_compartments), u64::from(plan.load_grams))
         } else {
-            (t.comp[i - 1], t.grams[i - 1])
+            (t.steps[i - 1].comp, t.steps[i - 1].grams)
         };
         if load_c + pc > cap_comp || load_g + pg > cap_grams {
             continue;
@@ -406,7 +416,7 @@ pub fn best_pair_insertion_timed(
             continue;
         }
         let d_p = a_p.max(pickup.not_before.0 as i64) + ms(pickup.service_s);
-        let old = if i < n { t.legs[i] } else { 0.0 };
+        let old = if i < n { t.steps[i].leg } else { 0.0 };
         let after = if i == n {
             Some(0.0)
         } else if slots[i].carried {
@@ -441,13 +451,13 @@ pub fn best_pair_insertion_timed(
             if beaten(best, detour + slots[j + 1].bound) {
                 break;
             }
-            let a = dep + ms(if j == i { carry } else { t.legs[j] });
+            let a = dep + ms(if j == i { carry } else { t.steps[j].leg });
             let task = &tasks[j];
             // Past `latest[j]` the rest of the tour fails whatever follows: a later drop-off only delays it.
-            if task.deadline.is_some_and(|d| a > d.0 as i64) || a > t.latest[j] {
+            if task.deadline.is_some_and(|d| a > d.0 as i64) || a > t.steps[j].latest {
                 break;
             }
-            if t.comp[j] + pc > cap_comp || t.grams[j] + pg > cap_grams {
+            if t.steps[j].comp + pc > cap_comp || t.steps[j].grams + pg > cap_grams {
                 break;
             }
             dep = a.max(task.not_before.0 as i64) + ms(task.service_s);
@@ -776,6 +786,38 @@ mod tests {
         }
         assert_eq!(compared, 400);
         assert!(feasible > 100 && feasible < 400, "a mix of feasible and infeasible cases: {feasible}");
+    }
+
+    #[test]
+    fn saving_without_a_pair_is_what_the_schedule_of_the_rest_says() {
+        let map = grid();
+        let mut table = TravelTable::default();
+        let mut rng = crate::planner::alns::Rng::new(9);
+        let mut compared = 0;
+        for case in 0..100 {
+            let mut plan = robot("r", rng.below(16) as u32, 4);
+            for k in 0..1 + rng.below(5) {
+                let p = task(StopKind::Pickup, &format!("o{k}"), rng.below(16) as u32, None);
+                let d = task(StopKind::Dropoff, &format!("o{k}"), rng.below(16) as u32, None);
+                if let Some(ins) = cheapest_insertion(&map, &mut table, std::slice::from_ref(&plan), &p, &d) {
+                    plan.tasks = ins.tasks;
+                }
+            }
+            let t = timing(&map, &mut table, &plan, &plan.tasks).expect("no deadlines: feasible");
+            let whole = schedule(&map, &mut table, &plan, &plan.tasks).expect("feasible").travel_s;
+            for a in 0..plan.tasks.len() {
+                let Some(b) = (a + 1..plan.tasks.len()).find(|&b| plan.tasks[b].order == plan.tasks[a].order) else {
+                    continue;
+                };
+                let rest: Vec<Task> =
+                    plan.tasks.iter().enumerate().filter(|&(k, _)| k != a && k != b).map(|(_, x)| x.clone()).collect();
+                let expected = whole - schedule(&map, &mut table, &plan, &rest).expect("feasible").travel_s;
+                let got = t.saving_without(&map, &mut table, &plan, &plan.tasks, a, b).expect("connected grid");
+                assert!((got - expected).abs() < 1e-6, "case {case}, tasks {a} and {b}: {got} vs {expected}");
+                compared += 1;
+            }
+        }
+        assert!(compared > 100, "{compared}");
     }
 
     #[test]
