@@ -1,7 +1,8 @@
 //! Background improvement of the live plans: the planner's one search engine ([`crate::planner::alns`], the one the
 //! Li & Lim benchmark measures) over the part of every robot's plan that has not started, on road travel
 //! times. This module is the live problem for it: one route per robot, kept even when empty; the requests
-//! are the orders that may move; insertion costs come from [`best_pair_insertion`] on the robot's plan.
+//! are the orders that may move; insertion costs come from [`best_pair_insertion_timed`] on the robot's plan,
+//! whose timing each tour keeps.
 //!
 //! The dispatcher takes a [`PlanSnapshot`] (its planner view of every available robot), somebody else runs
 //! [`improve`] on it (a thread in the server, the driver's own thread in the simulator), and the result comes
@@ -15,11 +16,12 @@
 //! never goes before the locked prefix. A removed order is tried on the [`NEAR_ROBOTS`] nearest robots only.
 //! Deterministic for a seed and a number of iterations.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::map::MapGraph;
 use crate::planner::alns::{self, Config, Fleet, Problem, Rng};
-use crate::planner::insertion::{RobotPlan, Task, TravelTable, best_pair_insertion, schedule};
+use crate::planner::insertion::{RobotPlan, Task, Timing, TravelTable, best_pair_insertion_timed, schedule, timing};
 use crate::robot::StopKind;
 use crate::{LatLon, OrderId, RobotId, Timestamp};
 
@@ -77,6 +79,10 @@ struct Tour {
     /// Per task, where it is ([`planar`]).
     xy: Vec<Option<[f64; 2]>>,
     travel_s: f64,
+    /// The timing of `tasks` (`None` for a frozen plan), kept because every insertion evaluation needs it
+    /// and the engine evaluates each tour many times between changes. Shared, so that copying the tours for
+    /// a candidate solution copies no timing arrays.
+    timing: Option<Rc<Timing>>,
 }
 
 /// The `req` of a task that never moves.
@@ -119,6 +125,14 @@ impl Live<'_> {
     fn travel(&mut self, r: usize, tasks: &[Task]) -> Option<f64> {
         schedule(self.map, &mut self.table, &self.plans[r], tasks).map(|s| s.travel_s)
     }
+
+    /// Judges `t`'s tasks by the schedule and, when feasible, brings its travel and timing up to date.
+    fn refresh(&mut self, t: &mut Tour) -> bool {
+        let Some(travel) = self.travel(t.robot, &t.tasks) else { return false };
+        t.travel_s = travel;
+        t.timing = timing(self.map, &mut self.table, &self.plans[t.robot], &t.tasks).map(Rc::new);
+        true
+    }
 }
 
 impl Problem for Live<'_> {
@@ -152,7 +166,9 @@ impl Problem for Live<'_> {
         }
         let p = &self.pairs[q];
         let plan = &self.plans[t.robot];
-        let (added, i, j) = best_pair_insertion(self.map, &mut self.table, plan, &t.tasks, &p.pickup, &p.dropoff)?;
+        let timing = t.timing.as_deref()?;
+        let (added, i, j) =
+            best_pair_insertion_timed(self.map, &mut self.table, plan, &t.tasks, timing, &p.pickup, &p.dropoff)?;
         Some((added, (i, j)))
     }
 
@@ -164,20 +180,15 @@ impl Problem for Live<'_> {
         t.tasks.insert(j, p.dropoff.clone());
         t.req.insert(j, q);
         t.xy.insert(j, p.dropoff_xy);
-        match self.travel(t.robot, &t.tasks) {
-            Some(s) => {
-                t.travel_s = s;
-                true
-            }
-            None => {
-                for k in [j, i] {
-                    t.tasks.remove(k);
-                    t.req.remove(k);
-                    t.xy.remove(k);
-                }
-                false
-            }
+        if self.refresh(t) {
+            return true;
         }
+        for k in [j, i] {
+            t.tasks.remove(k);
+            t.req.remove(k);
+            t.xy.remove(k);
+        }
+        false
     }
 
     fn remove(&mut self, t: &mut Tour, qs: &[usize]) -> bool {
@@ -189,23 +200,23 @@ impl Problem for Live<'_> {
         t.req.retain(|q| !qs.contains(q));
         // Removing work cannot make a feasible plan infeasible (every later stop is reached no later), but
         // the schedule is the judge.
-        match self.travel(t.robot, &t.tasks) {
-            Some(s) => {
-                t.travel_s = s;
-                true
-            }
-            None => false,
-        }
+        self.refresh(t)
     }
 
+    /// From the tour's legs: two travel-time look-ups per order instead of a schedule of the rest.
     fn removal_savings(&mut self, t: &Tour) -> Vec<(usize, f64)> {
+        let Some(timing) = t.timing.as_deref() else { return Vec::new() };
+        let plan = &self.plans[t.robot];
         let mut out = Vec::new();
-        for q in self.requests_on(t) {
-            let rest: Vec<Task> =
-                t.tasks.iter().zip(&t.req).filter(|(_, r)| **r != q).map(|(x, _)| x.clone()).collect();
-            let saving = self.travel(t.robot, &rest).map_or(0.0, |s| t.travel_s - s);
+        for (a, &q) in t.req.iter().enumerate() {
+            if q == FIXED || t.tasks[a].kind != StopKind::Pickup {
+                continue;
+            }
+            let Some(b) = (a + 1..t.req.len()).find(|&b| t.req[b] == q) else { continue };
+            let saving = timing.saving_without(self.map, &mut self.table, plan, &t.tasks, a, b).unwrap_or(0.0);
             out.push((q, saving));
         }
+        out.sort_by_key(|&(q, _)| q);
         out
     }
 
@@ -333,7 +344,8 @@ fn search(
             }
         }
         let xy = plan.tasks.iter().map(|t| xy(t.node)).collect();
-        start.push(Tour { robot: r, tasks: plan.tasks.clone(), req, xy, travel_s: travel.unwrap_or(0.0) });
+        let timing = travel.and_then(|_| timing(map, &mut live.table, plan, &plan.tasks)).map(Rc::new);
+        start.push(Tour { robot: r, tasks: plan.tasks.clone(), req, xy, travel_s: travel.unwrap_or(0.0), timing });
     }
     if live.pairs.is_empty() {
         return None;

@@ -184,32 +184,37 @@ fn ms(secs: f64) -> i64 {
     if secs.is_finite() && secs > 0.0 { (secs * 1000.0).round() as i64 } else { 0 }
 }
 
-/// The timing arrays of a feasible tour that make one insertion check O(1): per task the arrival, the
-/// departure and the load after it, and the latest arrival that keeps the rest of the tour feasible.
-struct Timing {
-    depart: Vec<i64>,
-    comp: Vec<u16>,
-    grams: Vec<u64>,
-    latest: Vec<i64>,
-    travel_s: f64,
+/// The timing of a feasible tour that makes one insertion check O(1), a [`Step`] per task.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// One allocation for all of it: a quote times every robot it tries.
+    steps: Vec<Step>,
+    /// Seconds of driving over the whole tour.
+    pub travel_s: f64,
 }
 
-fn timing(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks: &[Task]) -> Option<Timing> {
+/// One task of a [`Timing`]: the leg into it, the departure and the load after it, and the latest arrival
+/// that keeps the rest of the tour feasible.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    /// Seconds from the plan's start or the task before.
+    leg: f64,
+    depart: i64,
+    comp: u16,
+    grams: u64,
+    latest: i64,
+}
+
+/// The [`Timing`] of `tasks` on `plan`; `None` when a leg has no route or a deadline or the shift end is
+/// missed (capacity and range are [`schedule`]'s to judge).
+pub fn timing(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks: &[Task]) -> Option<Timing> {
     let n = tasks.len();
-    let mut t = Timing {
-        depart: Vec::with_capacity(n),
-        comp: Vec::with_capacity(n),
-        grams: Vec::with_capacity(n),
-        latest: vec![i64::MAX; n],
-        travel_s: 0.0,
-    };
-    let mut legs = Vec::with_capacity(n);
+    let mut t = Timing { steps: Vec::with_capacity(n), travel_s: 0.0 };
     let (mut now, mut at) = (plan.start_time.0 as i64, plan.start_node);
     let (mut comp, mut grams) = (u16::from(plan.load_compartments), u64::from(plan.load_grams));
     for task in tasks {
         let leg = table.secs(map, at, task.node, plan.profile)?;
         t.travel_s += leg;
-        legs.push(leg);
         let arrive = now + ms(leg);
         if task.deadline.is_some_and(|d| arrive > d.0 as i64) {
             return None;
@@ -225,9 +230,7 @@ fn timing(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks: &[Ta
             }
         }
         now = arrive.max(task.not_before.0 as i64) + ms(task.service_s);
-        t.depart.push(now);
-        t.comp.push(comp);
-        t.grams.push(grams);
+        t.steps.push(Step { leg, depart: now, comp, grams, latest: i64::MAX });
         at = task.node;
     }
     let shift_end = plan.shift_end.map_or(i64::MAX, |e| e.0 as i64);
@@ -239,25 +242,87 @@ fn timing(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks: &[Ta
     for k in (0..n).rev() {
         let task = &tasks[k];
         let latest_start = if k + 1 < n {
-            next_latest.saturating_sub(ms(legs[k + 1]) + ms(task.service_s))
+            next_latest.saturating_sub(ms(t.steps[k + 1].leg) + ms(task.service_s))
         } else {
             shift_end.saturating_sub(ms(task.service_s))
         };
         let deadline = task.deadline.map_or(i64::MAX, |d| d.0 as i64);
-        t.latest[k] = if (task.not_before.0 as i64) > latest_start { i64::MIN } else { deadline.min(latest_start) };
-        next_latest = t.latest[k];
+        t.steps[k].latest =
+            if (task.not_before.0 as i64) > latest_start { i64::MIN } else { deadline.min(latest_start) };
+        next_latest = t.steps[k].latest;
     }
     Some(t)
 }
 
+impl Timing {
+    /// Travel saved by taking the tasks at `a < b` out of the tour (`tasks` is the tour this times), as
+    /// [`schedule`] of the rest would count it; `None` when a leg that replaces others has no route.
+    /// Feasibility of the rest is not judged here.
+    pub fn saving_without(
+        &self,
+        map: &MapGraph,
+        table: &mut TravelTable,
+        plan: &RobotPlan,
+        tasks: &[Task],
+        a: usize,
+        b: usize,
+    ) -> Option<f64> {
+        let n = tasks.len();
+        let node_before = |k: usize| if k == 0 { plan.start_node } else { tasks[k - 1].node };
+        let leg = |k: usize| if k < n { self.steps[k].leg } else { 0.0 };
+        // Taking out tasks `from..to` saves the legs into them and into task `to` (none past the end), less the
+        // leg from the task before `from` straight to task `to`.
+        let mut gap = |from: usize, to: usize| -> Option<f64> {
+            let old: f64 = (from..=to).map(leg).sum();
+            let new = if to < n { table.secs(map, node_before(from), tasks[to].node, plan.profile)? } else { 0.0 };
+            Some(old - new)
+        };
+        if b == a + 1 { gap(a, b + 1) } else { Some(gap(a, a + 1)? + gap(b, b + 1)?) }
+    }
+}
+
+/// A drop-off position `k` as [`best_pair_insertion_timed`] sees it: the legs from task `k - 1` to the
+/// drop-off and from it to task `k` (0 at the end), the travel it adds there, and the least of that at `k` or
+/// later where it fits on the tour's own timing. The legs are looked up only where the parcel can be carried
+/// past task `k - 1` (`carried`), since a look-up of a new drop-off is a router query.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    carried: bool,
+    to: Option<f64>,
+    from: Option<f64>,
+    added: f64,
+    bound: f64,
+}
+
 /// The cheapest feasible positions for a pickup and its drop-off in one robot's `tasks` (after the locked
 /// stops): `(added travel seconds, pickup index, drop-off index)` in the new list, or `None`. Same answers as
-/// trying every position with [`schedule`], in O(n^2) instead of O(n^3).
+/// trying every position with [`schedule`], in at most O(n^2) steps and O(n) travel-time look-ups.
 pub fn best_pair_insertion(
     map: &MapGraph,
     table: &mut TravelTable,
     plan: &RobotPlan,
     tasks: &[Task],
+    pickup: &Task,
+    dropoff: &Task,
+) -> Option<(f64, usize, usize)> {
+    let t = timing(map, table, plan, tasks)?;
+    best_pair_insertion_timed(map, table, plan, tasks, &t, pickup, dropoff)
+}
+
+/// [`best_pair_insertion`] on a tour whose [`Timing`] is known: `t` is `timing(map, table, plan, tasks)`.
+///
+/// Where the drop-off goes apart from its pickup, the added travel splits into the pickup's detour and the
+/// drop-off's, and the drop-off's does not depend on where the pickup went. So the drop-off's detours are
+/// looked up once per call, each with whether the drop-off fits there even on the tour's own timing (the
+/// pickup only delays what follows it, so a drop-off that does not fit then never fits), and the least of
+/// those that fit from each position on bounds every remaining candidate: a pickup position, or the rest of
+/// a forward walk, that cannot beat the best found is not walked. The tour's own legs come from `t`.
+pub fn best_pair_insertion_timed(
+    map: &MapGraph,
+    table: &mut TravelTable,
+    plan: &RobotPlan,
+    tasks: &[Task],
+    t: &Timing,
     pickup: &Task,
     dropoff: &Task,
 ) -> Option<(f64, usize, usize)> {
@@ -267,20 +332,80 @@ pub fn best_pair_insertion(
     if pc > cap_comp || pg > cap_grams {
         return None;
     }
-    let t = timing(map, table, plan, tasks)?;
     let max_travel = plan.range_m / plan.profile.speed_mps;
     let shift_end = plan.shift_end.map_or(i64::MAX, |e| e.0 as i64);
     let n = tasks.len();
     let p = plan.profile;
-    let node = |k: usize| tasks[k].node;
+    let first = plan.locked.min(n);
+    let drop_deadline = dropoff.deadline.map_or(i64::MAX, |d| d.0 as i64);
+    let (drop_ready, drop_service) = (dropoff.not_before.0 as i64, ms(dropoff.service_s));
+    // Whether the drop-off, reached `to` seconds after leaving at `leave`, is on time and lets task `k`,
+    // `from` seconds after it, (or the end of the shift) be kept.
+    let fits = |k: usize, leave: i64, to: f64, from: f64| -> bool {
+        let a_d = leave + ms(to);
+        if a_d > drop_deadline {
+            return false;
+        }
+        let d_d = a_d.max(drop_ready) + drop_service;
+        if k == n { d_d <= shift_end } else { d_d + ms(from) <= t.steps[k].latest }
+    };
+    // Departures only get later along a tour: after a task left past the deadline the drop-off is late.
+    let k_hi = t.steps.partition_point(|s| s.depart <= drop_deadline);
+    let none = Slot { carried: false, to: None, from: None, added: f64::INFINITY, bound: f64::INFINITY };
+    let mut slots = vec![none; n + 2];
+    // Which positions a walk reaches: the parcel, picked up before some task with room for it, is carried
+    // past task k - 1 with room all along.
+    let room = |k: usize| {
+        let (c, g) = if k == 0 {
+            (u16::from(plan.load_compartments), u64::from(plan.load_grams))
+        } else {
+            (t.steps[k - 1].comp, t.steps[k - 1].grams)
+        };
+        c + pc <= cap_comp && g + pg <= cap_grams
+    };
+    let mut aboard = false;
+    for j in first..k_hi {
+        aboard = (aboard || room(j)) && room(j + 1);
+        slots[j + 1].carried = aboard;
+    }
+    for k in (first + 1..=k_hi).rev() {
+        let next_bound = slots[k + 1].bound;
+        if !slots[k].carried {
+            slots[k].bound = next_bound;
+            continue;
+        }
+        let to = table.secs(map, tasks[k - 1].node, dropoff.node, p);
+        // Late even on the tour's own timing, the drop-off is late after any pickup (and right after the
+        // pickup too, by the triangle inequality): the leg on is not asked for.
+        let on_time = to.is_some_and(|to| t.steps[k - 1].depart + ms(to) <= drop_deadline);
+        let from = match on_time {
+            false => None,
+            true if k < n => table.secs(map, dropoff.node, tasks[k].node, p),
+            true => Some(0.0),
+        };
+        let (added, bound) = match (to, from) {
+            (Some(to), Some(from)) => {
+                let added = to + from - if k < n { t.steps[k].leg } else { 0.0 };
+                let fit = added < next_bound && fits(k, t.steps[k - 1].depart, to, from);
+                (added, if fit { added } else { next_bound })
+            }
+            _ => (f64::INFINITY, next_bound),
+        };
+        slots[k] = Slot { carried: true, to, from, added, bound };
+    }
+    let direct = table.secs(map, pickup.node, dropoff.node, p);
+    let beaten = |best: Option<(f64, usize, usize)>, c: f64| best.is_some_and(|(b, _, _)| c >= b - 1e-9);
     let mut best: Option<(f64, usize, usize)> = None;
-    for i in plan.locked.min(n)..=n {
-        let (prev_dep, prev_node) =
-            if i == 0 { (plan.start_time.0 as i64, plan.start_node) } else { (t.depart[i - 1], node(i - 1)) };
+    for i in first..=n {
+        let (prev_dep, prev_node) = if i == 0 {
+            (plan.start_time.0 as i64, plan.start_node)
+        } else {
+            (t.steps[i - 1].depart, tasks[i - 1].node)
+        };
         let (load_c, load_g) = if i == 0 {
             (u16::from(plan.load_compartments), u64::from(plan.load_grams))
         } else {
-            (t.comp[i - 1], t.grams[i - 1])
+            (t.steps[i - 1].comp, t.steps[i - 1].grams)
         };
         if load_c + pc > cap_comp || load_g + pg > cap_grams {
             continue;
@@ -291,63 +416,64 @@ pub fn best_pair_insertion(
             continue;
         }
         let d_p = a_p.max(pickup.not_before.0 as i64) + ms(pickup.service_s);
-        // Travel added by the pickup alone when the drop-off goes further on.
-        let (mut cur_dep, mut cur_node) = (d_p, pickup.node);
-        let mut pickup_added = None;
-        // `j` runs one past the last task (the drop-off may go last) and indexes three arrays at once.
-        #[allow(clippy::needless_range_loop)]
-        for j in i..=n {
-            // The drop-off right before tasks[j] (or at the end).
-            if let Some(to_d) = table.secs(map, cur_node, dropoff.node, p) {
-                let a_d = cur_dep + ms(to_d);
-                if dropoff.deadline.is_none_or(|d| a_d <= d.0 as i64) {
-                    let d_d = a_d.max(dropoff.not_before.0 as i64) + ms(dropoff.service_s);
-                    let after = if j < n { table.secs(map, dropoff.node, node(j), p) } else { Some(0.0) };
-                    let feasible = match after {
-                        Some(_) if j == n => d_d <= shift_end,
-                        Some(leg) => d_d + ms(leg) <= t.latest[j],
-                        None => false,
-                    };
-                    if feasible {
-                        let mut old =
-                            |a: NodeId, k: usize| if k < n { table.secs(map, a, node(k), p) } else { Some(0.0) };
-                        let added = if j == i {
-                            old(prev_node, i).map(|o| to_p + to_d + after.unwrap_or(0.0) - o)
-                        } else {
-                            let before_j = node(j - 1);
-                            match (pickup_added, old(before_j, j)) {
-                                (Some(pa), Some(o)) => Some(pa + to_d + after.unwrap_or(0.0) - o),
-                                _ => None,
-                            }
-                        };
-                        if let Some(added) = added
-                            && t.travel_s + added <= max_travel
-                            && best.is_none_or(|(b, _, _)| added < b - 1e-9)
-                        {
-                            best = Some((added, i, j + 1));
-                        }
-                    }
-                }
-            }
-            if j == n {
+        let old = if i < n { t.steps[i].leg } else { 0.0 };
+        let after = if i == n {
+            Some(0.0)
+        } else if slots[i].carried {
+            slots[i].from
+        } else {
+            table.secs(map, dropoff.node, tasks[i].node, p)
+        };
+        let together = match (direct, after) {
+            (Some(to_d), Some(after)) => Some((to_p + to_d + after - old, to_d, after)),
+            _ => None,
+        };
+        // The pickup's own detour, for a drop-off further on.
+        let carry = if i < k_hi { table.secs(map, pickup.node, tasks[i].node, p) } else { None };
+        let detour = carry.map(|leg| to_p + leg - old);
+        let least =
+            together.map_or(f64::INFINITY, |x| x.0).min(detour.map_or(f64::INFINITY, |d| d + slots[i + 1].bound));
+        if beaten(best, least) {
+            continue;
+        }
+        // The drop-off right after the pickup.
+        if let Some((added, to_d, after)) = together
+            && !beaten(best, added)
+            && t.travel_s + added <= max_travel
+            && fits(i, d_p, to_d, after)
+        {
+            best = Some((added, i, i + 1));
+        }
+        let (Some(carry), Some(detour)) = (carry, detour) else { continue };
+        // Walk forward, carrying the parcel past tasks[j], and try the drop-off right after it.
+        let mut dep = d_p;
+        for j in i..k_hi {
+            if beaten(best, detour + slots[j + 1].bound) {
                 break;
             }
-            // Carry the parcel past tasks[j].
-            let Some(leg) = table.secs(map, cur_node, node(j), p) else { break };
-            if j == i {
-                let Some(o) = (if i < n { table.secs(map, prev_node, node(i), p) } else { None }) else { break };
-                pickup_added = Some(to_p + leg - o);
-            }
-            let a = cur_dep + ms(leg);
+            let a = dep + ms(if j == i { carry } else { t.steps[j].leg });
             let task = &tasks[j];
-            if task.deadline.is_some_and(|d| a > d.0 as i64) {
+            // Past `latest[j]` the rest of the tour fails whatever follows: a later drop-off only delays it.
+            if task.deadline.is_some_and(|d| a > d.0 as i64) || a > t.steps[j].latest {
                 break;
             }
-            if t.comp[j] + pc > cap_comp || t.grams[j] + pg > cap_grams {
+            if t.steps[j].comp + pc > cap_comp || t.steps[j].grams + pg > cap_grams {
                 break;
             }
-            cur_dep = a.max(task.not_before.0 as i64) + ms(task.service_s);
-            cur_node = node(j);
+            dep = a.max(task.not_before.0 as i64) + ms(task.service_s);
+            let k = j + 1;
+            let s = slots[k];
+            let added = detour + s.added;
+            if beaten(best, added) || t.travel_s + added > max_travel {
+                continue;
+            }
+            let (Some(to), Some(from)) = (s.to, s.from) else { continue };
+            if fits(k, dep, to, from) {
+                best = Some((added, i, k + 1));
+            } else if dep + ms(to) > drop_deadline {
+                // Travel times obey the triangle inequality: from a later task the drop-off is no sooner.
+                break;
+            }
         }
     }
     best
@@ -660,6 +786,38 @@ mod tests {
         }
         assert_eq!(compared, 400);
         assert!(feasible > 100 && feasible < 400, "a mix of feasible and infeasible cases: {feasible}");
+    }
+
+    #[test]
+    fn saving_without_a_pair_is_what_the_schedule_of_the_rest_says() {
+        let map = grid();
+        let mut table = TravelTable::default();
+        let mut rng = crate::planner::alns::Rng::new(9);
+        let mut compared = 0;
+        for case in 0..100 {
+            let mut plan = robot("r", rng.below(16) as u32, 4);
+            for k in 0..1 + rng.below(5) {
+                let p = task(StopKind::Pickup, &format!("o{k}"), rng.below(16) as u32, None);
+                let d = task(StopKind::Dropoff, &format!("o{k}"), rng.below(16) as u32, None);
+                if let Some(ins) = cheapest_insertion(&map, &mut table, std::slice::from_ref(&plan), &p, &d) {
+                    plan.tasks = ins.tasks;
+                }
+            }
+            let t = timing(&map, &mut table, &plan, &plan.tasks).expect("no deadlines: feasible");
+            let whole = schedule(&map, &mut table, &plan, &plan.tasks).expect("feasible").travel_s;
+            for a in 0..plan.tasks.len() {
+                let Some(b) = (a + 1..plan.tasks.len()).find(|&b| plan.tasks[b].order == plan.tasks[a].order) else {
+                    continue;
+                };
+                let rest: Vec<Task> =
+                    plan.tasks.iter().enumerate().filter(|&(k, _)| k != a && k != b).map(|(_, x)| x.clone()).collect();
+                let expected = whole - schedule(&map, &mut table, &plan, &rest).expect("feasible").travel_s;
+                let got = t.saving_without(&map, &mut table, &plan, &plan.tasks, a, b).expect("connected grid");
+                assert!((got - expected).abs() < 1e-6, "case {case}, tasks {a} and {b}: {got} vs {expected}");
+                compared += 1;
+            }
+        }
+        assert!(compared > 100, "{compared}");
     }
 
     #[test]
