@@ -45,6 +45,8 @@ use robot_agent::agent::{PlatformCommand, PlatformEvent, Telemetry};
 use robot_agent::platform::Platform;
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
+
 /// Earth radius of fleet-core's local projection, metres (kept equal so our x, y match `MapGraph::to_xy`).
 const EARTH_R: f64 = 6_371_008.8;
 /// Battery used per metre driven and per hour switched on, percent: the same figures as `KinematicPlatform`,
@@ -360,9 +362,12 @@ fn dist(a: [Real; 2], b: [Real; 2]) -> Real {
 
 impl PhysicsWorld {
     /// An empty world (ground only) around `origin`, starting at `start`.
-    pub fn new(origin: LatLon, start: Timestamp, cfg: PhysicsConfig) -> Result<Self, String> {
+    pub fn new(origin: LatLon, start: Timestamp, cfg: PhysicsConfig) -> Result<Self, Error> {
         if !(20..=1_000).contains(&cfg.hz) {
-            return Err(format!("physics rate must be 20..=1000 Hz (a step of at most 50 ms), not {}", cfg.hz));
+            return Err(Error::Scenario(format!(
+                "physics rate must be 20..=1000 Hz (a step of at most 50 ms), not {}",
+                cfg.hz
+            )));
         }
         let mut world = RapierWorld { gravity: Vector::new(0.0, 0.0, -9.81), ..RapierWorld::default() };
         let dt = 1.0 / cfg.hz as Real;

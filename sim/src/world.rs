@@ -29,16 +29,7 @@ use crate::osm::{Area, Features};
 use crate::physics::{ObstacleId, PhysicsConfig, PhysicsWorld};
 use crate::report::{AppliedFault, OrderOutcome, RobotOutcome, Series, Trace};
 use crate::scenario::{Buildings, Customers, Fault, PickFrom};
-use crate::{Report, Scenario};
-
-/// Why a run could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    #[error("bad scenario: {0}")]
-    Scenario(String),
-    #[error("setting up the world failed: {0}")]
-    Setup(String),
-}
+use crate::{Error, Report, Scenario};
 
 /// Building walls are left out where they come closer than this to a walkable way: a robot keeps 0.4 m right
 /// of the way and steps up to 1.2 m aside (plus half its width), and OSM maps some ways through arcades and
@@ -90,19 +81,19 @@ pub struct Outcome {
 }
 
 /// Runs the scenario on `map` (no shop points, no buildings) and returns its report.
-pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, SimError> {
+pub fn run(map: MapGraph, scenario: &Scenario) -> Result<Report, Error> {
     simulate(&Area::from_map(map), scenario, &mut |_, _| {}).map(|o| o.report)
 }
 
 /// Runs the scenario in `area`; `progress(done, total)` is called with simulated ticks now and then.
-pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, SimError> {
-    scenario.check().map_err(SimError::Scenario)?;
+pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, u64)) -> Result<Outcome, Error> {
+    scenario.check().map_err(Error::Scenario)?;
     let (map, features) = (area.map.clone(), &area.features);
     let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed);
     let start = Timestamp(scenario.start_ms);
     let map_nodes = map.node_count();
     let n = map_nodes as u32;
-    let node_pos = |m: &MapGraph, i: u32| m.pos(NodeId(i)).ok_or_else(|| SimError::Setup(format!("node {i} missing")));
+    let node_pos = |m: &MapGraph, i: u32| m.pos(NodeId(i)).ok_or_else(|| Error::Setup(format!("node {i} missing")));
     let snaps = |m: &MapGraph, p: LatLon| m.snap(p, scenario.dispatch.max_snap_m).is_ok();
 
     // Shops: the given sites, then picks within 1 km of the map's centre (real shop streets are central).
@@ -130,7 +121,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
                 break;
             }
         }
-        shop_pos.push(pick.ok_or_else(|| SimError::Setup("no node near the map centre".into()))?);
+        shop_pos.push(pick.ok_or_else(|| Error::Setup("no node near the map centre".into()))?);
         shop_names.push(format!("Shop {}", shop_pos.len() - 1));
     }
 
@@ -241,8 +232,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
     // The physics world: buildings first, then robots below, pedestrians now from their own seeded stream (so
     // the number of pedestrians does not change the orders drawn above).
     let mut phys =
-        PhysicsWorld::new(map.origin(), start, PhysicsConfig { hz: scenario.physics_hz, ..Default::default() })
-            .map_err(SimError::Scenario)?;
+        PhysicsWorld::new(map.origin(), start, PhysicsConfig { hz: scenario.physics_hz, ..Default::default() })?;
     let walls = match scenario.buildings {
         Buildings::Walls => phys.add_walls(area.walls()),
         Buildings::Off => 0,
@@ -265,7 +255,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
         .then(|| host.dispatcher().map().clone());
     let mut store: BTreeMap<RecordKey, Record> = BTreeMap::new();
     let shop_ids: Vec<ShopId> = (0..scenario.shops)
-        .map(|i| ShopId::parse(&format!("shop-{i:03}")).map_err(|e| SimError::Setup(e.to_string())))
+        .map(|i| ShopId::parse(&format!("shop-{i:03}")).map_err(|e| Error::Setup(e.to_string())))
         .collect::<Result<_, _>>()?;
     for (i, id) in shop_ids.iter().enumerate() {
         let out =
@@ -276,7 +266,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
     let mut robots = Vec::new();
     let depots = if scenario.depots.is_empty() { &shop_pos } else { &scenario.depots };
     for i in 0..scenario.robots {
-        let id = RobotId::parse(&format!("robot-{i:03}")).map_err(|e| SimError::Setup(e.to_string()))?;
+        let id = RobotId::parse(&format!("robot-{i:03}")).map_err(|e| Error::Setup(e.to_string()))?;
         let depot = depots[i % depots.len()];
         let out = host.handle(start, Input::RegisterRobot { id: id.clone(), name: format!("Robot {i}"), depot });
         expect_ok(&out, &format!("robot {i}'s depot"))?;
@@ -360,7 +350,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
                     format!("robot {} broke down", robots[robot].id)
                 }
                 Fault::BlockSidewalk { lat, lon, duration_s, .. } => {
-                    let p = LatLon::new(lat, lon).map_err(|e| SimError::Scenario(e.to_string()))?;
+                    let p = LatLon::new(lat, lon).map_err(|e| Error::Scenario(e.to_string()))?;
                     let m = host.dispatcher().map();
                     match m.snap(p, 500.0) {
                         Ok(s) => {
@@ -411,7 +401,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
         while next_order < planned.len() && planned[next_order].at <= now {
             let p = &planned[next_order];
             next_order += 1;
-            let parcel = Parcel::new(Grams(p.grams), 1).map_err(|e| SimError::Setup(e.to_string()))?;
+            let parcel = Parcel::new(Grams(p.grams), 1).map_err(|e| Error::Setup(e.to_string()))?;
             let request =
                 DeliveryRequest { dropoff: p.dropoff, parcel, ready_at: Some(p.ready_at), deliver_by: p.deliver_by };
             let shop = shop_ids[p.shop].clone();
@@ -730,9 +720,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn expect_ok(out: &Routed, what: &str) -> Result<(), SimError> {
+fn expect_ok(out: &Routed, what: &str) -> Result<(), Error> {
     match &out.reply {
-        Some(Err(e)) => Err(SimError::Setup(format!("{what}: {e}"))),
+        Some(Err(e)) => Err(Error::Setup(format!("{what}: {e}"))),
         _ => Ok(()),
     }
 }
