@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::osm::Area;
-use crate::world::{Outcome, SimError, simulate};
-use crate::{Report, Scenario};
+use crate::world::{Outcome, simulate};
+use crate::{Error, Report, Scenario};
 
 /// The figures compared, in table order: name and how many decimals to print.
 pub const FIGURES: [(&str, usize); 11] = [
@@ -78,7 +78,7 @@ pub fn compare(
     seeds: &[u64],
     on_run: &mut dyn FnMut(usize, u64, &Outcome),
     progress: &mut dyn FnMut(&str, u64, u64),
-) -> Result<Comparison, SimError> {
+) -> Result<Comparison, Error> {
     let mut per_seed = Vec::new();
     for &seed in seeds {
         let mut figs = Vec::new();

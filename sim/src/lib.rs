@@ -12,6 +12,7 @@
 //! dispatcher.
 
 pub mod compare;
+pub mod error;
 pub mod html;
 pub mod osm;
 pub mod physics;
@@ -22,10 +23,11 @@ pub mod world;
 
 use std::path::Path;
 
+pub use error::Error;
 pub use osm::Area;
 pub use report::Report;
 pub use scenario::{Scenario, ScenarioFile};
-pub use world::{Outcome, SimError, run, simulate};
+pub use world::{Outcome, run, simulate};
 
 /// Writes `report.json` and `report.html` of a run into `dir` (created if missing).
 pub fn write_outputs(dir: &Path, outcome: &Outcome) -> std::io::Result<()> {

@@ -206,7 +206,7 @@ fn scenario_of(file: Option<&Path>, o: &Overrides) -> anyhow::Result<(PathBuf, S
 }
 
 fn load_area(path: &Path) -> anyhow::Result<Area> {
-    let (area, summary) = Area::load(path).map_err(anyhow::Error::msg)?;
+    let (area, summary) = Area::load(path)?;
     eprintln!(
         "map {}: {} nodes, {} edges, {:.1} km of walkable ways, {} shop points, {} buildings",
         path.display(),

@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 use fleet_core::LatLon;
 use fleet_core::map::{ImportSummary, MapGraph};
 
+use crate::Error;
+
 /// A shop or amenity point: a candidate place for a scenario's shop.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OsmShop {
@@ -139,11 +141,11 @@ impl Area {
     }
 
     /// Imports the walkable graph and the features of an `.osm.pbf` file.
-    pub fn load(path: &Path) -> Result<(Self, ImportSummary), String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read the map {}: {e}", path.display()))?;
-        let (map, summary) =
-            MapGraph::from_osm(&bytes).map_err(|e| format!("cannot import {}: {e}", path.display()))?;
-        let features = read_features(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<(Self, ImportSummary), Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::ReadMap { path: path.to_path_buf(), source })?;
+        let import = |message: String| Error::ImportMap { path: path.to_path_buf(), message };
+        let (map, summary) = MapGraph::from_osm(&bytes).map_err(|e| import(e.to_string()))?;
+        let features = read_features(&bytes).map_err(import)?;
         Ok((Self::new(map, features), summary))
     }
 }

@@ -19,11 +19,13 @@ use rand_chacha::ChaCha8Rng;
 use robot_agent::agent::Agent;
 use robot_agent::platform::KinematicPlatform;
 use robot_agent::session::{self, Customers, SessionConfig};
+use tonic::Request;
 use tonic::transport::Channel;
-use tonic::{Request, Status};
 use trundle_proto::pb;
 use trundle_proto::pb::ops_service_client::OpsServiceClient;
 use trundle_proto::pb::order_service_client::OrderServiceClient;
+
+use crate::Error;
 
 /// What to run against the dispatcher.
 #[derive(Debug, Clone)]
@@ -60,19 +62,9 @@ pub struct RemoteReport {
     pub wall_s: f64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error("cannot reach the dispatcher at {0}: {1}")]
-    Connect(String, String),
-    #[error("the dispatcher refused {0}: {1}")]
-    Refused(&'static str, Status),
-    #[error("bad setup: {0}")]
-    Setup(String),
-}
-
-fn authed<T>(msg: T, token: &str) -> Result<Request<T>, RemoteError> {
+fn authed<T>(msg: T, token: &str) -> Result<Request<T>, Error> {
     let mut r = Request::new(msg);
-    let v = format!("Bearer {token}").parse().map_err(|_| RemoteError::Setup("token is not ASCII".into()))?;
+    let v = format!("Bearer {token}").parse().map_err(|_| Error::RemoteSetup("token is not ASCII".into()))?;
     r.metadata_mut().insert("authorization", v);
     Ok(r)
 }
@@ -92,21 +84,21 @@ fn in_secs(s: u64) -> prost_types::Timestamp {
 }
 
 /// Runs the fleet and the shops against the dispatcher until every order has ended or the timeout passes.
-pub async fn run(map: &MapGraph, cfg: &RemoteConfig) -> Result<RemoteReport, RemoteError> {
+pub async fn run(map: &MapGraph, cfg: &RemoteConfig) -> Result<RemoteReport, Error> {
     if cfg.robots == 0 || cfg.shops == 0 || !(cfg.time_scale.is_finite() && cfg.time_scale > 0.0) {
-        return Err(RemoteError::Setup("robots, shops and time scale must be positive".into()));
+        return Err(Error::RemoteSetup("robots, shops and time scale must be positive".into()));
     }
     let started = Instant::now();
     let channel = Channel::from_shared(cfg.endpoint.clone())
-        .map_err(|e| RemoteError::Connect(cfg.endpoint.clone(), e.to_string()))?
+        .map_err(|e| Error::Connect(cfg.endpoint.clone(), e.to_string()))?
         .connect()
         .await
-        .map_err(|e| RemoteError::Connect(cfg.endpoint.clone(), e.to_string()))?;
+        .map_err(|e| Error::Connect(cfg.endpoint.clone(), e.to_string()))?;
     let mut ops = OpsServiceClient::new(channel.clone());
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let n = map.node_count() as u32;
     let centre = map.origin();
-    let near_centre = |rng: &mut ChaCha8Rng, radius: f64| -> Result<LatLon, RemoteError> {
+    let near_centre = |rng: &mut ChaCha8Rng, radius: f64| -> Result<LatLon, Error> {
         for _ in 0..100_000 {
             if let Some(p) = map.pos(NodeId(rng.random_range(0..n.max(1))))
                 && p.distance_m(centre) < radius
@@ -114,7 +106,7 @@ pub async fn run(map: &MapGraph, cfg: &RemoteConfig) -> Result<RemoteReport, Rem
                 return Ok(p);
             }
         }
-        Err(RemoteError::Setup("no map node near the centre".into()))
+        Err(Error::RemoteSetup("no map node near the centre".into()))
     };
 
     // Shops, then robots parked at them.
@@ -126,7 +118,7 @@ pub async fn run(map: &MapGraph, cfg: &RemoteConfig) -> Result<RemoteReport, Rem
         let token = ops
             .register_shop(authed(req, &cfg.operator_token)?)
             .await
-            .map_err(|s| RemoteError::Refused("a shop", s))?
+            .map_err(|s| Error::Refused("a shop", s))?
             .into_inner()
             .token;
         shops.push((at, OrderServiceClient::new(channel.clone()), token));
@@ -141,7 +133,7 @@ pub async fn run(map: &MapGraph, cfg: &RemoteConfig) -> Result<RemoteReport, Rem
         let token = ops
             .register_robot(authed(req, &cfg.operator_token)?)
             .await
-            .map_err(|s| RemoteError::Refused("a robot", s))?
+            .map_err(|s| Error::Refused("a robot", s))?
             .into_inner()
             .token;
         let mut sc = SessionConfig::new(cfg.endpoint.clone(), token);
@@ -209,7 +201,7 @@ pub async fn run(map: &MapGraph, cfg: &RemoteConfig) -> Result<RemoteReport, Rem
                 client
                     .mark_ready(authed(pb::MarkReadyRequest { order_id: o.order_id.clone() }, token)?)
                     .await
-                    .map_err(|st| RemoteError::Refused("marking an order ready", st))?;
+                    .map_err(|st| Error::Refused("marking an order ready", st))?;
                 placed.push((s, o.order_id));
                 report.placed += 1;
             }
@@ -225,7 +217,7 @@ pub async fn run(map: &MapGraph, cfg: &RemoteConfig) -> Result<RemoteReport, Rem
             let o = client
                 .get_order(authed(pb::GetOrderRequest { order_id: id.clone() }, token)?)
                 .await
-                .map_err(|st| RemoteError::Refused("reading an order", st))?
+                .map_err(|st| Error::Refused("reading an order", st))?
                 .into_inner();
             match o.status() {
                 pb::OrderStatus::Delivered => delivered += 1,

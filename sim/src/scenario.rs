@@ -11,6 +11,8 @@ use fleet_core::dispatcher::Config;
 use fleet_core::robot::RobotModel;
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
+
 /// What to simulate. Shops not given as coordinates, and customers not given as a list, are drawn with the seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
@@ -314,17 +316,6 @@ impl Scenario {
     }
 }
 
-/// Why a scenario file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
-
 /// A scenario file as written (TOML). Every section is optional; what is left out takes the value of
 /// [`Scenario::default`]. See `scenarios/monaco-lunch.toml` for every key, documented.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -420,12 +411,12 @@ pub const DEFAULT_MAP: &str = "data/monaco.osm.pbf";
 
 impl ScenarioFile {
     /// Reads and resolves a scenario file; returns the map's path and the checked scenario.
-    pub fn load(path: &Path) -> Result<(PathBuf, Scenario), ScenarioError> {
+    pub fn load(path: &Path) -> Result<(PathBuf, Scenario), Error> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.to_path_buf(), source })?;
-        let file = Self::parse(&text).map_err(|message| ScenarioError::Parse { path: path.to_path_buf(), message })?;
+            std::fs::read_to_string(path).map_err(|source| Error::ReadScenario { path: path.to_path_buf(), source })?;
+        let file = Self::parse(&text).map_err(|message| Error::ParseScenario { path: path.to_path_buf(), message })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        file.resolve(base).map_err(|message| ScenarioError::Invalid { path: path.to_path_buf(), message })
+        file.resolve(base).map_err(|message| Error::InvalidScenario { path: path.to_path_buf(), message })
     }
 
     /// Parses TOML; the error names the key and the line.

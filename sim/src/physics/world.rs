@@ -1,0 +1,537 @@
+//! The physics world that ties the parts together around rapier's world: the ground, robot bodies, walls and
+//! obstacles, the pedestrians' [`Crowd`], one fixed step (pedestrians turn, each robot senses and its
+//! [`controller`](super::controller) sets its velocity, rapier integrates, then contacts, odometers and
+//! batteries are accounted), the agent's commands to a robot (a drive and its parking slot, a service, a
+//! charge, pause and resume, a breakdown) and the events it polls. [`RobotView`] is one robot as its agent's
+//! [`Platform`].
+
+use std::collections::BTreeMap;
+use std::f32::consts::PI;
+
+use fleet_core::map::MapGraph;
+use fleet_core::{LatLon, Timestamp};
+use rand::Rng;
+use rapier3d::prelude::{
+    ActiveEvents, ColliderBuilder, Group, InteractionGroups, InteractionTestMode, PhysicsWorld as RapierWorld, Pose,
+    Real, RigidBodyBuilder, RigidBodyHandle, Rotation, SharedShape, Vector,
+};
+use robot_agent::agent::{PlatformCommand, PlatformEvent, Telemetry};
+// Battery used per metre driven and per hour switched on, percent: the same figures as `KinematicPlatform`,
+// so switching bodies does not change the fleet's energy model.
+use robot_agent::platform::{CHARGE_PCT_PER_H, DRAIN_PCT_PER_H, DRAIN_PCT_PER_M, Platform};
+
+use super::contacts::Contacts;
+use super::controller::{self, Ahead, Blocked, BodyState, Clock, Controller, OtherRobot, Task};
+use super::pedestrians::{self, Crowd};
+use super::projection::Projection;
+use super::sensing::Sensor;
+use super::{
+    G_GROUND, G_PED, G_ROBOT, G_STATIC, K_GROUND, K_ROBOT, K_STATIC, PhysicsConfig, PhysicsStats, ROBOT_HALF,
+    ROBOT_MASS_KG, dist,
+};
+use crate::Error;
+
+/// Clearance under the robot body: the ground never touches it (see the module docs of [`super`]).
+const HOVER: Real = 0.01;
+
+/// What a broken-down robot's platform reports.
+const BROKEN: &str = "drive failure: the robot cannot move";
+
+/// An obstacle that can be taken away again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObstacleId(RigidBodyHandle);
+
+/// A robot of the world: its body, its controller and what the world keeps for it.
+#[derive(Debug, Clone)]
+struct Robot {
+    body: RigidBodyHandle,
+    ctl: Controller,
+    events: Vec<PlatformEvent>,
+    odometer_m: f64,
+    battery_pct: f64,
+    /// Battery drained so far, percent (charging does not undo it).
+    used_pct: f64,
+    last_xy: [Real; 2],
+    /// The parking slot held at the end of the current (or last) drive: the end point in decimetres and the
+    /// slot number (see [`parking_slot`]).
+    slot: Option<((i64, i64), usize)>,
+    /// Battery drain relative to the reference 1 kWh battery (a bigger battery drains its percentage slower).
+    drain_scale: f64,
+    /// Broken down: the body never moves again and every command is answered with a fatal fault.
+    broken: bool,
+}
+
+/// The physics world. See the module docs of [`super`].
+pub struct PhysicsWorld {
+    world: RapierWorld,
+    proj: Projection,
+    cfg: PhysicsConfig,
+    dt: Real,
+    start: Timestamp,
+    robots: Vec<Robot>,
+    crowd: Crowd,
+    contacts: Contacts,
+    stats: PhysicsStats,
+    sensor: Sensor,
+    /// Parking slots taken around each drive's end point (decimetres): slot -> robot.
+    parking: BTreeMap<(i64, i64), BTreeMap<usize, usize>>,
+}
+
+fn yaw_of(r: &Rotation) -> Real {
+    let f = *r * Vector::X;
+    f.y.atan2(f.x)
+}
+
+/// Offset of parking slot `k` from a stop, metres. Slot 0 is the stop itself (in the lane, as a lone robot
+/// always parked); the others lie on rings around it, 6 on the first (1.6 m out), 12 on the second (3.0 m),
+/// 18 on the third (4.4 m), ..., each ring turned half a slot against the one inside it so that a robot
+/// driving out between two slots does not meet one straight behind. Cheap and deterministic; on a narrow
+/// footway an outer slot may be unreachable, and the drive then ends held within 5 m of it as before.
+fn parking_slot(k: usize) -> Option<[Real; 2]> {
+    if k == 0 {
+        return None;
+    }
+    let (mut ring, mut first) = (1usize, 1usize);
+    while k >= first + 6 * ring {
+        first += 6 * ring;
+        ring += 1;
+    }
+    let slots = 6 * ring;
+    let j = k - first;
+    let radius = 0.2 + 1.4 * ring as Real;
+    let angle = 2.0 * PI * (j as Real + if ring % 2 == 0 { 0.5 } else { 0.0 }) / slots as Real;
+    Some([radius * angle.cos(), radius * angle.sin()])
+}
+
+impl PhysicsWorld {
+    /// An empty world (ground only) around `origin`, starting at `start`.
+    pub fn new(origin: LatLon, start: Timestamp, cfg: PhysicsConfig) -> Result<Self, Error> {
+        if !(20..=1_000).contains(&cfg.hz) {
+            return Err(Error::Scenario(format!(
+                "physics rate must be 20..=1000 Hz (a step of at most 50 ms), not {}",
+                cfg.hz
+            )));
+        }
+        let mut world = RapierWorld { gravity: Vector::new(0.0, 0.0, -9.81), ..RapierWorld::default() };
+        let dt = 1.0 / cfg.hz as Real;
+        world.integration_parameters.dt = dt;
+        // The ground: a slab under a 20 km square, top face at z = 0. It is in no other group's filter.
+        world.insert(
+            RigidBodyBuilder::fixed().translation(Vector::new(0.0, 0.0, -0.5)),
+            ColliderBuilder::cuboid(10_000.0, 10_000.0, 0.5)
+                .collision_groups(InteractionGroups::new(G_GROUND, Group::NONE, InteractionTestMode::And))
+                .user_data(K_GROUND << 120),
+        );
+        let sensor = Sensor::new(cfg.sense_range_m);
+        Ok(Self {
+            world,
+            proj: Projection::new(origin),
+            cfg,
+            dt,
+            start,
+            robots: Vec::new(),
+            crowd: Crowd::default(),
+            contacts: Contacts::default(),
+            stats: PhysicsStats::default(),
+            sensor,
+            parking: BTreeMap::new(),
+        })
+    }
+    pub fn projection(&self) -> &Projection {
+        &self.proj
+    }
+    pub fn config(&self) -> &PhysicsConfig {
+        &self.cfg
+    }
+    pub fn stats(&self) -> PhysicsStats {
+        self.stats
+    }
+    pub fn robot_count(&self) -> usize {
+        self.robots.len()
+    }
+    /// The simulated time the world has reached.
+    pub fn now(&self) -> Timestamp {
+        self.time_of(self.stats.steps)
+    }
+    fn time_of(&self, step: u64) -> Timestamp {
+        Timestamp(self.start.0 + step * 1_000 / u64::from(self.cfg.hz))
+    }
+
+    /// Adds a robot standing at `pos` facing `yaw_rad` (counter-clockwise from east); returns its index.
+    pub fn add_robot(&mut self, pos: LatLon, yaw_rad: f32) -> usize {
+        let i = self.robots.len();
+        let xy = self.proj.to_xy(pos);
+        let xy = [xy[0] as Real, xy[1] as Real];
+        let (body, _) = self.world.insert(
+            RigidBodyBuilder::dynamic()
+                .pose(Pose::from_parts(
+                    Vector::new(xy[0], xy[1], ROBOT_HALF[2] + HOVER),
+                    Rotation::from_rotation_z(yaw_rad),
+                ))
+                .enabled_translations(true, true, false)
+                .enabled_rotations(false, false, true)
+                // A shove from a passer-by dies out instead of sending an idle robot gliding off.
+                .linear_damping(2.0)
+                .angular_damping(2.0),
+            ColliderBuilder::cuboid(ROBOT_HALF[0], ROBOT_HALF[1], ROBOT_HALF[2])
+                .mass(ROBOT_MASS_KG)
+                .collision_groups(InteractionGroups::new(G_ROBOT, G_ROBOT | G_PED | G_STATIC, InteractionTestMode::And))
+                .active_events(ActiveEvents::COLLISION_EVENTS)
+                .user_data(K_ROBOT << 120 | i as u128),
+        );
+        self.robots.push(Robot {
+            body,
+            ctl: Controller::new(i),
+            events: Vec::new(),
+            odometer_m: 0.0,
+            battery_pct: 100.0,
+            used_pct: 0.0,
+            last_xy: xy,
+            slot: None,
+            broken: false,
+            drain_scale: 1.0,
+        });
+        i
+    }
+
+    /// Robot `i` breaks down for good: it stops where it is, drops what it was doing and reports a fatal fault.
+    pub fn break_down(&mut self, i: usize) {
+        let Some(r) = self.robots.get_mut(i) else { return };
+        if r.broken {
+            return;
+        }
+        r.broken = true;
+        r.ctl.task = Task::Idle;
+        r.ctl.sidestep = None;
+        r.ctl.blocked = None;
+        r.ctl.stopped_since = None;
+        r.events.clear();
+        r.events.push(PlatformEvent::Fault { fatal: true, detail: BROKEN.into() });
+    }
+
+    /// Gives robot `i` a battery of `wh` watt-hours (the drain figures are for 1 kWh).
+    pub fn set_battery_wh(&mut self, i: usize, wh: f64) {
+        if let Some(r) = self.robots.get_mut(i)
+            && wh.is_finite()
+            && wh > 0.0
+        {
+            r.drain_scale = 1_000.0 / wh;
+        }
+    }
+
+    pub fn is_broken(&self, i: usize) -> bool {
+        self.robots.get(i).is_some_and(|r| r.broken)
+    }
+
+    /// Whether robot `i` is at work this step: driving (not paused) or serving a compartment.
+    pub fn is_busy(&self, i: usize) -> bool {
+        self.robots.get(i).is_some_and(|r| {
+            !r.broken && !r.ctl.paused && matches!(r.ctl.task, Task::Driving { .. } | Task::Service { .. })
+        })
+    }
+
+    /// Adds a wall (road works, a fence across the footway) centred at `pos`, `length_m` long across the
+    /// direction `along_rad` (counter-clockwise from east) and 0.3 m thick; [`Self::remove_obstacle`] takes it
+    /// away again.
+    pub fn add_wall_across(&mut self, pos: LatLon, along_rad: f32, length_m: f32) -> ObstacleId {
+        let xy = self.proj.to_xy(pos);
+        let half = [0.15, length_m / 2.0, 0.6];
+        let k = self.world.colliders.len() as u128;
+        let (body, _) = self.world.insert(
+            RigidBodyBuilder::fixed().pose(Pose::from_parts(
+                Vector::new(xy[0] as Real, xy[1] as Real, half[2]),
+                Rotation::from_rotation_z(along_rad),
+            )),
+            ColliderBuilder::cuboid(half[0], half[1], half[2])
+                .collision_groups(InteractionGroups::new(G_STATIC, G_ROBOT | G_PED, InteractionTestMode::And))
+                .user_data(K_STATIC << 120 | k),
+        );
+        ObstacleId(body)
+    }
+
+    pub fn remove_obstacle(&mut self, id: ObstacleId) {
+        self.world.remove_body(id.0);
+        // Robots parked against it may be asleep; they must notice the way is free.
+        self.world.wake_up_all(false);
+    }
+
+    /// Adds static walls: each segment `(a, b)` in local metres becomes a cuboid 0.2 m thick and 1 m high; returns
+    /// how many. All of them form one compound collider (no body): measured on Monaco's 33,674 walls, one
+    /// collider per wall made a step 2.5 times slower (rapier's broad phase keeps every collider in its tree
+    /// and the moving ones are re-inserted each step), compounds per 5-200 m cell 1.7-2.5 times, one compound
+    /// for all 1.25 times. Pedestrians ignore walls (they are kinematic and walk the graph, which the walls
+    /// were kept clear of).
+    pub fn add_walls(&mut self, segments: &[([f64; 2], [f64; 2])]) -> usize {
+        let mut shapes: Vec<(Pose, SharedShape)> = Vec::new();
+        for &(a, b) in segments {
+            let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+            let len = dx.hypot(dy);
+            if !(len >= 0.05 && len.is_finite()) {
+                continue;
+            }
+            let mid = Vector::new(((a[0] + b[0]) / 2.0) as Real, ((a[1] + b[1]) / 2.0) as Real, 0.5);
+            let pose = Pose::from_parts(mid, Rotation::from_rotation_z(dy.atan2(dx) as Real));
+            shapes.push((pose, SharedShape::cuboid((len / 2.0) as Real, 0.1, 0.5)));
+        }
+        let n = shapes.len();
+        if n > 0 {
+            let k = self.world.colliders.len() as u128;
+            self.world.insert_collider(
+                ColliderBuilder::compound(shapes)
+                    .collision_groups(InteractionGroups::new(G_STATIC, G_ROBOT, InteractionTestMode::And))
+                    .user_data(K_STATIC << 120 | k),
+                None,
+            );
+        }
+        n
+    }
+
+    /// Adds a fixed box obstacle (a bin, a scooter, road works) centred at `pos` on the ground.
+    pub fn add_obstacle(&mut self, pos: LatLon, half_extents: [f32; 3]) {
+        let xy = self.proj.to_xy(pos);
+        let k = self.world.colliders.len() as u128;
+        self.world.insert(
+            RigidBodyBuilder::fixed().translation(Vector::new(xy[0] as Real, xy[1] as Real, half_extents[2])),
+            ColliderBuilder::cuboid(half_extents[0], half_extents[1], half_extents[2])
+                .collision_groups(InteractionGroups::new(G_STATIC, G_ROBOT, InteractionTestMode::And))
+                .user_data(K_STATIC << 120 | k),
+        );
+    }
+
+    /// Adds a pedestrian walking back and forth between `a` and `b` at `speed_mps`, starting `frac` of the way.
+    pub fn add_pedestrian(&mut self, a: LatLon, b: LatLon, speed_mps: f32, frac: f32) {
+        let (pa, pb) = (self.proj.to_xy(a), self.proj.to_xy(b));
+        let (pa, pb) = ([pa[0] as Real, pa[1] as Real], [pb[0] as Real, pb[1] as Real]);
+        self.crowd.add(&mut self.world, pa, pb, speed_mps, frac);
+    }
+
+    /// Adds `count` pedestrians on random edges of `map` (longer than 5 m) at 1.0-1.5 m/s, drawn from `rng`.
+    pub fn add_pedestrians(&mut self, map: &MapGraph, count: usize, rng: &mut impl Rng) {
+        for (a, b, speed, frac) in pedestrians::walks(map, count, rng) {
+            self.add_pedestrian(a, b, speed, frac);
+        }
+    }
+
+    /// Robot `i` as a [`Platform`]. Panics on an index not returned by [`Self::add_robot`].
+    pub fn robot(&mut self, i: usize) -> RobotView<'_> {
+        RobotView { world: self, i }
+    }
+
+    pub fn telemetry(&self, i: usize) -> Option<Telemetry> {
+        let r = self.robots.get(i)?;
+        let b = self.world.bodies.get(r.body)?;
+        let t = b.translation();
+        let yaw = yaw_of(b.rotation());
+        Some(Telemetry {
+            pos: self.proj.to_latlon([f64::from(t.x), f64::from(t.y)]),
+            // Compass bearing: clockwise from north.
+            heading_deg: f64::from(90.0 - yaw.to_degrees()).rem_euclid(360.0),
+            speed_mps: f64::from(if r.ctl.paused { 0.0 } else { r.ctl.speed }),
+            battery_pct: r.battery_pct,
+        })
+    }
+
+    /// Local position (x east, y north) of robot `i`.
+    pub fn robot_xy(&self, i: usize) -> Option<[f32; 2]> {
+        let b = self.world.bodies.get(self.robots.get(i)?.body)?;
+        let t = b.translation();
+        Some([t.x, t.y])
+    }
+
+    pub fn odometer_m(&self, i: usize) -> f64 {
+        self.robots.get(i).map_or(0.0, |r| r.odometer_m)
+    }
+    pub fn battery_pct(&self, i: usize) -> f64 {
+        self.robots.get(i).map_or(0.0, |r| r.battery_pct)
+    }
+    /// Whether robot `i` is currently blocked (no progress for longer than `blocked_after_s`).
+    pub fn blocked(&self, i: usize) -> Option<Blocked> {
+        self.robots.get(i)?.ctl.blocked
+    }
+    pub fn distance_m(&self) -> f64 {
+        self.robots.iter().map(|r| r.odometer_m).sum()
+    }
+    pub fn energy_used_pct(&self) -> f64 {
+        self.robots.iter().map(|r| r.used_pct).sum()
+    }
+
+    /// Steps until the world's clock reaches `now` (never past it).
+    pub fn advance_to(&mut self, now: Timestamp) {
+        while self.time_of(self.stats.steps + 1) <= now {
+            self.step();
+        }
+    }
+
+    /// One fixed step: pedestrians walk, robot controllers sense and set velocities, rapier integrates, then
+    /// contacts, odometers and batteries are accounted.
+    pub fn step(&mut self) {
+        let step = self.stats.steps;
+        self.crowd.walk(&mut self.world.bodies, self.dt);
+        for i in 0..self.robots.len() {
+            self.control(i, step);
+        }
+        self.world.step_with_events(&(), &self.contacts.collector);
+        self.stats.steps += 1;
+        let step = self.stats.steps;
+        self.contacts.account(&self.world.colliders, step, u64::from(self.cfg.hz), &mut self.stats.collisions);
+        let hours = f64::from(self.dt) / 3600.0;
+        for r in &mut self.robots {
+            let idle = (hours * DRAIN_PCT_PER_H * r.drain_scale).min(r.battery_pct);
+            r.battery_pct -= idle;
+            r.used_pct += idle;
+            if let Task::Charging { .. } = r.ctl.task
+                && !r.ctl.paused
+            {
+                r.battery_pct = (r.battery_pct + hours * CHARGE_PCT_PER_H).min(100.0);
+            }
+            if !r.ctl.moving {
+                continue;
+            }
+            if let Some(b) = self.world.bodies.get(r.body) {
+                let t = b.translation();
+                let d = f64::from(dist(r.last_xy, [t.x, t.y]));
+                r.last_xy = [t.x, t.y];
+                r.odometer_m += d;
+                let used = (d * DRAIN_PCT_PER_M * r.drain_scale).min(r.battery_pct);
+                r.battery_pct -= used;
+                r.used_pct += used;
+            }
+        }
+    }
+
+    /// Robot `i`'s controller for one step: the world reads the body and the sensor, the pure controller
+    /// decides, and the world writes the velocity back and counts what the controller saw happen.
+    fn control(&mut self, i: usize, step: u64) {
+        let Some(body) = self.robots.get(i).map(|r| r.body) else { return };
+        let Some(b) = self.world.bodies.get(body) else { return };
+        let pos = b.translation();
+        let yaw = yaw_of(b.rotation());
+        let seen = if self.robots[i].ctl.driving() { self.sensor.sweep(&self.world, body, pos, yaw) } else { None };
+        // Who blocks us matters for the yield rule: a robot index, and whether that robot is driving.
+        let ahead = seen.map(|s| Ahead {
+            gap: s.gap,
+            robot: (s.what >> 120 == K_ROBOT)
+                .then_some((s.what & 0xffff_ffff) as usize)
+                .map(|j| OtherRobot { index: j, driving: self.robots.get(j).is_some_and(|o| o.ctl.driving()) }),
+        });
+        let clock = Clock { start: self.start, step, dt: self.dt };
+        let r = &mut self.robots[i];
+        let out = controller::control(&mut r.ctl, BodyState { xy: [pos.x, pos.y], yaw }, ahead, &self.cfg, clock);
+        self.stats.near_misses += u64::from(out.near_miss);
+        self.stats.blocked_events += u64::from(out.blocked);
+        self.stats.sidesteps += u64::from(out.sidestep);
+        r.events.extend(out.events);
+        if let Some(v) = out.velocity
+            && let Some(b) = self.world.bodies.get_mut(body)
+        {
+            b.set_linvel(Vector::new(yaw.cos() * v.speed, yaw.sin() * v.speed, 0.0), true);
+            b.set_angvel(Vector::new(0.0, 0.0, v.yaw_rate), true);
+        }
+    }
+
+    fn execute(&mut self, i: usize, now: Timestamp, cmd: PlatformCommand) {
+        let proj = self.proj;
+        let Some(r) = self.robots.get_mut(i) else { return };
+        if r.broken {
+            // A broken robot carries out nothing. Its agent ignores platform events while idle, so the fault of
+            // the breakdown may have gone unheard; each command it cannot carry out is answered with it again.
+            if matches!(
+                cmd,
+                PlatformCommand::Drive { .. } | PlatformCommand::Load { .. } | PlatformCommand::Unload { .. }
+            ) {
+                r.events.push(PlatformEvent::Fault { fatal: true, detail: BROKEN.into() });
+            }
+            return;
+        }
+        // Events of the command being replaced are dropped, as the kinematic body does.
+        match cmd {
+            PlatformCommand::Drive { path, speed_mps } => {
+                r.events.clear();
+                let pts: Vec<[Real; 2]> = path
+                    .iter()
+                    .map(|&q| {
+                        let xy = proj.to_xy(q);
+                        [xy[0] as Real, xy[1] as Real]
+                    })
+                    .collect();
+                // The route starts where the dispatcher believes the robot stands (its node); the body is there
+                // up to its parking spot, so it joins the route from where it is.
+                if !pts.is_empty() {
+                    r.events.push(PlatformEvent::Passed { index: 0 });
+                }
+                let limit = if speed_mps.is_finite() { speed_mps.max(0.0) as Real } else { 0.0 };
+                // The end's parking slot: the lowest free one around that point; the robot keeps it until its
+                // next drive, so robots waiting or serving at one stop stand apart instead of on one spot.
+                if let Some((key, k)) = r.slot.take()
+                    && let Some(taken) = self.parking.get_mut(&key)
+                {
+                    taken.remove(&k);
+                }
+                let mut park = None;
+                if let Some(&end) = pts.last() {
+                    let key = ((end[0] * 10.0).round() as i64, (end[1] * 10.0).round() as i64);
+                    let taken = self.parking.entry(key).or_default();
+                    let k = (0..).find(|k| !taken.contains_key(k)).unwrap_or(0);
+                    taken.insert(k, i);
+                    r.slot = Some((key, k));
+                    park = parking_slot(k).map(|o| [end[0] + o[0], end[1] + o[1]]);
+                }
+                r.ctl.drive(pts, limit, park);
+            }
+            PlatformCommand::Load { service_s, .. } | PlatformCommand::Unload { service_s, .. } => {
+                r.events.clear();
+                let s = if service_s.is_finite() { service_s.max(0.0) } else { 0.0 };
+                r.ctl.task = Task::Service { until: now.plus_secs(s) };
+            }
+            PlatformCommand::Charge { until_pct } => {
+                r.events.clear();
+                let until = if until_pct.is_finite() { until_pct.min(100.0) } else { 100.0 };
+                r.ctl.task = Task::Charging { until_pct: until };
+            }
+            PlatformCommand::Stop => {
+                r.events.clear();
+                r.ctl.task = Task::Idle;
+            }
+            PlatformCommand::Pause => r.ctl.paused = true,
+            PlatformCommand::Resume => r.ctl.paused = false,
+        }
+    }
+
+    fn poll(&mut self, i: usize, now: Timestamp) -> Vec<PlatformEvent> {
+        let Some(r) = self.robots.get_mut(i) else { return Vec::new() };
+        if !r.ctl.paused
+            && let Task::Service { until } = r.ctl.task
+            && now >= until
+        {
+            r.ctl.task = Task::Idle;
+            r.events.push(PlatformEvent::ServiceDone);
+        }
+        if let Task::Charging { until_pct } = r.ctl.task
+            && r.battery_pct >= until_pct
+        {
+            r.ctl.task = Task::Idle;
+            r.events.push(PlatformEvent::ServiceDone);
+        }
+        std::mem::take(&mut r.events)
+    }
+}
+
+/// One robot of a [`PhysicsWorld`] as the agent's [`Platform`]. The world is stepped by the driver (once per
+/// tick, [`PhysicsWorld::advance_to`]); `poll` hands over what happened since the last poll.
+pub struct RobotView<'a> {
+    world: &'a mut PhysicsWorld,
+    i: usize,
+}
+
+impl Platform for RobotView<'_> {
+    fn execute(&mut self, now: Timestamp, cmd: PlatformCommand) {
+        self.world.execute(self.i, now, cmd);
+    }
+    fn poll(&mut self, now: Timestamp) -> Vec<PlatformEvent> {
+        self.world.poll(self.i, now)
+    }
+    fn telemetry(&self) -> Telemetry {
+        let fallback = Telemetry { pos: self.world.proj.origin(), heading_deg: 0.0, speed_mps: 0.0, battery_pct: 0.0 };
+        self.world.telemetry(self.i).unwrap_or(fallback)
+    }
+}
