@@ -220,7 +220,20 @@ pub async fn run(map: &MapGraph, endpoint: &str, operator_token: &str, cfg: &Loa
                     _ = tick.tick() => {}
                     _ = stop.changed() => break,
                     m = inbound.next() => {
-                        let Some(Ok(m)) = m else { break };
+                        let m = match m {
+                            Some(Ok(m)) => m,
+                            // The server ended the session before the run did: a failure the report counts.
+                            other => {
+                                let why = match other {
+                                    Some(Err(st)) => format!("Session ended {:?}", st.code()),
+                                    _ => "Session ended by the server".to_owned(),
+                                };
+                                if let Ok(mut s) = shared.lock() {
+                                    *s.errors.entry(why).or_default() += 1;
+                                }
+                                break;
+                            }
+                        };
                         if let Some(pb::dispatcher_message::Msg::Mission(u)) = m.msg {
                             released = u.steps.iter().filter(|s| s.released && s.seq > done_through).map(|s| s.seq).collect();
                             let ack = pb::RobotMessage {

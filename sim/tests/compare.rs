@@ -1,16 +1,13 @@
 //! `compare`: two scenarios on the same seeds give a side-by-side table and per-seed figures; a scenario
 //! compared with itself differs by nothing.
 
-use std::path::Path;
+mod common;
 
-use fleet_core::map::MapGraph;
 use sim::{Area, Scenario};
 
 #[test]
 fn compare_runs_both_scenarios_on_each_seed() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/monaco.osm.pbf");
-    let bytes = std::fs::read(path).expect("the bundled Monaco extract is in data/");
-    let area = Area::from_map(MapGraph::from_osm(&bytes).expect("Monaco imports").0);
+    let area = Area::from_map(common::monaco());
     let a = Scenario {
         robots: 2,
         shops: 2,

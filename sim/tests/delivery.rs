@@ -1,14 +1,10 @@
 //! A quiet morning on Monaco's footways: a few robots, no pedestrians. Every order placed is delivered and no
 //! robot touches anything, so the physics bodies, the agents and the dispatcher agree end to end.
 
-use fleet_core::map::MapGraph;
-use sim::Scenario;
+mod common;
 
-fn monaco() -> MapGraph {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/monaco.osm.pbf");
-    let bytes = std::fs::read(path).expect("the bundled Monaco extract is in data/");
-    MapGraph::from_osm(&bytes).expect("Monaco imports").0
-}
+use common::monaco;
+use sim::Scenario;
 
 #[test]
 fn few_robots_no_pedestrians_deliver_everything_without_a_collision() {

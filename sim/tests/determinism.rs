@@ -1,13 +1,9 @@
 //! Same scenario and seed, byte-identical report; another seed, another day.
 
-use fleet_core::map::MapGraph;
-use sim::Scenario;
+mod common;
 
-fn monaco() -> MapGraph {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/monaco.osm.pbf");
-    let bytes = std::fs::read(path).expect("the bundled Monaco extract is in data/");
-    MapGraph::from_osm(&bytes).expect("Monaco imports").0
-}
+use common::monaco;
+use sim::Scenario;
 
 /// Pedestrians kept few so the three runs stay quick in a debug build; enough that they meet the robots.
 fn small(seed: u64) -> Scenario {

@@ -3,6 +3,8 @@
 //! report BLOCKED, the dispatcher closes that sidewalk and re-routes, and the order still arrives. The scenario
 //! is the documented example `scenarios/monaco-faults.toml`.
 
+mod common;
+
 use std::path::Path;
 
 use fleet_core::map::MapGraph;
@@ -11,8 +13,9 @@ use sim::ScenarioFile;
 fn faults_example() -> (MapGraph, sim::Scenario) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     let (map, scenario) = ScenarioFile::load(&dir.join("monaco-faults.toml")).expect("the example loads");
-    let bytes = std::fs::read(&map).expect("the bundled map");
-    (MapGraph::from_osm(&bytes).expect("imports").0, scenario)
+    let real = |p: &Path| p.canonicalize().ok();
+    assert_eq!(real(&map), real(&common::monaco_path()), "the example runs on the bundled map");
+    (common::monaco(), scenario)
 }
 
 #[test]

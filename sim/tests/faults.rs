@@ -2,15 +2,11 @@
 //! from exactly the records it persisted, and every robot reconnects), and a link drop shorter than the
 //! dispatcher's offline limit re-assigns nothing. Both runs deliver every order they placed.
 
-use fleet_core::map::MapGraph;
+mod common;
+
+use common::monaco;
 use sim::Scenario;
 use sim::scenario::Fault;
-
-fn monaco() -> MapGraph {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/monaco.osm.pbf");
-    let bytes = std::fs::read(path).expect("the bundled Monaco extract is in data/");
-    MapGraph::from_osm(&bytes).expect("Monaco imports").0
-}
 
 /// A small quiet fleet; improvement off, so any re-assignment would be the fault's doing.
 fn small(faults: Vec<Fault>) -> Scenario {

@@ -1,14 +1,11 @@
 //! report.json and report.html: the same scenario and seed write byte-identical files, and the files carry
 //! what they promise (every KPI, per-order outcomes, the charts).
 
+mod common;
+
 use std::path::Path;
 
-use sim::{Area, ScenarioFile};
-
-fn monaco() -> Area {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/monaco.osm.pbf");
-    Area::load(&path).expect("Monaco imports").0
-}
+use sim::ScenarioFile;
 
 const SMALL: &str = r#"
 seed = 11
@@ -30,7 +27,7 @@ improve_iterations = 50
 
 #[test]
 fn same_scenario_same_report_files_byte_for_byte() {
-    let area = monaco();
+    let area = common::monaco_area();
     assert!(!area.features.buildings.is_empty() && !area.features.shops.is_empty());
     let (_, scenario) = ScenarioFile::parse(SMALL).and_then(|f| f.resolve(Path::new("."))).expect("valid");
     let dirs = [tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp")];
