@@ -30,7 +30,7 @@ use crate::mission::{MissionUpdate, StepAction};
 use crate::order::{Order, OrderStatus};
 use crate::planner::insertion::{Task, TravelTable};
 use crate::robot::{PlanStop, Robot, RobotModel, StopKind};
-use crate::{CoreError, OrderId, RobotId, ShopId, Timestamp};
+use crate::{CoreError, NodeId, OrderId, RobotId, ShopId, Timestamp};
 
 /// A robot the planner may give work: connected, not paused by an operator, not out of service.
 fn available(r: &Robot) -> bool {
@@ -66,6 +66,8 @@ pub struct Dispatcher {
     offline_since: BTreeMap<RobotId, Timestamp>,
     offline_handled: BTreeSet<RobotId>,
     table: TravelTable,
+    /// Each robot's plan legs for the insertion lower bound, kept between orders (see [`Legs`]).
+    legs: FxHashMap<RobotId, Legs>,
     /// The planner's view of each robot's stops, kept between insertions (building one looks up the order of
     /// every stop). See [`PlanView`].
     views: RefCell<FxHashMap<RobotId, PlanView>>,
@@ -84,6 +86,19 @@ struct PlanView {
     on_board: Vec<OrderId>,
     tasks: Vec<Task>,
     load: (u8, u32),
+}
+
+/// A robot's plan legs as the insertion lower bound reads them: from its node to its first stop and between
+/// consecutive stops, infinite where no route serves one. Looking them up for 1,000 robots on every order was a
+/// fifth of the core's time under load (`trundle-bench load`, docs/benchmarks.md); they change only when the
+/// robot moves on, its plan or model changes (checked on every use) or a closure changes the map (dropped with
+/// the travel-time table).
+#[derive(Debug)]
+struct Legs {
+    start: NodeId,
+    nodes: Vec<NodeId>,
+    profile: Profile,
+    secs: Vec<f64>,
 }
 
 /// Collects outputs; persists are de-duplicated per entity and emitted first.
@@ -118,6 +133,7 @@ impl Dispatcher {
             offline_since: BTreeMap::new(),
             offline_handled: BTreeSet::new(),
             table: TravelTable::default(),
+            legs: FxHashMap::default(),
             views: RefCell::default(),
             plans_version: 0,
         }

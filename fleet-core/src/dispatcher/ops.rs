@@ -92,6 +92,7 @@ impl Dispatcher {
         }
         self.plans_version += 1;
         self.table.clear();
+        self.legs.clear();
         self.meta.closed_edges = self.map.closed_edges().collect();
         out.meta = true;
         Ok(Reply::Done)

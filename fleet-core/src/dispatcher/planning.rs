@@ -267,6 +267,31 @@ impl Dispatcher {
         }
         // Every planned stop's order exists (orders are never removed), so these nodes are the plans' nodes.
         let nodes: Vec<NodeId> = robots.iter().flat_map(|r| r.plan.iter().map(|s| s.node)).collect();
+        let mut table = std::mem::take(&mut self.table);
+        // The plans' legs, kept per robot while its node, stops and profile stay the same.
+        let mut flat_legs: Vec<f64> = Vec::with_capacity(nodes.len());
+        let mut at = 0;
+        for r in &robots {
+            let (ns, profile) = (&nodes[at..at + r.plan.len()], self.profile(&r.model));
+            match self.legs.get(&r.id) {
+                Some(l) if l.start == r.node && l.profile == profile && l.nodes == ns => {
+                    // Debug builds look every leg up again: every test checks that what is kept is current.
+                    debug_assert_eq!(
+                        l.secs,
+                        insertion::plan_legs(&self.map, &mut table, r.node, ns, profile),
+                        "the kept legs of robot {} are stale",
+                        r.id
+                    );
+                    flat_legs.extend(&l.secs)
+                }
+                _ => {
+                    let secs = insertion::plan_legs(&self.map, &mut table, r.node, ns, profile);
+                    flat_legs.extend(&secs);
+                    self.legs.insert(r.id.clone(), Legs { start: r.node, nodes: ns.to_vec(), profile, secs });
+                }
+            }
+            at += r.plan.len();
+        }
         let mut outlines = Vec::with_capacity(robots.len());
         let mut at = 0;
         for r in &robots {
@@ -275,10 +300,10 @@ impl Dispatcher {
                 nodes: &nodes[at..at + r.plan.len()],
                 locked: r.plan.iter().take_while(|s| s.locked()).count(),
                 profile: self.profile(&r.model),
+                legs: Some(&flat_legs[at..at + r.plan.len()]),
             });
             at += r.plan.len();
         }
-        let mut table = std::mem::take(&mut self.table);
         let found = insertion::cheapest_insertion_bounded(
             &self.map,
             &mut table,

@@ -221,6 +221,7 @@ impl Dispatcher {
             }
             self.meta.closed_edges = self.map.closed_edges().collect();
             self.table.clear();
+            self.legs.clear();
             self.plans_version += 1;
             out.meta = true;
         }

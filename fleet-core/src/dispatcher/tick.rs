@@ -53,6 +53,7 @@ impl Dispatcher {
             }
             self.meta.closed_edges = self.map.closed_edges().collect();
             self.table.clear();
+            self.legs.clear();
             self.plans_version += 1;
             out.meta = true;
         }

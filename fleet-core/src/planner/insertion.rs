@@ -569,12 +569,29 @@ pub struct Outline<'a> {
     pub nodes: &'a [NodeId],
     pub locked: usize,
     pub profile: Profile,
+    /// The plan's legs when the caller keeps them ([`plan_legs`]): `legs[k]` is the travel time to `nodes[k]`
+    /// from the stop before it (from `start` for the first), infinite where no route serves it. `None`: they
+    /// are looked up in the travel-time table.
+    pub legs: Option<&'a [f64]>,
 }
 
 impl<'a> Outline<'a> {
     pub fn of(plan: &RobotPlan, nodes: &'a [NodeId]) -> Self {
-        Self { start: plan.start_node, nodes, locked: plan.locked, profile: plan.profile }
+        Self { start: plan.start_node, nodes, locked: plan.locked, profile: plan.profile, legs: None }
     }
+}
+
+/// The legs of a plan from `start` through `nodes`, as [`Outline::legs`] takes them.
+pub fn plan_legs(map: &MapGraph, table: &mut TravelTable, start: NodeId, nodes: &[NodeId], p: Profile) -> Vec<f64> {
+    let mut from = start;
+    nodes
+        .iter()
+        .map(|&to| {
+            let leg = table.secs(map, from, to, p).unwrap_or(f64::INFINITY);
+            from = to;
+            leg
+        })
+        .collect()
 }
 
 /// Seconds no route from `a` to `b` can beat: the straight line at full speed (every edge is at least as long
@@ -615,9 +632,13 @@ pub fn insertion_lower_bound(
             break;
         }
         let b = o.nodes[k];
-        let Some(leg) = table.secs(map, a, b, o.profile) else {
-            return f64::INFINITY;
+        let leg = match o.legs {
+            Some(legs) => legs[k],
+            None => table.secs(map, a, b, o.profile).unwrap_or(f64::INFINITY),
         };
+        if leg.is_infinite() {
+            return f64::INFINITY;
+        }
         let (p_to_b, d_to_b) = (line(p, b), line(d, b));
         let detour_p = (to_p + p_to_b - leg).max(0.0);
         let detour_d = (to_d + d_to_b - leg).max(0.0);
