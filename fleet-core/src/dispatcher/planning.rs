@@ -315,8 +315,12 @@ impl Dispatcher {
         let answer = match found.best {
             Some(ins) => Ok(ins),
             None => {
-                let plans: Vec<RobotPlan> = robots.iter().map(|r| self.robot_plan(r, now)).collect();
-                Err(Self::why_not(&self.map, &mut table, now, &plans, pickup, dropoff))
+                // What the reason needs of each robot, without building its plan again.
+                let limits: Vec<(Profile, Option<Timestamp>, f64)> = robots
+                    .iter()
+                    .map(|r| (self.profile(&r.model), r.shift_end, insertion::range_m(&r.model, r.battery_pct)))
+                    .collect();
+                Err(Self::why_not(&self.map, &mut table, now, &limits, pickup, dropoff))
             }
         };
         self.table = table;
@@ -329,11 +333,13 @@ impl Dispatcher {
         map: &MapGraph,
         table: &mut TravelTable,
         now: Timestamp,
-        plans: &[RobotPlan],
+        robots: &[(Profile, Option<Timestamp>, f64)],
         pickup: &Task,
         dropoff: &Task,
     ) -> Refusal {
-        let profile = plans[0].profile;
+        let Some(&(profile, ..)) = robots.first() else {
+            return Refusal::NoRobotAvailable;
+        };
         let Some(trip_s) = table.secs(map, pickup.node, dropoff.node, profile) else {
             return Refusal::Unreachable;
         };
@@ -348,14 +354,14 @@ impl Dispatcher {
             };
         }
         let done = earliest.plus_secs(dropoff.service_s);
-        if plans.iter().all(|p| p.shift_end.is_some_and(|end| end < done)) {
+        if robots.iter().all(|(_, shift_end, _)| shift_end.is_some_and(|end| end < done)) {
             return Refusal::ShiftEnds;
         }
         let trip_m = trip_s * profile.speed_mps;
-        if plans.iter().all(|p| p.range_m < trip_m) {
+        if robots.iter().all(|(.., range_m)| *range_m < trip_m) {
             return Refusal::BatteryRange { trip_m: trip_m.round() as u32 };
         }
-        Refusal::FleetBusy { robots: plans.len() as u32 }
+        Refusal::FleetBusy { robots: robots.len() as u32 }
     }
 
     /// Installs a robot's new task list, keeping the release flags of stops it already had.
