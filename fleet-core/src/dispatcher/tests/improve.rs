@@ -1,10 +1,8 @@
 //! The background improver's proposals: applied when they are still valid, refused otherwise.
 
 use super::*;
-use crate::Grams;
 use crate::map::tests::grid;
 use crate::mission::Hello;
-use crate::order::Parcel;
 use crate::planner::improve::{ImproveParams, ProposedPlan, improve};
 
 use super::{ll, reply};
@@ -15,19 +13,7 @@ fn hello(d: &mut Dispatcher, id: &RobotId, t: Timestamp) {
 }
 
 fn place(d: &mut Dispatcher, shop: &ShopId, key: &str, to: LatLon, now: Timestamp) -> OrderId {
-    let request = DeliveryRequest {
-        dropoff: to,
-        parcel: Parcel::new(Grams(500), 1).expect("valid"),
-        ready_at: None,
-        deliver_by: now.plus_secs(3_600.0),
-    };
-    match reply(&d.handle(
-        now,
-        Input::PlaceOrder { shop: shop.clone(), idempotency_key: key.into(), request, pin: "1234".into() },
-    )) {
-        Ok(Reply::Placed { order, .. }) => order.id,
-        other => panic!("not placed: {other:?}"),
-    }
+    super::place_to(d, shop, key, to, now)
 }
 
 /// Two orders planned on the far robot while the one at the shop was offline; then it comes back.

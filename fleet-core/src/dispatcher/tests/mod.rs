@@ -58,8 +58,13 @@ fn fleet() -> (Dispatcher, ShopId, RobotId, RobotId) {
 }
 
 fn place(d: &mut Dispatcher, shop: &ShopId, key: &str, now: Timestamp) -> OrderId {
+    place_to(d, shop, key, ll(43.731, 7.421), now)
+}
+
+/// Places a 500 g parcel from `shop` to `to`, due in an hour; panics unless it is placed.
+pub(crate) fn place_to(d: &mut Dispatcher, shop: &ShopId, key: &str, to: LatLon, now: Timestamp) -> OrderId {
     let request = DeliveryRequest {
-        dropoff: ll(43.731, 7.421),
+        dropoff: to,
         parcel: Parcel::new(Grams(500), 1).expect("valid"),
         ready_at: None,
         deliver_by: now.plus_secs(3_600.0),
