@@ -61,6 +61,8 @@ pub struct LoadReport {
     pub errors: BTreeMap<String, usize>,
     /// Orders the dispatcher turned down for a business reason (no robot could make the deadline).
     pub refused: usize,
+    /// The refusals by reason (`google.rpc.ErrorInfo` reason).
+    pub refused_by_reason: BTreeMap<String, usize>,
     pub placed: usize,
     /// Orders delivered by the end (the robots finish a step a second).
     pub delivered: usize,
@@ -76,6 +78,7 @@ struct Shared {
     lat: BTreeMap<&'static str, Latencies>,
     errors: BTreeMap<String, usize>,
     refused: usize,
+    refused_by_reason: BTreeMap<String, usize>,
     placed: Vec<(usize, String)>,
 }
 
@@ -330,6 +333,7 @@ pub async fn run(map: &MapGraph, endpoint: &str, operator_token: &str, cfg: &Loa
                     record(&shared, "PlaceOrder", due, Ok(()));
                     if let Ok(mut s) = shared.lock() {
                         s.refused += 1;
+                        *s.refused_by_reason.entry(reason(&st)).or_default() += 1;
                     }
                     None
                 }
@@ -386,6 +390,7 @@ pub async fn run(map: &MapGraph, endpoint: &str, operator_token: &str, cfg: &Loa
             latencies: s.lat.clone(),
             errors: s.errors.clone(),
             refused: s.refused,
+            refused_by_reason: s.refused_by_reason.clone(),
             placed: s.placed.len(),
             delivered: 0,
             lost: 0,

@@ -781,6 +781,7 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
     let errors: usize = report.errors.values().sum();
     out.emit(json!({"bench": "load", "measure": "summary", "robots": a.robots, "sessions_up": report.sessions_up,
         "orders_per_s": a.orders_per_sec, "seconds": a.seconds, "placed": report.placed, "delivered": report.delivered, "refused": report.refused,
+        "refused_by_reason": format!("{:?}", report.refused_by_reason),
         "errors": errors, "errors_by_rpc": format!("{:?}", report.errors), "lost": report.lost,
         "state_reports": report.state_reports, "wall_s": r2(report.wall_s), "improver": !a.no_improve,
         "place_p99_ms": r2(report.latencies.get("PlaceOrder").map_or(f64::NAN, |l| l.percentile(0.99))),

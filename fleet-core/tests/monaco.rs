@@ -71,7 +71,7 @@ fn monaco_imports_snaps_and_routes_exactly() {
 fn bounded_insertion_matches_trying_every_robot_on_monaco() {
     use fleet_core::planner::insertion::{
         Outline, RobotPlan, Task, TravelTable, best_pair_insertion, cheapest_insertion, cheapest_insertion_bounded,
-        insertion_lower_bound,
+        insertion_lower_bound, plan_room,
     };
     use fleet_core::planner::pdptw::solve::Rng;
     use fleet_core::robot::{RobotModel, StopKind};
@@ -83,6 +83,8 @@ fn bounded_insertion_matches_trying_every_robot_on_monaco() {
     let n = g.node_count();
     let mut rng = Rng::new(11);
     let (mut robots_seen, mut robots_tried, mut found, mut refused) = (0, 0, 0, 0);
+    // Over the cases with no closure (rows are swept only then): robots tried without rows, and with.
+    let (mut tried_open, mut tried_with_rows) = (0, 0);
     for case in 0..30 {
         let mut map = g.clone();
         if case % 3 == 2 {
@@ -95,6 +97,10 @@ fn bounded_insertion_matches_trying_every_robot_on_monaco() {
             }
         }
         let mut table = TravelTable::default();
+        table.row_nodes_per_stop = Some(0);
+        // The same searches with whole rows for the new order's nodes (exact bounds where the map allows).
+        let mut rows = TravelTable::default();
+        rows.row_nodes_per_stop = Some(usize::MAX);
         let now = Timestamp(1_000_000);
         // Monaco proper: within 1.5 km of the centre, as the load generator places its robots and orders.
         let centre = map.origin();
@@ -151,19 +157,41 @@ fn bounded_insertion_matches_trying_every_robot_on_monaco() {
             let deadline = now.plus_secs(if probe % 2 == 0 { 1.2 * trip + 300.0 } else { 2.0 * trip + 3_600.0 });
             let (p, d) = (task(StopKind::Pickup, "new", a, None), task(StopKind::Dropoff, "new", b, Some(deadline)));
             let nodes: Vec<Vec<NodeId>> = plans.iter().map(|r| r.tasks.iter().map(|t| t.node).collect()).collect();
-            let outlines: Vec<Outline> = plans.iter().zip(&nodes).map(|(r, ns)| Outline::of(r, ns)).collect();
+            let rooms: Vec<Vec<u8>> = plans.iter().map(plan_room).collect();
+            // Capacity in the bound on every other probe.
+            let outlines: Vec<Outline> = plans
+                .iter()
+                .zip(&nodes)
+                .zip(&rooms)
+                .map(|((r, ns), room)| Outline { room: (probe % 2 == 1).then_some(&room[..]), ..Outline::of(r, ns) })
+                .collect();
             if let Some(p_to_d) = map.travel_secs(p.node, d.node, profile) {
+                let exact = rows.rows_for(&map, &[p.node, d.node], profile);
+                assert_eq!(exact, case % 3 != 2, "rows exactly when no sidewalk is closed");
                 for (r, o) in plans.iter().zip(&outlines) {
-                    let lb = insertion_lower_bound(&map, &mut table, o, p.node, d.node, p_to_d);
+                    let lb = insertion_lower_bound(&map, &mut table, o, p.node, d.node, p_to_d, 1);
+                    let lb_rows = insertion_lower_bound(&map, &mut rows, o, p.node, d.node, p_to_d, 1);
                     if let Some((added, _, _)) = best_pair_insertion(&map, &mut table, r, &r.tasks, &p, &d) {
                         assert!(lb <= added + 1e-6, "case {case}: bound {lb} above the real {added} on {}", r.robot);
+                        assert!(lb_rows <= added + 1e-6, "case {case}: row bound {lb_rows} above {added}");
+                        assert!(lb <= lb_rows + 1e-6, "case {case}: exact times bound no less than straight lines");
                     }
                 }
+                rows.end_rows();
             }
             let every = cheapest_insertion(&map, &mut table, &plans, &p, &d);
             let bounded = cheapest_insertion_bounded(&map, &mut table, &outlines, |k| plans[k].clone(), &p, &d);
+            let with_rows = cheapest_insertion_bounded(&map, &mut rows, &outlines, |k| plans[k].clone(), &p, &d);
             robots_seen += plans.len();
             robots_tried += bounded.tried;
+            if case % 3 != 2 {
+                tried_open += bounded.tried;
+                tried_with_rows += with_rows.tried;
+            }
+            let same = |a: &Option<fleet_core::planner::insertion::Insertion>| {
+                a.as_ref().map(|a| (a.robot.clone(), (a.added_travel_s * 1e6).round(), a.pickup_at, a.dropoff_at))
+            };
+            assert_eq!(same(&with_rows.best), same(&bounded.best), "case {case} probe {probe}: rows change the answer");
             match (&every, &bounded.best) {
                 (None, None) => refused += 1,
                 (Some(a), Some(b)) => {
@@ -179,5 +207,8 @@ fn bounded_insertion_matches_trying_every_robot_on_monaco() {
     assert!(found > 90 && refused > 0, "a mix of placed and refused probes: {found} placed, {refused} refused");
     // The point of the bound: most robots are never planned in full.
     assert!(robots_tried * 4 < robots_seen * 3, "tried {robots_tried} of {robots_seen} robots");
+    // Exact times to and from the new order's nodes rule out more robots than straight lines.
     println!("bounded search planned {robots_tried} of {robots_seen} robots in full");
+    println!("with no closure: {tried_open} robots without rows, {tried_with_rows} with");
+    assert!(tried_with_rows * 3 < tried_open * 2, "tried {tried_with_rows} with rows, {tried_open} without");
 }

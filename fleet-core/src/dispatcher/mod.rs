@@ -99,6 +99,9 @@ struct Legs {
     nodes: Vec<NodeId>,
     profile: Profile,
     secs: Vec<f64>,
+    /// Free compartments on each leg ([`insertion::plan_room`]). Depends on what is on board and on the
+    /// stops' orders too, so a robot's entry is dropped whenever the robot changes (every change is persisted).
+    room: Vec<u8>,
 }
 
 /// Collects outputs; persists are de-duplicated per entity and emitted first.
@@ -284,6 +287,9 @@ impl Dispatcher {
                 out.reply = Some(self.apply_proposal(now, *p, &mut out));
             }
             Input::Tick => self.tick(now, &mut out),
+        }
+        for id in &out.robots {
+            self.legs.remove(id);
         }
         self.finish(out)
     }

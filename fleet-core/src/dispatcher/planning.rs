@@ -270,6 +270,8 @@ impl Dispatcher {
         let mut table = std::mem::take(&mut self.table);
         // The plans' legs, kept per robot while its node, stops and profile stay the same.
         let mut flat_legs: Vec<f64> = Vec::with_capacity(nodes.len());
+        // And the free compartments on each leg: one more per robot (after its last stop).
+        let mut flat_room: Vec<u8> = Vec::with_capacity(nodes.len() + robots.len());
         let mut at = 0;
         for r in &robots {
             let (ns, profile) = (&nodes[at..at + r.plan.len()], self.profile(&r.model));
@@ -282,25 +284,36 @@ impl Dispatcher {
                         "the kept legs of robot {} are stale",
                         r.id
                     );
-                    flat_legs.extend(&l.secs)
+                    debug_assert_eq!(
+                        l.room,
+                        insertion::plan_room(&self.robot_plan(r, now)),
+                        "the kept room of robot {} is stale",
+                        r.id
+                    );
+                    flat_legs.extend(&l.secs);
+                    flat_room.extend(&l.room);
                 }
                 _ => {
                     let secs = insertion::plan_legs(&self.map, &mut table, r.node, ns, profile);
+                    let room = insertion::plan_room(&self.robot_plan(r, now));
                     flat_legs.extend(&secs);
-                    self.legs.insert(r.id.clone(), Legs { start: r.node, nodes: ns.to_vec(), profile, secs });
+                    flat_room.extend(&room);
+                    self.legs.insert(r.id.clone(), Legs { start: r.node, nodes: ns.to_vec(), profile, secs, room });
                 }
             }
             at += r.plan.len();
         }
         let mut outlines = Vec::with_capacity(robots.len());
         let mut at = 0;
-        for r in &robots {
+        for (k, r) in robots.iter().enumerate() {
             outlines.push(insertion::Outline {
                 start: r.node,
                 nodes: &nodes[at..at + r.plan.len()],
                 locked: r.plan.iter().take_while(|s| s.locked()).count(),
                 profile: self.profile(&r.model),
                 legs: Some(&flat_legs[at..at + r.plan.len()]),
+                // Robot k's room starts k places further on: each robot has one more value than stops.
+                room: Some(&flat_room[at + k..at + k + r.plan.len() + 1]),
             });
             at += r.plan.len();
         }

@@ -18,6 +18,11 @@ use crate::{NodeId, OrderId, RobotId, Timestamp};
 /// over (the legs of the plans, the shops) stay in cache. Pairs with a node that is only asked about for a
 /// while (a new order's drop-off, tried against every robot) go to a small side table instead
 /// ([`TravelTable::focus`]), so they do not push the lasting pairs out.
+///
+/// A node asked about against many others (a new order's pickup and drop-off, against every stop of every
+/// plan) can instead get whole rows ([`TravelTable::rows_for`]): its times to and from every node from one
+/// sweep of the map's hierarchy ([`MapGraph::times_all`]). The last [`ROWS_KEPT`] rows are kept, so a shop's
+/// pickup node is swept once, not once per order.
 #[derive(Debug, Clone, Default)]
 pub struct TravelTable {
     // Fx, not SipHash: the keys are our own node ids, not attacker-chosen, and hashing was a quarter of the
@@ -26,7 +31,29 @@ pub struct TravelTable {
     focus: Option<NodeId>,
     /// Keyed by profile (its index in `by_profile`) and pair.
     focused: FxHashMap<(usize, u64), u32>,
+    /// Whole rows, in no order.
+    rows: Vec<Row>,
+    /// The rows `secs` answers from (indices into `rows`), set by `rows_for`.
+    active: Vec<usize>,
+    /// Rows asked for so far (a clock for least recently used).
+    row_asks: u64,
+    /// Overrides [`ROW_NODES_PER_STOP`] (tests and benchmarks: `Some(usize::MAX)` always sweeps rows, `Some(0)`
+    /// never does).
+    pub row_nodes_per_stop: Option<usize>,
 }
+
+/// Times from and to one node, by node id in ms (`NO_ROUTE` where none).
+#[derive(Debug, Clone)]
+struct Row {
+    node: NodeId,
+    profile: Profile,
+    from: Box<[u32]>,
+    to: Box<[u32]>,
+    used: u64,
+}
+
+/// Rows kept at most (each holds 8 bytes per map node: 180 kB on Monaco).
+pub const ROWS_KEPT: usize = 64;
 
 /// Pairs kept at most before the cache starts over.
 const MAX_PAIRS: usize = 1 << 20;
@@ -39,6 +66,9 @@ impl TravelTable {
     pub fn secs(&mut self, map: &MapGraph, a: NodeId, b: NodeId, p: Profile) -> Option<f64> {
         if a == b {
             return Some(0.0);
+        }
+        if let Some(known) = self.from_rows(a, b, p) {
+            return known;
         }
         let key = (u64::from(a.0) << 32) | u64::from(b.0);
         let k = match self.by_profile.iter().position(|(q, _)| *q == p) {
@@ -80,6 +110,74 @@ impl TravelTable {
     pub fn clear(&mut self) {
         self.by_profile.clear();
         self.focused.clear();
+        self.rows.clear();
+        self.active.clear();
+    }
+
+    /// The time from `a` to `b` when an active row holds it (`Some(None)`: no route), without asking the
+    /// router.
+    pub fn from_rows(&self, a: NodeId, b: NodeId, p: Profile) -> Option<Option<f64>> {
+        for &k in &self.active {
+            let row = &self.rows[k];
+            if row.profile != p {
+                continue;
+            }
+            let ms = if row.node == a {
+                row.from.get(b.0 as usize)
+            } else if row.node == b {
+                row.to.get(a.0 as usize)
+            } else {
+                continue;
+            };
+            if let Some(&ms) = ms {
+                return Some((ms != NO_ROUTE).then(|| f64::from(ms) / 1000.0));
+            }
+        }
+        None
+    }
+
+    /// Answers pairs with any of `nodes` from whole rows from now on (until [`TravelTable::end_rows`]), sweeping
+    /// the map for the nodes whose rows are not kept. Returns false, and answers from no row, when the map
+    /// cannot give rows (a closure is in force, or no hierarchy for `p`).
+    pub fn rows_for(&mut self, map: &MapGraph, nodes: &[NodeId], p: Profile) -> bool {
+        self.active.clear();
+        for &node in nodes {
+            self.row_asks += 1;
+            let k = match self.rows.iter().position(|r| r.node == node && r.profile == p) {
+                Some(k) => k,
+                None => {
+                    let (Some(from), Some(to)) = (map.times_all(node, p, false), map.times_all(node, p, true)) else {
+                        return self.end_rows();
+                    };
+                    if self.rows.len() >= ROWS_KEPT {
+                        // The least recently used row that is not active goes.
+                        let old = (0..self.rows.len())
+                            .filter(|k| !self.active.contains(k))
+                            .min_by_key(|&k| self.rows[k].used)
+                            .expect("more rows are kept than are active");
+                        self.rows.swap_remove(old);
+                        // The row that moved into `old` may be an active one.
+                        let moved = self.rows.len();
+                        for a in &mut self.active {
+                            if *a == moved {
+                                *a = old;
+                            }
+                        }
+                    }
+                    self.rows.push(Row { node, profile: p, from: from.into(), to: to.into(), used: 0 });
+                    self.rows.len() - 1
+                }
+            };
+            self.rows[k].used = self.row_asks;
+            self.active.push(k);
+        }
+        true
+    }
+
+    /// Stops answering from rows (they stay kept). Returns false.
+    pub fn end_rows(&mut self) -> bool {
+        self.active.clear();
+        false
     }
 }
 
@@ -573,12 +671,30 @@ pub struct Outline<'a> {
     /// from the stop before it (from `start` for the first), infinite where no route serves it. `None`: they
     /// are looked up in the travel-time table.
     pub legs: Option<&'a [f64]>,
+    /// Free compartments on each leg ([`plan_room`]): `room[k]` on the way to `nodes[k]`, `room[n]` after the
+    /// last stop. `None`: capacity is not considered (a weaker bound).
+    pub room: Option<&'a [u8]>,
 }
 
 impl<'a> Outline<'a> {
     pub fn of(plan: &RobotPlan, nodes: &'a [NodeId]) -> Self {
-        Self { start: plan.start_node, nodes, locked: plan.locked, profile: plan.profile, legs: None }
+        Self { start: plan.start_node, nodes, locked: plan.locked, profile: plan.profile, legs: None, room: None }
     }
+}
+
+/// Free compartments on each leg of a plan, as [`Outline::room`] takes them: `n + 1` values for `n` tasks.
+pub fn plan_room(plan: &RobotPlan) -> Vec<u8> {
+    let mut load = plan.load_compartments;
+    let mut room = Vec::with_capacity(plan.tasks.len() + 1);
+    for t in &plan.tasks {
+        room.push(plan.model.compartments.saturating_sub(load));
+        load = match t.kind {
+            StopKind::Pickup => load.saturating_add(t.compartments),
+            StopKind::Dropoff | StopKind::Return => load.saturating_sub(t.compartments),
+        };
+    }
+    room.push(plan.model.compartments.saturating_sub(load));
+    room
 }
 
 /// The legs of a plan from `start` through `nodes`, as [`Outline::legs`] takes them.
@@ -609,7 +725,8 @@ fn straight_secs(map: &MapGraph, a: NodeId, b: NodeId, speed_mps: f64) -> f64 {
 /// is at least `max(0, straight(a, x) + straight(x, b) - leg(a, b))`, and one after the last stop at least
 /// `straight(a, x)`. Put together between `a` and `b`, they add `t(a, p) + t(p, d) + t(d, b) - leg(a, b)`,
 /// which is at least `straight(a, p) + p_to_d + straight(d, b) - leg(a, b)`. The bound is the least of these
-/// over every allowed position.
+/// over every allowed position. With [`Outline::room`], a position is allowed only when the parcel's
+/// `compartments` fit on every leg it would ride (a relaxation of the capacity check; weight is not bounded).
 pub fn insertion_lower_bound(
     map: &MapGraph,
     table: &mut TravelTable,
@@ -617,16 +734,27 @@ pub fn insertion_lower_bound(
     p: NodeId,
     d: NodeId,
     p_to_d: f64,
+    compartments: u8,
 ) -> f64 {
     let n = o.nodes.len();
     let speed = o.profile.speed_mps;
-    let line = |a: NodeId, b: NodeId| straight_secs(map, a, b, speed);
+    // The exact time where a row holds it (then this bound is the exact detour), else the straight line.
+    let line = |table: &TravelTable, a: NodeId, b: NodeId| match table.from_rows(a, b, o.profile) {
+        Some(known) => known.unwrap_or(f64::INFINITY),
+        None => straight_secs(map, a, b, speed),
+    };
     let mut bound = f64::INFINITY;
     // The least pickup detour at a position before the current one.
     let mut pickup_before = f64::INFINITY;
     for k in o.locked.min(n)..=n {
+        if o.room.is_some_and(|room| room.get(k).is_some_and(|&free| free < compartments)) {
+            // The parcel cannot ride this leg: neither stop goes here, and a pickup before it cannot reach
+            // a drop-off after it.
+            pickup_before = f64::INFINITY;
+            continue;
+        }
         let a = if k == 0 { o.start } else { o.nodes[k - 1] };
-        let (to_p, to_d) = (line(a, p), line(a, d));
+        let (to_p, to_d) = (line(table, a, p), line(table, a, d));
         if k == n {
             bound = bound.min(pickup_before + to_d).min(to_p + p_to_d);
             break;
@@ -639,7 +767,7 @@ pub fn insertion_lower_bound(
         if leg.is_infinite() {
             return f64::INFINITY;
         }
-        let (p_to_b, d_to_b) = (line(p, b), line(d, b));
+        let (p_to_b, d_to_b) = (line(table, p, b), line(table, d, b));
         let detour_p = (to_p + p_to_b - leg).max(0.0);
         let detour_d = (to_d + d_to_b - leg).max(0.0);
         let together = (to_p + p_to_d + d_to_b - leg).max(detour_p).max(detour_d);
@@ -648,6 +776,11 @@ pub fn insertion_lower_bound(
     }
     bound.max(0.0)
 }
+
+/// Rows for a new order's pickup and drop-off are swept when the map has at most this many nodes per planned
+/// stop (plus one per robot): a sweep costs about as much as this many lookups of pairs not cached (see
+/// `trundle-bench route`, docs/benchmarks.md).
+pub const ROW_NODES_PER_STOP: usize = 8;
 
 /// The answer of [`cheapest_insertion_bounded`] and how many robots it had to try in full.
 #[derive(Debug, Clone)]
@@ -668,6 +801,14 @@ pub fn cheapest_insertion_bounded(
     dropoff: &Task,
 ) -> BoundedSearch {
     table.focus(Some(dropoff.node));
+    // Whole rows for the pickup and the drop-off when the plans have enough stops to pay for the sweeps: then
+    // every time to or from them is exact and read from an array, and the bounds below are the exact detours.
+    let stops: usize = outlines.iter().map(|o| o.nodes.len() + 1).sum();
+    if let Some(o) = outlines.first()
+        && map.node_count() <= table.row_nodes_per_stop.unwrap_or(ROW_NODES_PER_STOP).saturating_mul(stops)
+    {
+        table.rows_for(map, &[pickup.node, dropoff.node], o.profile);
+    }
     // The pickup-to-drop-off time for each speed profile in the fleet (usually one).
     let mut direct: Vec<(Profile, Option<f64>)> = Vec::new();
     let mut bounds: Vec<(f64, usize)> = Vec::with_capacity(outlines.len());
@@ -682,7 +823,7 @@ pub fn cheapest_insertion_bounded(
         };
         // No route from the pickup to the drop-off: no insertion on this robot can exist.
         let Some(p_to_d) = p_to_d else { continue };
-        let lb = insertion_lower_bound(map, table, o, pickup.node, dropoff.node, p_to_d);
+        let lb = insertion_lower_bound(map, table, o, pickup.node, dropoff.node, p_to_d, pickup.compartments);
         if lb.is_finite() {
             bounds.push((lb, k));
         }
@@ -698,6 +839,7 @@ pub fn cheapest_insertion_bounded(
         consider(map, table, &plan_of(k), pickup, dropoff, &mut best);
     }
     table.focus(None);
+    table.end_rows();
     BoundedSearch { best, tried }
 }
 

@@ -159,6 +159,19 @@ impl MapGraph {
         self.route(from, to, profile).map(|r| r.duration_s)
     }
 
+    /// Travel times in ms from `node` to every node (`towards` false) or from every node to `node` (true), by
+    /// node id, `u32::MAX` where no route exists: one sweep of the hierarchy, a few hundred microseconds on a
+    /// city. `None` while an edge is closed or when no hierarchy was prepared for `profile`; ask
+    /// [`travel_secs`](Self::travel_secs) pair by pair then.
+    pub fn times_all(&self, node: NodeId, profile: Profile, towards: bool) -> Option<Vec<u32>> {
+        self.node(node)?;
+        if !self.closed.is_empty() {
+            return None;
+        }
+        let p = self.ch.as_deref().filter(|p| p.profile == profile)?;
+        Some(if towards { p.ch.to_one(node.0) } else { p.ch.from_one(node.0) })
+    }
+
     /// Reference shortest travel time in ms by plain Dijkstra on the live graph; the oracle the faster routers
     /// are tested against.
     pub fn dijkstra_ms(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<u64> {
