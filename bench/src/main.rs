@@ -325,6 +325,29 @@ fn routing(a: RoutingArgs) -> anyhow::Result<()> {
     }
     out.emit(json!({"bench": "routing", "graph": graph, "measure": "search_space", "method": "trundle_ch",
         "touched_fwd_mean": tf / 1000, "touched_bwd_mean": tb / 1000}));
+    // Whole rows: one sweep gives a node's times from (or to) every node. The insertion search sweeps them for
+    // a new order's pickup and drop-off when the plans hold enough stops (`ROW_NODES_PER_STOP`): this is what
+    // one sweep costs in point queries.
+    let t0 = Instant::now();
+    for &(s, t) in &pairs {
+        std::hint::black_box(hl.distance(s, t));
+    }
+    let distance_ns = t0.elapsed().as_secs_f64() * 1e9 / pairs.len().max(1) as f64;
+    let (mut sweep_us, mut row_mismatch) = (Vec::new(), 0);
+    for (k, &(s, _)) in pairs.iter().take(100).enumerate() {
+        let t0 = Instant::now();
+        let row = std::hint::black_box(if k % 2 == 0 { ch.from_one(s) } else { ch.to_one(s) });
+        sweep_us.push(t0.elapsed().as_secs_f64() * 1e6);
+        for &(_, t) in pairs.iter().skip(k * 50).take(50) {
+            let want = if k % 2 == 0 { hl.distance(s, t) } else { hl.distance(t, s) };
+            row_mismatch += usize::from(row[t as usize] != want.unwrap_or(fleet_core::routing::ch::INF));
+        }
+    }
+    let sweep_p50 = percentile(&mut sweep_us, 0.5);
+    out.emit(json!({"bench": "routing", "graph": graph, "measure": "row_sweep", "sweeps": sweep_us.len(),
+        "p50_us": (sweep_p50 * 10.0).round() / 10.0, "p99_us": (percentile(&mut sweep_us, 0.99) * 10.0).round() / 10.0,
+        "hub_label_distance_ns": distance_ns.round(), "sweep_in_distance_queries": (sweep_p50 * 1e3 / distance_ns).round(),
+        "mismatches_vs_hub_labels": row_mismatch}));
     let mismatch_fp = ours.iter().zip(&fp).filter(|(a, b)| a.map(|x| x.0) != b.map(|x| x.0)).count();
     let mismatch_dj = ours.iter().zip(&dj).filter(|(a, b)| a.map(|x| x.0) != **b).count();
     out.emit(json!({"bench": "routing", "graph": graph, "measure": "exactness", "pairs_vs_fast_paths": pairs.len(),
@@ -513,9 +536,25 @@ fn insertion(a: InsertionArgs) -> anyhow::Result<()> {
         for p in &snap.plans {
             fleet_core::planner::insertion::schedule(&snap.map, &mut base, p, &p.tasks);
         }
+        // And the shops' rows, as the dispatcher keeps them after a shop's first order.
+        if let Some(profile) = snap.plans.first().map(|p| p.profile) {
+            for &shop in &shops {
+                if let Ok(s) = map.snap(shop, 150.0) {
+                    base.rows_for(&snap.map, &[s.node], profile);
+                }
+            }
+            base.end_rows();
+        }
         let nodes: Vec<Vec<fleet_core::NodeId>> =
             snap.plans.iter().map(|p| p.tasks.iter().map(|t| t.node).collect()).collect();
-        let outlines: Vec<Outline> = snap.plans.iter().zip(&nodes).map(|(p, n)| Outline::of(p, n)).collect();
+        let rooms: Vec<Vec<u8>> = snap.plans.iter().map(fleet_core::planner::insertion::plan_room).collect();
+        let outlines: Vec<Outline> = snap
+            .plans
+            .iter()
+            .zip(&nodes)
+            .zip(&rooms)
+            .map(|((p, n), room)| Outline { room: Some(room), ..Outline::of(p, n) })
+            .collect();
         let (mut same, mut compared, mut tried, mut bounded_us, mut full_us) = (0usize, 0usize, 0usize, vec![], vec![]);
         for k in 0..a.samples.min(300) {
             let (Ok(p), Ok(q)) = (map.snap(shops[k % shops.len()], 150.0), map.snap(customers[k], 150.0)) else {

@@ -777,9 +777,11 @@ pub fn insertion_lower_bound(
     bound.max(0.0)
 }
 
-/// Rows for a new order's pickup and drop-off are swept when the map has at most this many nodes per planned
-/// stop (plus one per robot): a sweep costs about as much as this many lookups of pairs not cached (see
-/// `trundle-bench route`, docs/benchmarks.md).
+/// A new order's drop-off gets rows when the map has at most this many nodes per planned stop (plus one per
+/// robot). On Monaco (22,732 nodes) a sweep takes 74 us, as long as 155 hub-label queries
+/// (`trundle-bench routing`, docs/benchmarks.md), and a drop-off needs two; the rows pay for themselves once
+/// the exact bounds spare the full planning of a few robots, which is so from a few thousand stops on
+/// (`trundle-bench load`, `trundle-bench insertion`).
 pub const ROW_NODES_PER_STOP: usize = 8;
 
 /// The answer of [`cheapest_insertion_bounded`] and how many robots it had to try in full.
@@ -801,13 +803,17 @@ pub fn cheapest_insertion_bounded(
     dropoff: &Task,
 ) -> BoundedSearch {
     table.focus(Some(dropoff.node));
-    // Whole rows for the pickup and the drop-off when the plans have enough stops to pay for the sweeps: then
-    // every time to or from them is exact and read from an array, and the bounds below are the exact detours.
+    // Whole rows: every time to or from their nodes is then exact and read from an array, and the bounds below
+    // use it. The pickup's row always (a shop's node: swept once, then kept for its next orders); the
+    // drop-off's (new with each order) only when the plans have enough stops to pay for its sweeps.
     let stops: usize = outlines.iter().map(|o| o.nodes.len() + 1).sum();
-    if let Some(o) = outlines.first()
-        && map.node_count() <= table.row_nodes_per_stop.unwrap_or(ROW_NODES_PER_STOP).saturating_mul(stops)
-    {
-        table.rows_for(map, &[pickup.node, dropoff.node], o.profile);
+    if let Some(o) = outlines.first() {
+        let threshold = table.row_nodes_per_stop.unwrap_or(ROW_NODES_PER_STOP);
+        if threshold > 0 {
+            let both = map.node_count() <= threshold.saturating_mul(stops);
+            let nodes = [pickup.node, dropoff.node];
+            table.rows_for(map, if both { &nodes[..] } else { &nodes[..1] }, o.profile);
+        }
     }
     // The pickup-to-drop-off time for each speed profile in the fleet (usually one).
     let mut direct: Vec<(Profile, Option<f64>)> = Vec::new();
