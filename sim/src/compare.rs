@@ -12,7 +12,7 @@ use crate::world::{Outcome, simulate};
 use crate::{Error, Report, Scenario};
 
 /// The figures compared, in table order: name and how many decimals to print.
-pub const FIGURES: [(&str, usize); 11] = [
+pub const FIGURES: [(&str, usize); 12] = [
     ("placed", 1),
     ("delivered", 1),
     ("on_time_pct", 1),
@@ -21,6 +21,7 @@ pub const FIGURES: [(&str, usize); 11] = [
     ("distance_km", 1),
     ("energy_wh", 0),
     ("collisions", 1),
+    ("robot_at_fault", 1),
     ("refusals", 1),
     ("failed", 1),
     ("utilisation_pct", 1),
@@ -37,6 +38,7 @@ pub fn figures(r: &Report) -> BTreeMap<&'static str, f64> {
         r.distance_km,
         r.energy_used_wh,
         r.collisions.total() as f64,
+        r.contact_faults.robot_at_fault as f64,
         r.refusals() as f64,
         r.failed as f64,
         100.0 * r.utilisation_mean,

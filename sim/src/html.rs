@@ -296,6 +296,7 @@ pub fn render(r: &Report, t: &Trace) -> String {
         r.building_walls
     );
     let c = &r.collisions;
+    let opt = |v: Option<f64>, unit: &str| v.map_or_else(|| "none".to_string(), |v| format!("{v:.2} {unit}"));
     let rows: Vec<(&str, String)> = vec![
         ("orders requested", r.orders_requested.to_string()),
         ("refused at placement", r.refusals().to_string()),
@@ -318,6 +319,28 @@ pub fn render(r: &Report, t: &Trace) -> String {
             "collisions (robot-robot / -pedestrian / -static)",
             format!("{} ({} / {} / {})", c.total(), c.robot_robot, c.robot_pedestrian, c.robot_static),
         ),
+        (
+            "contacts: robot at fault (with people / robots) / struck while stopped / other at fault",
+            format!(
+                "{} ({} / {}) / {} / {}",
+                r.contact_faults.robot_at_fault,
+                r.contact_faults.robot_at_fault_pedestrian,
+                r.contact_faults.robot_at_fault_robot,
+                r.contact_faults.struck_while_stopped,
+                r.contact_faults.other_at_fault
+            ),
+        ),
+        ("closest a robot came to a person", opt(r.social.min_person_distance_m, "m")),
+        (
+            "personal-space intrusions (under 0.45 m)",
+            format!("{} ({:.0} s inside)", r.social.intrusions, r.social.intrusion_s),
+        ),
+        (
+            "least time-to-collision with a person (alerts under 1 s)",
+            format!("{} ({})", opt(r.social.min_ttc_s, "s"), r.social.ttc_under_1s),
+        ),
+        ("time stopped while driving", format!("{:.1}%", 100.0 * r.stopped_share)),
+        ("path irregularity", format!("{:.3} rad/m", r.path_irregularity_rad_per_m)),
         ("near misses", r.near_misses.to_string()),
         ("blocked / re-routes asked / sidesteps", format!("{} / {} / {}", r.blocked_events, r.reroutes, r.sidesteps)),
     ];
@@ -334,6 +357,44 @@ pub fn render(r: &Report, t: &Trace) -> String {
             }
             out.push_str("</ul>\n");
         }
+    }
+    out.push_str(
+        "<h3>How safety is judged</h3><ul>\n\
+         <li><b>Robot at fault</b>: at the start of a contact the robot was moving towards the other faster than \
+         0.05 m/s (it moved into them; a sidewalk robot yields to everyone). <b>Struck while stopped</b>: the robot \
+         was slower than 0.05 m/s. <b>Other at fault</b>: the robot was moving, but not towards the other (struck \
+         from the side or behind). A robot-robot contact judges both robots; touching a wall while moving is at \
+         fault.</li>\n\
+         <li><b>Closest to a person</b>: least gap between a robot's footprint and a person's body (0 = touching).\
+         </li>\n\
+         <li><b>Personal-space intrusion</b>: a person within 0.45 m of a robot's body, counted on entry.</li>\n\
+         <li><b>Time-to-collision</b>: for pairs within 3 m whose gap shrinks, the gap over the speed it shrinks \
+         at.</li>\n\
+         <li><b>Time stopped</b>: share of the time robots had a drive to make and stood (slower than 0.05 m/s).\
+         </li>\n\
+         <li><b>Path irregularity</b>: heading change summed while moving, per metre driven.</li>\n</ul>\n",
+    );
+    if !r.contacts.is_empty() {
+        let _ = writeln!(
+            out,
+            "<h3>Contacts</h3><table><tr><th>at</th><th>robot</th><th>with</th><th>judged</th>\
+             <th>robot speed</th><th>towards the other</th><th>other's speed</th></tr>"
+        );
+        for x in &r.contacts {
+            let _ = writeln!(
+                out,
+                "<tr><td>{:.0} s</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2} m/s</td><td>{:.2} m/s</td>\
+                 <td>{:.2} m/s</td></tr>",
+                x.at_s,
+                esc(&x.robot),
+                esc(&x.other),
+                x.fault.label(),
+                x.robot_speed_mps,
+                x.closing_mps,
+                x.other_speed_mps
+            );
+        }
+        out.push_str("</table>\n");
     }
     if !r.faults.is_empty() {
         out.push_str("<h3>Faults</h3><ul>\n");

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::Scenario;
-use crate::physics::Collisions;
+use crate::physics::{Collisions, Fault, Faults, SocialNav};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -53,6 +53,18 @@ pub struct Report {
     pub reroutes: u64,
     /// Times a robot stepped aside around something in its way.
     pub sidesteps: u64,
+    /// Robots in contacts by fault, one per robot in a contact: at fault when it moved towards the other,
+    /// struck while stopped, or the other at fault (it came from the side or behind).
+    pub contact_faults: Faults,
+    /// Social-navigation figures: least gap to a person (m), personal-space intrusions (< 0.45 m) and the
+    /// seconds inside, least time-to-collision (s) and alerts under 1 s, robot-seconds stopped while driving.
+    pub social: SocialNav,
+    /// Share of the robots' driving time spent stopped (slower than 0.05 m/s).
+    pub stopped_share: f64,
+    /// Heading change per metre driven, radians (0 for straight driving).
+    pub path_irregularity_rad_per_m: f64,
+    /// Every robot's side of every contact, in order.
+    pub contacts: Vec<ContactOutcome>,
     pub deliveries_per_robot_hour: f64,
     /// Mean over robots of the share of the period spent driving, serving a compartment or waiting for a PIN.
     pub utilisation_mean: f64,
@@ -71,6 +83,20 @@ pub struct Report {
     pub robots: Vec<RobotOutcome>,
     /// Per placed order, in id order.
     pub orders: Vec<OrderOutcome>,
+}
+
+/// One robot's side of one contact.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContactOutcome {
+    pub at_s: f64,
+    pub robot: String,
+    /// `pedestrian 12`, `robot r03` or `static`.
+    pub other: String,
+    pub fault: Fault,
+    /// The robot's speed and its speed towards the other at contact, and the other's speed (m/s).
+    pub robot_speed_mps: f64,
+    pub closing_mps: f64,
+    pub other_speed_mps: f64,
 }
 
 /// A fault as it struck.
@@ -207,6 +233,35 @@ impl fmt::Display for Report {
             c.robot_robot,
             c.robot_pedestrian,
             c.robot_static
+        )?;
+        let x = &self.contact_faults;
+        writeln!(
+            f,
+            "  contact faults   robot at fault {} (with people {}, with robots {}), struck while stopped {}, \
+             other at fault {}",
+            x.robot_at_fault,
+            x.robot_at_fault_pedestrian,
+            x.robot_at_fault_robot,
+            x.struck_while_stopped,
+            x.other_at_fault
+        )?;
+        let sn = &self.social;
+        let opt = |v: Option<f64>, unit: &str| v.map_or_else(|| "none".to_string(), |v| format!("{v:.2} {unit}"));
+        writeln!(
+            f,
+            "  people           closest {}, {} personal-space intrusions ({:.0} s), least time-to-collision {} \
+             ({} under 1 s)",
+            opt(sn.min_person_distance_m, "m"),
+            sn.intrusions,
+            sn.intrusion_s,
+            opt(sn.min_ttc_s, "s"),
+            sn.ttc_under_1s
+        )?;
+        writeln!(
+            f,
+            "  driving          stopped {:.1}% of driving time, path irregularity {:.3} rad/m",
+            100.0 * self.stopped_share,
+            self.path_irregularity_rad_per_m
         )?;
         writeln!(f, "  near misses      {}", self.near_misses)?;
         writeln!(

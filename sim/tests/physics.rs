@@ -5,7 +5,7 @@
 use fleet_core::{LatLon, Timestamp};
 use robot_agent::agent::{PlatformCommand, PlatformEvent};
 use robot_agent::platform::Platform;
-use sim::physics::{PhysicsConfig, PhysicsWorld};
+use sim::physics::{Fault, Other, PhysicsConfig, PhysicsWorld};
 
 const T0: Timestamp = Timestamp(1_780_653_600_000);
 
@@ -237,4 +237,46 @@ fn robots_stopping_at_the_same_place_park_apart() {
         assert!(from_stop < 5.0, "robot {a} parked {from_stop} m from the stop");
     }
     assert_eq!(w.stats().collisions.robot_robot, 0, "{:?}", w.stats());
+}
+
+#[test]
+fn a_person_walking_into_a_standing_robot_is_judged_struck_while_stopped() {
+    let mut w = PhysicsWorld::new(origin(), T0, PhysicsConfig::default()).expect("valid config");
+    let r = w.add_robot(at(&w, 0.0, 0.0), std::f32::consts::FRAC_PI_2);
+    // People keep right: walking east from (-10, 0), this one passes 0.6 m south of the line, through the
+    // robot's back corner (the footprint reaches 0.35 m south of its centre, the person 0.3 m north of theirs).
+    w.add_pedestrian(at(&w, -10.0, 0.0), at(&w, 10.0, 0.0), 1.0, 0.0);
+    w.advance_to(Timestamp(T0.0 + 15_000));
+    let contacts = w.contacts();
+    assert!(!contacts.is_empty(), "{:?}", w.stats());
+    let first = &contacts[0];
+    assert_eq!((first.robot, first.other, first.fault), (r, Other::Pedestrian(0), Fault::StruckWhileStopped));
+    assert!((first.other_speed_mps - 1.0).abs() < 0.01 && first.robot_speed_mps < 0.05, "{first:?}");
+    let stats = w.stats();
+    assert_eq!(stats.faults.struck_while_stopped as usize, contacts.len(), "{stats:?}");
+    assert_eq!((stats.faults.robot_at_fault, stats.faults.other_at_fault), (0, 0), "{stats:?}");
+    // They touched: the closest gap is 0, and the person was inside the robot's personal space once per pass.
+    assert_eq!(stats.social.min_person_distance_m, Some(0.0));
+    assert!(stats.social.intrusions >= 1 && stats.social.intrusion_s > 0.0, "{:?}", stats.social);
+    // An idle robot has no drive to make: no time counted as stopped while driving.
+    assert_eq!((stats.social.driving_s, stats.social.stopped_s), (0.0, 0.0));
+}
+
+#[test]
+fn a_robot_driving_a_straight_line_alone_is_never_stopped_and_hardly_turns() {
+    let mut w = PhysicsWorld::new(origin(), T0, PhysicsConfig::default()).expect("valid config");
+    let r = w.add_robot(at(&w, 0.0, 0.0), std::f32::consts::FRAC_PI_2);
+    let path = vec![at(&w, 0.0, 0.0), at(&w, 0.0, 30.0)];
+    drive(&mut w, r, path);
+    let (_, arrived) = run(&mut w, 60);
+    assert!(arrived[0].is_some());
+    let s = w.stats().social;
+    assert!(s.driving_s > 15.0, "{s:?}");
+    // Only the first step, before the controller's first command takes hold, counts as standing.
+    assert!(s.stopped_s <= 0.1, "{s:?}");
+    // Joining the keep-right lane (0.4 m off the line) and straightening again turn it about a quarter radian;
+    // nothing else does.
+    assert!(s.heading_change_rad > 0.1 && s.heading_change_rad < 0.5, "{s:?}");
+    assert_eq!((s.min_person_distance_m, s.intrusions, s.min_ttc_s), (None, 0, None));
+    assert!(w.contacts().is_empty());
 }

@@ -74,8 +74,16 @@ pub(super) struct Contacts {
 
 impl Contacts {
     /// Counts into `counted` the collision starts of the step just taken (`step`, counted from 1) that involve a
-    /// robot; a pair whose contact ended at most `debounce` steps ago is still the same collision.
-    pub(super) fn account(&mut self, colliders: &ColliderSet, step: u64, debounce: u64, counted: &mut Collisions) {
+    /// robot, and pushes each such pair's user data onto `fresh` (lower first); a pair whose contact ended at
+    /// most `debounce` steps ago is still the same collision.
+    pub(super) fn account(
+        &mut self,
+        colliders: &ColliderSet,
+        step: u64,
+        debounce: u64,
+        counted: &mut Collisions,
+        fresh: &mut Vec<(u128, u128)>,
+    ) {
         {
             let mut q = self.collector.0.lock().unwrap_or_else(PoisonError::into_inner);
             std::mem::swap(&mut *q, &mut self.drained);
@@ -88,15 +96,16 @@ impl Contacts {
             let state = self.pairs.entry(key).or_insert(PairState { touching: false, ended_step: 0 });
             match ev {
                 CollisionEvent::Started(..) => {
-                    let fresh = !state.touching && (state.ended_step == 0 || step - state.ended_step > debounce);
+                    let started_anew = !state.touching && (state.ended_step == 0 || step - state.ended_step > debounce);
                     state.touching = true;
-                    if fresh {
+                    if started_anew {
                         match kinds {
                             (K_ROBOT, K_ROBOT) => counted.robot_robot += 1,
                             (K_ROBOT, K_PED) => counted.robot_pedestrian += 1,
                             (K_ROBOT, K_STATIC) => counted.robot_static += 1,
-                            _ => {}
+                            _ => continue,
                         }
+                        fresh.push(key);
                     }
                 }
                 CollisionEvent::Stopped(..) => {

@@ -8,8 +8,10 @@
 //! The parts, one file each: [`world`] ties them together around rapier's world (bodies, the step, commands,
 //! odometers and batteries); [`controller`] is the robot controller, a pure function of the robot's driving
 //! state, its body's pose and what its sensor saw, with no rapier in it; [`sensing`] sweeps the space ahead of
-//! a robot; [`contacts`] turns rapier's collision events into counted collisions; [`pedestrians`] walk their
-//! loops; [`projection`] maps coordinates to local metres.
+//! a robot; [`contacts`] turns rapier's collision events into counted collisions; [`safety`] judges who was at
+//! fault in each and keeps the social-navigation figures (distance to people, personal-space intrusions,
+//! time-to-collision, time stopped, path irregularity); [`pedestrians`] walk their loops; [`projection`] maps
+//! coordinates to local metres.
 //!
 //! Frame: x east, y north, z up (metres). Positions come from an equirectangular projection around
 //! [`MapGraph::origin`](fleet_core::map::MapGraph::origin), the same formula fleet-core uses for its own local
@@ -39,6 +41,7 @@ mod contacts;
 mod controller;
 mod pedestrians;
 mod projection;
+mod safety;
 mod sensing;
 mod world;
 
@@ -48,6 +51,7 @@ use serde::{Deserialize, Serialize};
 pub use contacts::Collisions;
 pub use controller::Blocked;
 pub use projection::Projection;
+pub use safety::{Contact, Fault, Faults, Other, SocialNav};
 pub use world::{ObstacleId, PhysicsWorld, RobotView};
 
 /// A real sidewalk robot's body: half extents (length, width, height) and mass.
@@ -119,6 +123,10 @@ pub struct PhysicsStats {
     pub blocked_events: u64,
     /// Times a robot stepped aside.
     pub sidesteps: u64,
+    /// Robots in contacts by fault ([`safety`]).
+    pub faults: Faults,
+    /// The social-navigation figures ([`safety`]).
+    pub social: SocialNav,
 }
 
 /// Distance between two points, local metres.

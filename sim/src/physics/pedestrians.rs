@@ -12,7 +12,7 @@ use rapier3d::prelude::{
 
 use super::{G_PED, G_ROBOT, K_PED, dist};
 
-const PED_RADIUS: Real = 0.3;
+pub(super) const PED_RADIUS: Real = 0.3;
 const PED_HALF_HEIGHT: Real = 0.55;
 
 #[derive(Debug, Clone)]
@@ -39,6 +39,16 @@ fn walk_velocity(from: [Real; 2], to: [Real; 2], speed: Real) -> Vector {
 }
 
 impl Crowd {
+    /// The body of every pedestrian, in index order.
+    pub(super) fn bodies(&self) -> impl Iterator<Item = RigidBodyHandle> + '_ {
+        self.peds.iter().map(|p| p.body)
+    }
+
+    /// The body of pedestrian `j`.
+    pub(super) fn body(&self, j: usize) -> Option<RigidBodyHandle> {
+        self.peds.get(j).map(|p| p.body)
+    }
+
     /// Adds a pedestrian to `world` walking back and forth between `pa` and `pb` (local metres) at `speed_mps`,
     /// starting `frac` of the way.
     pub(super) fn add(&mut self, world: &mut RapierWorld, pa: [Real; 2], pb: [Real; 2], speed_mps: f32, frac: f32) {

@@ -22,11 +22,13 @@ use robot_agent::platform::{CHARGE_PCT_PER_H, DRAIN_PCT_PER_H, DRAIN_PCT_PER_M, 
 
 use super::contacts::Contacts;
 use super::controller::{self, Ahead, Blocked, BodyState, Clock, Controller, OtherRobot, Task};
+use super::pedestrians::PED_RADIUS;
 use super::pedestrians::{self, Crowd};
 use super::projection::Projection;
+use super::safety::{self, Contact, Episodes, Fault, Other};
 use super::sensing::Sensor;
 use super::{
-    G_GROUND, G_PED, G_ROBOT, G_STATIC, K_GROUND, K_ROBOT, K_STATIC, PhysicsConfig, PhysicsStats, ROBOT_HALF,
+    G_GROUND, G_PED, G_ROBOT, G_STATIC, K_GROUND, K_PED, K_ROBOT, K_STATIC, PhysicsConfig, PhysicsStats, ROBOT_HALF,
     ROBOT_MASS_KG, dist,
 };
 use crate::Error;
@@ -52,6 +54,8 @@ struct Robot {
     /// Battery drained so far, percent (charging does not undo it).
     used_pct: f64,
     last_xy: [Real; 2],
+    /// Heading at the last step, for the path irregularity.
+    last_yaw: Real,
     /// The parking slot held at the end of the current (or last) drive: the end point in decimetres and the
     /// slot number (see [`parking_slot`]).
     slot: Option<((i64, i64), usize)>,
@@ -75,6 +79,31 @@ pub struct PhysicsWorld {
     sensor: Sensor,
     /// Parking slots taken around each drive's end point (decimetres): slot -> robot.
     parking: BTreeMap<(i64, i64), BTreeMap<usize, usize>>,
+    /// Every robot's side of every contact, in order.
+    contact_log: Vec<Contact>,
+    /// The contacts that started in the step just taken (scratch).
+    fresh: Vec<(u128, u128)>,
+    episodes: Episodes,
+    /// Pedestrians by grid cell this step (scratch).
+    people: Vec<Person>,
+}
+
+/// A pedestrian as [`PhysicsWorld::watch_people`] finds them: grid cell (row, column), index, position and
+/// velocity.
+type Person = (i32, i32, usize, [Real; 2], [Real; 2]);
+
+/// One robot's side of a contact before it is judged: the robot, its velocity, the unit vector towards the
+/// other, the other and its velocity.
+type Side = (usize, [Real; 2], [Real; 2], Other, [Real; 2]);
+
+/// Cells of the grid people are found in: a robot looks at its own cell and the eight around it, which covers
+/// every person within [`safety::LOOK_M`] of its body (the body reaches 0.45 m from its centre).
+const CELL_M: Real = safety::LOOK_M + 0.5;
+
+/// `v` scaled to length 1 (east when it is too short to have a direction).
+fn unit(v: [Real; 2]) -> [Real; 2] {
+    let n = v[0].hypot(v[1]);
+    if n > 1e-6 { [v[0] / n, v[1] / n] } else { [1.0, 0.0] }
 }
 
 fn yaw_of(r: &Rotation) -> Real {
@@ -135,6 +164,10 @@ impl PhysicsWorld {
             stats: PhysicsStats::default(),
             sensor,
             parking: BTreeMap::new(),
+            contact_log: Vec::new(),
+            fresh: Vec::new(),
+            episodes: Episodes::default(),
+            people: Vec::new(),
         })
     }
     pub fn projection(&self) -> &Projection {
@@ -145,6 +178,10 @@ impl PhysicsWorld {
     }
     pub fn stats(&self) -> PhysicsStats {
         self.stats
+    }
+    /// Every robot's side of every contact so far, in order.
+    pub fn contacts(&self) -> &[Contact] {
+        &self.contact_log
     }
     pub fn robot_count(&self) -> usize {
         self.robots.len()
@@ -187,6 +224,7 @@ impl PhysicsWorld {
             battery_pct: 100.0,
             used_pct: 0.0,
             last_xy: xy,
+            last_yaw: yaw_rad,
             slot: None,
             broken: false,
             drain_scale: 1.0,
@@ -373,9 +411,32 @@ impl PhysicsWorld {
         self.world.step_with_events(&(), &self.contacts.collector);
         self.stats.steps += 1;
         let step = self.stats.steps;
-        self.contacts.account(&self.world.colliders, step, u64::from(self.cfg.hz), &mut self.stats.collisions);
+        self.contacts.account(
+            &self.world.colliders,
+            step,
+            u64::from(self.cfg.hz),
+            &mut self.stats.collisions,
+            &mut self.fresh,
+        );
+        self.judge_contacts();
+        self.watch_people();
         let hours = f64::from(self.dt) / 3600.0;
+        let dt_s = f64::from(self.dt);
         for r in &mut self.robots {
+            if let Some(b) = self.world.bodies.get(r.body) {
+                let yaw = yaw_of(b.rotation());
+                if r.ctl.moving {
+                    let turn = (yaw - r.last_yaw + PI).rem_euclid(2.0 * PI) - PI;
+                    self.stats.social.heading_change_rad += f64::from(turn.abs());
+                }
+                r.last_yaw = yaw;
+            }
+            if r.ctl.driving() && !r.ctl.paused && !r.broken {
+                self.stats.social.driving_s += dt_s;
+                if r.ctl.speed < safety::MOVING_MPS {
+                    self.stats.social.stopped_s += dt_s;
+                }
+            }
             let idle = (hours * DRAIN_PCT_PER_H * r.drain_scale).min(r.battery_pct);
             r.battery_pct -= idle;
             r.used_pct += idle;
@@ -397,6 +458,88 @@ impl PhysicsWorld {
                 r.used_pct += used;
             }
         }
+    }
+
+    /// Robot `i`'s own velocity: what its controller drives (0 when paused or broken), along its heading.
+    fn robot_motion(&self, i: usize) -> Option<([Real; 2], Real, [Real; 2])> {
+        let r = self.robots.get(i)?;
+        let b = self.world.bodies.get(r.body)?;
+        let (t, yaw) = (b.translation(), yaw_of(b.rotation()));
+        let speed = if r.ctl.paused || r.broken { 0.0 } else { r.ctl.speed };
+        Some(([t.x, t.y], yaw, [yaw.cos() * speed, yaw.sin() * speed]))
+    }
+
+    /// Judges every robot in the contacts that started this step ([`safety`]) and logs them.
+    fn judge_contacts(&mut self) {
+        let at_s = self.stats.steps as f64 / f64::from(self.cfg.hz);
+        let fresh = std::mem::take(&mut self.fresh);
+        for &(a, b) in &fresh {
+            let index = |x: u128| (x & 0xffff_ffff) as usize;
+            // Kinds sort robot < pedestrian < static, so `a` is always a robot.
+            let Some((pa, yaw_a, va)) = self.robot_motion(index(a)) else { continue };
+            let mut sides: Vec<Side> = Vec::with_capacity(2);
+            match b >> 120 {
+                K_ROBOT => {
+                    let Some((pb, _, vb)) = self.robot_motion(index(b)) else { continue };
+                    let n = unit([pb[0] - pa[0], pb[1] - pa[1]]);
+                    sides.push((index(a), va, n, Other::Robot(index(b)), vb));
+                    sides.push((index(b), vb, [-n[0], -n[1]], Other::Robot(index(a)), va));
+                }
+                K_PED => {
+                    let Some(body) = self.crowd.body(index(b)).and_then(|h| self.world.bodies.get(h)) else {
+                        continue;
+                    };
+                    let (t, v) = (body.translation(), body.linvel());
+                    let n = unit([t.x - pa[0], t.y - pa[1]]);
+                    sides.push((index(a), va, n, Other::Pedestrian(index(b)), [v.x, v.y]));
+                }
+                // A wall: what matters is whether the robot drove on.
+                _ => sides.push((index(a), va, [yaw_a.cos(), yaw_a.sin()], Other::Static, [0.0, 0.0])),
+            }
+            for (robot, v, towards, other, v_other) in sides {
+                let fault = Fault::judge(v, towards);
+                self.stats.faults.count(fault, &other);
+                self.contact_log.push(Contact {
+                    at_s,
+                    robot,
+                    other,
+                    fault,
+                    robot_speed_mps: f64::from(v[0].hypot(v[1])),
+                    closing_mps: f64::from(v[0] * towards[0] + v[1] * towards[1]),
+                    other_speed_mps: f64::from(v_other[0].hypot(v_other[1])),
+                });
+            }
+        }
+        self.fresh = fresh;
+        self.fresh.clear();
+    }
+
+    /// The social-navigation figures of this step: every robot against every person near it ([`safety`]).
+    fn watch_people(&mut self) {
+        let mut people = std::mem::take(&mut self.people);
+        people.clear();
+        for (j, h) in self.crowd.bodies().enumerate() {
+            if let Some(b) = self.world.bodies.get(h) {
+                let (t, v) = (b.translation(), b.linvel());
+                people.push(((t.y / CELL_M).floor() as i32, (t.x / CELL_M).floor() as i32, j, [t.x, t.y], [v.x, v.y]));
+            }
+        }
+        people.sort_by_key(|p| (p.0, p.1, p.2));
+        for i in 0..self.robots.len() {
+            let Some((pos, yaw, v)) = self.robot_motion(i) else { continue };
+            let (row, col) = ((pos[1] / CELL_M).floor() as i32, (pos[0] / CELL_M).floor() as i32);
+            for r in row - 1..=row + 1 {
+                let lo = people.partition_point(|p| (p.0, p.1) < (r, col - 1));
+                let hi = people.partition_point(|p| (p.0, p.1) <= (r, col + 1));
+                for &(_, _, j, at, vp) in &people[lo..hi] {
+                    let (gap, towards) =
+                        safety::footprint_gap(pos, yaw, [ROBOT_HALF[0], ROBOT_HALF[1]], at, PED_RADIUS);
+                    self.stats.social.pair(&mut self.episodes, i, j, gap, towards, v, vp, self.dt);
+                }
+            }
+        }
+        self.episodes.end_step();
+        self.people = people;
     }
 
     /// Robot `i`'s controller for one step: the world reads the body and the sensor, the pure controller

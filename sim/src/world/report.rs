@@ -12,7 +12,8 @@ use fleet_core::{NodeId, Timestamp};
 use super::lockstep::{Fleet, Ran};
 use super::setup::Shops;
 use super::{Outcome, SERIES_BUCKET_S};
-use crate::report::{AppliedFault, OrderOutcome, RobotOutcome, Series};
+use crate::physics::Other;
+use crate::report::{AppliedFault, ContactOutcome, OrderOutcome, RobotOutcome, Series};
 use crate::world::demand::Demand;
 use crate::{Report, Scenario};
 
@@ -64,6 +65,11 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
         blocked_events: stats.blocked_events,
         reroutes: net.reroutes,
         sidesteps: stats.sidesteps,
+        contact_faults: stats.faults,
+        social: stats.social,
+        stopped_share: stats.social.stopped_s / stats.social.driving_s.max(1e-9),
+        path_irregularity_rad_per_m: stats.social.heading_change_rad / phys.distance_m().max(1e-9),
+        contacts: Vec::new(),
         deliveries_per_robot_hour: 0.0,
         utilisation_mean: 0.0,
         improvements,
@@ -146,6 +152,25 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
     }
     report.utilisation_mean =
         report.robots.iter().map(|r| r.utilisation).sum::<f64>() / report.robots.len().max(1) as f64;
+    let id = |i: usize| robots.get(i).map_or_else(|| format!("robot {i}"), |r| r.id.to_string());
+    let mm = |v: f64| (v * 1000.0).round() / 1000.0;
+    report.contacts = phys
+        .contacts()
+        .iter()
+        .map(|c| ContactOutcome {
+            at_s: mm(c.at_s),
+            robot: id(c.robot),
+            other: match c.other {
+                Other::Pedestrian(j) => format!("pedestrian {j}"),
+                Other::Robot(j) => format!("robot {}", id(j)),
+                Other::Static => "static".into(),
+            },
+            fault: c.fault,
+            robot_speed_mps: mm(c.robot_speed_mps),
+            closing_mps: mm(c.closing_mps),
+            other_speed_mps: mm(c.other_speed_mps),
+        })
+        .collect();
 
     // The chart series: orders placed and delivered per bucket.
     let buckets = scenario.duration_s.div_ceil(SERIES_BUCKET_S) as usize;
