@@ -161,11 +161,11 @@ impl Episodes {
     }
 }
 
-/// Gap between a robot's footprint (a rectangle of half extents `half` at `c`, heading `yaw`) and a circle of
-/// radius `r` at `p`; 0 when they overlap. Also the unit vector from the nearest point of the rectangle
-/// towards `p` (from `c` when `p` is inside).
-pub fn footprint_gap(c: [f32; 2], yaw: f32, half: [f32; 2], p: [f32; 2], r: f32) -> (f32, [f32; 2]) {
-    let (s, co) = yaw.sin_cos();
+/// Gap between a robot's footprint (a rectangle of half extents `half` at `c`, facing the unit vector
+/// `facing`) and a circle of radius `r` at `p`; 0 when they overlap. Also the unit vector from the nearest
+/// point of the rectangle towards `p` (from `c` when `p` is inside).
+pub fn footprint_gap(c: [f32; 2], facing: [f32; 2], half: [f32; 2], p: [f32; 2], r: f32) -> (f32, [f32; 2]) {
+    let (co, s) = (facing[0], facing[1]);
     let d = [p[0] - c[0], p[1] - c[1]];
     // In the robot's frame.
     let local = [d[0] * co + d[1] * s, -d[0] * s + d[1] * co];
@@ -252,16 +252,16 @@ mod tests {
     fn footprint_gap_measures_from_the_rectangle_not_the_centre() {
         let half = [0.35, 0.275];
         // In front along the heading (east): 1.0 - 0.35 - 0.3.
-        let (gap, dir) = footprint_gap([0.0, 0.0], 0.0, half, [1.0, 0.0], 0.3);
+        let (gap, dir) = footprint_gap([0.0, 0.0], [1.0, 0.0], half, [1.0, 0.0], 0.3);
         assert!((gap - 0.35).abs() < 1e-5 && (dir[0] - 1.0).abs() < 1e-5, "{gap} {dir:?}");
         // The same point, robot turned to face north: now beside it, 1.0 - 0.275 - 0.3.
-        let (gap, _) = footprint_gap([0.0, 0.0], std::f32::consts::FRAC_PI_2, half, [1.0, 0.0], 0.3);
+        let (gap, _) = footprint_gap([0.0, 0.0], [0.0, 1.0], half, [1.0, 0.0], 0.3);
         assert!((gap - 0.425).abs() < 1e-5, "{gap}");
         // Off a corner: the distance to the corner.
-        let (gap, _) = footprint_gap([0.0, 0.0], 0.0, half, [0.35 + 0.6, 0.275 + 0.8], 0.3);
+        let (gap, _) = footprint_gap([0.0, 0.0], [1.0, 0.0], half, [0.35 + 0.6, 0.275 + 0.8], 0.3);
         assert!((gap - 0.7).abs() < 1e-5, "{gap}");
         // Overlapping.
-        assert_eq!(footprint_gap([0.0, 0.0], 0.0, half, [0.5, 0.0], 0.3).0, 0.0);
+        assert_eq!(footprint_gap([0.0, 0.0], [1.0, 0.0], half, [0.5, 0.0], 0.3).0, 0.0);
     }
 
     #[test]

@@ -54,8 +54,6 @@ struct Robot {
     /// Battery drained so far, percent (charging does not undo it).
     used_pct: f64,
     last_xy: [Real; 2],
-    /// Heading at the last step, for the path irregularity.
-    last_yaw: Real,
     /// The parking slot held at the end of the current (or last) drive: the end point in decimetres and the
     /// slot number (see [`parking_slot`]).
     slot: Option<((i64, i64), usize)>,
@@ -104,6 +102,12 @@ const CELL_M: Real = safety::LOOK_M + 0.5;
 fn unit(v: [Real; 2]) -> [Real; 2] {
     let n = v[0].hypot(v[1]);
     if n > 1e-6 { [v[0] / n, v[1] / n] } else { [1.0, 0.0] }
+}
+
+/// The unit vector (x east, y north) a body with rotation `r` faces.
+fn facing(r: &Rotation) -> [Real; 2] {
+    let f = *r * Vector::X;
+    unit([f.x, f.y])
 }
 
 fn yaw_of(r: &Rotation) -> Real {
@@ -224,7 +228,6 @@ impl PhysicsWorld {
             battery_pct: 100.0,
             used_pct: 0.0,
             last_xy: xy,
-            last_yaw: yaw_rad,
             slot: None,
             broken: false,
             drain_scale: 1.0,
@@ -423,13 +426,11 @@ impl PhysicsWorld {
         let hours = f64::from(self.dt) / 3600.0;
         let dt_s = f64::from(self.dt);
         for r in &mut self.robots {
-            if let Some(b) = self.world.bodies.get(r.body) {
-                let yaw = yaw_of(b.rotation());
-                if r.ctl.moving {
-                    let turn = (yaw - r.last_yaw + PI).rem_euclid(2.0 * PI) - PI;
-                    self.stats.social.heading_change_rad += f64::from(turn.abs());
-                }
-                r.last_yaw = yaw;
+            if r.ctl.moving
+                && let Some(b) = self.world.bodies.get(r.body)
+            {
+                // The heading change of this step: the body's yaw rate over the step.
+                self.stats.social.heading_change_rad += f64::from(b.angvel().z.abs() * self.dt);
             }
             if r.ctl.driving() && !r.ctl.paused && !r.broken {
                 self.stats.social.driving_s += dt_s;
@@ -460,13 +461,14 @@ impl PhysicsWorld {
         }
     }
 
-    /// Robot `i`'s own velocity: what its controller drives (0 when paused or broken), along its heading.
-    fn robot_motion(&self, i: usize) -> Option<([Real; 2], Real, [Real; 2])> {
+    /// Robot `i`'s position, the unit vector it faces, and its own velocity: what its controller drives (0 when
+    /// paused or broken), along its heading.
+    fn robot_motion(&self, i: usize) -> Option<([Real; 2], [Real; 2], [Real; 2])> {
         let r = self.robots.get(i)?;
         let b = self.world.bodies.get(r.body)?;
-        let (t, yaw) = (b.translation(), yaw_of(b.rotation()));
+        let (t, f) = (b.translation(), facing(b.rotation()));
         let speed = if r.ctl.paused || r.broken { 0.0 } else { r.ctl.speed };
-        Some(([t.x, t.y], yaw, [yaw.cos() * speed, yaw.sin() * speed]))
+        Some(([t.x, t.y], f, [f[0] * speed, f[1] * speed]))
     }
 
     /// Judges every robot in the contacts that started this step ([`safety`]) and logs them.
@@ -476,7 +478,7 @@ impl PhysicsWorld {
         for &(a, b) in &fresh {
             let index = |x: u128| (x & 0xffff_ffff) as usize;
             // Kinds sort robot < pedestrian < static, so `a` is always a robot.
-            let Some((pa, yaw_a, va)) = self.robot_motion(index(a)) else { continue };
+            let Some((pa, facing_a, va)) = self.robot_motion(index(a)) else { continue };
             let mut sides: Vec<Side> = Vec::with_capacity(2);
             match b >> 120 {
                 K_ROBOT => {
@@ -494,7 +496,7 @@ impl PhysicsWorld {
                     sides.push((index(a), va, n, Other::Pedestrian(index(b)), [v.x, v.y]));
                 }
                 // A wall: what matters is whether the robot drove on.
-                _ => sides.push((index(a), va, [yaw_a.cos(), yaw_a.sin()], Other::Static, [0.0, 0.0])),
+                _ => sides.push((index(a), va, facing_a, Other::Static, [0.0, 0.0])),
             }
             for (robot, v, towards, other, v_other) in sides {
                 let fault = Fault::judge(v, towards);
@@ -524,16 +526,19 @@ impl PhysicsWorld {
                 people.push(((t.y / CELL_M).floor() as i32, (t.x / CELL_M).floor() as i32, j, [t.x, t.y], [v.x, v.y]));
             }
         }
-        people.sort_by_key(|p| (p.0, p.1, p.2));
+        // The keys are unique (the index is in them), so the unstable sort is deterministic.
+        people.sort_unstable_by_key(|p| (p.0, p.1, p.2));
         for i in 0..self.robots.len() {
-            let Some((pos, yaw, v)) = self.robot_motion(i) else { continue };
+            if people.is_empty() {
+                break;
+            }
+            let Some((pos, f, v)) = self.robot_motion(i) else { continue };
             let (row, col) = ((pos[1] / CELL_M).floor() as i32, (pos[0] / CELL_M).floor() as i32);
             for r in row - 1..=row + 1 {
                 let lo = people.partition_point(|p| (p.0, p.1) < (r, col - 1));
                 let hi = people.partition_point(|p| (p.0, p.1) <= (r, col + 1));
                 for &(_, _, j, at, vp) in &people[lo..hi] {
-                    let (gap, towards) =
-                        safety::footprint_gap(pos, yaw, [ROBOT_HALF[0], ROBOT_HALF[1]], at, PED_RADIUS);
+                    let (gap, towards) = safety::footprint_gap(pos, f, [ROBOT_HALF[0], ROBOT_HALF[1]], at, PED_RADIUS);
                     self.stats.social.pair(&mut self.episodes, i, j, gap, towards, v, vp, self.dt);
                 }
             }
