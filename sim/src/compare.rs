@@ -12,10 +12,11 @@ use crate::world::{Outcome, simulate};
 use crate::{Error, Report, Scenario};
 
 /// The figures compared, in table order: name and how many decimals to print.
-pub const FIGURES: [(&str, usize); 12] = [
+pub const FIGURES: [(&str, usize); 13] = [
     ("placed", 1),
     ("delivered", 1),
     ("on_time_pct", 1),
+    ("by_quoted_latest_pct", 1),
     ("delivery_p50_min", 1),
     ("delivery_p90_min", 1),
     ("distance_km", 1),
@@ -33,6 +34,7 @@ pub fn figures(r: &Report) -> BTreeMap<&'static str, f64> {
         r.placed as f64,
         r.delivered as f64,
         100.0 * r.on_time_rate(),
+        100.0 * r.by_quoted_latest_rate(),
         r.delivery_min_p50,
         r.delivery_min_p90,
         r.distance_km,

@@ -303,6 +303,19 @@ pub fn render(r: &Report, t: &Trace) -> String {
         ("placed", r.placed.to_string()),
         ("delivered", format!("{} ({} on time, {} late)", r.delivered, r.on_time, r.late)),
         ("on-time rate", format!("{:.1}%", 100.0 * r.on_time_rate())),
+        (
+            "handed over by the quoted ETA / by the quoted latest",
+            format!(
+                "{} / {} ({:.1}% by the latest)",
+                r.by_quoted_eta,
+                r.by_quoted_latest,
+                100.0 * r.by_quoted_latest_rate()
+            ),
+        ),
+        (
+            "hand-over minus quoted ETA p50 / p90",
+            format!("{:.1} / {:.1} min", r.quote_error_min_p50, r.quote_error_min_p90),
+        ),
         ("failed / returned / open at end", format!("{} / {} / {}", r.failed, r.returned, r.open_at_end)),
         (
             "delivery time p50 / p90 / p95 / max",

@@ -32,6 +32,12 @@ pub struct Report {
     pub returned: usize,
     /// Placed orders not in a terminal state at the end.
     pub open_at_end: usize,
+    /// Delivered orders handed over by the drop-off ETA their quote gave at placing, and by its latest time.
+    pub by_quoted_eta: usize,
+    pub by_quoted_latest: usize,
+    /// Hand-over minus the quoted ETA over delivered orders, minutes (positive: later than quoted).
+    pub quote_error_min_p50: f64,
+    pub quote_error_min_p90: f64,
     /// Minutes from placing to hand-over, over delivered orders.
     pub delivery_min_mean: f64,
     pub delivery_min_p50: f64,
@@ -133,6 +139,9 @@ pub struct OrderOutcome {
     /// Seconds after the start.
     pub placed_s: f64,
     pub delivered_s: Option<f64>,
+    /// What the quote promised at placing: the drop-off ETA and the latest time, seconds after the start.
+    pub quoted_eta_s: Option<f64>,
+    pub quoted_latest_s: Option<f64>,
     /// Minutes from placing to hand-over.
     pub minutes: Option<f64>,
     pub on_time: Option<bool>,
@@ -164,6 +173,10 @@ pub struct Trace {
 impl Report {
     pub fn on_time_rate(&self) -> f64 {
         if self.delivered == 0 { 0.0 } else { self.on_time as f64 / self.delivered as f64 }
+    }
+    /// Share of delivered orders handed over by their quoted latest time.
+    pub fn by_quoted_latest_rate(&self) -> f64 {
+        if self.delivered == 0 { 0.0 } else { self.by_quoted_latest as f64 / self.delivered as f64 }
     }
     /// Orders refused at placement, over every reason.
     pub fn refusals(&self) -> usize {
@@ -203,6 +216,18 @@ impl fmt::Display for Report {
             self.on_time,
             self.late,
             100.0 * self.on_time_rate()
+        )?;
+        let share = |n: usize| if self.delivered == 0 { 0.0 } else { 100.0 * n as f64 / self.delivered as f64 };
+        writeln!(
+            f,
+            "  promises         by the quoted ETA {} ({:.1}%), by the quoted latest {} ({:.1}%); hand-over minus \
+             quoted ETA p50 {:.1} min, p90 {:.1} min",
+            self.by_quoted_eta,
+            share(self.by_quoted_eta),
+            self.by_quoted_latest,
+            share(self.by_quoted_latest),
+            self.quote_error_min_p50,
+            self.quote_error_min_p90
         )?;
         writeln!(f, "  failed           {}", self.failed)?;
         for (why, n) in &self.failed_reasons {

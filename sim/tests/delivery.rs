@@ -24,5 +24,20 @@ fn few_robots_no_pedestrians_deliver_everything_without_a_collision() {
     assert_eq!(r.collisions.total(), 0, "{r}");
     assert_eq!(r.blocked_events, 0, "{r}");
     assert!(r.distance_km > 1.0 && r.energy_used_pct > 0.0, "{r}");
+    // What each quote promised is kept, and the counts are what the orders say.
+    let mut by_eta = 0;
+    let mut by_latest = 0;
+    for o in &r.orders {
+        let (Some(eta), Some(latest), Some(at)) = (o.quoted_eta_s, o.quoted_latest_s, o.delivered_s) else {
+            panic!("a delivered order without its promise: {o:?}");
+        };
+        assert!(o.placed_s < eta && eta <= latest, "{o:?}");
+        by_eta += usize::from(at <= eta);
+        by_latest += usize::from(at <= latest);
+    }
+    assert_eq!((r.by_quoted_eta, r.by_quoted_latest), (by_eta, by_latest), "{r}");
+    assert!(r.by_quoted_eta <= r.by_quoted_latest && r.by_quoted_latest <= r.delivered, "{r}");
+    // With no one on the footways the robots keep to the quoted latest time.
+    assert_eq!(r.by_quoted_latest, r.delivered, "{r}");
     eprintln!("{r}");
 }

@@ -158,11 +158,28 @@ pub(super) struct Demand {
     ready_due: Vec<(Timestamp, ShopId, OrderId)>,
     /// Refused orders, by the dispatcher's reason.
     refused: BTreeMap<String, usize>,
+    /// What each placed order's quote promised the shop: the drop-off ETA and the latest time.
+    promised: BTreeMap<OrderId, Promise>,
+}
+
+/// What a quote promised the shop at placing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Promise {
+    pub(super) eta: Option<Timestamp>,
+    pub(super) latest: Option<Timestamp>,
 }
 
 impl Demand {
     pub(super) fn new(planned: Vec<PlannedOrder>, shop_ids: Vec<ShopId>) -> Self {
-        Self { planned, placed: 0, shop_ids, pins: BTreeMap::new(), ready_due: Vec::new(), refused: BTreeMap::new() }
+        Self {
+            planned,
+            placed: 0,
+            shop_ids,
+            pins: BTreeMap::new(),
+            ready_due: Vec::new(),
+            refused: BTreeMap::new(),
+            promised: BTreeMap::new(),
+        }
     }
 
     /// Shops place the orders due by `now`.
@@ -184,7 +201,9 @@ impl Demand {
                 },
             );
             match out.reply.take() {
-                Some(Ok(Reply::Placed { order, .. })) => {
+                Some(Ok(Reply::Placed { order, quote, .. })) => {
+                    self.promised
+                        .insert(order.id.clone(), Promise { eta: quote.eta_dropoff, latest: quote.eta_latest });
                     self.pins.insert(order.id.clone(), p.pin.clone());
                     self.ready_due.push((p.ready_at, shop.clone(), order.id.clone()));
                 }
@@ -216,8 +235,8 @@ impl Demand {
         self.placed
     }
 
-    /// Refused orders, by the dispatcher's reason.
-    pub(super) fn into_refused(self) -> BTreeMap<String, usize> {
-        self.refused
+    /// Refused orders by the dispatcher's reason, and what each placed order was promised.
+    pub(super) fn into_outcome(self) -> (BTreeMap<String, usize>, BTreeMap<OrderId, Promise>) {
+        (self.refused, self.promised)
     }
 }

@@ -38,12 +38,14 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
     let Ran { ticks, now, busy_ms, improvements, improvement_saved_s, mut trace } = ran;
     let dt = scenario.dt_ms;
     let stats = phys.stats();
+    let orders_requested = demand.requested();
+    let (refused, promised) = demand.into_outcome();
     let mut report = Report {
         scenario: scenario.clone(),
         map_nodes,
         building_walls: walls,
-        orders_requested: demand.requested(),
-        refused: demand.into_refused(),
+        orders_requested,
+        refused,
         placed: 0,
         delivered: 0,
         on_time: 0,
@@ -52,6 +54,10 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
         failed_reasons: BTreeMap::new(),
         returned: 0,
         open_at_end: 0,
+        by_quoted_eta: 0,
+        by_quoted_latest: 0,
+        quote_error_min_p50: 0.0,
+        quote_error_min_p90: 0.0,
         delivery_min_mean: 0.0,
         delivery_min_p50: 0.0,
         delivery_min_p90: 0.0,
@@ -83,11 +89,15 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
         orders: Vec::new(),
     };
     let mut minutes = Vec::new();
+    // Hand-over minus the quoted ETA, minutes.
+    let mut quote_errors = Vec::new();
     let mut deliveries = vec![0usize; robots.len()];
     let secs_of = |t: Timestamp| t.secs_since(start);
     let d = host.dispatcher();
     for o in d.orders() {
         report.placed += 1;
+        let promise = promised.get(&o.id);
+        let (eta, latest) = (promise.and_then(|p| p.eta), promise.and_then(|p| p.latest));
         let mut outcome = OrderOutcome {
             id: o.id.to_string(),
             shop: o.shop.to_string(),
@@ -96,6 +106,8 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
             robots: net.assigned.get(&o.id).map(|v| v.iter().map(ToString::to_string).collect()).unwrap_or_default(),
             placed_s: secs_of(o.created_at),
             delivered_s: None,
+            quoted_eta_s: eta.map(secs_of),
+            quoted_latest_s: latest.map(secs_of),
             minutes: None,
             on_time: None,
         };
@@ -108,6 +120,11 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
                     report.on_time += 1;
                 } else {
                     report.late += 1;
+                }
+                report.by_quoted_eta += usize::from(eta.is_some_and(|e| at <= e));
+                report.by_quoted_latest += usize::from(latest.is_some_and(|l| at <= l));
+                if let Some(e) = eta {
+                    quote_errors.push((at.0 as f64 - e.0 as f64) / 60_000.0);
                 }
                 let m = at.secs_since(o.created_at) / 60.0;
                 minutes.push(m);
@@ -128,6 +145,11 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
             _ => {}
         }
         report.orders.push(outcome);
+    }
+    quote_errors.sort_by(f64::total_cmp);
+    if !quote_errors.is_empty() {
+        report.quote_error_min_p50 = percentile(&quote_errors, 0.5);
+        report.quote_error_min_p90 = percentile(&quote_errors, 0.9);
     }
     minutes.sort_by(f64::total_cmp);
     if !minutes.is_empty() {
