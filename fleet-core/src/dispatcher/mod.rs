@@ -59,6 +59,9 @@ pub struct Dispatcher {
     orders: BTreeMap<OrderId, Order>,
     /// (shop, idempotency key) -> order.
     keys: BTreeMap<(ShopId, String), OrderId>,
+    /// Each shop's orders not in a terminal state, for its open-order limit. Kept from the orders each input
+    /// changed (every change to an order is persisted, so every one is in `Out::orders`).
+    open: BTreeMap<ShopId, BTreeSet<OrderId>>,
     /// Per robot, the stop each released drive step leads to.
     drive_targets: BTreeMap<(RobotId, u32), (OrderId, StopKind)>,
     /// Since when each offline robot has been gone (in memory: after a restart every robot gets a full grace
@@ -132,6 +135,7 @@ impl Dispatcher {
             robots: BTreeMap::new(),
             orders: BTreeMap::new(),
             keys: BTreeMap::new(),
+            open: BTreeMap::new(),
             drive_targets: BTreeMap::new(),
             offline_since: BTreeMap::new(),
             offline_handled: BTreeSet::new(),
@@ -149,6 +153,9 @@ impl Dispatcher {
             match r {
                 Record::Order(o) => {
                     d.keys.insert((o.shop.clone(), o.idempotency_key.clone()), o.id.clone());
+                    if !o.status.is_terminal() {
+                        d.open.entry(o.shop.clone()).or_default().insert(o.id.clone());
+                    }
                     d.orders.insert(o.id.clone(), *o);
                 }
                 Record::Robot(mut r) => {
@@ -290,6 +297,16 @@ impl Dispatcher {
         }
         for id in &out.robots {
             self.legs.remove(id);
+        }
+        for id in &out.orders {
+            if let Some(o) = self.orders.get(id) {
+                let open = self.open.entry(o.shop.clone()).or_default();
+                if o.status.is_terminal() {
+                    open.remove(id);
+                } else {
+                    open.insert(id.clone());
+                }
+            }
         }
         self.finish(out)
     }

@@ -110,7 +110,12 @@ impl Dispatcher {
             };
             return Ok(Reply::Placed { order: Box::new(o.clone()), quote, replayed: true });
         }
-        let open = self.orders.values().filter(|o| o.shop == shop && !o.status.is_terminal()).count();
+        let open = self.open.get(&shop).map_or(0, BTreeSet::len);
+        debug_assert_eq!(
+            open,
+            self.orders.values().filter(|o| o.shop == shop && !o.status.is_terminal()).count(),
+            "the open orders kept for shop {shop} are stale"
+        );
         if open >= self.config.max_open_orders_per_shop {
             return Err(CoreError::ResourceExhausted(format!(
                 "shop {shop} already has {open} open orders; the limit is {}",
