@@ -343,6 +343,14 @@ pub fn render(r: &Report, t: &Trace) -> String {
                 r.contact_faults.other_at_fault
             ),
         ),
+        (
+            "people out (mean, at most; trips)",
+            format!("{:.0}, {}; {}", r.crowd.mean_out, r.crowd.peak_out, r.crowd.trips),
+        ),
+        (
+            "attentive / distracted / impassive people",
+            format!("{} / {} / {}", r.crowd.attentive, r.crowd.distracted, r.crowd.impassive),
+        ),
         ("closest a robot came to a person", opt(r.social.min_person_distance_m, "m")),
         (
             "personal-space intrusions (under 0.45 m)",

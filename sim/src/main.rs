@@ -128,7 +128,7 @@ struct Overrides {
     /// Search iterations per improvement [300].
     #[arg(long)]
     improve_iterations: Option<u64>,
-    /// People walking the footways [200].
+    /// People walking trips on the footways, the number out at the busiest hours [200].
     #[arg(long)]
     pedestrians: Option<usize>,
     /// Physics steps per simulated second, at least 20 [20].

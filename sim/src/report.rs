@@ -65,6 +65,9 @@ pub struct Report {
     /// Social-navigation figures: least gap to a person (m), personal-space intrusions (< 0.45 m) and the
     /// seconds inside, least time-to-collision (s) and alerts under 1 s, robot-seconds stopped while driving.
     pub social: SocialNav,
+    /// The people on the footways: how many were out on average and at most, trips walked, and how many of
+    /// them give way to robots (attentive), notice them late (distracted) or never (impassive).
+    pub crowd: CrowdReport,
     /// Share of the robots' driving time spent stopped (slower than 0.05 m/s).
     pub stopped_share: f64,
     /// Heading change per metre driven, radians (0 for straight driving).
@@ -170,6 +173,17 @@ pub struct Trace {
     pub shops: Vec<[f64; 2]>,
 }
 
+/// The crowd's figures of a run (see [`Report::crowd`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CrowdReport {
+    pub mean_out: f64,
+    pub peak_out: u64,
+    pub trips: u64,
+    pub attentive: u64,
+    pub distracted: u64,
+    pub impassive: u64,
+}
+
 impl Report {
     pub fn on_time_rate(&self) -> f64 {
         if self.delivered == 0 { 0.0 } else { self.on_time as f64 / self.delivered as f64 }
@@ -202,6 +216,12 @@ impl fmt::Display for Report {
             f,
             "  physics          {} Hz, {} pedestrians, {} building walls",
             s.physics_hz, s.pedestrians, self.building_walls
+        )?;
+        let c = &self.crowd;
+        writeln!(
+            f,
+            "  people out       mean {:.0}, at most {}; {} trips; {} attentive, {} distracted, {} impassive",
+            c.mean_out, c.peak_out, c.trips, c.attentive, c.distracted, c.impassive
         )?;
         writeln!(f, "  map              {} nodes", self.map_nodes)?;
         writeln!(f, "  orders requested {}", self.orders_requested)?;

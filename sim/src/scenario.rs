@@ -41,9 +41,13 @@ pub struct Scenario {
     pub improve_every_s: u64,
     #[serde(default)]
     pub improve_iterations: u64,
-    /// People walking the footways (back and forth along random edges).
+    /// People walking trips on the footways: the number out when `pedestrian_profile` is 1.
     #[serde(default = "default_pedestrians")]
     pub pedestrians: usize,
+    /// People out by hour of the simulated clock's day (UTC), as a share of `pedestrians`; empty: the
+    /// physics world's default (a city centre with a lunch peak).
+    #[serde(default)]
+    pub pedestrian_profile: Vec<f64>,
     /// Physics steps per simulated second (20..=1000); several per tick when `dt_ms` is longer than a step.
     #[serde(default = "default_physics_hz")]
     pub physics_hz: u32,
@@ -199,6 +203,7 @@ impl Default for Scenario {
             improve_every_s: 30,
             improve_iterations: 300,
             pedestrians: default_pedestrians(),
+            pedestrian_profile: Vec::new(),
             physics_hz: default_physics_hz(),
             model: RobotModel::default(),
             depots: Vec::new(),
@@ -259,6 +264,14 @@ impl Scenario {
             return Err("parcels must be ready before the earliest deadline".into());
         }
         self.model.checked().map_err(|e| format!("fleet model: {e}"))?;
+        if !self.pedestrian_profile.is_empty() {
+            if self.pedestrian_profile.len() != 24 {
+                return Err(format!("the pedestrian profile needs 24 values, not {}", self.pedestrian_profile.len()));
+            }
+            for (h, &m) in self.pedestrian_profile.iter().enumerate() {
+                finite_range(&format!("pedestrian profile value for hour {h}"), m, 0.0, 10.0)?;
+            }
+        }
         if !self.hourly_profile.is_empty() {
             if self.hourly_profile.len() != 24 {
                 return Err(format!("the hourly profile needs 24 values, not {}", self.hourly_profile.len()));
@@ -331,6 +344,8 @@ pub struct ScenarioFile {
     pub dt_ms: Option<u64>,
     pub physics_hz: Option<u32>,
     pub pedestrians: Option<usize>,
+    /// People out by hour (UTC), 24 shares of `pedestrians`.
+    pub pedestrian_profile: Option<Vec<f64>>,
     /// "off" or "walls".
     pub buildings: Option<Buildings>,
     #[serde(default)]
@@ -452,6 +467,9 @@ impl ScenarioFile {
         }
         if let Some(v) = self.pedestrians {
             s.pedestrians = v;
+        }
+        if let Some(v) = &self.pedestrian_profile {
+            s.pedestrian_profile = v.clone();
         }
         if let Some(v) = self.buildings {
             s.buildings = v;

@@ -280,3 +280,84 @@ fn a_robot_driving_a_straight_line_alone_is_never_stopped_and_hardly_turns() {
     assert_eq!((s.min_person_distance_m, s.intrusions, s.min_ttc_s), (None, 0, None));
     assert!(w.contacts().is_empty());
 }
+
+/// A person steps out from the side so that, had the robot kept its speed, its front would have met them in its
+/// lane: the robot's look-out sees their course and gives way early, outside their personal space.
+#[test]
+fn a_person_stepping_out_in_front_of_a_robot_at_speed_is_given_way_to() {
+    let mut w = PhysicsWorld::new(origin(), T0, PhysicsConfig::default()).expect("valid config");
+    let r = w.add_robot(at(&w, 0.0, 0.0), 0.0);
+    // The robot (centre 0.4 m south of the line, keeping right) reaches x = 12.2, its front at 12.55, after
+    // about 8.4 s at full speed; the person, walking north 0.6 m east of x = 12 at 1.3 m/s, reaches its lane
+    // then. They never give way to a robot.
+    w.add_pedestrian(at(&w, 12.0, -11.4), at(&w, 12.0, 11.0), 1.3, 0.0);
+    let path = vec![at(&w, 0.0, 0.0), at(&w, 40.0, 0.0)];
+    drive(&mut w, r, path);
+    let mut slowest_after_start = f64::INFINITY;
+    for s in 1..=60u64 {
+        let now = Timestamp(T0.0 + s * 1_000);
+        w.advance_to(now);
+        if s > 3 && s < 12 {
+            slowest_after_start = slowest_after_start.min(w.telemetry(r).expect("robot").speed_mps);
+        }
+        if w.robot(r).poll(now).contains(&PlatformEvent::Arrived) {
+            break;
+        }
+    }
+    let stats = w.stats();
+    assert_eq!(stats.faults.robot_at_fault, 0, "{:?}", w.contacts());
+    assert!(w.contacts().iter().all(|c| c.fault == Fault::StruckWhileStopped), "{:?}", w.contacts());
+    assert!(slowest_after_start < 0.8, "it gave way: slowest {slowest_after_start} m/s while the person crossed");
+    // And early: the person never came into its personal space (the forward sensor alone stops the robot
+    // about 0.13 m from them).
+    let closest = stats.social.min_person_distance_m.expect("they met");
+    assert!(closest > 0.45 && stats.social.intrusions == 0, "{:?}", stats.social);
+    assert!(w.odometer_m(r) > 39.0, "and then drove on to the end: {} m", w.odometer_m(r));
+}
+
+/// People walk trips over the walkable graph: as many are out as the hour's profile asks, they start trips
+/// and move, and the same seed gives the same crowd.
+#[test]
+fn people_walk_trips_and_come_out_as_the_profile_asks() {
+    use rand::SeedableRng;
+    let map = grid_map();
+    let crowd = |seed: u64, share: f32| {
+        let mut w = PhysicsWorld::new(map.origin(), T0, PhysicsConfig::default()).expect("valid config");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        w.add_pedestrians(&map, 30, [share; 24], &mut rng);
+        w.advance_to(Timestamp(T0.0 + 600_000));
+        w
+    };
+    let full = crowd(1, 1.0);
+    let stats = full.crowd_stats();
+    assert_eq!(stats.peak_out, 30, "{stats:?}");
+    assert!((stats.out_s / stats.stepped_s - 30.0).abs() < 0.5, "{stats:?}");
+    // Ten minutes of 150-420 m trips at about 1.3 m/s: everyone finished at least one.
+    assert!(stats.trips >= 30, "{stats:?}");
+    let half = crowd(1, 0.5).crowd_stats();
+    // Groups come out whole, so the number out may pass the target by one or two.
+    assert!((15..=17).contains(&half.peak_out), "{half:?}");
+    let none = crowd(1, 0.0).crowd_stats();
+    assert_eq!((none.peak_out, none.trips), (0, 0), "{none:?}");
+    assert_eq!(crowd(1, 1.0).crowd_stats(), stats, "same seed, same crowd");
+    assert_ne!(crowd(2, 1.0).crowd_stats(), stats, "another seed, another crowd");
+    assert_eq!(full.crowd_attention().iter().sum::<u64>(), 30);
+}
+
+/// A 4 x 4 grid of streets 0.001 degrees apart (about 111 m north-south, 80 m east-west).
+fn grid_map() -> fleet_core::map::MapGraph {
+    use fleet_core::LatLon;
+    use fleet_core::map::{ImportSummary, RawNodes, RawWay, Travel};
+    let mut nodes = RawNodes::default();
+    let id = |r: i64, c: i64| r * 10 + c + 1;
+    for r in 0..4 {
+        for c in 0..4 {
+            let p = LatLon::new(43.73 + r as f64 * 0.001, 7.42 + c as f64 * 0.001).expect("valid");
+            nodes.coords.insert(id(r, c), p);
+        }
+    }
+    let way = |wid: i64, refs: Vec<i64>| RawWay { id: wid, refs, crossing: false, travel: Travel::Both };
+    let mut ways: Vec<RawWay> = (0..4).map(|r| way(100 + r, (0..4).map(|c| id(r, c)).collect())).collect();
+    ways.extend((0..4).map(|c| way(200 + c, (0..4).map(|r| id(r, c)).collect())));
+    fleet_core::map::MapGraph::from_parts(&nodes, &ways, ImportSummary::default()).expect("the grid builds").0
+}

@@ -85,8 +85,11 @@ pub struct BodyState {
 /// The nearest thing the forward sensor saw this step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ahead {
-    /// Free distance ahead of the robot's front, metres.
+    /// Free distance ahead of the robot's front, metres: what the sensor measured, or where the robot's
+    /// look-out expects to meet someone crossing its way.
     pub gap: f32,
+    /// What the sensor itself measured (infinite when it saw nothing): near misses count on it.
+    pub sensed: f32,
     /// When the thing is a robot: which one, and whether it is driving (the yield rule needs both).
     pub robot: Option<OtherRobot>,
 }
@@ -219,7 +222,7 @@ pub fn control(
         return out;
     }
     let gap = ahead.map_or(f32::INFINITY, |s| s.gap);
-    let near = gap < cfg.near_miss_m;
+    let near = ahead.is_some_and(|s| s.sensed < cfg.near_miss_m);
     if near && !c.near {
         out.near_miss = true;
     }
@@ -387,7 +390,7 @@ mod tests {
     }
 
     fn wall(gap: f32) -> Option<Ahead> {
-        Some(Ahead { gap, robot: None })
+        Some(Ahead { gap, sensed: gap, robot: None })
     }
 
     fn close(a: f32, b: f32) -> bool {
@@ -530,7 +533,7 @@ mod tests {
     fn of_two_robots_the_lower_index_waits_for_the_higher_to_step_aside() {
         let first_sidestep = |me: usize, other: OtherRobot| {
             let mut c = driving_east(me, 20.0);
-            let ahead = Some(Ahead { gap: 0.5, robot: Some(other) });
+            let ahead = Some(Ahead { gap: 0.5, sensed: 0.5, robot: Some(other) });
             let outs = hold(&mut c, in_lane(0.0, 0.0), ahead, 300);
             steps_where(&outs, |o| o.sidestep).first().copied()
         };

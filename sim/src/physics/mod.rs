@@ -39,6 +39,7 @@
 
 mod contacts;
 mod controller;
+mod neighbours;
 mod pedestrians;
 mod projection;
 mod safety;
@@ -50,6 +51,7 @@ use serde::{Deserialize, Serialize};
 
 pub use contacts::Collisions;
 pub use controller::Blocked;
+pub use pedestrians::{Attention, CrowdStats, DEFAULT_PROFILE as DEFAULT_PEDESTRIAN_PROFILE};
 pub use projection::Projection;
 pub use safety::{Contact, Fault, Faults, Other, SocialNav};
 pub use world::{ObstacleId, PhysicsWorld, RobotView};

@@ -1,41 +1,295 @@
-//! Pedestrians: kinematic capsules (they do not yield; people expect the robot to) each walking a loop around
-//! one edge, out along its right-hand side and back along the other, at their own speed. [`walks`] draws the
-//! edges, speeds and starting points from the caller's seeded stream; [`Crowd`] keeps the bodies walking.
+//! Pedestrians: kinematic capsules the robots must yield to. A scenario's crowd walks trips: each person picks a
+//! destination 150-900 m away on the walkable graph, walks the shortest way there at their own speed (drawn
+//! from N(1.34, 0.26) m/s, clipped to 0.5-1.9: Weidmann's free walking speed), keeping right of the way's
+//! centre line at their own offset, then picks the next. Some walk in groups of two or three, side by side.
+//! How many are out follows the time of day (an hourly profile; the scenario's count is the number out at a
+//! profile of 1); the others are indoors (their bodies disabled), and people go in at the end of a trip or
+//! come out at a random place when the number out is reviewed, every ten seconds.
+//!
+//! People react ([`Crowd::walk`]): each step every person heads for the next point of their way and turns
+//! aside from, or slows for, anyone whose course will bring them closer than a comfortable distance within
+//! three seconds (each other, and robots), and keeps within 1.5 m of the way's centre line. Not everybody pays
+//! attention to robots ([`Attention`]): 75% do, 20% are distracted (they notice a robot only within 1 m) and
+//! 5% are impassive (they never give way to a robot; a robot must cope).
+//!
+//! [`Crowd::add_shuttle`] adds a scripted person instead, for tests and set pieces: impassive, walking a loop
+//! around one segment, out along its right-hand side and back along the other.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use fleet_core::NodeId;
 use fleet_core::map::{MapGraph, Profile};
-use fleet_core::{LatLon, NodeId};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rapier3d::prelude::{
     ColliderBuilder, InteractionGroups, InteractionTestMode, PhysicsWorld as RapierWorld, Real, RigidBodyBuilder,
     RigidBodyHandle, RigidBodySet, Vector,
 };
+use serde::Serialize;
 
+#[cfg(test)]
+use super::ROBOT_HALF;
+use super::neighbours::{Grid, Kind};
+use super::projection::Projection;
 use super::{G_PED, G_ROBOT, K_PED, dist};
 
 pub(super) const PED_RADIUS: Real = 0.3;
 const PED_HALF_HEIGHT: Real = 0.55;
+/// Walking speed: mean and standard deviation (m/s), and the range it is clipped to.
+const SPEED_MEAN_MPS: f32 = 1.34;
+const SPEED_SD_MPS: f32 = 0.26;
+const SPEED_RANGE_MPS: (f32, f32) = (0.5, 1.9);
+/// Share of people who come out as a group (of two or three).
+const GROUP_SHARE: f64 = 0.15;
+/// Shares of distracted and of impassive people; the others are attentive.
+const DISTRACTED_SHARE: f64 = 0.20;
+const IMPASSIVE_SHARE: f64 = 0.05;
+/// A trip's destination lies this far away in a straight line, metres.
+const TRIP_M: (f32, f32) = (150.0, 900.0);
+/// People keep within this far of the way's centre line (a walkway 3 m wide).
+const HALF_WIDTH_M: f32 = 1.5;
+/// How far right of the centre line people walk: drawn from this range, metres.
+const LANE_M: (f32, f32) = (0.3, 1.1);
+/// Acceleration limit of a person, m/s^2.
+const ACCEL_MPS2: f32 = 2.0;
+/// People look this far ahead in time for someone they would come too close to, seconds.
+const LOOK_S: f32 = 3.0;
+/// Extra distance a person keeps from another person and from a robot, beyond touching, metres.
+const COMFORT_PERSON_M: f32 = 0.25;
+const COMFORT_ROBOT_M: f32 = 0.4;
+/// A distracted person notices a robot only this close (gap between bodies), metres.
+const DISTRACTED_NOTICE_M: f32 = 1.0;
+/// A robot as people see it: a circle around its footprint.
+const ROBOT_CIRCLE_M: f32 = 0.45;
+/// The number of people out is brought towards the profile this often, seconds.
+const REVIEW_S: u64 = 10;
+/// A point of the way is passed when a person is this close to it (in their lane), metres.
+const PASS_M: f32 = 0.6;
+/// A person who has come no closer to the point they walk to for this long gives it up and walks to the next
+/// (someone stands on it: a robot waiting at a shop door), seconds.
+const GIVE_UP_S: u64 = 15;
+/// A person's velocity is written to the body only when it changed by more than this, m/s (rewriting a
+/// body's velocity every step makes rapier re-process it as user-changed).
+const VEL_EPS: f32 = 0.02;
+
+/// People out by hour of the simulated clock (UTC), as a share of the scenario's count: a city centre with a
+/// lunch peak at 10-12 UTC (noon to two in Monaco's summer time) and an evening one.
+pub const DEFAULT_PROFILE: [f32; 24] = [
+    0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.4, 0.7, 0.8, 0.9, // 00-09
+    1.0, 1.0, 0.9, 0.8, 0.8, 0.9, 1.0, 0.9, 0.7, 0.5, // 10-19
+    0.3, 0.2, 0.1, 0.1, // 20-23
+];
+
+/// How a person treats robots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attention {
+    /// Gives way to a robot like to anyone else.
+    Attentive,
+    /// Notices a robot only within [`DISTRACTED_NOTICE_M`] (on the phone, in a hurry).
+    Distracted,
+    /// Never gives way to a robot.
+    Impassive,
+}
+
+#[derive(Debug, Clone)]
+enum Walk {
+    /// Off the street, body disabled.
+    Indoors,
+    /// On a trip: the way's centre line (local metres), the index of the point walked to, and the graph
+    /// node the trip ends at.
+    Trip { pts: Vec<[Real; 2]>, next: usize, end: u32 },
+    /// A scripted loop around one segment: its corners and the one walked to.
+    Shuttle { corners: [[Real; 2]; 4], toward: usize },
+}
 
 #[derive(Debug, Clone)]
 struct Pedestrian {
     body: RigidBodyHandle,
-    /// The loop walked: out on one side of the edge, back on the other.
-    corners: [[Real; 2]; 4],
-    /// Index into `corners` of the one walked towards.
-    toward: usize,
     speed: Real,
+    /// How far right of the centre line they walk.
+    lane: Real,
+    attention: Attention,
+    walk: Walk,
+    /// The group's first member, whose trips the others follow (None: walks alone or leads).
+    leader: Option<usize>,
+    /// The velocity last written to the body.
+    vel: [Real; 2],
+    /// Progress towards the point walked to: its index, the closest come to it, and the step that was.
+    progress: (usize, Real, u64),
 }
 
-/// Every pedestrian of the world, in the order they were added (their collider's index).
-#[derive(Debug, Default)]
-pub(super) struct Crowd {
-    peds: Vec<Pedestrian>,
+impl Pedestrian {
+    fn out(&self) -> bool {
+        !matches!(self.walk, Walk::Indoors)
+    }
+}
+
+/// The walkable graph as people use it: node positions and adjacency (compressed rows), lengths in metres.
+#[derive(Debug)]
+struct Walkways {
+    xy: Vec<[Real; 2]>,
+    first: Vec<u32>,
+    to: Vec<u32>,
+    len: Vec<Real>,
+    /// A* scratch: best cost per node and the node it was reached from, valid where `seen` equals `round`.
+    cost: Vec<Real>,
+    from: Vec<u32>,
+    seen: Vec<u32>,
+    round: u32,
+}
+
+impl Walkways {
+    fn new(map: &MapGraph, proj: &Projection) -> Self {
+        let n = map.node_count();
+        let xy: Vec<[Real; 2]> = (0..n)
+            .map(|i| {
+                let p = map.pos(NodeId(i as u32)).map_or([0.0; 2], |p| proj.to_xy(p));
+                [p[0] as Real, p[1] as Real]
+            })
+            .collect();
+        let mut edges: Vec<(u32, u32)> =
+            map.weighted_edges(Profile::default()).into_iter().map(|(u, v, _)| (u, v)).collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let mut first = vec![0u32; n + 1];
+        for &(u, _) in &edges {
+            first[u as usize + 1] += 1;
+        }
+        for i in 0..n {
+            first[i + 1] += first[i];
+        }
+        let to: Vec<u32> = edges.iter().map(|&(_, v)| v).collect();
+        let len: Vec<Real> = edges.iter().map(|&(u, v)| dist(xy[u as usize], xy[v as usize])).collect();
+        Self { xy, first, to, len, cost: vec![0.0; n], from: vec![0; n], seen: vec![0; n], round: 0 }
+    }
+
+    /// The shortest way from `s` to `t` as node positions (A* on straight-line distance); None when `t`
+    /// cannot be reached.
+    fn path(&mut self, s: u32, t: u32) -> Option<Vec<[Real; 2]>> {
+        self.round = self.round.wrapping_add(1);
+        if self.round == 0 {
+            self.seen.fill(0);
+            self.round = 1;
+        }
+        let goal = self.xy[t as usize];
+        // Costs in millimetres, so that the heap orders integers and ties go by node id.
+        let key = |c: Real| (c * 1_000.0) as u64;
+        let mut heap = BinaryHeap::new();
+        self.cost[s as usize] = 0.0;
+        self.from[s as usize] = s;
+        self.seen[s as usize] = self.round;
+        heap.push(Reverse((key(dist(self.xy[s as usize], goal)), s)));
+        while let Some(Reverse((_, u))) = heap.pop() {
+            if u == t {
+                let mut nodes = vec![t];
+                let mut at = t;
+                while at != s {
+                    at = self.from[at as usize];
+                    nodes.push(at);
+                }
+                nodes.reverse();
+                return Some(nodes.iter().map(|&k| self.xy[k as usize]).collect());
+            }
+            let cu = self.cost[u as usize];
+            for e in self.first[u as usize] as usize..self.first[u as usize + 1] as usize {
+                let v = self.to[e] as usize;
+                let c = cu + self.len[e];
+                if self.seen[v] != self.round || c < self.cost[v] {
+                    self.seen[v] = self.round;
+                    self.cost[v] = c;
+                    self.from[v] = u;
+                    heap.push(Reverse((key(c + dist(self.xy[v], goal)), v as u32)));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// Velocity walking from `from` straight to `to` at `speed`.
-fn walk_velocity(from: [Real; 2], to: [Real; 2], speed: Real) -> Vector {
+fn walk_velocity(from: [Real; 2], to: [Real; 2], speed: Real) -> [Real; 2] {
     let (dx, dy) = (to[0] - from[0], to[1] - from[1]);
     let d = (dx * dx + dy * dy).sqrt();
-    if d > 1e-3 { Vector::new(dx / d * speed, dy / d * speed, 0.0) } else { Vector::ZERO }
+    if d > 1e-3 { [dx / d * speed, dy / d * speed] } else { [0.0, 0.0] }
+}
+
+/// The right-hand unit normal of the segment `a -> b` (zero for a degenerate one).
+fn right_of(a: [Real; 2], b: [Real; 2]) -> [Real; 2] {
+    let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+    let l = (dx * dx + dy * dy).sqrt();
+    if l > 1e-3 { [dy / l, -dx / l] } else { [0.0, 0.0] }
+}
+
+/// Point `k` of `pts` moved `lane` metres to the right of the segment leading into it.
+fn in_lane(pts: &[[Real; 2]], k: usize, lane: Real) -> [Real; 2] {
+    let n = if k == 0 { pts.get(1).map_or([0.0; 2], |&b| right_of(pts[0], b)) } else { right_of(pts[k - 1], pts[k]) };
+    [pts[k][0] + n[0] * lane, pts[k][1] + n[1] * lane]
+}
+
+/// A walking speed drawn from N(1.34, 0.26) m/s clipped to 0.5-1.9 (Box-Muller).
+fn draw_speed(rng: &mut impl Rng) -> Real {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random_range(0.0..1.0);
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    (SPEED_MEAN_MPS + SPEED_SD_MPS * z as Real).clamp(SPEED_RANGE_MPS.0, SPEED_RANGE_MPS.1)
+}
+
+fn draw_attention(rng: &mut impl Rng) -> Attention {
+    let x: f64 = rng.random_range(0.0..1.0);
+    if x < IMPASSIVE_SHARE {
+        Attention::Impassive
+    } else if x < IMPASSIVE_SHARE + DISTRACTED_SHARE {
+        Attention::Distracted
+    } else {
+        Attention::Attentive
+    }
+}
+
+/// Figures about the crowd for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CrowdStats {
+    /// Trips started.
+    pub trips: u64,
+    /// Person-seconds spent out, and the mean number out (person-seconds over the seconds stepped).
+    pub out_s: f64,
+    pub stepped_s: f64,
+    /// The most people out at once.
+    pub peak_out: u64,
+}
+
+/// Every pedestrian of the world, in the order they were added (their collider's index).
+#[derive(Debug)]
+pub(super) struct Crowd {
+    peds: Vec<Pedestrian>,
+    ways: Option<Walkways>,
+    rng: ChaCha8Rng,
+    profile: [f32; 24],
+    /// People out at a profile of 1.
+    peak: usize,
+    /// People still to send indoors at the end of their trip (the number out is above the profile).
+    retiring: usize,
+    stats: CrowdStats,
+}
+
+impl Default for Crowd {
+    fn default() -> Self {
+        Self {
+            peds: Vec::new(),
+            ways: None,
+            rng: ChaCha8Rng::seed_from_u64(0),
+            profile: DEFAULT_PROFILE,
+            peak: 0,
+            retiring: 0,
+            stats: CrowdStats::default(),
+        }
+    }
+}
+
+/// Where a disabled body is kept: far off the map, one metre apart.
+fn indoors_at(j: usize) -> Vector {
+    Vector::new(-50_000.0 - j as Real, -50_000.0, PED_HALF_HEIGHT + PED_RADIUS)
 }
 
 impl Crowd {
@@ -44,17 +298,50 @@ impl Crowd {
         self.peds.iter().map(|p| p.body)
     }
 
-    /// The body of pedestrian `j`.
-    pub(super) fn body(&self, j: usize) -> Option<RigidBodyHandle> {
-        self.peds.get(j).map(|p| p.body)
+    /// The body of pedestrian `j`, whether they are out.
+    pub(super) fn body(&self, j: usize) -> Option<(RigidBodyHandle, bool)> {
+        self.peds.get(j).map(|p| (p.body, p.out()))
     }
 
-    /// Adds a pedestrian to `world` walking back and forth between `pa` and `pb` (local metres) at `speed_mps`,
-    /// starting `frac` of the way.
-    pub(super) fn add(&mut self, world: &mut RapierWorld, pa: [Real; 2], pb: [Real; 2], speed_mps: f32, frac: f32) {
-        let len = dist(pa, pb).max(1e-3);
-        // People keep right too: out along the right-hand side of a -> b, across, and back along the other side.
-        let n = [(pb[1] - pa[1]) / len * 0.6, -(pb[0] - pa[0]) / len * 0.6];
+    pub(super) fn stats(&self) -> CrowdStats {
+        self.stats
+    }
+
+    /// How many people there are of each [`Attention`] (attentive, distracted, impassive).
+    pub(super) fn attention_counts(&self) -> [u64; 3] {
+        let mut n = [0u64; 3];
+        for p in &self.peds {
+            n[p.attention as usize] += 1;
+        }
+        n
+    }
+
+    fn insert(&mut self, world: &mut RapierWorld, at: Vector, vel: [Real; 2], enabled: bool) -> RigidBodyHandle {
+        let j = self.peds.len();
+        let (body, _) = world.insert(
+            RigidBodyBuilder::kinematic_velocity_based()
+                .translation(at)
+                .linvel(Vector::new(vel[0], vel[1], 0.0))
+                .enabled(enabled),
+            ColliderBuilder::capsule_z(PED_HALF_HEIGHT, PED_RADIUS)
+                .collision_groups(InteractionGroups::new(G_PED, G_ROBOT, InteractionTestMode::And))
+                .user_data(K_PED << 120 | j as u128),
+        );
+        body
+    }
+
+    /// Adds a scripted, impassive pedestrian walking a loop around `pa -> pb` (local metres) at `speed_mps`:
+    /// out along its right-hand side, across, back along the other, starting `frac` of the way.
+    pub(super) fn add_shuttle(
+        &mut self,
+        world: &mut RapierWorld,
+        pa: [Real; 2],
+        pb: [Real; 2],
+        speed_mps: f32,
+        frac: f32,
+    ) {
+        let n = right_of(pa, pb);
+        let n = [n[0] * 0.6, n[1] * 0.6];
         let corners = [
             [pa[0] + n[0], pa[1] + n[1]],
             [pb[0] + n[0], pb[1] + n[1]],
@@ -63,58 +350,427 @@ impl Crowd {
         ];
         let f = frac.clamp(0.0, 1.0);
         let start = [corners[0][0] + (pb[0] - pa[0]) * f, corners[0][1] + (pb[1] - pa[1]) * f];
-        let j = self.peds.len();
-        let (body, _) = world.insert(
-            RigidBodyBuilder::kinematic_velocity_based()
-                .translation(Vector::new(start[0], start[1], PED_HALF_HEIGHT + PED_RADIUS))
-                .linvel(walk_velocity(start, corners[1], speed_mps)),
-            ColliderBuilder::capsule_z(PED_HALF_HEIGHT, PED_RADIUS)
-                .collision_groups(InteractionGroups::new(G_PED, G_ROBOT, InteractionTestMode::And))
-                .user_data(K_PED << 120 | j as u128),
-        );
-        self.peds.push(Pedestrian { body, corners, toward: 1, speed: speed_mps });
+        let vel = walk_velocity(start, corners[1], speed_mps);
+        let body = self.insert(world, Vector::new(start[0], start[1], PED_HALF_HEIGHT + PED_RADIUS), vel, true);
+        self.peds.push(Pedestrian {
+            body,
+            speed: speed_mps,
+            lane: 0.6,
+            attention: Attention::Impassive,
+            walk: Walk::Shuttle { corners, toward: 1 },
+            leader: None,
+            vel,
+            progress: (0, 0.0, 0),
+        });
     }
 
-    /// Turns every pedestrian who has reached their corner towards the next, before a step of `dt` seconds.
-    pub(super) fn walk(&mut self, bodies: &mut RigidBodySet, dt: Real) {
-        // A pedestrian's velocity is written only when they turn at a corner: rewriting it every step would make
-        // rapier re-process the body as user-changed each step, which was a visible share of the step time.
-        for p in &mut self.peds {
-            if let Some(b) = bodies.get_mut(p.body) {
-                let t = b.translation();
-                if dist([t.x, t.y], p.corners[p.toward]) < p.speed * dt * 1.5 {
-                    p.toward = (p.toward + 1) % 4;
-                    b.set_linvel(walk_velocity([t.x, t.y], p.corners[p.toward], p.speed), true);
+    /// Makes this the crowd of trip walkers on `map`: `count` people (out at a profile of 1, following
+    /// `profile` by hour), drawn from `rng` (speeds, lanes, attention, and a seed for the crowd's own stream).
+    /// They come out at the first step.
+    pub(super) fn add_walkers(
+        &mut self,
+        world: &mut RapierWorld,
+        map: &MapGraph,
+        proj: &Projection,
+        count: usize,
+        profile: [f32; 24],
+        rng: &mut impl Rng,
+    ) {
+        if count == 0 || map.node_count() < 2 {
+            return;
+        }
+        self.ways = Some(Walkways::new(map, proj));
+        self.rng = ChaCha8Rng::seed_from_u64(rng.random());
+        self.profile = profile.map(|x| if x.is_finite() { x.max(0.0) } else { 0.0 });
+        self.peak += count;
+        for _ in 0..count {
+            let j = self.peds.len();
+            let speed = draw_speed(rng);
+            let lane = rng.random_range(LANE_M.0..LANE_M.1);
+            let attention = draw_attention(rng);
+            let body = self.insert(world, indoors_at(j), [0.0; 2], false);
+            self.peds.push(Pedestrian {
+                body,
+                speed,
+                lane,
+                attention,
+                walk: Walk::Indoors,
+                leader: None,
+                vel: [0.0; 2],
+                progress: (0, Real::INFINITY, 0),
+            });
+        }
+    }
+
+    fn out_count(&self) -> usize {
+        self.peds.iter().filter(|p| p.out() && !matches!(p.walk, Walk::Shuttle { .. })).count()
+    }
+
+    /// Brings the number out towards the profile at `hour`: people come out at random nodes clear of
+    /// everyone in `grid`, alone or as a group; when too many are out, the next to end a trip go in.
+    fn review(&mut self, bodies: &mut RigidBodySet, grid: &Grid, hour: usize) {
+        let Some(ways) = self.ways.as_mut() else { return };
+        let target = (self.peak as f32 * self.profile[hour % 24]).round() as usize;
+        let out = self.peds.iter().filter(|p| p.out() && !matches!(p.walk, Walk::Shuttle { .. })).count();
+        self.retiring = out.saturating_sub(target);
+        let mut indoors: Vec<usize> =
+            (0..self.peds.len()).filter(|&j| matches!(self.peds[j].walk, Walk::Indoors)).collect();
+        let mut out = out;
+        let n = ways.xy.len() as u32;
+        while out < target && !indoors.is_empty() {
+            let lead = indoors.swap_remove(self.rng.random_range(0..indoors.len()));
+            let mut group = vec![lead];
+            if self.rng.random_bool(GROUP_SHARE) {
+                let more = self.rng.random_range(1..=2usize).min(indoors.len());
+                for _ in 0..more {
+                    group.push(indoors.swap_remove(self.rng.random_range(0..indoors.len())));
+                }
+            }
+            // A start clear of robots and people (a few tries), and a destination at trip distance.
+            let mut start = self.rng.random_range(0..n);
+            for _ in 0..10 {
+                let p = ways.xy[start as usize];
+                if grid.around(p).all(|a| dist(a.pos, p) > 2.0) {
+                    break;
+                }
+                start = self.rng.random_range(0..n);
+            }
+            let Some((pts, end)) = trip(ways, &mut self.rng, start) else { continue };
+            let speed = group.iter().map(|&j| self.peds[j].speed).fold(SPEED_RANGE_MPS.1, Real::min);
+            let lead_lane = self.peds[lead].lane;
+            for (k, &j) in group.iter().enumerate() {
+                let p = &mut self.peds[j];
+                // Side by side: each member 0.7 m further right than the one before.
+                p.lane = lead_lane + 0.7 * k as Real;
+                p.leader = (k > 0).then_some(lead);
+                if k > 0 {
+                    p.speed = speed;
+                }
+                let at = in_lane(&pts, 0, p.lane);
+                if let Some(b) = bodies.get_mut(p.body) {
+                    b.set_enabled(true);
+                    b.set_translation(Vector::new(at[0], at[1], PED_HALF_HEIGHT + PED_RADIUS), true);
+                    b.set_linvel(Vector::ZERO, true);
+                }
+                p.vel = [0.0; 2];
+                p.walk = Walk::Trip { pts: pts.clone(), next: 1, end };
+            }
+            self.peds[lead].speed = speed;
+            self.stats.trips += 1;
+            out += group.len();
+        }
+    }
+
+    /// One step for every person: the number out is reviewed every [`REVIEW_S`] (at `step`, of `hz` per
+    /// second, in `hour`), then each person out walks on, reacting to those in `grid`.
+    pub(super) fn walk(&mut self, bodies: &mut RigidBodySet, grid: &Grid, hour: usize, step: u64, hz: u32, dt: Real) {
+        if self.ways.is_some() && step.is_multiple_of(REVIEW_S * u64::from(hz)) {
+            self.review(bodies, grid, hour);
+        }
+        for j in 0..self.peds.len() {
+            let Some(body) = bodies.get(self.peds[j].body) else { continue };
+            let pos = [body.translation().x, body.translation().y];
+            let p = &mut self.peds[j];
+            let want = match &mut p.walk {
+                Walk::Indoors => continue,
+                Walk::Shuttle { corners, toward } => {
+                    // Scripted: turns at corners only, no reactions.
+                    if dist(pos, corners[*toward]) < p.speed * dt * 1.5 {
+                        *toward = (*toward + 1) % 4;
+                        p.vel = walk_velocity(pos, corners[*toward], p.speed);
+                        if let Some(b) = bodies.get_mut(p.body) {
+                            b.set_linvel(Vector::new(p.vel[0], p.vel[1], 0.0), true);
+                        }
+                    }
+                    continue;
+                }
+                Walk::Trip { pts, next, .. } => {
+                    while *next < pts.len() && dist(pos, in_lane(pts, *next, p.lane)) < PASS_M {
+                        *next += 1;
+                    }
+                    if *next < pts.len() {
+                        let d = dist(pos, in_lane(pts, *next, p.lane));
+                        if p.progress.0 != *next || d < p.progress.1 - 0.5 {
+                            p.progress = (*next, d, step);
+                        } else if step - p.progress.2 > GIVE_UP_S * u64::from(hz) {
+                            *next += 1;
+                            p.progress = (*next, Real::INFINITY, step);
+                        }
+                    }
+                    if *next >= pts.len() {
+                        None
+                    } else {
+                        let aim = in_lane(pts, *next, p.lane);
+                        let mut v = walk_velocity(pos, aim, p.speed);
+                        // Keep on the way: back towards the centre line when further than the half width.
+                        let (a, b) = (pts[*next - 1], pts[*next]);
+                        let n = right_of(a, b);
+                        let lateral = (pos[0] - a[0]) * n[0] + (pos[1] - a[1]) * n[1];
+                        if lateral.abs() > HALF_WIDTH_M {
+                            let back = (lateral.abs() - HALF_WIDTH_M) * 2.0 * lateral.signum();
+                            v = [v[0] - n[0] * back, v[1] - n[1] * back];
+                        }
+                        Some(v)
+                    }
+                }
+            };
+            let Some(want) = want else {
+                self.trip_done(bodies, j);
+                continue;
+            };
+            let v = self.steer(j, pos, want, grid);
+            let p = &mut self.peds[j];
+            let dv = [v[0] - p.vel[0], v[1] - p.vel[1]];
+            let dn = dv[0].hypot(dv[1]);
+            let max = ACCEL_MPS2 * dt;
+            let dv = if dn > max { [dv[0] / dn * max, dv[1] / dn * max] } else { dv };
+            let nv = [p.vel[0] + dv[0], p.vel[1] + dv[1]];
+            if (nv[0] - p.vel[0]).abs() + (nv[1] - p.vel[1]).abs() > VEL_EPS || (nv[0] == 0.0 && nv[1] == 0.0) {
+                p.vel = nv;
+                if let Some(b) = bodies.get_mut(p.body) {
+                    b.set_linvel(Vector::new(nv[0], nv[1], 0.0), true);
                 }
             }
         }
+        let out = self.out_count();
+        self.stats.out_s += out as f64 * f64::from(dt);
+        self.stats.stepped_s += f64::from(dt);
+        self.stats.peak_out = self.stats.peak_out.max(out as u64);
+    }
+
+    /// Person `j` reached the end of their way: a follower waits for the group's leader; a leader (or a person
+    /// alone) goes indoors with the group while too many are out, else starts the next trip with the group.
+    fn trip_done(&mut self, bodies: &mut RigidBodySet, j: usize) {
+        let p = &mut self.peds[j];
+        if p.leader.is_some() {
+            if p.vel != [0.0, 0.0] {
+                p.vel = [0.0; 2];
+                if let Some(b) = bodies.get_mut(p.body) {
+                    b.set_linvel(Vector::ZERO, true);
+                }
+            }
+            return;
+        }
+        let Walk::Trip { end, .. } = p.walk else { return };
+        let group: Vec<usize> =
+            std::iter::once(j).chain((0..self.peds.len()).filter(|&k| self.peds[k].leader == Some(j))).collect();
+        if self.retiring > 0 {
+            self.retiring = self.retiring.saturating_sub(group.len());
+            for &k in &group {
+                let p = &mut self.peds[k];
+                p.walk = Walk::Indoors;
+                p.leader = None;
+                p.vel = [0.0; 2];
+                if let Some(b) = bodies.get_mut(p.body) {
+                    b.set_linvel(Vector::ZERO, false);
+                    b.set_translation(indoors_at(k), false);
+                    b.set_enabled(false);
+                }
+            }
+            return;
+        }
+        let Some(ways) = self.ways.as_mut() else { return };
+        let Some((pts, end)) = trip(ways, &mut self.rng, end) else { return };
+        self.stats.trips += 1;
+        for &k in &group {
+            self.peds[k].walk = Walk::Trip { pts: pts.clone(), next: 1, end };
+        }
+    }
+
+    /// Person `j`'s velocity for this step: `want` (towards their way), turned aside from and slowed for
+    /// anyone in `grid` whose course brings them closer than comfortable within [`LOOK_S`] seconds.
+    fn steer(&self, j: usize, pos: [Real; 2], want: [Real; 2], grid: &Grid) -> [Real; 2] {
+        let me = &self.peds[j];
+        let group = me.leader.unwrap_or(j);
+        let mut v = want;
+        let speed = me.speed;
+        for a in grid.around(pos) {
+            let (other_r, comfort) = match a.kind {
+                Kind::Person => {
+                    if a.index == j || self.peds.get(a.index).is_some_and(|o| o.leader.unwrap_or(a.index) == group) {
+                        continue;
+                    }
+                    (PED_RADIUS, COMFORT_PERSON_M)
+                }
+                Kind::Robot => (ROBOT_CIRCLE_M, COMFORT_ROBOT_M),
+            };
+            let d = [a.pos[0] - pos[0], a.pos[1] - pos[1]];
+            let dn = d[0].hypot(d[1]);
+            if !(1e-4..=3.5).contains(&dn) {
+                continue;
+            }
+            let gap = dn - PED_RADIUS - other_r;
+            if a.kind == Kind::Robot {
+                // Whoever bumps into a robot stops pushing into it and goes round it, to the right (people are
+                // not bulldozers, nor do they stand against a robot for ever).
+                let into = (v[0] * d[0] + v[1] * d[1]) / dn;
+                if gap < 0.05 && into > 0.0 {
+                    let u = [d[0] / dn, d[1] / dn];
+                    v = [v[0] - u[0] * into + u[1] * into, v[1] - u[1] * into - u[0] * into];
+                }
+                match me.attention {
+                    Attention::Impassive => continue,
+                    Attention::Distracted if gap > DISTRACTED_NOTICE_M => continue,
+                    _ => {}
+                }
+            }
+            let need = PED_RADIUS + other_r + comfort;
+            // Where the other will be, relative to me, at our closest (both keep their velocities, mine the
+            // one I want).
+            let rv = [a.vel[0] - want[0], a.vel[1] - want[1]];
+            let rv2 = rv[0] * rv[0] + rv[1] * rv[1];
+            let t = if rv2 > 1e-6 { (-(d[0] * rv[0] + d[1] * rv[1]) / rv2).clamp(0.0, LOOK_S) } else { 0.0 };
+            let c = [d[0] + rv[0] * t, d[1] + rv[1] * t];
+            let cn = c[0].hypot(c[1]);
+            if cn < need {
+                // Away from that point; when it is straight ahead, to the right (people pass on the right).
+                let fwd = walk_velocity([0.0; 2], want, 1.0);
+                let lateral = c[0] * fwd[1] - c[1] * fwd[0];
+                let away = if lateral.abs() < 0.1 {
+                    [fwd[1], -fwd[0]]
+                } else {
+                    let s = -lateral.signum();
+                    [-fwd[1] * s, fwd[0] * s]
+                };
+                let w = (need - cn) / need * speed * 1.5 / (1.0 + t);
+                v = [v[0] + away[0] * w, v[1] + away[1] * w];
+                // And slow down when the meeting is close in time and ahead.
+                if t < 1.5 && c[0] * fwd[0] + c[1] * fwd[1] > -0.1 {
+                    let k = (t / 1.5).max(0.3);
+                    v = [v[0] * k, v[1] * k];
+                }
+            }
+            if gap < comfort {
+                let push = (comfort - gap) / comfort * speed;
+                v = [v[0] - d[0] / dn * push, v[1] - d[1] / dn * push];
+            }
+        }
+        let n = v[0].hypot(v[1]);
+        let max = speed * 1.3;
+        if n > max { [v[0] / n * max, v[1] / n * max] } else { v }
     }
 }
 
-/// `count` walks on random edges of `map` longer than 5 m, drawn from `rng`: each edge's ends, a speed of
-/// 1.0-1.5 m/s and how far along the walker starts. None when the map has no such edge.
-pub(super) fn walks(map: &MapGraph, count: usize, rng: &mut impl Rng) -> Vec<(LatLon, LatLon, f32, f32)> {
-    let edges: Vec<(u32, u32)> = map
-        .weighted_edges(Profile::default())
-        .into_iter()
-        .filter(|&(u, v, _)| u < v)
-        .map(|(u, v, _)| (u, v))
-        .filter(|&(u, v)| match (map.pos(NodeId(u)), map.pos(NodeId(v))) {
-            (Some(a), Some(b)) => a.distance_m(b) > 5.0,
-            _ => false,
-        })
-        .collect();
-    if edges.is_empty() {
-        return Vec::new();
+/// A trip from node `start`: the way to a destination drawn at trip distance (a few tries, else the last
+/// drawn), and the destination.
+fn trip(ways: &mut Walkways, rng: &mut ChaCha8Rng, start: u32) -> Option<(Vec<[Real; 2]>, u32)> {
+    let n = ways.xy.len() as u32;
+    let from = *ways.xy.get(start as usize)?;
+    let mut end = rng.random_range(0..n);
+    for _ in 0..30 {
+        let d = dist(from, ways.xy[end as usize]);
+        if (TRIP_M.0..=TRIP_M.1).contains(&d) {
+            break;
+        }
+        end = rng.random_range(0..n);
     }
-    let mut walks = Vec::with_capacity(count);
-    for _ in 0..count {
-        let (u, v) = edges[rng.random_range(0..edges.len())];
-        let speed = rng.random_range(1.0..1.5);
-        let frac = rng.random_range(0.0..1.0);
-        if let (Some(a), Some(b)) = (map.pos(NodeId(u)), map.pos(NodeId(v))) {
-            walks.push((a, b, speed, frac));
+    let pts = ways.path(start, end)?;
+    (pts.len() >= 2).then_some((pts, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 4 x 4 grid of streets 0.001 degrees apart (about 111 m north-south, 80 m east-west).
+    fn grid_map() -> MapGraph {
+        use fleet_core::LatLon;
+        use fleet_core::map::{ImportSummary, RawNodes, RawWay, Travel};
+        let mut nodes = RawNodes::default();
+        let id = |r: i64, c: i64| r * 10 + c + 1;
+        for r in 0..4 {
+            for c in 0..4 {
+                let p = LatLon::new(43.73 + r as f64 * 0.001, 7.42 + c as f64 * 0.001).expect("valid");
+                nodes.coords.insert(id(r, c), p);
+            }
+        }
+        let way = |wid: i64, refs: Vec<i64>| RawWay { id: wid, refs, crossing: false, travel: Travel::Both };
+        let mut ways: Vec<RawWay> = (0..4).map(|r| way(100 + r, (0..4).map(|c| id(r, c)).collect())).collect();
+        ways.extend((0..4).map(|c| way(200 + c, (0..4).map(|r| id(r, c)).collect())));
+        MapGraph::from_parts(&nodes, &ways, ImportSummary::default()).expect("the grid builds").0
+    }
+
+    #[test]
+    fn the_circle_people_keep_clear_of_covers_the_robot() {
+        assert!(ROBOT_CIRCLE_M.powi(2) >= ROBOT_HALF[0].powi(2) + ROBOT_HALF[1].powi(2));
+    }
+
+    #[test]
+    fn speeds_follow_the_walking_distribution() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let s: Vec<Real> = (0..20_000).map(|_| draw_speed(&mut rng)).collect();
+        let mean = s.iter().sum::<Real>() / s.len() as Real;
+        let sd = (s.iter().map(|x| (x - mean).powi(2)).sum::<Real>() / s.len() as Real).sqrt();
+        assert!((mean - 1.34).abs() < 0.01, "mean {mean}");
+        assert!((sd - 0.26).abs() < 0.01, "sd {sd}");
+        assert!(s.iter().all(|&x| (0.5..=1.9).contains(&x)));
+    }
+
+    #[test]
+    fn attention_shares_are_as_documented() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut n = [0usize; 3];
+        for _ in 0..20_000 {
+            n[draw_attention(&mut rng) as usize] += 1;
+        }
+        let share = |k: usize| n[k] as f64 / 20_000.0;
+        assert!((share(0) - 0.75).abs() < 0.01 && (share(1) - 0.20).abs() < 0.01 && (share(2) - 0.05).abs() < 0.01);
+    }
+
+    #[test]
+    fn the_walkways_find_the_shortest_way() {
+        let map = grid_map();
+        let proj = Projection::new(map.origin());
+        let mut w = Walkways::new(&map, &proj);
+        let (s, t) = (0u32, map.node_count() as u32 - 1);
+        let pts = w.path(s, t).expect("the grid is connected");
+        let length: Real = pts.windows(2).map(|p| dist(p[0], p[1])).sum();
+        let best = map.route(NodeId(s), NodeId(t), Profile::default()).expect("route").length_m as Real;
+        assert!((length - best).abs() < 0.5, "A* {length} m, the router {best} m");
+        assert_eq!((pts[0], *pts.last().expect("a way")), (w.xy[s as usize], w.xy[t as usize]));
+        // Again, with scratch from the first search.
+        assert_eq!(w.path(s, t), Some(pts));
+    }
+
+    #[test]
+    fn two_people_meeting_head_on_both_turn_to_their_right() {
+        let mut crowd = Crowd::default();
+        let mut world = RapierWorld::default();
+        crowd.add_shuttle(&mut world, [0.0, 0.0], [10.0, 0.0], 1.3, 0.0);
+        crowd.add_shuttle(&mut world, [10.0, 0.0], [0.0, 0.0], 1.3, 0.0);
+        for p in &mut crowd.peds {
+            p.attention = Attention::Attentive;
+        }
+        let mut grid = Grid::new(3.5);
+        grid.push(Kind::Person, 0, [4.0, 0.0], [1.3, 0.0], [1.0, 0.0]);
+        grid.push(Kind::Person, 1, [6.0, 0.0], [-1.3, 0.0], [-1.0, 0.0]);
+        grid.seal();
+        let a = crowd.steer(0, [4.0, 0.0], [1.3, 0.0], &grid);
+        let b = crowd.steer(1, [6.0, 0.0], [-1.3, 0.0], &grid);
+        assert!(a[1] < -0.1 && b[1] > 0.1, "each to their right: {a:?} {b:?}");
+        assert!(a[0] < 1.3 && b[0] > -1.3, "and slower: {a:?} {b:?}");
+    }
+
+    #[test]
+    fn only_the_impassive_ignore_a_robot_and_the_distracted_notice_it_late() {
+        let mut crowd = Crowd::default();
+        let mut world = RapierWorld::default();
+        crowd.add_shuttle(&mut world, [0.0, 0.0], [10.0, 0.0], 1.3, 0.0);
+        let robot_at = |x: Real| {
+            let mut g = Grid::new(3.5);
+            g.push(Kind::Robot, 0, [x, 0.0], [-1.0, 0.0], [-1.0, 0.0]);
+            g.seal();
+            g
+        };
+        let want = [1.3, 0.0];
+        let react = |crowd: &Crowd, x: Real| crowd.steer(0, [0.0, 0.0], want, &robot_at(x)) != want;
+        for (attention, far, near) in [
+            (Attention::Attentive, true, true),
+            (Attention::Distracted, false, true),
+            (Attention::Impassive, false, false),
+        ] {
+            crowd.peds[0].attention = attention;
+            assert_eq!((react(&crowd, 3.0), react(&crowd, 1.5)), (far, near), "{attention:?}");
         }
     }
-    walks
 }

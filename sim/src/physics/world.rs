@@ -22,8 +22,8 @@ use robot_agent::platform::{CHARGE_PCT_PER_H, DRAIN_PCT_PER_H, DRAIN_PCT_PER_M, 
 
 use super::contacts::Contacts;
 use super::controller::{self, Ahead, Blocked, BodyState, Clock, Controller, OtherRobot, Task};
-use super::pedestrians::PED_RADIUS;
-use super::pedestrians::{self, Crowd};
+use super::neighbours::{Grid, Kind};
+use super::pedestrians::{Crowd, CrowdStats, PED_RADIUS};
 use super::projection::Projection;
 use super::safety::{self, Contact, Episodes, Fault, Other};
 use super::sensing::Sensor;
@@ -61,6 +61,8 @@ struct Robot {
     drain_scale: f64,
     /// Broken down: the body never moves again and every command is answered with a fatal fault.
     broken: bool,
+    /// The robot whose predicted course made this one give way at the last step ([`PhysicsWorld::look_out`]).
+    giving_way_to: Option<usize>,
 }
 
 /// The physics world. See the module docs of [`super`].
@@ -82,13 +84,11 @@ pub struct PhysicsWorld {
     /// The contacts that started in the step just taken (scratch).
     fresh: Vec<(u128, u128)>,
     episodes: Episodes,
-    /// Pedestrians by grid cell this step (scratch).
-    people: Vec<Person>,
+    /// Every robot and person by grid cell, as the last step left them.
+    grid: Grid,
+    /// Whether `grid` holds the bodies as they stand (bodies added since make it stale).
+    grid_fresh: bool,
 }
-
-/// A pedestrian as [`PhysicsWorld::watch_people`] finds them: grid cell (row, column), index, position and
-/// velocity.
-type Person = (i32, i32, usize, [Real; 2], [Real; 2]);
 
 /// One robot's side of a contact before it is judged: the robot, its velocity, the unit vector towards the
 /// other, the other and its velocity.
@@ -97,6 +97,16 @@ type Side = (usize, [Real; 2], [Real; 2], Other, [Real; 2]);
 /// Cells of the grid people are found in: a robot looks at its own cell and the eight around it, which covers
 /// every person within [`safety::LOOK_M`] of its body (the body reaches 0.45 m from its centre).
 const CELL_M: Real = safety::LOOK_M + 0.5;
+
+/// A robot's look-out assumes it drives on at least this fast, m/s (so that a stopped robot still sees what
+/// would meet it when it starts).
+const PLAN_MIN_MPS: Real = 0.6;
+/// The look-out's horizon, seconds.
+const LOOK_AHEAD_S: Real = 3.0;
+/// How far a robot's body reaches from its centre when it turns on the spot, metres.
+const SWING_M: Real = 0.45;
+/// Clearance a robot wants beside its body when something passes, metres.
+const PASS_MARGIN_M: Real = 0.15;
 
 /// `v` scaled to length 1 (east when it is too short to have a direction).
 fn unit(v: [Real; 2]) -> [Real; 2] {
@@ -171,7 +181,8 @@ impl PhysicsWorld {
             contact_log: Vec::new(),
             fresh: Vec::new(),
             episodes: Episodes::default(),
-            people: Vec::new(),
+            grid: Grid::new(CELL_M),
+            grid_fresh: false,
         })
     }
     pub fn projection(&self) -> &Projection {
@@ -231,7 +242,9 @@ impl PhysicsWorld {
             slot: None,
             broken: false,
             drain_scale: 1.0,
+            giving_way_to: None,
         });
+        self.grid_fresh = false;
         i
     }
 
@@ -339,18 +352,32 @@ impl PhysicsWorld {
         );
     }
 
-    /// Adds a pedestrian walking back and forth between `a` and `b` at `speed_mps`, starting `frac` of the way.
+    /// Adds a scripted pedestrian who never gives way to a robot, walking a loop around the segment `a -> b`
+    /// (out on its right-hand side, back on the other) at `speed_mps`, starting `frac` of the way.
     pub fn add_pedestrian(&mut self, a: LatLon, b: LatLon, speed_mps: f32, frac: f32) {
         let (pa, pb) = (self.proj.to_xy(a), self.proj.to_xy(b));
         let (pa, pb) = ([pa[0] as Real, pa[1] as Real], [pb[0] as Real, pb[1] as Real]);
-        self.crowd.add(&mut self.world, pa, pb, speed_mps, frac);
+        self.crowd.add_shuttle(&mut self.world, pa, pb, speed_mps, frac);
+        self.grid_fresh = false;
     }
 
-    /// Adds `count` pedestrians on random edges of `map` (longer than 5 m) at 1.0-1.5 m/s, drawn from `rng`.
-    pub fn add_pedestrians(&mut self, map: &MapGraph, count: usize, rng: &mut impl Rng) {
-        for (a, b, speed, frac) in pedestrians::walks(map, count, rng) {
-            self.add_pedestrian(a, b, speed, frac);
-        }
+    /// Adds `count` people walking trips over `map` ([`pedestrians`](super::pedestrians)): that many are out
+    /// when `profile` (people out by hour of the day, UTC, as a share of `count`) is 1. Their speeds, lanes,
+    /// attention and the crowd's own stream are drawn from `rng`.
+    pub fn add_pedestrians(&mut self, map: &MapGraph, count: usize, profile: [f32; 24], rng: &mut impl Rng) {
+        let proj = self.proj;
+        self.crowd.add_walkers(&mut self.world, map, &proj, count, profile, rng);
+        self.grid_fresh = false;
+    }
+
+    /// The crowd's figures so far.
+    pub fn crowd_stats(&self) -> CrowdStats {
+        self.crowd.stats()
+    }
+
+    /// How many people there are of each attention to robots: attentive, distracted, impassive.
+    pub fn crowd_attention(&self) -> [u64; 3] {
+        self.crowd.attention_counts()
     }
 
     /// Robot `i` as a [`Platform`]. Panics on an index not returned by [`Self::add_robot`].
@@ -407,7 +434,11 @@ impl PhysicsWorld {
     /// contacts, odometers and batteries are accounted.
     pub fn step(&mut self) {
         let step = self.stats.steps;
-        self.crowd.walk(&mut self.world.bodies, self.dt);
+        if !self.grid_fresh {
+            self.fill_grid();
+        }
+        let hour = ((self.now().0 / 3_600_000) % 24) as usize;
+        self.crowd.walk(&mut self.world.bodies, &self.grid, hour, step, self.cfg.hz, self.dt);
         for i in 0..self.robots.len() {
             self.control(i, step);
         }
@@ -422,6 +453,7 @@ impl PhysicsWorld {
             &mut self.fresh,
         );
         self.judge_contacts();
+        self.fill_grid();
         self.watch_people();
         let hours = f64::from(self.dt) / 3600.0;
         let dt_s = f64::from(self.dt);
@@ -488,7 +520,7 @@ impl PhysicsWorld {
                     sides.push((index(b), vb, [-n[0], -n[1]], Other::Robot(index(a)), va));
                 }
                 K_PED => {
-                    let Some(body) = self.crowd.body(index(b)).and_then(|h| self.world.bodies.get(h)) else {
+                    let Some(body) = self.crowd.body(index(b)).and_then(|(h, _)| self.world.bodies.get(h)) else {
                         continue;
                     };
                     let (t, v) = (body.translation(), body.linvel());
@@ -516,35 +548,113 @@ impl PhysicsWorld {
         self.fresh.clear();
     }
 
-    /// The social-navigation figures of this step: every robot against every person near it ([`safety`]).
-    fn watch_people(&mut self) {
-        let mut people = std::mem::take(&mut self.people);
-        people.clear();
-        for (j, h) in self.crowd.bodies().enumerate() {
-            if let Some(b) = self.world.bodies.get(h) {
-                let (t, v) = (b.translation(), b.linvel());
-                people.push(((t.y / CELL_M).floor() as i32, (t.x / CELL_M).floor() as i32, j, [t.x, t.y], [v.x, v.y]));
+    /// Files every robot and every person out in the grid, where they stand after the step.
+    fn fill_grid(&mut self) {
+        let mut grid = std::mem::take(&mut self.grid);
+        grid.clear();
+        for i in 0..self.robots.len() {
+            if let Some((pos, f, v)) = self.robot_motion(i) {
+                grid.push(Kind::Robot, i, pos, v, f);
             }
         }
-        // The keys are unique (the index is in them), so the unstable sort is deterministic.
-        people.sort_unstable_by_key(|p| (p.0, p.1, p.2));
+        for (j, h) in self.crowd.bodies().enumerate() {
+            if let Some(b) = self.world.bodies.get(h)
+                && b.is_enabled()
+            {
+                let (t, v) = (b.translation(), b.linvel());
+                grid.push(Kind::Person, j, [t.x, t.y], [v.x, v.y], unit([v.x, v.y]));
+            }
+        }
+        grid.seal();
+        self.grid = grid;
+        self.grid_fresh = true;
+    }
+
+    /// The social-navigation figures of this step: every robot against every person near it ([`safety`]).
+    fn watch_people(&mut self) {
         for i in 0..self.robots.len() {
-            if people.is_empty() {
+            if self.grid.is_empty() {
                 break;
             }
             let Some((pos, f, v)) = self.robot_motion(i) else { continue };
-            let (row, col) = ((pos[1] / CELL_M).floor() as i32, (pos[0] / CELL_M).floor() as i32);
-            for r in row - 1..=row + 1 {
-                let lo = people.partition_point(|p| (p.0, p.1) < (r, col - 1));
-                let hi = people.partition_point(|p| (p.0, p.1) <= (r, col + 1));
-                for &(_, _, j, at, vp) in &people[lo..hi] {
-                    let (gap, towards) = safety::footprint_gap(pos, f, [ROBOT_HALF[0], ROBOT_HALF[1]], at, PED_RADIUS);
-                    self.stats.social.pair(&mut self.episodes, i, j, gap, towards, v, vp, self.dt);
+            for a in self.grid.around(pos) {
+                if a.kind != Kind::Person {
+                    continue;
                 }
+                let (gap, towards) = safety::footprint_gap(pos, f, [ROBOT_HALF[0], ROBOT_HALF[1]], a.pos, PED_RADIUS);
+                self.stats.social.pair(&mut self.episodes, i, a.index, gap, towards, v, a.vel, self.dt);
             }
         }
         self.episodes.end_step();
-        self.people = people;
+    }
+
+    /// Robot `i`'s look-out beyond its forward sensor: of everyone near it (the grid) whose course, kept, meets
+    /// the robot's driving on at its speed (at least [`PLAN_MIN_MPS`]) within [`LOOK_AHEAD_S`] seconds closer
+    /// sideways than the two bodies plus [`PASS_MARGIN_M`], ahead of the robot's middle, the one whose meeting
+    /// point is nearest along the robot's heading: the free distance to it, as if the sensor saw it there.
+    /// Between two robots, the higher index gives way: a robot ignores a meeting with a lower-indexed one
+    /// that is giving way to it.
+    fn look_out(&mut self, i: usize, pos: [Real; 2], f: [Real; 2], speed: Real) -> Option<Ahead> {
+        let plan = speed.max(PLAN_MIN_MPS);
+        let vr = [f[0] * plan, f[1] * plan];
+        let mut best: Option<Ahead> = None;
+        let mut giving_way = None;
+        for a in self.grid.around(pos) {
+            let r_o = match a.kind {
+                Kind::Robot if a.index == i => continue,
+                Kind::Robot => ROBOT_HALF[1],
+                Kind::Person => PED_RADIUS,
+            };
+            let d = [a.pos[0] - pos[0], a.pos[1] - pos[1]];
+            let (dn, ahead) = (d[0].hypot(d[1]), d[0] * f[0] + d[1] * f[1]);
+            if ahead <= 0.0 || dn > CELL_M {
+                continue;
+            }
+            // The bubble: a person even slightly ahead, within the distance the robot needs to stop (braking
+            // hard, after a step), what the person covers meanwhile when closing in, and 0.2 m, stops it
+            // whatever their course. (Robots ahead are the sensor's: a bubble between robots held two facing
+            // robots for hours, each in the other's, where the sensor lets them step aside.)
+            if a.kind == Kind::Person {
+                let stopping = speed * speed / 8.0 + speed * 0.1;
+                let closing = (-(a.vel[0] * d[0] + a.vel[1] * d[1]) / dn).max(0.0);
+                let (g, _) = safety::footprint_gap(pos, f, [ROBOT_HALF[0], ROBOT_HALF[1]], a.pos, r_o);
+                if ahead / dn > 0.05 && g < 0.2 + stopping + closing * (speed / 4.0 + 0.1) {
+                    if best.is_none_or(|b| b.gap > 0.0) {
+                        best = Some(Ahead { gap: 0.0, sensed: f32::INFINITY, robot: None });
+                        giving_way = None;
+                    }
+                    continue;
+                }
+            }
+            let rv = [a.vel[0] - vr[0], a.vel[1] - vr[1]];
+            let rv2 = rv[0] * rv[0] + rv[1] * rv[1];
+            let t = if rv2 > 1e-6 { (-(d[0] * rv[0] + d[1] * rv[1]) / rv2).clamp(0.0, LOOK_AHEAD_S) } else { 0.0 };
+            let c = [d[0] + rv[0] * t, d[1] + rv[1] * t];
+            let lateral = (c[0] * f[1] - c[1] * f[0]).abs();
+            let along = c[0] * f[0] + c[1] * f[1];
+            if lateral >= ROBOT_HALF[1] + r_o + PASS_MARGIN_M || along < -0.1 {
+                continue;
+            }
+            let robot = match a.kind {
+                Kind::Robot => {
+                    let other = &self.robots[a.index];
+                    if a.index < i && other.giving_way_to == Some(i) {
+                        continue;
+                    }
+                    Some(OtherRobot { index: a.index, driving: other.ctl.driving() })
+                }
+                Kind::Person => None,
+            };
+            // Where the other will be along the robot's heading when they meet.
+            let meet = (d[0] + a.vel[0] * t) * f[0] + (d[1] + a.vel[1] * t) * f[1];
+            let gap = (meet - ROBOT_HALF[0] - r_o).max(0.0);
+            if best.is_none_or(|b| gap < b.gap) {
+                best = Some(Ahead { gap, sensed: f32::INFINITY, robot });
+                giving_way = robot.map(|o| o.index);
+            }
+        }
+        self.robots[i].giving_way_to = giving_way;
+        best
     }
 
     /// Robot `i`'s controller for one step: the world reads the body and the sensor, the pure controller
@@ -554,14 +664,27 @@ impl PhysicsWorld {
         let Some(b) = self.world.bodies.get(body) else { return };
         let pos = b.translation();
         let yaw = yaw_of(b.rotation());
-        let seen = if self.robots[i].ctl.driving() { self.sensor.sweep(&self.world, body, pos, yaw) } else { None };
+        let driving = self.robots[i].ctl.driving();
+        let seen = if driving { self.sensor.sweep(&self.world, body, pos, yaw) } else { None };
         // Who blocks us matters for the yield rule: a robot index, and whether that robot is driving.
-        let ahead = seen.map(|s| Ahead {
+        let mut ahead = seen.map(|s| Ahead {
             gap: s.gap,
+            sensed: s.gap,
             robot: (s.what >> 120 == K_ROBOT)
                 .then_some((s.what & 0xffff_ffff) as usize)
                 .map(|j| OtherRobot { index: j, driving: self.robots.get(j).is_some_and(|o| o.ctl.driving()) }),
         });
+        if driving {
+            let speed = self.robots[i].ctl.speed;
+            if let Some(seen) = self.look_out(i, [pos.x, pos.y], [yaw.cos(), yaw.sin()], speed)
+                && ahead.is_none_or(|a| seen.gap < a.gap)
+            {
+                let sensed = ahead.map_or(f32::INFINITY, |a| a.sensed);
+                ahead = Some(Ahead { sensed, ..seen });
+            }
+        } else {
+            self.robots[i].giving_way_to = None;
+        }
         let clock = Clock { start: self.start, step, dt: self.dt };
         let r = &mut self.robots[i];
         let out = controller::control(&mut r.ctl, BodyState { xy: [pos.x, pos.y], yaw }, ahead, &self.cfg, clock);
@@ -569,7 +692,22 @@ impl PhysicsWorld {
         self.stats.blocked_events += u64::from(out.blocked);
         self.stats.sidesteps += u64::from(out.sidestep);
         r.events.extend(out.events);
-        if let Some(v) = out.velocity
+        let mut velocity = out.velocity;
+        // Turning on the spot swings the body's corners out to SWING_M: not while a person stands in reach.
+        // (Not for robots: two robots face to face, each waiting for the other to leave its reach, held 10
+        // robots for a quarter of their driving time on lunch seed 5; corner contacts between robots are left
+        // to traffic management.)
+        if let Some(v) = &mut velocity
+            && v.speed < safety::MOVING_MPS
+            && v.yaw_rate != 0.0
+            && self
+                .grid
+                .around([pos.x, pos.y])
+                .any(|a| a.kind == Kind::Person && dist(a.pos, [pos.x, pos.y]) < SWING_M + PED_RADIUS + 0.05)
+        {
+            v.yaw_rate = 0.0;
+        }
+        if let Some(v) = velocity
             && let Some(b) = self.world.bodies.get_mut(body)
         {
             b.set_linvel(Vector::new(yaw.cos() * v.speed, yaw.sin() * v.speed, 0.0), true);

@@ -13,7 +13,7 @@ use super::lockstep::{Fleet, Ran};
 use super::setup::Shops;
 use super::{Outcome, SERIES_BUCKET_S};
 use crate::physics::Other;
-use crate::report::{AppliedFault, ContactOutcome, OrderOutcome, RobotOutcome, Series};
+use crate::report::{AppliedFault, ContactOutcome, CrowdReport, OrderOutcome, RobotOutcome, Series};
 use crate::world::demand::Demand;
 use crate::{Report, Scenario};
 
@@ -73,6 +73,18 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
         sidesteps: stats.sidesteps,
         contact_faults: stats.faults,
         social: stats.social,
+        crowd: {
+            let c = phys.crowd_stats();
+            let [attentive, distracted, impassive] = phys.crowd_attention();
+            CrowdReport {
+                mean_out: c.out_s / c.stepped_s.max(1e-9),
+                peak_out: c.peak_out,
+                trips: c.trips,
+                attentive,
+                distracted,
+                impassive,
+            }
+        },
         stopped_share: stats.social.stopped_s / stats.social.driving_s.max(1e-9),
         path_irregularity_rad_per_m: stats.social.heading_change_rad / phys.distance_m().max(1e-9),
         contacts: Vec::new(),

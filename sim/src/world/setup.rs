@@ -15,7 +15,7 @@ use robot_agent::agent::Agent;
 
 use super::lockstep::{Fleet, Net, SimRobot};
 use crate::osm::{Area, OsmShop};
-use crate::physics::{PhysicsConfig, PhysicsWorld};
+use crate::physics::{DEFAULT_PEDESTRIAN_PROFILE, PhysicsConfig, PhysicsWorld};
 use crate::scenario::{Buildings, Fault, PickFrom};
 use crate::{Error, Scenario};
 
@@ -101,7 +101,11 @@ pub(super) fn build(area: &Area, scenario: &Scenario, shops: &Shops) -> Result<W
     };
     let mut ped_rng = ChaCha8Rng::seed_from_u64(scenario.seed);
     ped_rng.set_stream(1);
-    phys.add_pedestrians(&map, scenario.pedestrians, &mut ped_rng);
+    let profile = match scenario.pedestrian_profile.as_slice() {
+        [] => DEFAULT_PEDESTRIAN_PROFILE,
+        p => std::array::from_fn(|h| p.get(h).copied().unwrap_or(1.0) as f32),
+    };
+    phys.add_pedestrians(&map, scenario.pedestrians, profile, &mut ped_rng);
 
     // The scenario's improvement interval is the dispatcher's (0: off); the search's budget is iterations.
     let config = dispatcher::Config { improve_every_s: scenario.improve_every_s as f64, ..scenario.dispatch.clone() };
