@@ -2,6 +2,7 @@
 //! JSON object per measurement (flat keys, units in the key names) ending with a summary object.
 
 mod load;
+mod traffic;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -36,6 +37,8 @@ enum Cmd {
     Sim(SimArgs),
     /// The gRPC server under load: robot sessions streaming state while shops place, read and watch orders.
     Load(LoadArgs),
+    /// What traffic management costs the dispatcher core: ideal robots under load, turns on and off.
+    Traffic(traffic::TrafficArgs),
 }
 
 #[derive(clap::Args)]
@@ -769,6 +772,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Solomon(a) => solver_bench(a, true),
         Cmd::Sim(a) => sim_bench(a),
         Cmd::Load(a) => load_bench(a),
+        Cmd::Traffic(a) => traffic::traffic_bench(a),
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod dispatcher;
 pub mod error;
 pub mod host;
+pub mod ideal;
 pub mod ids;
 pub mod map;
 pub mod mission;
@@ -15,6 +16,7 @@ pub mod order;
 pub mod planner;
 pub mod robot;
 pub mod routing;
+pub mod traffic;
 pub mod units;
 
 pub use error::{CoreError, Refusal};

@@ -1,6 +1,6 @@
 //! `trundle-sim`: runs a simulated delivery period on a map and prints its summary (`run`), optionally writing
 //! `report.json` and `report.html`; or runs two scenarios on the same seeds and sets their figures side by
-//! side (`compare`).
+//! side (`compare`); or lists a map's bottlenecks (`layout`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,9 @@ enum Cmd {
     /// Run a fleet of real robot-agent gRPC sessions (kinematic bodies, scaled time) and shops against a
     /// running trundle-dispatcher, and report what happened to the orders.
     Remote(RemoteArgs),
+    /// List a map's bottlenecks as traffic management sees them: narrow ways (with where they run, their length
+    /// and width) and crossings.
+    Layout(LayoutArgs),
 }
 
 #[derive(clap::Args)]
@@ -154,6 +157,105 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct LayoutArgs {
+    #[arg(long, default_value = DEFAULT_MAP)]
+    map: PathBuf,
+    /// Narrow ways to list (those open at both ends), longest first.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// Only those within this many metres of (--near-lat, --near-lon).
+    #[arg(long)]
+    within_m: Option<f64>,
+    #[arg(long, allow_hyphen_values = true)]
+    near_lat: Option<f64>,
+    #[arg(long, allow_hyphen_values = true)]
+    near_lon: Option<f64>,
+    /// Also route from this point to --to ("lat,lon") and list the bottlenecks the route passes.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    from: Vec<f64>,
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    to: Vec<f64>,
+}
+
+fn layout(a: LayoutArgs) -> anyhow::Result<()> {
+    use fleet_core::traffic::{Layout, Resource, TrafficConfig};
+    let bytes = std::fs::read(&a.map).with_context(|| format!("cannot read {}", a.map.display()))?;
+    let (map, summary) = fleet_core::map::MapGraph::from_osm(&bytes)?;
+    println!("{} signal nodes in the extract", summary.signal_nodes);
+    let cfg = TrafficConfig::default();
+    let layout = Layout::build(&map, &cfg);
+    let (narrow, crossings) = layout.counts();
+    println!("{}: {narrow} narrow ways (under {} m), {crossings} crossings", a.map.display(), cfg.narrow_below_m);
+    let near = match (a.near_lat, a.near_lon) {
+        (Some(lat), Some(lon)) => Some(fleet_core::LatLon::new(lat, lon)?),
+        _ => None,
+    };
+    let mut ways: Vec<(f64, f32, fleet_core::LatLon, fleet_core::LatLon, u32)> = (0..narrow)
+        .filter_map(|i| {
+            let edges = layout.edges_of(Resource::Narrow(i));
+            let len: f64 = edges.iter().filter_map(|&(x, y)| map.edge(x, y)).map(|e| e.length_m).sum();
+            let width = edges.iter().filter_map(|&(x, y)| map.edge(x, y)).map(|e| e.width_m).fold(f32::MAX, f32::min);
+            // Its two ends: the nodes only one of its edges touches.
+            let mut seen: std::collections::BTreeMap<fleet_core::NodeId, u32> = Default::default();
+            for &(x, y) in &edges {
+                *seen.entry(x).or_default() += 1;
+                *seen.entry(y).or_default() += 1;
+            }
+            let mut ends = seen.iter().filter(|(_, c)| **c == 1).map(|(n, _)| *n);
+            let first = ends.next().unwrap_or(edges.first()?.0);
+            let last = ends.next().unwrap_or(edges.last()?.1);
+            let (a_pos, b_pos) = (map.pos(first)?, map.pos(last)?);
+            // Only ways that lead somewhere at both ends (not a dead-end spur).
+            if map.neighbours(first).len() < 2 || map.neighbours(last).len() < 2 {
+                return None;
+            }
+            Some((len, width, a_pos, b_pos, i))
+        })
+        .filter(|w| match (near, a.within_m) {
+            (Some(p), Some(m)) => w.2.distance_m(p) <= m,
+            _ => true,
+        })
+        .collect();
+    // Crossings with traffic signals, nearest first when a point is given.
+    let mut lights: Vec<(f64, fleet_core::LatLon, fleet_core::LatLon)> = map
+        .edges()
+        .filter(|(x, y, e)| e.signals && x < y)
+        .filter_map(|(x, y, _)| {
+            let (px, py) = (map.pos(x)?, map.pos(y)?);
+            Some((near.map_or(0.0, |p| px.distance_m(p)), px, py))
+        })
+        .filter(|l| a.within_m.is_none_or(|m| near.is_none() || l.0 <= m))
+        .collect();
+    lights.sort_by(|x, y| x.0.total_cmp(&y.0));
+    println!("  {} crossing edges with traffic signals{}", lights.len(), if near.is_some() { " in range" } else { "" });
+    for (_, px, py) in lights.iter().take(a.top) {
+        println!("  signals: ({:.6}, {:.6}) - ({:.6}, {:.6})", px.lat(), px.lon(), py.lat(), py.lon());
+    }
+    if let ([flat, flon], [tlat, tlon]) = (a.from.as_slice(), a.to.as_slice()) {
+        let profile = fleet_core::dispatcher::Config::default().profile_base();
+        let from = map.snap(fleet_core::LatLon::new(*flat, *flon)?, 150.0)?;
+        let to = map.snap(fleet_core::LatLon::new(*tlat, *tlon)?, 150.0)?;
+        let route = map.route(from.node, to.node, profile).context("no route")?;
+        println!("  route: {:.0} m, {:.0} s, {} nodes", route.length_m, route.duration_s, route.nodes.len());
+        for st in layout.stretches(&route.nodes) {
+            let (p, q) = (map.pos(route.nodes[st.enter]), map.pos(route.nodes[st.exit]));
+            println!("    {} from {p:?} to {q:?}", st.resource);
+        }
+    }
+    ways.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.4.cmp(&y.4)));
+    for (len, width, from, to, i) in ways.into_iter().take(a.top) {
+        println!(
+            "  narrow way {i:>4}: {len:>6.1} m, {width:.1} m wide, ({:.6}, {:.6}) - ({:.6}, {:.6})",
+            from.lat(),
+            from.lon(),
+            to.lat(),
+            to.lon()
+        );
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -324,5 +426,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run(a) => run(a),
         Cmd::Compare(a) => compare(a),
         Cmd::Remote(a) => remote(a),
+        Cmd::Layout(a) => layout(a),
     }
 }

@@ -30,8 +30,11 @@ pub struct Report {
     /// Failed orders by the dispatcher's reason.
     pub failed_reasons: BTreeMap<String, usize>,
     pub returned: usize,
-    /// Placed orders not in a terminal state at the end.
+    /// Placed orders not in a terminal state at the end (after the drain).
     pub open_at_end: usize,
+    /// Minutes the run went on after the day (no new orders) until every placed order had ended, or the
+    /// scenario's drain limit.
+    pub drain_min: f64,
     /// Delivered orders handed over by the drop-off ETA their quote gave at placing, and by its latest time.
     pub by_quoted_eta: usize,
     pub by_quoted_latest: usize,
@@ -68,6 +71,10 @@ pub struct Report {
     /// The people on the footways: how many were out on average and at most, trips walked, and how many of
     /// them give way to robots (attentive), notice them late (distracted) or never (impassive).
     pub crowd: CrowdReport,
+    /// Traffic management at bottlenecks: the map's narrow ways and crossings, and the dispatcher's turns.
+    pub traffic: TrafficReport,
+    /// Speed-limited zones: the fastest any robot drove inside each, against its limit.
+    pub speed_zones: Vec<crate::physics::ZoneOutcome>,
     /// Share of the robots' driving time spent stopped (slower than 0.05 m/s).
     pub stopped_share: f64,
     /// Heading change per metre driven, radians (0 for straight driving).
@@ -106,6 +113,9 @@ pub struct ContactOutcome {
     pub robot_speed_mps: f64,
     pub closing_mps: f64,
     pub other_speed_mps: f64,
+    /// Where the robot stood.
+    pub lat: f64,
+    pub lon: f64,
 }
 
 /// A fault as it struck.
@@ -171,6 +181,29 @@ pub struct Trace {
     /// The walkable graph's edges (each once).
     pub edges: Vec<([f64; 2], [f64; 2])>,
     pub shops: Vec<[f64; 2]>,
+}
+
+/// Traffic management's figures of a run (see [`Report::traffic`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct TrafficReport {
+    pub enabled: bool,
+    pub narrow_ways: u32,
+    pub crossings: u32,
+    /// Claims granted at once; claims that waited, with their total and longest wait (s).
+    pub granted_at_once: u64,
+    pub waited: u64,
+    pub wait_s_total: f64,
+    pub wait_s_max: f64,
+    /// Deadlocks found (robots waiting on each other in a cycle), and re-routes around a held bottleneck.
+    pub deadlocks: u64,
+    pub reroutes: u64,
+    /// Signalised crossings on the map; crossings robots started across them, of those on red; waits at a red
+    /// and the robot-seconds spent waiting.
+    pub signalised: usize,
+    pub signal_crossed: u64,
+    pub signal_entered_on_red: u64,
+    pub signal_waits: u64,
+    pub signal_wait_s: f64,
 }
 
 /// The crowd's figures of a run (see [`Report::crowd`]).
@@ -254,7 +287,11 @@ impl fmt::Display for Report {
             writeln!(f, "    {n} ({why})")?;
         }
         writeln!(f, "  returned         {}", self.returned)?;
-        writeln!(f, "  open at end      {}", self.open_at_end)?;
+        writeln!(
+            f,
+            "  open at end      {} (the run went on {:.1} min after the day)",
+            self.open_at_end, self.drain_min
+        )?;
         writeln!(
             f,
             "  delivery time    mean {:.1} min, p50 {:.1} min, p90 {:.1} min, p95 {:.1} min, max {:.1} min",
@@ -308,6 +345,36 @@ impl fmt::Display for Report {
             100.0 * self.stopped_share,
             self.path_irregularity_rad_per_m
         )?;
+        let t = &self.traffic;
+        if t.enabled {
+            writeln!(
+                f,
+                "  traffic          {} narrow ways, {} crossings; {} turns at once, {} waited ({:.0} s in all, \
+                 longest {:.0} s); {} deadlocks, {} re-routes round a held way",
+                t.narrow_ways,
+                t.crossings,
+                t.granted_at_once,
+                t.waited,
+                t.wait_s_total,
+                t.wait_s_max,
+                t.deadlocks,
+                t.reroutes
+            )?;
+        } else {
+            writeln!(f, "  traffic          off (routes released whole; robots avoid each other locally)")?;
+        }
+        writeln!(
+            f,
+            "  signals          {} signalised crossings; crossed {} times, {} on red; {} waits for green ({:.0} s in all)",
+            t.signalised, t.signal_crossed, t.signal_entered_on_red, t.signal_waits, t.signal_wait_s
+        )?;
+        for z in &self.speed_zones {
+            writeln!(
+                f,
+                "  speed zone       {}: limit {:.2} m/s, fastest inside {:.2} m/s, {:.0} robot-s inside",
+                z.name, z.max_mps, z.fastest_mps, z.inside_s
+            )?;
+        }
         writeln!(f, "  near misses      {}", self.near_misses)?;
         writeln!(
             f,

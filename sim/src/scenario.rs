@@ -25,6 +25,10 @@ pub struct Scenario {
     /// Simulated duration in seconds; generated orders stop arriving one hour before the end so the last can
     /// finish.
     pub duration_s: u64,
+    /// After `duration_s`, the run goes on (no new orders) until every placed order has ended, for at most this
+    /// long; an order still open then is reported open (stuck).
+    #[serde(default = "default_drain_s")]
+    pub drain_s: u64,
     /// Simulation step in milliseconds.
     pub dt_ms: u64,
     /// Customers live at most this far (straight line) from their shop.
@@ -78,6 +82,10 @@ pub struct Scenario {
     /// Faults injected at given times, in the order given (ties keep file order).
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Scripted people besides the crowd: each group walks back and forth between two points all day, paying
+    /// robots no attention (a person stepping out, a crowd crossing).
+    #[serde(default)]
+    pub walkers: Vec<Walkers>,
     /// Whether building footprints (when the map has them) become walls in the physics world.
     #[serde(default)]
     pub buildings: Buildings,
@@ -182,6 +190,10 @@ impl Fault {
 fn default_pedestrians() -> usize {
     200
 }
+fn default_drain_s() -> u64 {
+    3_600
+}
+
 fn default_physics_hz() -> u32 {
     20
 }
@@ -194,6 +206,7 @@ impl Default for Scenario {
             shops: 5,
             orders_per_hour: 30.0,
             duration_s: 8 * 3600,
+            drain_s: default_drain_s(),
             dt_ms: 1_000,
             delivery_radius_m: 1_500.0,
             deadline_min: (40.0, 75.0),
@@ -214,9 +227,30 @@ impl Default for Scenario {
             replay: Vec::new(),
             dispatch: Config::default(),
             faults: Vec::new(),
+            walkers: Vec::new(),
             buildings: Buildings::default(),
         }
     }
+}
+
+/// `count` people walking back and forth between `from` and `to` ([lat, lon]) at `speed_mps`, spread evenly
+/// along the way at the start. They pay robots no attention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Walkers {
+    pub from: [f64; 2],
+    pub to: [f64; 2],
+    #[serde(default = "one")]
+    pub count: usize,
+    #[serde(default = "walking_speed")]
+    pub speed_mps: f64,
+}
+
+fn one() -> usize {
+    1
+}
+fn walking_speed() -> f64 {
+    1.34
 }
 
 fn finite_range(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), String> {
@@ -255,6 +289,23 @@ impl Scenario {
             return Err("duration must be positive and at most 31 days".into());
         }
         finite_range("delivery radius (m)", self.delivery_radius_m, 0.0, 100_000.0)?;
+        for w in &self.walkers {
+            for [lat, lon] in [w.from, w.to] {
+                LatLon::new(lat, lon).map_err(|e| format!("walkers: {e}"))?;
+            }
+            if w.count == 0 || w.count > 1_000 {
+                return Err("walkers: count must be 1..=1000".into());
+            }
+            finite_range("walkers speed_mps", w.speed_mps, 0.1, 3.0)?;
+        }
+        for z in &self.dispatch.speed_zones {
+            z.checked().map_err(|e| e.to_string())?;
+        }
+        finite_range("signal_cycle_s", self.dispatch.signal_cycle_s, 10.0, 600.0)?;
+        finite_range("signal_green_s", self.dispatch.signal_green_s, 1.0, self.dispatch.signal_cycle_s)?;
+        if self.drain_s > 86_400 {
+            return Err("drain_s must be at most 86400".into());
+        }
         for (name, (a, b)) in [("deadline", self.deadline_min), ("prep", self.prep_min)] {
             if !(a.is_finite() && b.is_finite() && 0.0 <= a && a <= b) {
                 return Err(format!("{name} range must be 0 <= low <= high"));
@@ -339,6 +390,8 @@ pub struct ScenarioFile {
     pub seed: Option<u64>,
     pub duration_h: Option<f64>,
     pub duration_s: Option<u64>,
+    /// After the day: at most this long for the orders still open to finish (no new ones arrive).
+    pub drain_s: Option<u64>,
     /// Simulated start, seconds since the Unix epoch (UTC).
     pub start_unix_s: Option<u64>,
     pub dt_ms: Option<u64>,
@@ -360,6 +413,8 @@ pub struct ScenarioFile {
     pub dispatch: DispatchSection,
     #[serde(default)]
     pub faults: Vec<Fault>,
+    #[serde(default)]
+    pub walkers: Vec<Walkers>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -418,6 +473,14 @@ pub struct DispatchSection {
     pub dropoff_service_s: Option<f64>,
     pub crossing_penalty_s: Option<f64>,
     pub max_snap_m: Option<f64>,
+    /// Turns at narrow ways, crossings and stop spots (fleet-core's `TrafficConfig`; left-out keys keep its
+    /// defaults).
+    pub traffic: Option<fleet_core::traffic::TrafficConfig>,
+    /// Traffic signals: cycle and green, seconds [90, 20].
+    pub signal_cycle_s: Option<f64>,
+    pub signal_green_s: Option<f64>,
+    /// Speed-limited zones: `[[dispatch.speed_zones]]` with name, max_mps and polygon = [[lat, lon], ...].
+    pub speed_zones: Option<Vec<fleet_core::map::SpeedZone>>,
     pub max_open_orders_per_shop: Option<usize>,
 }
 
@@ -455,6 +518,9 @@ impl ScenarioFile {
             }
             (None, Some(secs)) => s.duration_s = secs,
             (None, None) => {}
+        }
+        if let Some(v) = self.drain_s {
+            s.drain_s = v;
         }
         if let Some(v) = self.start_unix_s {
             s.start_ms = v.checked_mul(1_000).ok_or("start_unix_s is too large")?;
@@ -610,7 +676,20 @@ impl ScenarioFile {
         if let Some(v) = p.max_open_orders_per_shop {
             c.max_open_orders_per_shop = v;
         }
+        if let Some(t) = p.traffic {
+            c.traffic = t;
+        }
+        if let Some(v) = p.signal_cycle_s {
+            c.signal_cycle_s = v;
+        }
+        if let Some(v) = p.signal_green_s {
+            c.signal_green_s = v;
+        }
+        if let Some(z) = &p.speed_zones {
+            c.speed_zones = z.clone();
+        }
         s.faults = self.faults.clone();
+        s.walkers = self.walkers.clone();
         s.check()?;
         Ok((map, s))
     }

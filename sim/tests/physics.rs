@@ -356,7 +356,14 @@ fn grid_map() -> fleet_core::map::MapGraph {
             nodes.coords.insert(id(r, c), p);
         }
     }
-    let way = |wid: i64, refs: Vec<i64>| RawWay { id: wid, refs, crossing: false, travel: Travel::Both };
+    let way = |wid: i64, refs: Vec<i64>| RawWay {
+        id: wid,
+        refs,
+        crossing: false,
+        travel: Travel::Both,
+        width_m: 2.0,
+        signals: false,
+    };
     let mut ways: Vec<RawWay> = (0..4).map(|r| way(100 + r, (0..4).map(|c| id(r, c)).collect())).collect();
     ways.extend((0..4).map(|c| way(200 + c, (0..4).map(|r| id(r, c)).collect())));
     fleet_core::map::MapGraph::from_parts(&nodes, &ways, ImportSummary::default()).expect("the grid builds").0

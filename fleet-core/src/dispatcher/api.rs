@@ -7,6 +7,7 @@ use crate::mission::{FromRobot, ToRobot};
 use crate::order::{DeliveryRequest, Order, Place};
 use crate::planner::improve::Proposal;
 use crate::robot::Robot;
+use crate::traffic::TrafficConfig;
 use crate::{CoreError, LatLon, NodeId, OrderId, Refusal, RobotId, ShopId, Timestamp};
 
 /// Tunables of the dispatcher.
@@ -21,6 +22,13 @@ pub struct Config {
     /// Open (non-terminal) orders one shop may have at once.
     pub max_open_orders_per_shop: usize,
     pub crossing_penalty_s: f64,
+    /// Traffic signals at crossings: the cycle and the pedestrians' green in it, seconds. The router counts the
+    /// expected wait (red squared over twice the cycle: 27 s with the defaults, 90 s and 20 s); the simulator
+    /// runs the lights.
+    #[serde(default = "default_signal_cycle_s")]
+    pub signal_cycle_s: f64,
+    #[serde(default = "default_signal_green_s")]
+    pub signal_green_s: f64,
     /// A robot offline this long loses the orders it has not started loading (they go to other robots); one
     /// with parcels aboard is flagged to operators instead.
     pub offline_limit_s: f64,
@@ -38,6 +46,20 @@ pub struct Config {
     /// At most one background search for better plans starts per this interval; 0 turns the search off.
     #[serde(default = "default_improve_every_s")]
     pub improve_every_s: f64,
+    /// Turns at narrow ways, crossings and stop spots ([`crate::traffic`]).
+    #[serde(default)]
+    pub traffic: TrafficConfig,
+    /// Areas where robots go no faster than a limit: routes count the slower time, and the drive through one
+    /// is released at the limit.
+    #[serde(default)]
+    pub speed_zones: Vec<crate::map::SpeedZone>,
+}
+
+fn default_signal_cycle_s() -> f64 {
+    90.0
+}
+fn default_signal_green_s() -> f64 {
+    20.0
 }
 
 fn default_tick_every_s() -> f64 {
@@ -67,12 +89,27 @@ impl Default for Config {
             max_lead_s: 7.0 * 24.0 * 3600.0,
             max_open_orders_per_shop: 1_000,
             crossing_penalty_s: 8.0,
+            signal_cycle_s: default_signal_cycle_s(),
+            signal_green_s: default_signal_green_s(),
             offline_limit_s: 120.0,
             blocked_closure_s: default_blocked_closure_s(),
             charge_below_pct: default_charge_below_pct(),
             charge_to_pct: default_charge_to_pct(),
             tick_every_s: default_tick_every_s(),
             improve_every_s: default_improve_every_s(),
+            traffic: TrafficConfig::default(),
+            speed_zones: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The routing profile for the default robot, with this configuration's crossing costs.
+    pub fn profile_base(&self) -> crate::map::Profile {
+        crate::map::Profile {
+            speed_mps: crate::robot::RobotModel::default().max_speed_mps,
+            crossing_penalty_s: self.crossing_penalty_s,
+            signal_wait_s: crate::map::expected_signal_wait_s(self.signal_cycle_s, self.signal_green_s),
         }
     }
 }

@@ -16,6 +16,7 @@ mod planning;
 mod release;
 mod robots;
 mod tick;
+mod traffic;
 
 pub use api::*;
 
@@ -26,10 +27,11 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::map::{MapGraph, Profile};
-use crate::mission::{MissionUpdate, StepAction};
+use crate::mission::{FromRobot, MissionUpdate, StepAction};
 use crate::order::{Order, OrderStatus};
 use crate::planner::insertion::{Task, TravelTable};
 use crate::robot::{PlanStop, Robot, RobotModel, StopKind};
+use crate::traffic::{Layout, Traffic};
 use crate::{CoreError, NodeId, OrderId, RobotId, ShopId, Timestamp};
 
 /// A robot the planner may give work: connected, not paused by an operator, not out of service.
@@ -77,6 +79,15 @@ pub struct Dispatcher {
     /// Counts changes to any plan or to the set of available robots, so an improver knows when a new
     /// snapshot is worth taking.
     plans_version: u64,
+    /// The map's narrow ways and crossings, and who holds and waits for what ([`crate::traffic`]).
+    layout: Arc<Layout>,
+    traffic: Traffic,
+    /// Per waiting robot, the steps its claim would release.
+    claimed_steps: BTreeMap<RobotId, Vec<u32>>,
+    /// Robots in a deadlock operators were told has no way round (told once).
+    deadlock_alerted: BTreeSet<RobotId>,
+    /// When each long-waiting robot was last tried for a way round.
+    reroute_tried: BTreeMap<RobotId, Timestamp>,
 }
 
 /// A robot's stops as planner tasks, with what they were built from. Tasks read the robot's plan and load and,
@@ -122,12 +133,23 @@ impl Dispatcher {
     /// A dispatcher on `map`. Prepares the map's contraction hierarchy for the default robot model unless it
     /// already has one for that profile.
     pub fn new(mut map: MapGraph, config: Config) -> Self {
-        let profile =
-            Profile { speed_mps: RobotModel::default().max_speed_mps, crossing_penalty_s: config.crossing_penalty_s };
+        // Zones are checked where a configuration comes in (a scenario file); one that fails is left out here.
+        let zones: Vec<(geo::Polygon<f64>, f64)> =
+            config.speed_zones.iter().filter_map(|z| z.checked().ok().map(|p| (p, z.max_mps))).collect();
+        if !zones.is_empty() {
+            map.limit_speed(&zones);
+        }
+        let profile = Profile { speed_mps: RobotModel::default().max_speed_mps, ..config.profile_base() };
         if map.hierarchy().is_none_or(|(_, p)| p != profile) {
             map.prepare(profile);
         }
+        let layout = Arc::new(Layout::build(&map, &config.traffic));
         Self {
+            layout,
+            traffic: Traffic::default(),
+            claimed_steps: BTreeMap::new(),
+            deadlock_alerted: BTreeSet::new(),
+            reroute_tried: BTreeMap::new(),
             map: Arc::new(map),
             config,
             meta: Meta::default(),
@@ -182,6 +204,7 @@ impl Dispatcher {
                 }
             }
         }
+        d.restore_traffic();
         d
     }
 
@@ -191,6 +214,17 @@ impl Dispatcher {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// What robot `id` holds of the narrow ways, crossings and stop spots.
+    pub fn traffic_holds(&self, id: &RobotId) -> Vec<crate::traffic::Resource> {
+        self.traffic.holds(id).iter().map(|h| h.resource).collect()
+    }
+
+    /// The map's narrow ways and crossings, and what traffic management did so far.
+    pub fn traffic_stats(&self) -> (u32, u32, crate::traffic::TrafficStats) {
+        let (narrow, crossings) = self.layout.counts();
+        (narrow, crossings, self.traffic.stats)
     }
 
     pub fn order(&self, id: &OrderId) -> Option<&Order> {
@@ -234,6 +268,10 @@ impl Dispatcher {
     /// Handles one input at time `now`.
     pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Output> {
         let mut out = Out::default();
+        let reporting = match &input {
+            Input::Robot { robot, msg: FromRobot::State(_) } => Some(robot.clone()),
+            _ => None,
+        };
         match input {
             Input::RegisterShop { id, name, pos } => {
                 out.reply = Some(self.register_shop(id, name, pos, &mut out));
@@ -295,6 +333,9 @@ impl Dispatcher {
             }
             Input::Tick => self.tick(now, &mut out),
         }
+        let mut touched = out.robots.clone();
+        touched.extend(reporting);
+        self.traffic_after(now, &touched, &mut out);
         for id in &out.robots {
             self.legs.remove(id);
         }

@@ -16,7 +16,7 @@ use super::*;
 
 impl Dispatcher {
     pub(super) fn profile(&self, model: &RobotModel) -> Profile {
-        Profile { speed_mps: model.max_speed_mps, crossing_penalty_s: self.config.crossing_penalty_s }
+        Profile { speed_mps: model.max_speed_mps, ..self.config.profile_base() }
     }
 
     pub(super) fn tasks_for(

@@ -22,6 +22,26 @@ impl Dispatcher {
             return;
         }
         let mut changed = plan_changed;
+        // The drive still held back by traffic leads to a stop no longer planned (its order was cancelled or
+        // moved): it is withdrawn; the robot goes on from where its released drive ends.
+        let target =
+            r.mission.base.iter().filter(|s| !s.released).find_map(|s| self.drive_targets.get(&(robot.clone(), s.seq)));
+        if let Some((order, kind)) = target
+            && !r.plan.iter().any(|p| &p.order == order && p.kind == *kind)
+        {
+            let r = self.robots.get_mut(robot).expect("checked above");
+            let withdrawn: Vec<u32> = r.mission.base.iter().filter(|s| !s.released).map(|s| s.seq).collect();
+            r.mission.base.retain(|s| s.released);
+            for seq in withdrawn {
+                self.drive_targets.remove(&(robot.clone(), seq));
+            }
+            self.traffic.withdraw(robot);
+            self.claimed_steps.remove(robot);
+            changed = true;
+        }
+        let Some(r) = self.robots.get(robot) else {
+            return;
+        };
         let busy = r.mission.base.iter().any(|s| !matches!(s.action, StepAction::Drive { .. }));
         if !busy && let Some(stop) = r.plan.first().cloned() {
             let profile = self.profile(&r.model);
@@ -36,16 +56,11 @@ impl Dispatcher {
                 })
                 .unwrap_or(r.node);
             let order_ready = self.orders.get(&stop.order).is_some_and(|o| o.marked_ready);
-            let mut new_steps = Vec::new();
+            let mut drives: Vec<StepAction> = Vec::new();
             let mut arrived_now = false;
             if !stop.drive_released {
                 match self.map.route(from, stop.node, profile) {
-                    Some(route) if route.nodes.len() >= 2 => new_steps.push(StepAction::Drive {
-                        path: self.map.geometry(&route.nodes),
-                        nodes: route.nodes,
-                        length_m: route.length_m,
-                        speed_mps: profile.speed_mps,
-                    }),
+                    Some(route) if route.nodes.len() >= 2 => drives = self.drive_steps(&route, profile.speed_mps, true),
                     Some(_) => arrived_now = r.mission.base.is_empty(),
                     None => {
                         out.other.push(Output::Alert {
@@ -58,18 +73,23 @@ impl Dispatcher {
             }
             // A pickup waits for the parcel to be packed; the drive to the shop does not.
             let release_action = !stop.action_released && (stop.kind != StopKind::Pickup || order_ready);
-            if release_action && let Some(action) = self.stop_action(&stop) {
-                new_steps.push(action);
-            }
+            let action = if release_action { self.stop_action(&stop) } else { None };
             if !stop.drive_released || release_action {
                 changed = true;
                 let r = self.robots.get_mut(robot).expect("checked above");
-                for action in new_steps {
+                let n = drives.len();
+                // The drive's first part is released at once unless traffic holds it; the rest as granted.
+                for (k, action) in drives.into_iter().enumerate() {
                     let seq = r.mission.next_seq;
                     r.mission.next_seq += 1;
-                    if matches!(action, StepAction::Drive { .. }) {
+                    if k + 1 == n {
                         self.drive_targets.insert((robot.clone(), seq), (stop.order.clone(), stop.kind));
                     }
+                    r.mission.base.push(Step { seq, released: !self.config.traffic.enabled, action });
+                }
+                if let Some(action) = action {
+                    let seq = r.mission.next_seq;
+                    r.mission.next_seq += 1;
                     r.mission.base.push(Step { seq, released: true, action });
                 }
                 let first = &mut r.plan[0];
@@ -78,6 +98,9 @@ impl Dispatcher {
                 first.action_released |= release_action;
                 if newly_driving {
                     self.on_drive_released(now, &stop, arrived_now, out);
+                }
+                if self.config.traffic.enabled {
+                    self.claim_ahead(now, robot);
                 }
             }
         }

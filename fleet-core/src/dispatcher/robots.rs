@@ -76,6 +76,7 @@ impl Dispatcher {
                 }
                 let pos = r.pos;
                 let active: Vec<OrderId> = r.plan.iter().map(|p| p.order.clone()).collect();
+
                 out.other.push(Output::RobotChanged(Box::new(r.clone())));
                 for oid in active {
                     if let Some(o) = self.orders.get_mut(&oid)

@@ -15,7 +15,8 @@ impl Dispatcher {
     pub(super) fn tick(&mut self, now: Timestamp, out: &mut Out) {
         self.handle_offline(now, out);
         self.reopen_and_release(now, out);
-        self.send_to_charge(out);
+        self.traffic_tick(now, out);
+        self.send_to_charge(now, out);
         self.replan_pending(now, out);
     }
 
@@ -37,6 +38,8 @@ impl Dispatcher {
         for (id, since) in due {
             self.offline_handled.insert(id.clone());
             let why = format!("has been offline for {:.0} s", now.secs_since(since));
+            // It kept its narrow ways and spots while it might come straight back; no longer.
+            self.traffic.free_all(&id);
             self.unassign_unstarted(now, &id, &why, out);
         }
     }
@@ -69,7 +72,7 @@ impl Dispatcher {
     }
 
     /// Sends idle robots low on battery to their depot to charge. While charging a robot gets no work.
-    pub(super) fn send_to_charge(&mut self, out: &mut Out) {
+    pub(super) fn send_to_charge(&mut self, now: Timestamp, out: &mut Out) {
         let low: Vec<RobotId> = self
             .robots
             .values()
@@ -84,12 +87,9 @@ impl Dispatcher {
             let mut actions = Vec::new();
             if depot.node != r.node {
                 match self.map.route(r.node, depot.node, profile) {
-                    Some(route) if route.nodes.len() >= 2 => actions.push(StepAction::Drive {
-                        path: self.map.geometry(&route.nodes),
-                        nodes: route.nodes,
-                        length_m: route.length_m,
-                        speed_mps: profile.speed_mps,
-                    }),
+                    Some(route) if route.nodes.len() >= 2 => {
+                        actions.extend(self.drive_steps(&route, profile.speed_mps, false));
+                    }
                     Some(_) => {}
                     None => {
                         out.other.push(Output::Alert {
@@ -102,12 +102,19 @@ impl Dispatcher {
             }
             actions.push(StepAction::Charge { until_pct: self.config.charge_to_pct });
             let r = self.robots.get_mut(&id).expect("listed above");
+            let traffic = self.config.traffic.enabled;
             for action in actions {
                 let seq = r.mission.next_seq;
                 r.mission.next_seq += 1;
-                r.mission.base.push(Step { seq, released: true, action });
+                // Drives wait for their narrow ways and crossings like any other; the charge goes with them.
+                let released = !traffic || !matches!(action, StepAction::Drive { .. });
+                r.mission.base.push(Step { seq, released, action });
             }
             r.charging = true;
+            if traffic {
+                self.claim_ahead(now, &id);
+            }
+            let r = self.robots.get_mut(&id).expect("listed above");
             r.mission.update_id += 1;
             self.plans_version += 1;
             out.robots.insert(id.clone());

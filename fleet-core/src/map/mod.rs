@@ -33,24 +33,69 @@ pub struct MapNode {
     pub xy: [f64; 2],
 }
 
-/// One directed edge. `length_m` is the great-circle length; `crossing` marks a street crossing.
+/// One directed edge. `length_m` is the great-circle length; `crossing` marks a street crossing and `signals`
+/// one controlled by traffic signals; `width_m` is the usable width of its way (from OSM `width`/
+/// `sidewalk:width`, else a default per way type).
+/// `max_mps` caps a robot's speed on it (a speed-limited zone; infinite elsewhere).
 #[derive(Debug, Clone, Copy)]
 pub struct MapEdge {
     pub length_m: f64,
     pub crossing: bool,
     pub way_id: i64,
+    pub width_m: f32,
+    pub signals: bool,
+    pub max_mps: f32,
 }
 
-/// How a robot moves over the graph: its cruising speed and the time a street crossing costs it.
+/// An area where robots must go slower than they could (a market, a school street): operators draw it as a
+/// polygon of (lat, lon) points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeedZone {
+    pub name: String,
+    pub max_mps: f64,
+    /// The outline, as [lat, lon] points (closed or not).
+    pub polygon: Vec<[f64; 2]>,
+}
+
+impl SpeedZone {
+    /// Checks the zone: a name, a positive limit, at least three valid points.
+    pub fn checked(&self) -> Result<geo::Polygon<f64>, CoreError> {
+        if !(self.max_mps.is_finite() && self.max_mps > 0.0) {
+            return Err(CoreError::invalid(format!("speed zone {:?}: max_mps must be positive", self.name)));
+        }
+        if self.polygon.len() < 3 {
+            return Err(CoreError::invalid(format!("speed zone {:?}: a polygon needs three points", self.name)));
+        }
+        let mut ring = Vec::with_capacity(self.polygon.len());
+        for &[lat, lon] in &self.polygon {
+            let p =
+                LatLon::new(lat, lon).map_err(|e| CoreError::invalid(format!("speed zone {:?}: {e}", self.name)))?;
+            ring.push(geo::coord! { x: p.lon(), y: p.lat() });
+        }
+        Ok(geo::Polygon::new(geo::LineString::new(ring), Vec::new()))
+    }
+}
+
+/// How a robot moves over the graph: its cruising speed, the time a street crossing without signals costs it
+/// (looking and yielding), and the expected wait at one with signals.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub speed_mps: f64,
     pub crossing_penalty_s: f64,
+    #[serde(default)]
+    pub signal_wait_s: f64,
+}
+
+/// The expected wait at a signalised crossing for a robot arriving at a random moment of a `cycle_s` cycle with
+/// `green_s` of green: red squared over twice the cycle.
+pub fn expected_signal_wait_s(cycle_s: f64, green_s: f64) -> f64 {
+    let red = (cycle_s - green_s).max(0.0);
+    if cycle_s > 0.0 { red * red / (2.0 * cycle_s) } else { 0.0 }
 }
 
 impl Default for Profile {
     fn default() -> Self {
-        Self { speed_mps: 1.6, crossing_penalty_s: 8.0 }
+        Self { speed_mps: 1.6, crossing_penalty_s: 8.0, signal_wait_s: expected_signal_wait_s(90.0, 20.0) }
     }
 }
 
@@ -67,6 +112,9 @@ pub struct ImportSummary {
     pub missing_node_refs: usize,
     /// Nodes with a barrier a robot cannot pass (the ways through them are cut there).
     pub barrier_nodes: usize,
+    /// Nodes tagged as traffic signals or signalised crossings.
+    #[serde(default)]
+    pub signal_nodes: usize,
     pub components_dropped: usize,
     pub nodes_dropped: usize,
 }
@@ -288,6 +336,57 @@ impl MapGraph {
     pub fn geometry(&self, nodes: &[NodeId]) -> Vec<LatLon> {
         nodes.iter().filter_map(|&n| self.pos(n)).collect()
     }
+
+    /// Caps the speed on every edge that touches one of the zones (checked polygons, x = lon and y = lat, with
+    /// their limits; the lowest limit where zones overlap) and returns how many edges got a cap. The prepared hierarchy is dropped: travel times changed.
+    pub fn limit_speed(&mut self, polys: &[(geo::Polygon<f64>, f64)]) -> usize {
+        use geo::Intersects;
+        if polys.is_empty() {
+            return 0;
+        }
+        let mut capped = 0;
+        let ids: Vec<petgraph::graph::EdgeIndex> = self.graph.edge_indices().collect();
+        for e in ids {
+            let Some((a, b)) = self.graph.edge_endpoints(e) else { continue };
+            let (pa, pb) = (self.graph[a].pos, self.graph[b].pos);
+            let line =
+                geo::Line::new(geo::coord! { x: pa.lon(), y: pa.lat() }, geo::coord! { x: pb.lon(), y: pb.lat() });
+            let cap =
+                polys.iter().filter(|(p, _)| p.intersects(&line)).map(|(_, m)| *m as f32).fold(f32::INFINITY, f32::min);
+            if cap.is_finite() {
+                self.graph[e].max_mps = cap;
+                capped += 1;
+            }
+        }
+        self.live = Arc::new(LiveGraph::new(&self.graph));
+        self.ch = None;
+        capped
+    }
+
+    /// The edge from `a` to `b`, when the graph has one.
+    pub fn edge(&self, a: NodeId, b: NodeId) -> Option<&MapEdge> {
+        if !self.adjacent(a, b) {
+            return None;
+        }
+        let e = self.graph.find_edge(NodeIndex::new(a.0 as usize), NodeIndex::new(b.0 as usize))?;
+        self.graph.edge_weight(e)
+    }
+
+    /// Every directed edge, as (from, to, edge).
+    pub fn edges(&self) -> impl Iterator<Item = (NodeId, NodeId, &MapEdge)> + '_ {
+        use petgraph::visit::EdgeRef;
+        self.graph
+            .edge_references()
+            .map(|e| (NodeId(e.source().index() as u32), NodeId(e.target().index() as u32), e.weight()))
+    }
+
+    /// The nodes one edge away from `a` in either direction, each once.
+    pub fn neighbours(&self, a: NodeId) -> BTreeSet<NodeId> {
+        if self.node(a).is_none() {
+            return BTreeSet::new();
+        }
+        self.graph.neighbors_undirected(NodeIndex::new(a.0 as usize)).map(|n| NodeId(n.index() as u32)).collect()
+    }
 }
 
 #[cfg(test)]
@@ -297,7 +396,7 @@ pub(crate) mod tests {
     use super::*;
 
     fn way(id: i64, refs: Vec<i64>, crossing: bool, travel: Travel) -> RawWay {
-        RawWay { id, refs, crossing, travel }
+        RawWay { id, refs, crossing, travel, width_m: 2.0, signals: false }
     }
 
     /// A 4x4 grid of streets, 0.001 degrees apart (about 111 m north-south), plus a detached way that is dropped.

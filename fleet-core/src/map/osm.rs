@@ -95,6 +95,43 @@ pub(crate) fn blocks_robot(tags: &[(&str, &str)]) -> bool {
     }
 }
 
+/// Parses an OSM width value in metres ("2", "1.5 m", "1,5"); feet and other units are not read.
+fn parse_width(v: &str) -> Option<f64> {
+    let v = v.trim().trim_end_matches('m').trim().replace(',', ".");
+    v.parse::<f64>().ok().filter(|w| w.is_finite() && *w > 0.2 && *w < 100.0)
+}
+
+/// Default usable width of a way a robot drives on, metres, by its `highway` type, where the way has no width
+/// tag. On a street the robot keeps to the sidewalk, so that is the width. Documented in ARCHITECTURE.md.
+pub fn default_width_m(highway: &str) -> f64 {
+    match highway {
+        "pedestrian" => 6.0,
+        "living_street" => 4.0,
+        "service" => 3.0,
+        "track" => 2.5,
+        "path" => 1.5,
+        "corridor" => 1.8,
+        // Footways, sidewalks, cycleways with foot access, and streets' sidewalks.
+        _ => 2.0,
+    }
+}
+
+/// The width a robot has on a way: `sidewalk:width` (or a side's) on a street, else `width`/`est_width`, else
+/// the default for its type.
+pub(crate) fn way_width_m(tags: &HashMap<&str, &str>) -> f64 {
+    let highway = tags.get("highway").copied().unwrap_or("footway");
+    let sidewalk = ["sidewalk:width", "sidewalk:both:width", "sidewalk:right:width", "sidewalk:left:width"]
+        .iter()
+        .find_map(|k| tags.get(k).and_then(|v| parse_width(v)));
+    let street = !matches!(highway, "footway" | "path" | "pedestrian" | "cycleway" | "corridor" | "track");
+    let own = ["width", "est_width"].iter().find_map(|k| tags.get(k).and_then(|v| parse_width(v)));
+    match (street, sidewalk, own) {
+        (_, Some(w), _) => w,
+        (false, None, Some(w)) => w,
+        _ => default_width_m(highway),
+    }
+}
+
 /// Which way a robot may travel a way, from `oneway:foot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Travel {
@@ -111,20 +148,32 @@ fn travel(tags: &HashMap<&str, &str>) -> Travel {
     }
 }
 
-/// Node data the importer collects: coordinates, street crossings, and barriers a robot cannot pass.
+/// Node data the importer collects: coordinates, street crossings (and which have traffic signals), and
+/// barriers a robot cannot pass.
 #[derive(Debug, Clone, Default)]
 pub struct RawNodes {
     pub coords: HashMap<i64, LatLon>,
     pub crossing: BTreeSet<i64>,
+    pub signals: BTreeSet<i64>,
     pub blocked: BTreeSet<i64>,
 }
 
-/// A way as the importer keeps it: its id, node refs and whether it is a crossing.
+/// Whether tags mark a crossing controlled by traffic signals.
+fn signalised<'a>(get: impl Fn(&str) -> Option<&'a str>) -> bool {
+    get("crossing") == Some("traffic_signals")
+        || get("crossing:signals") == Some("yes")
+        || get("highway") == Some("traffic_signals")
+}
+
+/// A way as the importer keeps it: its id, node refs, whether it is a crossing (and one with traffic signals),
+/// and its usable width (metres).
 pub struct RawWay {
     pub id: i64,
     pub refs: Vec<i64>,
     pub crossing: bool,
     pub travel: Travel,
+    pub width_m: f64,
+    pub signals: bool,
 }
 
 impl MapGraph {
@@ -140,6 +189,9 @@ impl MapGraph {
                 nodes.coords.insert(id, p);
                 if tags.iter().any(|&(k, v)| k == "highway" && v == "crossing") {
                     nodes.crossing.insert(id);
+                }
+                if signalised(|k| tags.iter().find(|(key, _)| *key == k).map(|(_, v)| *v)) {
+                    nodes.signals.insert(id);
                 }
                 if blocks_robot(tags) {
                     nodes.blocked.insert(id);
@@ -169,6 +221,8 @@ impl MapGraph {
                             crossing: tags.get("footway").copied() == Some("crossing")
                                 || tags.get("highway").copied() == Some("crossing"),
                             travel: travel(&tags),
+                            width_m: way_width_m(&tags),
+                            signals: signalised(|k| tags.get(k).copied()),
                         }),
                     }
                 }
@@ -189,8 +243,9 @@ impl MapGraph {
     ) -> Result<(Self, ImportSummary), CoreError> {
         let (coords, crossing_nodes) = (&nodes.coords, &nodes.crossing);
         summary.barrier_nodes = nodes.blocked.len();
+        summary.signal_nodes = nodes.signals.len();
         // Full graph first, over every referenced node we have coordinates for.
-        let mut full: DiGraph<i64, (f64, bool, i64)> = DiGraph::new();
+        let mut full: DiGraph<i64, (f64, bool, i64, f32, bool)> = DiGraph::new();
         let mut idx: BTreeMap<i64, NodeIndex> = BTreeMap::new();
         for way in ways {
             let mut prev: Option<i64> = None;
@@ -212,11 +267,13 @@ impl MapGraph {
                     let a = idx[&q];
                     let len = coords[&q].distance_m(p);
                     let crossing = way.crossing || crossing_nodes.contains(&q) || crossing_nodes.contains(&r);
+                    // A crossing with traffic signals: the way says so, or one of its ends is a signal.
+                    let signals = crossing && (way.signals || nodes.signals.contains(&q) || nodes.signals.contains(&r));
                     if way.travel != Travel::Backward {
-                        full.add_edge(a, b, (len, crossing, way.id));
+                        full.add_edge(a, b, (len, crossing, way.id, way.width_m as f32, signals));
                     }
                     if way.travel != Travel::Forward {
-                        full.add_edge(b, a, (len, crossing, way.id));
+                        full.add_edge(b, a, (len, crossing, way.id, way.width_m as f32, signals));
                     }
                 }
                 prev = Some(r);
@@ -257,8 +314,12 @@ impl MapGraph {
         for &old in &keep {
             for e in full.edges(old) {
                 if let Some(&t) = remap.get(&e.target()) {
-                    let (length_m, crossing, way_id) = *e.weight();
-                    graph.add_edge(remap[&old], t, MapEdge { length_m, crossing, way_id });
+                    let (length_m, crossing, way_id, width_m, signals) = *e.weight();
+                    graph.add_edge(
+                        remap[&old],
+                        t,
+                        MapEdge { length_m, crossing, way_id, width_m, signals, max_mps: f32::INFINITY },
+                    );
                 }
             }
         }

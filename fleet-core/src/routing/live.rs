@@ -16,6 +16,8 @@ pub(crate) struct LiveGraph {
     pub(crate) from: Vec<u32>,
     pub(crate) length_m: Vec<f64>,
     pub(crate) crossing: Vec<bool>,
+    pub(crate) signals: Vec<bool>,
+    pub(crate) max_mps: Vec<f32>,
     pub(crate) rfirst: Vec<u32>,
     pub(crate) rarc: Vec<u32>,
 }
@@ -23,9 +25,9 @@ pub(crate) struct LiveGraph {
 impl LiveGraph {
     pub(crate) fn new(g: &DiGraph<MapNode, MapEdge>) -> Self {
         let n = g.node_count();
-        let mut out: Vec<Vec<(u32, f64, bool)>> = vec![Vec::new(); n];
+        let mut out: Vec<Vec<(u32, MapEdge)>> = vec![Vec::new(); n];
         for e in g.edge_references() {
-            out[e.source().index()].push((e.target().index() as u32, e.weight().length_m, e.weight().crossing));
+            out[e.source().index()].push((e.target().index() as u32, *e.weight()));
         }
         let mut s = Self {
             first: vec![0],
@@ -33,15 +35,19 @@ impl LiveGraph {
             from: Vec::new(),
             length_m: Vec::new(),
             crossing: Vec::new(),
+            signals: Vec::new(),
+            max_mps: Vec::new(),
             rfirst: vec![0; n + 1],
             rarc: Vec::new(),
         };
         for (u, list) in out.into_iter().enumerate() {
-            for (v, len, crossing) in list {
+            for (v, w) in list {
                 s.to.push(v);
                 s.from.push(u as u32);
-                s.length_m.push(len);
-                s.crossing.push(crossing);
+                s.length_m.push(w.length_m);
+                s.crossing.push(w.crossing);
+                s.signals.push(w.signals);
+                s.max_mps.push(w.max_mps);
             }
             s.first.push(s.to.len() as u32);
         }
@@ -62,7 +68,17 @@ impl LiveGraph {
     }
 
     fn ms(&self, i: usize, p: Profile) -> u64 {
-        MapGraph::edge_ms(&MapEdge { length_m: self.length_m[i], crossing: self.crossing[i], way_id: 0 }, p)
+        MapGraph::edge_ms(
+            &MapEdge {
+                length_m: self.length_m[i],
+                crossing: self.crossing[i],
+                way_id: 0,
+                width_m: 0.0,
+                signals: self.signals[i],
+                max_mps: self.max_mps[i],
+            },
+            p,
+        )
     }
 
     /// Bidirectional Dijkstra skipping closed arcs: (ms, node path).

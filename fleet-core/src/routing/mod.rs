@@ -33,7 +33,12 @@ impl MapGraph {
     /// Travel time over one directed edge in whole milliseconds (rounded up, so a path's time never falls
     /// below its great-circle bound), ignoring closures.
     pub(crate) fn edge_ms(w: &MapEdge, profile: Profile) -> u64 {
-        let secs = w.length_m / profile.speed_mps + if w.crossing { profile.crossing_penalty_s } else { 0.0 };
+        let wait = match (w.crossing, w.signals) {
+            (true, true) => profile.signal_wait_s,
+            (true, false) => profile.crossing_penalty_s,
+            _ => 0.0,
+        };
+        let secs = w.length_m / profile.speed_mps.min(f64::from(w.max_mps)) + wait;
         ((secs * 1000.0).ceil() as u64).max(1)
     }
 
@@ -117,6 +122,30 @@ impl MapGraph {
     /// fallback when a precomputed path crosses a closed edge.
     pub fn live_route(&self, from: NodeId, to: NodeId, profile: Profile) -> Option<Route> {
         let (ms, nodes) = self.live.search(&self.closed_arc, from.0, to.0, profile)?;
+        Some(self.route_of(nodes.into_iter().map(NodeId).collect(), ms))
+    }
+
+    /// Fastest route on the live graph that also avoids the directed edges in `avoid` (a robot re-routed around
+    /// a bottleneck held by others); `None` when every way round is closed.
+    pub fn route_avoiding(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        profile: Profile,
+        avoid: &[(NodeId, NodeId)],
+    ) -> Option<Route> {
+        let mut closed = self.closed_arc.clone();
+        for &(a, b) in avoid {
+            if self.node(a).is_none() {
+                continue;
+            }
+            for i in self.live.arcs(a.0) {
+                if self.live.to[i] == b.0 {
+                    closed[i] = true;
+                }
+            }
+        }
+        let (ms, nodes) = self.live.search(&closed, from.0, to.0, profile)?;
         Some(self.route_of(nodes.into_iter().map(NodeId).collect(), ms))
     }
 

@@ -92,6 +92,9 @@ pub struct Ahead {
     pub sensed: f32,
     /// When the thing is a robot: which one, and whether it is driving (the yield rule needs both).
     pub robot: Option<OtherRobot>,
+    /// A rule holds the robot there (a red light), not something in its way: it waits without stepping aside
+    /// and is not blocked.
+    pub rule: bool,
 }
 
 /// Another robot seen ahead.
@@ -227,7 +230,8 @@ pub fn control(
         out.near_miss = true;
     }
     c.near = near;
-    let held = gap < cfg.stop_gap_m + 0.05;
+    let rule = ahead.is_some_and(|a| a.rule);
+    let held = gap < cfg.stop_gap_m + 0.05 && !rule;
     let (next_k, next_pt) = match &c.task {
         Task::Driving { pts, next, .. } => (*next, pts.get(*next).copied()),
         _ => (0, None),
@@ -246,6 +250,10 @@ pub fn control(
                 c.blocked = None;
             }
         }
+    }
+    // Waiting for a light is not being blocked.
+    if rule && let Some((_, _, at)) = &mut c.progress {
+        *at = step;
     }
     if let Some((_, _, since)) = c.progress
         && (step - since) as f64 / f64::from(cfg.hz) > cfg.blocked_after_s
@@ -390,7 +398,7 @@ mod tests {
     }
 
     fn wall(gap: f32) -> Option<Ahead> {
-        Some(Ahead { gap, sensed: gap, robot: None })
+        Some(Ahead { gap, sensed: gap, robot: None, rule: false })
     }
 
     fn close(a: f32, b: f32) -> bool {
@@ -533,7 +541,7 @@ mod tests {
     fn of_two_robots_the_lower_index_waits_for_the_higher_to_step_aside() {
         let first_sidestep = |me: usize, other: OtherRobot| {
             let mut c = driving_east(me, 20.0);
-            let ahead = Some(Ahead { gap: 0.5, sensed: 0.5, robot: Some(other) });
+            let ahead = Some(Ahead { gap: 0.5, sensed: 0.5, robot: Some(other), rule: false });
             let outs = hold(&mut c, in_lane(0.0, 0.0), ahead, 300);
             steps_where(&outs, |o| o.sidestep).first().copied()
         };

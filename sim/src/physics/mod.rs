@@ -44,6 +44,7 @@ mod pedestrians;
 mod projection;
 mod safety;
 mod sensing;
+mod signals;
 mod world;
 
 use rapier3d::prelude::{Group, Real};
@@ -54,7 +55,8 @@ pub use controller::Blocked;
 pub use pedestrians::{Attention, CrowdStats, DEFAULT_PROFILE as DEFAULT_PEDESTRIAN_PROFILE};
 pub use projection::Projection;
 pub use safety::{Contact, Fault, Faults, Other, SocialNav};
-pub use world::{ObstacleId, PhysicsWorld, RobotView};
+pub use signals::{SignalStats, Signals};
+pub use world::{ObstacleId, PhysicsWorld, RobotView, ZoneOutcome};
 
 /// A real sidewalk robot's body: half extents (length, width, height) and mass.
 const ROBOT_HALF: [Real; 3] = [0.35, 0.275, 0.30];

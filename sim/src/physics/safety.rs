@@ -5,8 +5,9 @@
 //! centre to the other's. Moving towards the other faster than [`MOVING_MPS`] is **robot at fault** (it moved
 //! into the other: a sidewalk robot must yield to everyone). Slower than that in every direction is **struck
 //! while stopped**. Moving, but not towards the other (the other came from the side or from behind) is **other
-//! at fault**. A robot-robot contact judges both robots; a wall or obstacle never moves, so a robot touching one
-//! while moving is at fault.
+//! at fault**. A robot turning on the spot whose corners sweep faster than [`MOVING_MPS`] and faster than the
+//! other comes at it swung into the other: **robot at fault**. A robot-robot contact judges both robots; a wall or obstacle never
+//! moves, so a robot touching one while moving is at fault.
 //!
 //! Social navigation (definitions as in the report):
 //! - *minimum distance to a person*: the least gap between a robot's body (its footprint rectangle) and a
@@ -45,11 +46,15 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// Judges a robot at contact start from its velocity `v` and the unit vector `towards` the other.
-    pub fn judge(v: [f32; 2], towards: [f32; 2]) -> Self {
+    /// Judges a robot at contact start from its velocity `v`, the unit vector `towards` the other, the speed its
+    /// corners sweep at when it turns (`swing_mps`: yaw rate times the half diagonal) and the speed the other
+    /// comes at it (`other_closing_mps`).
+    pub fn judge(v: [f32; 2], towards: [f32; 2], swing_mps: f32, other_closing_mps: f32) -> Self {
         let speed = v[0].hypot(v[1]);
         let closing = v[0] * towards[0] + v[1] * towards[1];
-        if speed < MOVING_MPS {
+        if speed < MOVING_MPS && swing_mps >= MOVING_MPS && swing_mps > other_closing_mps {
+            Fault::RobotAtFault
+        } else if speed < MOVING_MPS {
             Fault::StruckWhileStopped
         } else if closing > MOVING_MPS {
             Fault::RobotAtFault
@@ -119,6 +124,8 @@ pub struct Contact {
     pub closing_mps: f64,
     /// The other's speed at contact (m/s; 0 for a wall).
     pub other_speed_mps: f64,
+    /// Where the robot stood, in the world's frame (metres east and north of its origin).
+    pub xy: [f64; 2],
 }
 
 /// The social-navigation figures of a run; see the module docs for the definitions.
@@ -237,15 +244,19 @@ mod tests {
     #[test]
     fn judges_by_the_robots_own_motion_towards_the_other() {
         // Driving east into something to the east.
-        assert_eq!(Fault::judge([1.0, 0.0], [1.0, 0.0]), Fault::RobotAtFault);
+        assert_eq!(Fault::judge([1.0, 0.0], [1.0, 0.0], 0.0, 0.0), Fault::RobotAtFault);
         // Standing still (a little drift is still standing).
-        assert_eq!(Fault::judge([0.01, 0.02], [1.0, 0.0]), Fault::StruckWhileStopped);
+        assert_eq!(Fault::judge([0.01, 0.02], [1.0, 0.0], 0.0, 0.0), Fault::StruckWhileStopped);
         // Driving east, struck from the north side or from behind.
-        assert_eq!(Fault::judge([1.0, 0.0], [0.0, 1.0]), Fault::OtherAtFault);
-        assert_eq!(Fault::judge([1.0, 0.0], [-1.0, 0.0]), Fault::OtherAtFault);
+        assert_eq!(Fault::judge([1.0, 0.0], [0.0, 1.0], 0.0, 0.0), Fault::OtherAtFault);
+        assert_eq!(Fault::judge([1.0, 0.0], [-1.0, 0.0], 0.0, 0.0), Fault::OtherAtFault);
         // Driving at an angle towards it.
         let h = std::f32::consts::FRAC_1_SQRT_2;
-        assert_eq!(Fault::judge([1.0, 0.0], [h, h]), Fault::RobotAtFault);
+        assert_eq!(Fault::judge([1.0, 0.0], [h, h], 0.0, 0.0), Fault::RobotAtFault);
+        // Turning on the spot, corners sweeping at 0.2 m/s: it swung into the other, unless the other came at it
+        // faster.
+        assert_eq!(Fault::judge([0.0, 0.0], [1.0, 0.0], 0.2, 0.1), Fault::RobotAtFault);
+        assert_eq!(Fault::judge([0.0, 0.0], [1.0, 0.0], 0.2, 0.8), Fault::StruckWhileStopped);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::pedestrians::{Crowd, CrowdStats, PED_RADIUS};
 use super::projection::Projection;
 use super::safety::{self, Contact, Episodes, Fault, Other};
 use super::sensing::Sensor;
+use super::signals::{OnPath, SignalStats, Signals};
 use super::{
     G_GROUND, G_PED, G_ROBOT, G_STATIC, K_GROUND, K_PED, K_ROBOT, K_STATIC, PhysicsConfig, PhysicsStats, ROBOT_HALF,
     ROBOT_MASS_KG, dist,
@@ -63,6 +64,14 @@ struct Robot {
     broken: bool,
     /// The robot whose predicted course made this one give way at the last step ([`PhysicsWorld::look_out`]).
     giving_way_to: Option<usize>,
+    /// The yaw rate its controller commanded at the last step, rad/s (a push may turn the body too; that is not
+    /// the robot's doing).
+    yaw_cmd: Real,
+    /// The signalised crossings on the current drive's path ([`Signals::on_path`]).
+    crossings: Vec<OnPath>,
+    /// The crossing whose kerb line the robot's front was short of at the last step (within `KERB_LOOK_M`), and
+    /// whether a red held it there.
+    kerb: Option<(u32, bool)>,
 }
 
 /// The physics world. See the module docs of [`super`].
@@ -88,6 +97,33 @@ pub struct PhysicsWorld {
     grid: Grid,
     /// Whether `grid` holds the bodies as they stand (bodies added since make it stale).
     grid_fresh: bool,
+    /// The map's traffic signals, when the world runs them ([`PhysicsWorld::set_signals`]).
+    signals: Option<Signals>,
+    signal_stats: SignalStats,
+    /// Speed-limited zones, watched ([`PhysicsWorld::watch_zones`]).
+    zones: Vec<WatchedZone>,
+}
+
+/// A speed-limited zone in the world's frame and what robots did in it.
+#[derive(Debug, Clone)]
+struct WatchedZone {
+    name: String,
+    max_mps: f64,
+    outline: geo::Polygon<f32>,
+    /// The fastest any robot drove inside, m/s, and robot-seconds spent inside.
+    fastest_mps: f32,
+    inside_s: f64,
+}
+
+/// What robots did in one speed-limited zone over a run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ZoneOutcome {
+    pub name: String,
+    pub max_mps: f64,
+    /// The fastest any robot drove (its own speed) while inside.
+    pub fastest_mps: f64,
+    /// Robot-seconds spent inside.
+    pub inside_s: f64,
 }
 
 /// One robot's side of a contact before it is judged: the robot, its velocity, the unit vector towards the
@@ -107,6 +143,10 @@ const LOOK_AHEAD_S: Real = 3.0;
 const SWING_M: Real = 0.45;
 /// Clearance a robot wants beside its body when something passes, metres.
 const PASS_MARGIN_M: Real = 0.15;
+/// A robot decides whether to start across a signalised crossing within this distance of its kerb, metres.
+const KERB_LOOK_M: Real = 10.0;
+/// Where a robot held by a red stops: this far short of the kerb line with its front, metres.
+const KERB_STOP_M: Real = 0.3;
 
 /// `v` scaled to length 1 (east when it is too short to have a direction).
 fn unit(v: [Real; 2]) -> [Real; 2] {
@@ -183,7 +223,60 @@ impl PhysicsWorld {
             episodes: Episodes::default(),
             grid: Grid::new(CELL_M),
             grid_fresh: false,
+            signals: None,
+            signal_stats: SignalStats::default(),
+            zones: Vec::new(),
         })
+    }
+
+    /// Watches speed-limited zones: the fastest each robot drives inside each is reported ([`Self::zones`]).
+    pub fn watch_zones(&mut self, zones: &[fleet_core::map::SpeedZone]) {
+        let proj = self.proj;
+        self.zones = zones
+            .iter()
+            .filter_map(|z| {
+                let poly = z.checked().ok()?;
+                let ring: Vec<geo::Coord<f32>> = poly
+                    .exterior()
+                    .coords()
+                    .filter_map(|c| fleet_core::LatLon::new(c.y, c.x).ok())
+                    .map(|p| {
+                        let xy = proj.to_xy(p);
+                        geo::coord! { x: xy[0] as f32, y: xy[1] as f32 }
+                    })
+                    .collect();
+                Some(WatchedZone {
+                    name: z.name.clone(),
+                    max_mps: z.max_mps,
+                    outline: geo::Polygon::new(geo::LineString::new(ring), Vec::new()),
+                    fastest_mps: 0.0,
+                    inside_s: 0.0,
+                })
+            })
+            .collect();
+    }
+
+    /// The speed-limited zones watched, with the fastest robot speed seen inside each.
+    pub fn zones(&self) -> Vec<ZoneOutcome> {
+        self.zones
+            .iter()
+            .map(|z| ZoneOutcome {
+                name: z.name.clone(),
+                max_mps: z.max_mps,
+                fastest_mps: (f64::from(z.fastest_mps) * 1000.0).round() / 1000.0,
+                inside_s: (z.inside_s * 10.0).round() / 10.0,
+            })
+            .collect()
+    }
+
+    /// Runs the map's traffic signals: from now on robots wait at signalised crossings for a long enough green.
+    pub fn set_signals(&mut self, signals: Signals) {
+        self.signals = Some(signals);
+    }
+
+    /// What the robots did at signals so far, and the number of signalised crossings.
+    pub fn signal_stats(&self) -> (usize, SignalStats) {
+        (self.signals.as_ref().map_or(0, Signals::count), self.signal_stats)
     }
     pub fn projection(&self) -> &Projection {
         &self.proj
@@ -243,6 +336,9 @@ impl PhysicsWorld {
             broken: false,
             drain_scale: 1.0,
             giving_way_to: None,
+            yaw_cmd: 0.0,
+            crossings: Vec::new(),
+            kerb: None,
         });
         self.grid_fresh = false;
         i
@@ -503,6 +599,77 @@ impl PhysicsWorld {
         Some(([t.x, t.y], f, [f[0] * speed, f[1] * speed]))
     }
 
+    /// The signalised crossing robot `i` comes up to next on its drive, if its front is short of the kerb line
+    /// and within [`KERB_LOOK_M`] of it: the crossing, the kerb point and the direction across, and the
+    /// front's distance to the line.
+    fn next_kerb(&self, i: usize, pos: [Real; 2]) -> Option<(OnPath, Real)> {
+        let r = self.robots.get(i)?;
+        let Task::Driving { pts, next, .. } = &r.ctl.task else { return None };
+        // The first crossing whose far end the robot has not passed.
+        let c = *r.crossings.iter().find(|c| c.last + 1 >= *next)?;
+        let (kerb, over) = (*pts.get(c.first)?, *pts.get(c.first + 1)?);
+        let dir = unit([over[0] - kerb[0], over[1] - kerb[1]]);
+        let front = (pos[0] - kerb[0]) * dir[0] + (pos[1] - kerb[1]) * dir[1] + ROBOT_HALF[0];
+        (front < 0.0 && -front <= KERB_LOOK_M).then_some((c, -front))
+    }
+
+    /// Whether robot `i`'s front is past the kerb line of crossing `id` on its current drive.
+    fn front_past(&self, i: usize, id: u32, pos: [Real; 2]) -> bool {
+        let r = &self.robots[i];
+        let Task::Driving { pts, .. } = &r.ctl.task else { return false };
+        let Some(c) = r.crossings.iter().find(|c| c.id == id) else { return false };
+        let (Some(kerb), Some(over)) = (pts.get(c.first), pts.get(c.first + 1)) else { return false };
+        let dir = unit([over[0] - kerb[0], over[1] - kerb[1]]);
+        (pos[0] - kerb[0]) * dir[0] + (pos[1] - kerb[1]) * dir[1] + ROBOT_HALF[0] >= 0.0
+    }
+
+    /// The gap to keep to a red (or a green too short to get across) ahead of robot `i`, if any.
+    fn signal_hold(&self, i: usize, pos: [Real; 2], step: u64) -> Option<Real> {
+        let signals = self.signals.as_ref()?;
+        let (c, to_line) = self.next_kerb(i, pos)?;
+        let Task::Driving { limit, .. } = &self.robots[i].ctl.task else { return None };
+        let t_s = step as f64 / f64::from(self.cfg.hz);
+        // Enough green to get the whole body across at the speed it drives, with two seconds to spare.
+        let need = f64::from(c.length_m + 2.0 * ROBOT_HALF[0]) / f64::from(limit.max(0.3)) + 2.0;
+        match signals.green_left(c.id, t_s) {
+            Some(left) if left >= need => None,
+            _ => Some((to_line - KERB_STOP_M).max(0.0)),
+        }
+    }
+
+    /// Counts robot `i`'s crossings, crossings started on red, and waits at the kerb.
+    fn count_signals(&mut self, i: usize, held: Option<Real>, step: u64) {
+        let Some(signals) = &self.signals else { return };
+        let Some(b) = self.world.bodies.get(self.robots[i].body) else { return };
+        let pos = [b.translation().x, b.translation().y];
+        let now = self.next_kerb(i, pos).map(|(c, _)| c.id);
+        let held = held.is_some() && self.robots[i].ctl.speed < safety::MOVING_MPS;
+        let t_s = step as f64 / f64::from(self.cfg.hz);
+        let crossed = self.robots[i].kerb.filter(|(id, _)| now != Some(*id) && self.front_past(i, *id, pos));
+        let st = &mut self.signal_stats;
+        if let Some((id, _)) = crossed {
+            // The front crossed the kerb line since the last step.
+            st.crossed += 1;
+            if signals.green_left(id, t_s).is_none() {
+                st.entered_on_red += 1;
+            }
+        }
+        let was_held = self.robots[i].kerb.is_some_and(|(_, h)| h);
+        if held {
+            st.wait_s += f64::from(self.dt);
+            if !was_held {
+                st.waits += 1;
+            }
+        }
+        self.robots[i].kerb = now.map(|id| (id, held));
+    }
+
+    /// How fast robot `i`'s corners sweep as it turns on its own (the commanded yaw rate times its half
+    /// diagonal), m/s.
+    fn swing_mps(&self, i: usize) -> Real {
+        self.robots.get(i).map_or(0.0, |r| r.yaw_cmd.abs() * ROBOT_HALF[0].hypot(ROBOT_HALF[1]))
+    }
+
     /// Judges every robot in the contacts that started this step ([`safety`]) and logs them.
     fn judge_contacts(&mut self) {
         let at_s = self.stats.steps as f64 / f64::from(self.cfg.hz);
@@ -531,7 +698,8 @@ impl PhysicsWorld {
                 _ => sides.push((index(a), va, facing_a, Other::Static, [0.0, 0.0])),
             }
             for (robot, v, towards, other, v_other) in sides {
-                let fault = Fault::judge(v, towards);
+                let other_closing = -(v_other[0] * towards[0] + v_other[1] * towards[1]);
+                let fault = Fault::judge(v, towards, self.swing_mps(robot), other_closing);
                 self.stats.faults.count(fault, &other);
                 self.contact_log.push(Contact {
                     at_s,
@@ -541,6 +709,7 @@ impl PhysicsWorld {
                     robot_speed_mps: f64::from(v[0].hypot(v[1])),
                     closing_mps: f64::from(v[0] * towards[0] + v[1] * towards[1]),
                     other_speed_mps: f64::from(v_other[0].hypot(v_other[1])),
+                    xy: self.robot_motion(robot).map_or([0.0; 2], |(p, _, _)| [f64::from(p[0]), f64::from(p[1])]),
                 });
             }
         }
@@ -620,7 +789,7 @@ impl PhysicsWorld {
                 let (g, _) = safety::footprint_gap(pos, f, [ROBOT_HALF[0], ROBOT_HALF[1]], a.pos, r_o);
                 if ahead / dn > 0.05 && g < 0.2 + stopping + closing * (speed / 4.0 + 0.1) {
                     if best.is_none_or(|b| b.gap > 0.0) {
-                        best = Some(Ahead { gap: 0.0, sensed: f32::INFINITY, robot: None });
+                        best = Some(Ahead { gap: 0.0, sensed: f32::INFINITY, robot: None, rule: false });
                         giving_way = None;
                     }
                     continue;
@@ -649,7 +818,7 @@ impl PhysicsWorld {
             let meet = (d[0] + a.vel[0] * t) * f[0] + (d[1] + a.vel[1] * t) * f[1];
             let gap = (meet - ROBOT_HALF[0] - r_o).max(0.0);
             if best.is_none_or(|b| gap < b.gap) {
-                best = Some(Ahead { gap, sensed: f32::INFINITY, robot });
+                best = Some(Ahead { gap, sensed: f32::INFINITY, robot, rule: false });
                 giving_way = robot.map(|o| o.index);
             }
         }
@@ -673,6 +842,7 @@ impl PhysicsWorld {
             robot: (s.what >> 120 == K_ROBOT)
                 .then_some((s.what & 0xffff_ffff) as usize)
                 .map(|j| OtherRobot { index: j, driving: self.robots.get(j).is_some_and(|o| o.ctl.driving()) }),
+            rule: false,
         });
         if driving {
             let speed = self.robots[i].ctl.speed;
@@ -685,6 +855,14 @@ impl PhysicsWorld {
         } else {
             self.robots[i].giving_way_to = None;
         }
+        // A red light ahead holds the robot at the kerb, unless something nearer holds it already.
+        let kerb = if driving { self.signal_hold(i, [pos.x, pos.y], step) } else { None };
+        if let Some(d) = kerb
+            && ahead.is_none_or(|a| d < a.gap)
+        {
+            let sensed = ahead.map_or(f32::INFINITY, |a| a.sensed);
+            ahead = Some(Ahead { gap: d, sensed, robot: None, rule: true });
+        }
         let clock = Clock { start: self.start, step, dt: self.dt };
         let r = &mut self.robots[i];
         let out = controller::control(&mut r.ctl, BodyState { xy: [pos.x, pos.y], yaw }, ahead, &self.cfg, clock);
@@ -693,19 +871,36 @@ impl PhysicsWorld {
         self.stats.sidesteps += u64::from(out.sidestep);
         r.events.extend(out.events);
         let mut velocity = out.velocity;
-        // Turning on the spot swings the body's corners out to SWING_M: not while a person stands in reach.
+        // Turning on the spot swings the body's corners out to SWING_M: not while a person stands in reach or
+        // walks into it within the next 1.5 s.
         // (Not for robots: two robots face to face, each waiting for the other to leave its reach, held 10
         // robots for a quarter of their driving time on lunch seed 5; corner contacts between robots are left
         // to traffic management.)
         if let Some(v) = &mut velocity
             && v.speed < safety::MOVING_MPS
             && v.yaw_rate != 0.0
-            && self
-                .grid
-                .around([pos.x, pos.y])
-                .any(|a| a.kind == Kind::Person && dist(a.pos, [pos.x, pos.y]) < SWING_M + PED_RADIUS + 0.05)
+            && self.grid.around([pos.x, pos.y]).any(|a| {
+                let reach = SWING_M + PED_RADIUS + 0.05;
+                a.kind == Kind::Person
+                    && [0.0, 0.5, 1.0, 1.5]
+                        .iter()
+                        .any(|t| dist([a.pos[0] + a.vel[0] * t, a.pos[1] + a.vel[1] * t], [pos.x, pos.y]) < reach)
+            })
         {
             v.yaw_rate = 0.0;
+        }
+        self.robots[i].yaw_cmd = velocity.map_or(0.0, |v| v.yaw_rate);
+        self.count_signals(i, kerb, step);
+        if !self.zones.is_empty() {
+            use geo::Contains;
+            let here = geo::Point::new(pos.x, pos.y);
+            let speed = self.robots[i].ctl.speed;
+            for z in &mut self.zones {
+                if z.outline.contains(&here) {
+                    z.fastest_mps = z.fastest_mps.max(speed);
+                    z.inside_s += f64::from(self.dt);
+                }
+            }
         }
         if let Some(v) = velocity
             && let Some(b) = self.world.bodies.get_mut(body)
@@ -746,6 +941,8 @@ impl PhysicsWorld {
                     r.events.push(PlatformEvent::Passed { index: 0 });
                 }
                 let limit = if speed_mps.is_finite() { speed_mps.max(0.0) as Real } else { 0.0 };
+                r.crossings = self.signals.as_ref().map(|s| s.on_path(&path)).unwrap_or_default();
+                r.kerb = None;
                 // The end's parking slot: the lowest free one around that point; the robot keeps it until its
                 // next drive, so robots waiting or serving at one stop stand apart instead of on one spot.
                 if let Some((key, k)) = r.slot.take()

@@ -99,7 +99,15 @@ pub(super) fn run(
     fleet.pump(now);
     let report_every = (ticks / 200).max(1);
 
-    for tick in 1..=ticks {
+    // After the day, the run goes on without new orders until every placed order has ended (or the drain
+    // limit): an order left open then is stuck, not cut off by the clock.
+    let last = ticks + scenario.drain_s * 1000 / dt;
+    let mut tick = 0;
+    while tick < last {
+        if tick >= ticks && fleet.host.dispatcher().orders().all(|o| o.status.is_terminal()) {
+            break;
+        }
+        tick += 1;
         now = Timestamp(start.0 + tick * dt);
         let elapsed_ms = tick * dt;
         // Faults that end now, then faults that strike now.
@@ -157,10 +165,10 @@ pub(super) fn run(
             sample(phys, &mut trace, elapsed_ms % (6 * TRACE_EVERY_S * 1_000) < dt);
         }
         if tick % report_every == 0 || tick == ticks {
-            progress(tick, ticks);
+            progress(tick.min(ticks), ticks);
         }
     }
-    Ok(Ran { ticks, now, busy_ms, improvements, improvement_saved_s, trace })
+    Ok(Ran { ticks: tick, now, busy_ms, improvements, improvement_saved_s, trace })
 }
 
 /// The dispatcher process around the core, as far as the sim needs it: the message queue, each robot's link,

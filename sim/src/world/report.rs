@@ -13,7 +13,7 @@ use super::lockstep::{Fleet, Ran};
 use super::setup::Shops;
 use super::{Outcome, SERIES_BUCKET_S};
 use crate::physics::Other;
-use crate::report::{AppliedFault, ContactOutcome, CrowdReport, OrderOutcome, RobotOutcome, Series};
+use crate::report::{AppliedFault, ContactOutcome, CrowdReport, OrderOutcome, RobotOutcome, Series, TrafficReport};
 use crate::world::demand::Demand;
 use crate::{Report, Scenario};
 
@@ -54,6 +54,7 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
         failed_reasons: BTreeMap::new(),
         returned: 0,
         open_at_end: 0,
+        drain_min: (ticks.saturating_sub(scenario.duration_s * 1000 / dt) * dt) as f64 / 60_000.0,
         by_quoted_eta: 0,
         by_quoted_latest: 0,
         quote_error_min_p50: 0.0,
@@ -85,6 +86,27 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
                 impassive,
             }
         },
+        traffic: {
+            let (narrow_ways, crossings, t) = host.dispatcher().traffic_stats();
+            let (signalised, sig) = phys.signal_stats();
+            TrafficReport {
+                signalised,
+                signal_crossed: sig.crossed,
+                signal_entered_on_red: sig.entered_on_red,
+                signal_waits: sig.waits,
+                signal_wait_s: (sig.wait_s * 10.0).round() / 10.0,
+                enabled: scenario.dispatch.traffic.enabled,
+                narrow_ways,
+                crossings,
+                granted_at_once: t.granted_at_once,
+                waited: t.waited,
+                wait_s_total: t.wait_s_total,
+                wait_s_max: t.wait_s_max,
+                deadlocks: t.deadlocks,
+                reroutes: t.reroutes,
+            }
+        },
+        speed_zones: phys.zones(),
         stopped_share: stats.social.stopped_s / stats.social.driving_s.max(1e-9),
         path_irregularity_rad_per_m: stats.social.heading_change_rad / phys.distance_m().max(1e-9),
         contacts: Vec::new(),
@@ -203,6 +225,8 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
             robot_speed_mps: mm(c.robot_speed_mps),
             closing_mps: mm(c.closing_mps),
             other_speed_mps: mm(c.other_speed_mps),
+            lat: (phys.projection().to_latlon(c.xy).lat() * 1e6).round() / 1e6,
+            lon: (phys.projection().to_latlon(c.xy).lon() * 1e6).round() / 1e6,
         })
         .collect();
 

@@ -15,7 +15,7 @@ use robot_agent::agent::Agent;
 
 use super::lockstep::{Fleet, Net, SimRobot};
 use crate::osm::{Area, OsmShop};
-use crate::physics::{DEFAULT_PEDESTRIAN_PROFILE, PhysicsConfig, PhysicsWorld};
+use crate::physics::{DEFAULT_PEDESTRIAN_PROFILE, PhysicsConfig, PhysicsWorld, Signals};
 use crate::scenario::{Buildings, Fault, PickFrom};
 use crate::{Error, Scenario};
 
@@ -95,6 +95,8 @@ pub(super) fn build(area: &Area, scenario: &Scenario, shops: &Shops) -> Result<W
     let start = Timestamp(scenario.start_ms);
     let mut phys =
         PhysicsWorld::new(map.origin(), start, PhysicsConfig { hz: scenario.physics_hz, ..Default::default() })?;
+    phys.set_signals(Signals::new(&map, scenario.dispatch.signal_cycle_s, scenario.dispatch.signal_green_s));
+    phys.watch_zones(&scenario.dispatch.speed_zones);
     let walls = match scenario.buildings {
         Buildings::Walls => phys.add_walls(area.walls()),
         Buildings::Off => 0,
@@ -106,6 +108,12 @@ pub(super) fn build(area: &Area, scenario: &Scenario, shops: &Shops) -> Result<W
         p => std::array::from_fn(|h| p.get(h).copied().unwrap_or(1.0) as f32),
     };
     phys.add_pedestrians(&map, scenario.pedestrians, profile, &mut ped_rng);
+    for w in &scenario.walkers {
+        let (Ok(a), Ok(b)) = (LatLon::new(w.from[0], w.from[1]), LatLon::new(w.to[0], w.to[1])) else { continue };
+        for k in 0..w.count {
+            phys.add_pedestrian(a, b, w.speed_mps as f32, k as f32 / w.count as f32);
+        }
+    }
 
     // The scenario's improvement interval is the dispatcher's (0: off); the search's budget is iterations.
     let config = dispatcher::Config { improve_every_s: scenario.improve_every_s as f64, ..scenario.dispatch.clone() };

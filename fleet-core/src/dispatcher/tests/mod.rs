@@ -6,6 +6,7 @@ mod improve;
 mod refusals;
 mod scenarios;
 mod script;
+mod traffic;
 
 use super::*;
 use crate::Grams;

@@ -48,7 +48,7 @@ show ord-000001"
               -> near update 2: 1:pickup ord-000001, 2?:dropoff ord-000001
             > done near 1
               ~ ord-000001 IN_TRANSIT robot=near eta=+180s
-              -> near update 3: 2:drive 0..5 (3 nodes), 3:dropoff ord-000001
+              -> near update 3: 2:drive 0..1 (2 nodes), 3?:drive 1..5 (2 nodes), 4:dropoff ord-000001
             > show ord-000001
             ord-000001 IN_TRANSIT robot=near eta=+180s
         "#]],
@@ -133,7 +133,7 @@ show ord-000001"
             ord-000001 AT_PICKUP robot=near eta=+180s
             > tick
               ~ ord-000001 TO_PICKUP robot=far eta=+660s
-              -> far update 1: 1:drive 15..0 (7 nodes), 2?:pickup ord-000001, 3?:dropoff ord-000001
+              -> far update 1: 1:drive 15..4 (6 nodes), 2?:drive 4..0 (2 nodes), 3?:pickup ord-000001, 4?:dropoff ord-000001
             > show ord-000001
             ord-000001 TO_PICKUP robot=far eta=+660s
         "#]],
@@ -185,11 +185,11 @@ fn cancelling_is_allowed_until_the_parcel_is_loaded() {
               -> near update 4: 1:pickup ord-000002, 2?:dropoff ord-000002
             > done near 1
               ~ ord-000002 IN_TRANSIT robot=near eta=+369s
-              -> near update 5: 2:drive 0..9 (4 nodes), 3:dropoff ord-000002
+              -> near update 5: 2:drive 0..8 (3 nodes), 3?:drive 8..9 (2 nodes), 4:dropoff ord-000002
             > done near 2
-              ~ ord-000002 AT_DROPOFF robot=near eta=+369s
+              -> near update 6: 3:drive 8..9 (2 nodes), 4:dropoff ord-000002
             > cancel s ord-000002
-            err FAILED_PRECONDITION: order ord-000002 is AT_DROPOFF and can no longer be cancelled
+            err FAILED_PRECONDITION: order ord-000002 is IN_TRANSIT and can no longer be cancelled
             > cancel s ord-000001
             err FAILED_PRECONDITION: order ord-000001 is CANCELLED and can no longer be cancelled
         "#]],
@@ -225,7 +225,7 @@ fn a_paused_robot_gets_no_new_work() {
             > place s k1 43.731,7.421 by +3600
             ok placed ord-000001 robot=far eta=+539s
               ~ ord-000001 TO_PICKUP robot=far eta=+539s
-              -> far update 1: 1:drive 15..0 (7 nodes), 2?:pickup ord-000001, 3?:dropoff ord-000001
+              -> far update 1: 1:drive 15..4 (6 nodes), 2?:drive 4..0 (2 nodes), 3?:pickup ord-000001, 4?:dropoff ord-000001
             > resume near
             ok
               -> near Resume
@@ -233,7 +233,7 @@ fn a_paused_robot_gets_no_new_work() {
             ok placed ord-000002 robot=far eta=+599s
               ~ ord-000001 TO_PICKUP robot=far eta=+659s
               ~ ord-000002 ASSIGNED robot=far eta=+599s
-              -> far update 2: 1:drive 15..0 (7 nodes), 2?:pickup ord-000001, 3?:pickup ord-000002, 4?:dropoff ord-000002, 5?:dropoff ord-000001
+              -> far update 2: 1:drive 15..4 (6 nodes), 2?:drive 4..0 (2 nodes), 3?:pickup ord-000001, 4?:pickup ord-000002, 5?:dropoff ord-000002, 6?:dropoff ord-000001
         "#]],
     );
 }

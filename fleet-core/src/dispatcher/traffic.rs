@@ -1,0 +1,582 @@
+//! Traffic phase: a route is released only up to the next narrow way, crossing or stop spot the robot has not
+//! been granted ([`crate::traffic`]). A drive is split into steps at those places; the steps after the first
+//! are sent unreleased (the robot sees them as its horizon) and released as their resources are granted. The
+//! robot claims them when it comes within [`TrafficConfig::claim_ahead_m`]; what it has passed is freed from
+//! its reports. Deadlocks (cycles of robots that stand waiting) and long waits are resolved by re-routing a
+//! robot around what it waits for.
+//!
+//! What a robot holds is derived from its released steps and its reported position, so a restarted
+//! dispatcher rebuilds the table from its records; claims are remade on the next tick.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::map::Route;
+use crate::mission::{Step, StepAction, ToRobot};
+use crate::robot::Robot;
+use crate::traffic::{Hold, Resource, TrafficConfig};
+use crate::{RobotId, Timestamp};
+
+use super::*;
+
+impl Dispatcher {
+    fn tcfg(&self) -> &TrafficConfig {
+        &self.config.traffic
+    }
+
+    /// The drive steps for `route`: split where the speed cap changes (each part at its zone's limit) and, with
+    /// traffic management on, where the route enters a narrow way or crossing and, when `to_spot`,
+    /// [`TrafficConfig::spot_approach_m`] short of its end.
+    pub(super) fn drive_steps(&self, route: &Route, speed_mps: f64, to_spot: bool) -> Vec<StepAction> {
+        let nodes = &route.nodes;
+        let step = |a: usize, b: usize, cum: &[f64], speed_mps: f64| StepAction::Drive {
+            nodes: nodes[a..=b].to_vec(),
+            path: self.map.geometry(&nodes[a..=b]),
+            length_m: cum[b] - cum[a],
+            speed_mps,
+        };
+        let mut cum = vec![0.0; nodes.len()];
+        for k in 1..nodes.len() {
+            cum[k] = cum[k - 1] + self.map.edge(nodes[k - 1], nodes[k]).map_or(0.0, |e| e.length_m);
+        }
+        let last = nodes.len() - 1;
+        // Each edge's speed cap (a speed-limited zone); a drive is split where it changes, each part at its cap.
+        let cap: Vec<f64> = nodes
+            .windows(2)
+            .map(|w| self.map.edge(w[0], w[1]).map_or(f64::INFINITY, |e| f64::from(e.max_mps)))
+            .collect();
+        let mut bounds: BTreeSet<usize> = (1..cap.len()).filter(|&k| cap[k] != cap[k - 1]).collect();
+        bounds.insert(0);
+        let stretches = if self.tcfg().enabled { self.layout.stretches(nodes) } else { Vec::new() };
+        bounds.extend(stretches.iter().map(|s| s.enter));
+        if to_spot && self.tcfg().enabled {
+            let total = cum[last];
+            let mut at = (0..last).rev().find(|&i| total - cum[i] >= self.tcfg().spot_approach_m).unwrap_or(0);
+            // Never wait inside a narrow way or on a crossing: wait before it.
+            if let Some(s) = stretches.iter().find(|s| s.enter < at && at < s.exit) {
+                at = s.enter;
+            }
+            bounds.insert(at);
+        }
+        bounds.remove(&last);
+        let bounds: Vec<usize> = bounds.into_iter().collect();
+        bounds
+            .iter()
+            .enumerate()
+            .map(|(k, &a)| {
+                let b = bounds.get(k + 1).copied().unwrap_or(last);
+                let limit = cap[a..b].iter().copied().fold(speed_mps, f64::min);
+                step(a, b, &cum, limit)
+            })
+            .collect()
+    }
+
+    /// What a drive step must hold before it is released: the narrow way or crossing it starts on, and the
+    /// stop spot when it is the last drive to a stop.
+    fn needs(&self, robot: &RobotId, step: &Step) -> Vec<Hold> {
+        let StepAction::Drive { nodes, .. } = &step.action else {
+            return Vec::new();
+        };
+        let mut v = Vec::new();
+        if let [a, b, ..] = nodes[..]
+            && let Some(r) = self.layout.resource(a, b)
+        {
+            v.push(Hold { resource: r, entry: a });
+        }
+        if self.drive_targets.contains_key(&(robot.clone(), step.seq))
+            && let (Some(&first), Some(&end)) = (nodes.first(), nodes.last())
+        {
+            v.push(Hold { resource: Resource::Spot(end), entry: first });
+        }
+        v
+    }
+
+    /// What robot `r` holds by what it was released and where it reports itself: the narrow ways and crossings
+    /// of its released drives it has not yet passed, the spot it drives to or works at.
+    pub(super) fn holds_of(&self, r: &Robot) -> Vec<Hold> {
+        let mut v: Vec<Hold> = Vec::new();
+        for (k, s) in r.mission.base.iter().enumerate() {
+            if !s.released {
+                break;
+            }
+            match &s.action {
+                StepAction::Drive { nodes, .. } => {
+                    let at = if k == 0 { nodes.iter().position(|&n| n == r.node).unwrap_or(0) } else { 0 };
+                    for st in self.layout.stretches(nodes) {
+                        if st.exit > at {
+                            v.push(Hold { resource: st.resource, entry: nodes[st.enter] });
+                        }
+                    }
+                    if self.drive_targets.contains_key(&(r.id.clone(), s.seq))
+                        && let (Some(&first), Some(&end)) = (nodes.first(), nodes.last())
+                    {
+                        v.push(Hold { resource: Resource::Spot(end), entry: first });
+                    }
+                }
+                StepAction::Pickup { order, .. }
+                | StepAction::Dropoff { order, .. }
+                | StepAction::Return { order, .. } => {
+                    if let Some(p) = r.plan.iter().find(|p| &p.order == order && p.action_released) {
+                        v.push(Hold { resource: Resource::Spot(p.node), entry: p.node });
+                    }
+                }
+                StepAction::Charge { .. } => {}
+            }
+        }
+        // Standing inside a narrow way (at a stop there, or stopped for good): it blocks it.
+        if let Some(res) = self.layout.inside(&self.map, r.node)
+            && !v.iter().any(|h| h.resource == res)
+        {
+            v.push(Hold { resource: res, entry: r.node });
+        }
+        // Not driving (idle, serving, waiting for a parcel or for its turn): it stands on the spot of its node.
+        if let Some(h) = self.standing(r)
+            && !v.contains(&h)
+        {
+            v.push(h);
+        }
+        v
+    }
+
+    /// The spot robot `r` stands on when it is not driving a released drive: it occupies that spot whatever
+    /// the table says, so it is taken even past its capacity.
+    fn standing(&self, r: &Robot) -> Option<Hold> {
+        let driving =
+            r.mission.base.first().is_some_and(|s| s.released && matches!(s.action, StepAction::Drive { .. }));
+        (!driving && !r.charging).then_some(Hold { resource: Resource::Spot(r.node), entry: r.node })
+    }
+
+    /// Frees what `id` no longer holds (passed, finished, withdrawn), and takes the spot it stands on; true
+    /// when anything was freed.
+    pub(super) fn settle_traffic(&mut self, id: &RobotId) -> bool {
+        let derived = self.robots.get(id).map(|r| self.holds_of(r)).unwrap_or_default();
+        let keep: BTreeSet<Resource> = derived.iter().map(|h| h.resource).collect();
+        if let Some(h) = self.robots.get(id).and_then(|r| self.standing(r)) {
+            self.traffic.restore(id, vec![h]);
+        }
+        let gone: Vec<Resource> =
+            self.traffic.holds(id).iter().map(|h| h.resource).filter(|r| !keep.contains(r)).collect();
+        for r in &gone {
+            self.traffic.free(id, *r);
+        }
+        !gone.is_empty()
+    }
+
+    /// Rebuilds the table after a restart from the robots' released steps.
+    pub(super) fn restore_traffic(&mut self) {
+        let all: Vec<(RobotId, Vec<Hold>)> = self.robots.values().map(|r| (r.id.clone(), self.holds_of(r))).collect();
+        for (id, holds) in all {
+            self.traffic.restore(&id, holds);
+        }
+    }
+
+    /// Route distance from where robot `r` stands to the start of base step `u`.
+    fn distance_to(&self, r: &Robot, u: usize) -> f64 {
+        r.mission.base[..u]
+            .iter()
+            .enumerate()
+            .map(|(k, s)| match &s.action {
+                StepAction::Drive { nodes, length_m, .. } if k == 0 => match nodes.iter().position(|&n| n == r.node) {
+                    Some(i) => {
+                        nodes[i..].windows(2).filter_map(|w| self.map.edge(w[0], w[1])).map(|e| e.length_m).sum()
+                    }
+                    None => *length_m,
+                },
+                StepAction::Drive { length_m, .. } => *length_m,
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    /// Claims the resources of robot `id`'s next unreleased steps once it is close enough, and releases the
+    /// steps when granted. Returns whether any step was released (the caller sends the update).
+    pub(super) fn claim_ahead(&mut self, now: Timestamp, id: &RobotId) -> bool {
+        let Some(r) = self.robots.get(id) else {
+            return false;
+        };
+        let first = r.mission.base.iter().position(|s| !s.released);
+        let (Some(u), true) = (first, r.online && r.fault.is_none() && !r.paused) else {
+            self.traffic.withdraw(id);
+            self.claimed_steps.remove(id);
+            return false;
+        };
+        if self.distance_to(r, u) > self.tcfg().claim_ahead_m {
+            self.traffic.withdraw(id);
+            self.claimed_steps.remove(id);
+            return false;
+        }
+        // The group: this step, and the next ones while the wide way between two resources is short.
+        let mut seqs = Vec::new();
+        let mut items = Vec::new();
+        for s in &r.mission.base[u..] {
+            let StepAction::Drive { nodes, .. } = &s.action else { break };
+            seqs.push(s.seq);
+            items.extend(self.needs(id, s));
+            let gap = match self.layout.stretches(nodes).first() {
+                Some(st) if st.enter == 0 => {
+                    nodes[st.exit..].windows(2).filter_map(|w| self.map.edge(w[0], w[1])).map(|e| e.length_m).sum()
+                }
+                _ => f64::INFINITY,
+            };
+            if gap >= self.tcfg().group_gap_m {
+                break;
+            }
+        }
+        let cfg = *self.tcfg();
+        if items.is_empty() || self.traffic.claim(&cfg, id, items, now) {
+            self.claimed_steps.remove(id);
+            self.release_steps(id, &seqs)
+        } else {
+            self.claimed_steps.insert(id.clone(), seqs);
+            false
+        }
+    }
+
+    /// Marks base steps `seqs` of robot `id` released; true when any changed.
+    fn release_steps(&mut self, id: &RobotId, seqs: &[u32]) -> bool {
+        let Some(r) = self.robots.get_mut(id) else {
+            return false;
+        };
+        let mut changed = false;
+        for s in r.mission.base.iter_mut().filter(|s| seqs.contains(&s.seq) && !s.released) {
+            s.released = true;
+            changed = true;
+        }
+        changed
+    }
+
+    /// Sends robot `id` its current update after a change to its base.
+    pub(super) fn send_update(&mut self, id: &RobotId, out: &mut Out) {
+        let Some(r) = self.robots.get_mut(id) else {
+            return;
+        };
+        r.mission.update_id += 1;
+        out.robots.insert(id.clone());
+        let update = self.build_update(&self.robots[id]);
+        out.other.push(Output::Send { robot: id.clone(), msg: ToRobot::Mission(update) });
+        out.other.push(Output::RobotChanged(Box::new(self.robots[id].clone())));
+    }
+
+    /// After any input: frees what the touched robots passed and releases the steps of claims that can now be
+    /// granted.
+    pub(super) fn traffic_after(&mut self, now: Timestamp, touched: &BTreeSet<RobotId>, out: &mut Out) {
+        if !self.tcfg().enabled {
+            return;
+        }
+        let mut freed = false;
+        for id in touched {
+            freed |= self.settle_traffic(id);
+        }
+        if freed {
+            self.grant(now, out);
+        }
+        // A robot that moved on or finished a step may now be close enough to claim what comes next.
+        for id in touched {
+            if self.robots.get(id).is_some_and(|r| r.mission.base.iter().any(|s| !s.released))
+                && self.claim_ahead(now, id)
+            {
+                self.send_update(id, out);
+            }
+        }
+    }
+
+    /// Grants waiting claims that fit now and releases their steps.
+    fn grant(&mut self, now: Timestamp, out: &mut Out) {
+        let cfg = *self.tcfg();
+        for id in self.traffic.grant_waiting(&cfg, now) {
+            let seqs = self.claimed_steps.remove(&id).unwrap_or_default();
+            if self.release_steps(&id, &seqs) {
+                self.send_update(&id, out);
+            }
+        }
+    }
+
+    /// The traffic phase of a tick: claims for robots coming up to a resource, grants, then deadlocks and long
+    /// waits.
+    pub(super) fn traffic_tick(&mut self, now: Timestamp, out: &mut Out) {
+        if !self.tcfg().enabled {
+            return;
+        }
+        let ids: Vec<RobotId> =
+            self.robots.values().filter(|r| r.mission.base.iter().any(|s| !s.released)).map(|r| r.id.clone()).collect();
+        for id in &ids {
+            if self.claim_ahead(now, id) {
+                self.send_update(id, out);
+            }
+        }
+        // What robots passed is freed as they report it (see `traffic_after`); here only what waits is granted.
+        self.grant(now, out);
+        let cfg = *self.tcfg();
+        // A robot that stands waiting (its next step unreleased).
+        let stalled = |d: &Self, id: &RobotId| {
+            d.robots.get(id).is_some_and(|r| r.mission.base.first().is_some_and(|s| !s.released))
+        };
+        self.make_room(now, out);
+        let traffic = &self.traffic;
+        self.deadlock_alerted.retain(|id| traffic.claim_of(id).is_some());
+        for cycle in self.traffic.deadlocks(&cfg) {
+            if !cycle.iter().all(|id| stalled(self, id)) {
+                continue;
+            }
+            // The latest claim on the cycle gives way.
+            let Some(victim) = cycle.iter().max_by_key(|id| self.traffic.claim_of(id).map_or(0, |c| c.turn)).cloned()
+            else {
+                continue;
+            };
+            let waits: Vec<Resource> = self
+                .traffic
+                .claim_of(&victim)
+                .map(|c| c.items.iter().map(|h| h.resource).collect())
+                .unwrap_or_default();
+            let others: Vec<RobotId> = cycle.iter().filter(|x| **x != victim).cloned().collect();
+            if self.reroute_around(now, &victim, &waits, &others, out) {
+                self.traffic.stats.deadlocks += 1;
+                out.other.push(Output::Alert {
+                    robot: Some(victim.clone()),
+                    message: format!(
+                        "deadlock between robots {}: robot {victim} re-routed (or backed off) around {}",
+                        cycle.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                        waits.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            } else if self.deadlock_alerted.insert(victim.clone()) {
+                self.traffic.stats.deadlocks += 1;
+                out.other.push(Output::Alert {
+                    robot: Some(victim.clone()),
+                    message: format!(
+                        "deadlock between robots {} with no way round for robot {victim}",
+                        cycle.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
+        let long: Vec<(RobotId, Vec<Resource>)> = self
+            .traffic
+            .waiting()
+            .filter(|(id, c)| now.secs_since(c.since) >= cfg.reroute_after_s && stalled(self, id))
+            .map(|(id, c)| (id.clone(), c.items.iter().map(|h| h.resource).collect()))
+            .collect();
+        for (id, waits) in long {
+            if self.reroute_tried.get(&id).is_some_and(|t| now.secs_since(*t) < cfg.reroute_after_s) {
+                continue;
+            }
+            self.reroute_tried.insert(id.clone(), now);
+            self.reroute_around(now, &id, &waits, &[], out);
+        }
+    }
+
+    /// Idle robots parked on a spot another robot waits for drive off to a free node nearby.
+    fn make_room(&mut self, now: Timestamp, out: &mut Out) {
+        let wanted: BTreeSet<NodeId> = self
+            .traffic
+            .waiting()
+            .flat_map(|(_, c)| c.items.iter())
+            .filter_map(|h| match h.resource {
+                Resource::Spot(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        for n in wanted {
+            let idle: Vec<RobotId> = self
+                .traffic
+                .holders(Resource::Spot(n))
+                .filter(|id| {
+                    self.robots
+                        .get(*id)
+                        .is_some_and(|r| available(r) && r.plan.is_empty() && r.mission.base.is_empty() && r.node == n)
+                })
+                .cloned()
+                .collect();
+            for id in idle {
+                self.move_aside(now, &id, out);
+            }
+        }
+    }
+
+    /// Sends idle robot `id` to the nearest node at least [`TrafficConfig::spot_approach_m`] away (by way) that
+    /// is not a spot anyone holds or waits for, nor inside a narrow way.
+    fn move_aside(&mut self, now: Timestamp, id: &RobotId, out: &mut Out) {
+        let Some(r) = self.robots.get(id) else { return };
+        let start = r.node;
+        let min_m = self.tcfg().spot_approach_m;
+        let taken = |d: &Self, n: NodeId| {
+            d.traffic.holders(Resource::Spot(n)).next().is_some()
+                || d.traffic.waiting().any(|(_, c)| c.items.iter().any(|h| h.resource == Resource::Spot(n)))
+                || d.layout.inside(&d.map, n).is_some()
+        };
+        // A small Dijkstra by way length from where it stands.
+        let mut dist: BTreeMap<NodeId, f64> = BTreeMap::from([(start, 0.0)]);
+        let mut heap = std::collections::BinaryHeap::new();
+        heap.push(std::cmp::Reverse((0u64, start)));
+        let mut goal = None;
+        while let Some(std::cmp::Reverse((mm, n))) = heap.pop() {
+            let d = mm as f64 / 1000.0;
+            if d > dist.get(&n).copied().unwrap_or(f64::INFINITY) || d > 10.0 * min_m {
+                continue;
+            }
+            if d >= min_m && !taken(self, n) {
+                goal = Some(n);
+                break;
+            }
+            for m in self.map.neighbours(n) {
+                let Some(e) = self.map.edge(n, m) else { continue };
+                let nd = d + e.length_m;
+                if nd < dist.get(&m).copied().unwrap_or(f64::INFINITY) {
+                    dist.insert(m, nd);
+                    heap.push(std::cmp::Reverse(((nd * 1000.0) as u64, m)));
+                }
+            }
+        }
+        let Some(goal) = goal else { return };
+        let profile = self.profile(&r.model);
+        let Some(route) = self.map.route(start, goal, profile) else { return };
+        if route.nodes.len() < 2 {
+            return;
+        }
+        let steps = self.drive_steps(&route, profile.speed_mps, false);
+        let r = self.robots.get_mut(id).expect("checked above");
+        for action in steps {
+            let seq = r.mission.next_seq;
+            r.mission.next_seq += 1;
+            r.mission.base.push(Step { seq, released: false, action });
+        }
+        self.claim_ahead(now, id);
+        self.send_update(id, out);
+        self.traffic.stats.moved_aside += 1;
+    }
+
+    /// Replaces robot `id`'s unreleased drive with a route that avoids the narrow ways and crossings in
+    /// `avoid` (a spot cannot be avoided); where there is none and `back_off`, it first backs off to a free
+    /// node nearby (off the others' way, not through what it avoids) and goes on from there once what it
+    /// waited for has passed. True when a new route was sent.
+    fn reroute_around(
+        &mut self,
+        now: Timestamp,
+        id: &RobotId,
+        avoid: &[Resource],
+        back_off: &[RobotId],
+        out: &mut Out,
+    ) -> bool {
+        let edges: Vec<(NodeId, NodeId)> = avoid
+            .iter()
+            .filter(|r| !matches!(r, Resource::Spot(_)))
+            .flat_map(|r| self.layout.edges_of(*r))
+            .flat_map(|(a, b)| [(a, b), (b, a)])
+            .collect();
+        let Some(r) = self.robots.get(id) else { return false };
+        let Some(u) = r.mission.base.iter().position(|s| !s.released) else { return false };
+        let from = r.mission.base[..u]
+            .iter()
+            .rev()
+            .find_map(|s| match &s.action {
+                StepAction::Drive { nodes, .. } => nodes.last().copied(),
+                _ => None,
+            })
+            .unwrap_or(r.node);
+        // The unreleased steps lead to the plan's first stop, or to the depot when charging.
+        let Some(to) = r.mission.base.iter().rev().find_map(|s| match &s.action {
+            StepAction::Drive { nodes, .. } => nodes.last().copied(),
+            _ => None,
+        }) else {
+            return false;
+        };
+        let profile = self.profile(&r.model);
+        let around = if edges.is_empty() { None } else { self.map.route_avoiding(from, to, profile, &edges) };
+        let legs = match around {
+            Some(route) => vec![route],
+            None if !back_off.is_empty() => {
+                let aside = self.aside_node(from, &edges, back_off);
+                let Some(aside) = aside else { return false };
+                match (self.map.route_avoiding(from, aside, profile, &edges), self.map.route(aside, to, profile)) {
+                    (Some(a), Some(b)) => vec![a, b],
+                    _ => return false,
+                }
+            }
+            None => return false,
+        };
+        let target = r.mission.base[u..].iter().find_map(|s| self.drive_targets.get(&(id.clone(), s.seq)).cloned());
+        let r = self.robots.get_mut(id).expect("checked above");
+        let tail: Vec<Step> = r.mission.base.split_off(u);
+        let (drives, rest): (Vec<Step>, Vec<Step>) =
+            tail.into_iter().partition(|s| matches!(s.action, StepAction::Drive { .. }));
+        for s in &drives {
+            self.drive_targets.remove(&(id.clone(), s.seq));
+        }
+        let last_leg = legs.len() - 1;
+        let steps: Vec<(bool, StepAction)> = legs
+            .iter()
+            .enumerate()
+            .filter(|(_, route)| route.nodes.len() >= 2)
+            .flat_map(|(k, route)| {
+                let to_stop = k == last_leg && target.is_some();
+                let steps = self.drive_steps(route, profile.speed_mps, to_stop);
+                let n = steps.len();
+                steps.into_iter().enumerate().map(move |(j, s)| (to_stop && j + 1 == n, s))
+            })
+            .collect();
+        let r = self.robots.get_mut(id).expect("checked above");
+        for (final_to_stop, action) in steps {
+            let seq = r.mission.next_seq;
+            r.mission.next_seq += 1;
+            if final_to_stop && let Some(t) = &target {
+                self.drive_targets.insert((id.clone(), seq), t.clone());
+            }
+            r.mission.base.push(Step { seq, released: false, action });
+        }
+        // What followed the drive (the stop's action) keeps its place after it, renumbered.
+        for mut s in rest {
+            s.seq = r.mission.next_seq;
+            r.mission.next_seq += 1;
+            r.mission.base.push(s);
+        }
+        self.traffic.withdraw(id);
+        self.claimed_steps.remove(id);
+        self.traffic.stats.reroutes += 1;
+        self.claim_ahead(now, id);
+        self.send_update(id, out);
+        true
+    }
+
+    /// The nearest node at least [`TrafficConfig::spot_approach_m`] from `from` by way, reached without the
+    /// edges in `avoid`, that is no robot's spot, not inside a narrow way, and not on the unreleased drives of
+    /// `others` (so a robot that backs off there is out of their way).
+    fn aside_node(&self, from: NodeId, avoid: &[(NodeId, NodeId)], others: &[RobotId]) -> Option<NodeId> {
+        let their_way: BTreeSet<NodeId> = others
+            .iter()
+            .filter_map(|o| self.robots.get(o))
+            .flat_map(|r| r.mission.base.iter())
+            .flat_map(|s| match &s.action {
+                StepAction::Drive { nodes, .. } => nodes.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let min_m = self.tcfg().spot_approach_m;
+        let mut dist: BTreeMap<NodeId, f64> = BTreeMap::from([(from, 0.0)]);
+        let mut heap = std::collections::BinaryHeap::new();
+        heap.push(std::cmp::Reverse((0u64, from)));
+        while let Some(std::cmp::Reverse((mm, n))) = heap.pop() {
+            let d = mm as f64 / 1000.0;
+            if d > dist.get(&n).copied().unwrap_or(f64::INFINITY) || d > 20.0 * min_m {
+                continue;
+            }
+            if d >= min_m
+                && !their_way.contains(&n)
+                && self.traffic.holders(Resource::Spot(n)).next().is_none()
+                && self.layout.inside(&self.map, n).is_none()
+            {
+                return Some(n);
+            }
+            for m in self.map.neighbours(n) {
+                if avoid.contains(&(n, m)) {
+                    continue;
+                }
+                let Some(e) = self.map.edge(n, m) else { continue };
+                let nd = d + e.length_m;
+                if nd < dist.get(&m).copied().unwrap_or(f64::INFINITY) {
+                    dist.insert(m, nd);
+                    heap.push(std::cmp::Reverse(((nd * 1000.0) as u64, m)));
+                }
+            }
+        }
+        None
+    }
+}
