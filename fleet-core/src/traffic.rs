@@ -6,7 +6,8 @@
 //!   joined through nodes where nothing else meets. Robots may share one only going the same way.
 //! - a **crossing**: a run of street-crossing edges, a few robots at a time.
 //! - a **spot**: the node a robot stands on to load, hand over or charge (a shop door, a customer's door, a
-//!   charger); one robot at a time, the next waits [`TrafficConfig::spot_approach_m`] short of it.
+//!   charger), with the nodes within [`SPOT_MERGE_M`] of it by a short edge; one robot at a time, the next
+//!   waits [`TrafficConfig::spot_approach_m`] short of it.
 //!
 //! A robot claims the resources ahead of it ([`Traffic::claim`]), all of a group at once (resources closer
 //! together than [`TrafficConfig::group_gap_m`] are claimed together, so that no robot is granted one and then
@@ -103,10 +104,15 @@ pub struct Stretch {
     pub exit: usize,
 }
 
-/// The map's narrow ways and crossings.
+/// Nodes joined by an edge shorter than this are one stop spot: two robots cannot stand on both.
+pub const SPOT_MERGE_M: f64 = 3.0;
+
+/// The map's narrow ways and crossings, and which nodes make one stop spot.
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
     of_edge: FxHashMap<(NodeId, NodeId), Resource>,
+    /// Nodes within [`SPOT_MERGE_M`] of another (by a short edge), to the lowest node of their group.
+    spot_of: FxHashMap<NodeId, NodeId>,
     narrow: u32,
     crossings: u32,
 }
@@ -158,6 +164,30 @@ impl Layout {
             }
         }
         let mut layout = Layout::default();
+        // Stop spots: nodes joined by short edges, grouped (union-find over node ids, the lowest wins).
+        let mut group: BTreeMap<NodeId, NodeId> = BTreeMap::new();
+        fn top(g: &mut BTreeMap<NodeId, NodeId>, mut n: NodeId) -> NodeId {
+            while let Some(&p) = g.get(&n).filter(|&&p| p != n) {
+                n = p;
+            }
+            n
+        }
+        for (a, b, e) in map.edges() {
+            if e.length_m < SPOT_MERGE_M && a < b {
+                let (ra, rb) = (top(&mut group, a), top(&mut group, b));
+                if ra != rb {
+                    group.insert(ra.max(rb), ra.min(rb));
+                    group.entry(ra.min(rb)).or_insert(ra.min(rb));
+                }
+            }
+        }
+        let members: Vec<NodeId> = group.keys().copied().collect();
+        for n in members {
+            let r = top(&mut group, n);
+            if r != n {
+                layout.spot_of.insert(n, r);
+            }
+        }
         let mut ids: BTreeMap<usize, Resource> = BTreeMap::new();
         for i in 0..edges.len() {
             let r = root(&mut parent, i);
@@ -174,6 +204,11 @@ impl Layout {
             layout.of_edge.insert((edges[i].0, edges[i].1), res);
         }
         layout
+    }
+
+    /// The stop spot of node `n`: its group of nodes close together, named by the lowest.
+    pub fn spot(&self, n: NodeId) -> Resource {
+        Resource::Spot(self.spot_of.get(&n).copied().unwrap_or(n))
     }
 
     /// Narrow ways and crossings found.
@@ -251,6 +286,18 @@ pub struct TrafficStats {
     pub moved_aside: u64,
 }
 
+/// Whether claim `c` must wait behind the earlier claim `earlier`: they want the same narrow way. Robots queue
+/// for a narrow way in turn, so that one waiting to go one way is not kept out for ever by robots coming the
+/// other way; at a crossing or a spot a later claim may go first (the earlier one waits for something held,
+/// and queueing behind it would tie robots into cycles, one standing on a spot another waits for).
+fn queued_behind(c: &Claim, earlier: &Claim) -> bool {
+    earlier.turn < c.turn
+        && earlier
+            .items
+            .iter()
+            .any(|x| matches!(x.resource, Resource::Narrow(_)) && c.items.iter().any(|h| h.resource == x.resource))
+}
+
 /// Who holds and who waits for what.
 #[derive(Debug, Clone, Default)]
 pub struct Traffic {
@@ -304,11 +351,7 @@ impl Traffic {
         let Some(c) = self.claims.get(robot) else {
             return true;
         };
-        let queued = self.claims.iter().any(|(other, oc)| {
-            other != robot
-                && oc.turn < c.turn
-                && oc.items.iter().any(|x| c.items.iter().any(|h| h.resource == x.resource))
-        });
+        let queued = self.claims.iter().any(|(other, oc)| other != robot && queued_behind(c, oc));
         if queued || !c.items.iter().all(|h| self.fits(cfg, robot, h)) {
             return false;
         }
@@ -395,6 +438,26 @@ impl Traffic {
         self.held.get(&r).into_iter().flatten().map(|(x, _)| x)
     }
 
+    /// What `robot`'s claim waits for: the resources others hold and leave it no room on, or, when all fit, those
+    /// an earlier claim waits for too.
+    pub fn blocking(&self, cfg: &TrafficConfig, robot: &RobotId) -> Vec<Resource> {
+        let Some(c) = self.claims.get(robot) else { return Vec::new() };
+        let held: Vec<Resource> = c.items.iter().filter(|h| !self.fits(cfg, robot, h)).map(|h| h.resource).collect();
+        if !held.is_empty() {
+            return held;
+        }
+        c.items
+            .iter()
+            .filter(|h| {
+                matches!(h.resource, Resource::Narrow(_))
+                    && self.claims.iter().any(|(o, oc)| {
+                        o != robot && oc.turn < c.turn && oc.items.iter().any(|x| x.resource == h.resource)
+                    })
+            })
+            .map(|h| h.resource)
+            .collect()
+    }
+
     /// Robots waiting, with their claims.
     pub fn waiting(&self) -> impl Iterator<Item = (&RobotId, &Claim)> {
         self.claims.iter()
@@ -416,7 +479,11 @@ impl Traffic {
                     on.extend(self.holders(h.resource).filter(|x| *x != robot).cloned());
                 }
                 for (other, oc) in &self.claims {
-                    if other != robot && oc.turn < c.turn && oc.items.iter().any(|x| x.resource == h.resource) {
+                    if other != robot
+                        && matches!(h.resource, Resource::Narrow(_))
+                        && oc.turn < c.turn
+                        && oc.items.iter().any(|x| x.resource == h.resource)
+                    {
                         on.insert(other.clone());
                     }
                 }

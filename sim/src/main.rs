@@ -178,6 +178,9 @@ struct LayoutArgs {
     from: Vec<f64>,
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     to: Vec<f64>,
+    /// Route round every narrow way (what a robot re-routed round one would take).
+    #[arg(long)]
+    avoid_narrow: bool,
 }
 
 fn layout(a: LayoutArgs) -> anyhow::Result<()> {
@@ -238,8 +241,20 @@ fn layout(a: LayoutArgs) -> anyhow::Result<()> {
         let profile = fleet_core::dispatcher::Config::default().profile_base();
         let from = map.snap(fleet_core::LatLon::new(*flat, *flon)?, 150.0)?;
         let to = map.snap(fleet_core::LatLon::new(*tlat, *tlon)?, 150.0)?;
-        let route = map.route(from.node, to.node, profile).context("no route")?;
+        let avoid: Vec<(fleet_core::NodeId, fleet_core::NodeId)> = if a.avoid_narrow {
+            (0..narrow).flat_map(|i| layout.edges_of(Resource::Narrow(i))).flat_map(|(x, y)| [(x, y), (y, x)]).collect()
+        } else {
+            Vec::new()
+        };
+        let route = map.route_avoiding(from.node, to.node, profile, &avoid).context("no route")?;
         println!("  route: {:.0} m, {:.0} s, {} nodes", route.length_m, route.duration_s, route.nodes.len());
+        let pts: Vec<String> = route
+            .nodes
+            .iter()
+            .filter_map(|&n| map.pos(n))
+            .map(|p| format!("({:.6}, {:.6})", p.lat(), p.lon()))
+            .collect();
+        println!("    through {}", pts.join(" "));
         for st in layout.stretches(&route.nodes) {
             let (p, q) = (map.pos(route.nodes[st.enter]), map.pos(route.nodes[st.exit]));
             println!("    {} from {p:?} to {q:?}", st.resource);

@@ -75,6 +75,10 @@ pub struct Report {
     pub traffic: TrafficReport,
     /// Speed-limited zones: the fastest any robot drove inside each, against its limit.
     pub speed_zones: Vec<crate::physics::ZoneOutcome>,
+    /// How far a robot at its full speed travels before it stands when something appears in its way: one
+    /// physics step to see it, then braking at twice the normal rate (what the controller does for an obstacle
+    /// inside its stop gap), metres.
+    pub stopping_distance_m: f64,
     /// Share of the robots' driving time spent stopped (slower than 0.05 m/s).
     pub stopped_share: f64,
     /// Heading change per metre driven, radians (0 for straight driving).
@@ -341,9 +345,12 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  driving          stopped {:.1}% of driving time, path irregularity {:.3} rad/m",
+            "  driving          stopped {:.1}% of driving time, path irregularity {:.3} rad/m; stopping distance at \
+             {:.1} m/s {:.2} m",
             100.0 * self.stopped_share,
-            self.path_irregularity_rad_per_m
+            self.path_irregularity_rad_per_m,
+            self.scenario.model.max_speed_mps,
+            self.stopping_distance_m
         )?;
         let t = &self.traffic;
         if t.enabled {

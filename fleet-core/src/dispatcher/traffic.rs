@@ -85,7 +85,7 @@ impl Dispatcher {
         if self.drive_targets.contains_key(&(robot.clone(), step.seq))
             && let (Some(&first), Some(&end)) = (nodes.first(), nodes.last())
         {
-            v.push(Hold { resource: Resource::Spot(end), entry: first });
+            v.push(Hold { resource: self.layout.spot(end), entry: first });
         }
         v
     }
@@ -109,14 +109,14 @@ impl Dispatcher {
                     if self.drive_targets.contains_key(&(r.id.clone(), s.seq))
                         && let (Some(&first), Some(&end)) = (nodes.first(), nodes.last())
                     {
-                        v.push(Hold { resource: Resource::Spot(end), entry: first });
+                        v.push(Hold { resource: self.layout.spot(end), entry: first });
                     }
                 }
                 StepAction::Pickup { order, .. }
                 | StepAction::Dropoff { order, .. }
                 | StepAction::Return { order, .. } => {
                     if let Some(p) = r.plan.iter().find(|p| &p.order == order && p.action_released) {
-                        v.push(Hold { resource: Resource::Spot(p.node), entry: p.node });
+                        v.push(Hold { resource: self.layout.spot(p.node), entry: p.node });
                     }
                 }
                 StepAction::Charge { .. } => {}
@@ -142,7 +142,7 @@ impl Dispatcher {
     fn standing(&self, r: &Robot) -> Option<Hold> {
         let driving =
             r.mission.base.first().is_some_and(|s| s.released && matches!(s.action, StepAction::Drive { .. }));
-        (!driving && !r.charging).then_some(Hold { resource: Resource::Spot(r.node), entry: r.node })
+        (!driving && !r.charging).then_some(Hold { resource: self.layout.spot(r.node), entry: r.node })
     }
 
     /// Frees what `id` no longer holds (passed, finished, withdrawn), and takes the spot it stands on; true
@@ -322,11 +322,7 @@ impl Dispatcher {
             else {
                 continue;
             };
-            let waits: Vec<Resource> = self
-                .traffic
-                .claim_of(&victim)
-                .map(|c| c.items.iter().map(|h| h.resource).collect())
-                .unwrap_or_default();
+            let waits = self.traffic.blocking(&cfg, &victim);
             let others: Vec<RobotId> = cycle.iter().filter(|x| **x != victim).cloned().collect();
             if self.reroute_around(now, &victim, &waits, &others, out) {
                 self.traffic.stats.deadlocks += 1;
@@ -353,7 +349,7 @@ impl Dispatcher {
             .traffic
             .waiting()
             .filter(|(id, c)| now.secs_since(c.since) >= cfg.reroute_after_s && stalled(self, id))
-            .map(|(id, c)| (id.clone(), c.items.iter().map(|h| h.resource).collect()))
+            .map(|(id, _)| (id.clone(), self.traffic.blocking(&cfg, id)))
             .collect();
         for (id, waits) in long {
             if self.reroute_tried.get(&id).is_some_and(|t| now.secs_since(*t) < cfg.reroute_after_s) {
@@ -380,9 +376,12 @@ impl Dispatcher {
                 .traffic
                 .holders(Resource::Spot(n))
                 .filter(|id| {
-                    self.robots
-                        .get(*id)
-                        .is_some_and(|r| available(r) && r.plan.is_empty() && r.mission.base.is_empty() && r.node == n)
+                    self.robots.get(*id).is_some_and(|r| {
+                        available(r)
+                            && r.plan.is_empty()
+                            && r.mission.base.is_empty()
+                            && self.layout.spot(r.node) == Resource::Spot(n)
+                    })
                 })
                 .cloned()
                 .collect();
@@ -399,8 +398,9 @@ impl Dispatcher {
         let start = r.node;
         let min_m = self.tcfg().spot_approach_m;
         let taken = |d: &Self, n: NodeId| {
-            d.traffic.holders(Resource::Spot(n)).next().is_some()
-                || d.traffic.waiting().any(|(_, c)| c.items.iter().any(|h| h.resource == Resource::Spot(n)))
+            let spot = d.layout.spot(n);
+            d.traffic.holders(spot).next().is_some()
+                || d.traffic.waiting().any(|(_, c)| c.items.iter().any(|h| h.resource == spot))
                 || d.layout.inside(&d.map, n).is_some()
         };
         // A small Dijkstra by way length from where it stands.
@@ -560,7 +560,7 @@ impl Dispatcher {
             }
             if d >= min_m
                 && !their_way.contains(&n)
-                && self.traffic.holders(Resource::Spot(n)).next().is_none()
+                && self.traffic.holders(self.layout.spot(n)).next().is_none()
                 && self.layout.inside(&self.map, n).is_none()
             {
                 return Some(n);

@@ -1,9 +1,10 @@
 //! Traffic signals at street crossings. Every crossing the map marks as signalised (`crossing=traffic_signals`,
 //! `crossing:signals=yes`, or a `highway=traffic_signals` node at one end) runs a fixed cycle: `green_s` of
 //! green for people (and robots) then red until the cycle's end, each crossing with its own phase (a fixed
-//! function of its number, so runs repeat). A robot may start across only on green with enough green left to
-//! reach the far side; otherwise it stops at the kerb and waits. Once on the crossing it never stops for the
-//! light. A crossing is a run of crossing edges ([`fleet_core::traffic::Layout`]), so a road-centre node
+//! function of its number, so runs repeat); the first part of the red clears the crossing (the time a person
+//! walking at 1.2 m/s needs to cross, the usual design speed). A robot may start across only on green, and only
+//! when it will be across before that clearance ends; otherwise it stops at the kerb and waits. Once on the
+//! crossing it never stops for the light. A crossing is a run of crossing edges ([`fleet_core::traffic::Layout`]), so a road-centre node
 //! between two halves is not a second kerb.
 
 use std::collections::HashMap;

@@ -5,7 +5,6 @@
 //! charge, pause and resume, a breakdown) and the events it polls. [`RobotView`] is one robot as its agent's
 //! [`Platform`].
 
-use std::collections::BTreeMap;
 use std::f32::consts::PI;
 
 use fleet_core::map::MapGraph;
@@ -55,9 +54,9 @@ struct Robot {
     /// Battery drained so far, percent (charging does not undo it).
     used_pct: f64,
     last_xy: [Real; 2],
-    /// The parking slot held at the end of the current (or last) drive: the end point in decimetres and the
-    /// slot number (see [`parking_slot`]).
-    slot: Option<((i64, i64), usize)>,
+    /// Where the robot will stand when its current (or last) drive ends: the stop or a parking slot around it
+    /// (see [`parking_slot`]); where it was placed before its first drive.
+    parked: [Real; 2],
     /// Battery drain relative to the reference 1 kWh battery (a bigger battery drains its percentage slower).
     drain_scale: f64,
     /// Broken down: the body never moves again and every command is answered with a fatal fault.
@@ -86,8 +85,6 @@ pub struct PhysicsWorld {
     contacts: Contacts,
     stats: PhysicsStats,
     sensor: Sensor,
-    /// Parking slots taken around each drive's end point (decimetres): slot -> robot.
-    parking: BTreeMap<(i64, i64), BTreeMap<usize, usize>>,
     /// Every robot's side of every contact, in order.
     contact_log: Vec<Contact>,
     /// The contacts that started in the step just taken (scratch).
@@ -147,6 +144,8 @@ const PASS_MARGIN_M: Real = 0.15;
 const KERB_LOOK_M: Real = 10.0;
 /// Where a robot held by a red stops: this far short of the kerb line with its front, metres.
 const KERB_STOP_M: Real = 0.3;
+/// A robot has started across a crossing once its centre is this far past the kerb point, metres.
+const ENTERED_M: Real = 0.5;
 
 /// `v` scaled to length 1 (east when it is too short to have a direction).
 fn unit(v: [Real; 2]) -> [Real; 2] {
@@ -164,6 +163,13 @@ fn yaw_of(r: &Rotation) -> Real {
     let f = *r * Vector::X;
     f.y.atan2(f.x)
 }
+
+/// How fast a robot too close to another to turn backs away from it, m/s.
+const BACK_OFF_MPS: Real = 0.2;
+
+/// Robots stand at least this far apart, centre to centre, where their drives end: a turn on the spot sweeps
+/// a robot's corners out to `SWING_M`, so two robots closer than twice that would touch when one turns.
+const PARK_APART_M: Real = 2.0 * SWING_M + 0.1;
 
 /// Offset of parking slot `k` from a stop, metres. Slot 0 is the stop itself (in the lane, as a lone robot
 /// always parked); the others lie on rings around it, 6 on the first (1.6 m out), 12 on the second (3.0 m),
@@ -217,7 +223,6 @@ impl PhysicsWorld {
             contacts: Contacts::default(),
             stats: PhysicsStats::default(),
             sensor,
-            parking: BTreeMap::new(),
             contact_log: Vec::new(),
             fresh: Vec::new(),
             episodes: Episodes::default(),
@@ -332,7 +337,7 @@ impl PhysicsWorld {
             battery_pct: 100.0,
             used_pct: 0.0,
             last_xy: xy,
-            slot: None,
+            parked: xy,
             broken: false,
             drain_scale: 1.0,
             giving_way_to: None,
@@ -599,9 +604,8 @@ impl PhysicsWorld {
         Some(([t.x, t.y], f, [f[0] * speed, f[1] * speed]))
     }
 
-    /// The signalised crossing robot `i` comes up to next on its drive, if its front is short of the kerb line
-    /// and within [`KERB_LOOK_M`] of it: the crossing, the kerb point and the direction across, and the
-    /// front's distance to the line.
+    /// The signalised crossing robot `i` comes up to next on its drive, if it has not started across and is
+    /// within [`KERB_LOOK_M`] of the kerb: the crossing and the gap from the robot's front to the kerb line.
     fn next_kerb(&self, i: usize, pos: [Real; 2]) -> Option<(OnPath, Real)> {
         let r = self.robots.get(i)?;
         let Task::Driving { pts, next, .. } = &r.ctl.task else { return None };
@@ -609,18 +613,20 @@ impl PhysicsWorld {
         let c = *r.crossings.iter().find(|c| c.last + 1 >= *next)?;
         let (kerb, over) = (*pts.get(c.first)?, *pts.get(c.first + 1)?);
         let dir = unit([over[0] - kerb[0], over[1] - kerb[1]]);
-        let front = (pos[0] - kerb[0]) * dir[0] + (pos[1] - kerb[1]) * dir[1] + ROBOT_HALF[0];
-        (front < 0.0 && -front <= KERB_LOOK_M).then_some((c, -front))
+        let into = (pos[0] - kerb[0]) * dir[0] + (pos[1] - kerb[1]) * dir[1];
+        // A drive often starts at the kerb itself (traffic management splits drives there): the robot counts
+        // as waiting at the kerb until its centre is ENTERED_M past it.
+        (into < ENTERED_M && -into <= KERB_LOOK_M).then_some((c, (-into - ROBOT_HALF[0]).max(0.0)))
     }
 
-    /// Whether robot `i`'s front is past the kerb line of crossing `id` on its current drive.
+    /// Whether robot `i` has started across crossing `id` on its current drive.
     fn front_past(&self, i: usize, id: u32, pos: [Real; 2]) -> bool {
         let r = &self.robots[i];
         let Task::Driving { pts, .. } = &r.ctl.task else { return false };
         let Some(c) = r.crossings.iter().find(|c| c.id == id) else { return false };
         let (Some(kerb), Some(over)) = (pts.get(c.first), pts.get(c.first + 1)) else { return false };
         let dir = unit([over[0] - kerb[0], over[1] - kerb[1]]);
-        (pos[0] - kerb[0]) * dir[0] + (pos[1] - kerb[1]) * dir[1] + ROBOT_HALF[0] >= 0.0
+        (pos[0] - kerb[0]) * dir[0] + (pos[1] - kerb[1]) * dir[1] >= ENTERED_M
     }
 
     /// The gap to keep to a red (or a green too short to get across) ahead of robot `i`, if any.
@@ -629,10 +635,12 @@ impl PhysicsWorld {
         let (c, to_line) = self.next_kerb(i, pos)?;
         let Task::Driving { limit, .. } = &self.robots[i].ctl.task else { return None };
         let t_s = step as f64 / f64::from(self.cfg.hz);
-        // Enough green to get the whole body across at the speed it drives, with two seconds to spare.
+        // Started on green, it must be across before the clearance after the green ends (the time a person
+        // walking at the design speed of 1.2 m/s needs), with two seconds to spare.
         let need = f64::from(c.length_m + 2.0 * ROBOT_HALF[0]) / f64::from(limit.max(0.3)) + 2.0;
+        let clearance = f64::from(c.length_m) / 1.2;
         match signals.green_left(c.id, t_s) {
-            Some(left) if left >= need => None,
+            Some(left) if left + clearance >= need => None,
             _ => Some((to_line - KERB_STOP_M).max(0.0)),
         }
     }
@@ -872,22 +880,40 @@ impl PhysicsWorld {
         r.events.extend(out.events);
         let mut velocity = out.velocity;
         // Turning on the spot swings the body's corners out to SWING_M: not while a person stands in reach or
-        // walks into it within the next 1.5 s.
-        // (Not for robots: two robots face to face, each waiting for the other to leave its reach, held 10
-        // robots for a quarter of their driving time on lunch seed 5; corner contacts between robots are left
-        // to traffic management.)
+        // walks into it within the next 1.5 s, nor while another robot's body is within the sweep.
         if let Some(v) = &mut velocity
             && v.speed < safety::MOVING_MPS
             && v.yaw_rate != 0.0
-            && self.grid.around([pos.x, pos.y]).any(|a| {
-                let reach = SWING_M + PED_RADIUS + 0.05;
-                a.kind == Kind::Person
-                    && [0.0, 0.5, 1.0, 1.5]
+            && self.grid.around([pos.x, pos.y]).any(|a| match a.kind {
+                Kind::Person => {
+                    let reach = SWING_M + PED_RADIUS + 0.05;
+                    [0.0, 0.5, 1.0, 1.5]
                         .iter()
                         .any(|t| dist([a.pos[0] + a.vel[0] * t, a.pos[1] + a.vel[1] * t], [pos.x, pos.y]) < reach)
+                }
+                // Another robot whose body the sweep would reach (only when they stand this close: a robot
+                // held face to face by another stands farther off, at its stop gap).
+                Kind::Robot => a.index != i && dist(a.pos, [pos.x, pos.y]) < 2.0 * SWING_M + 0.05,
             })
         {
             v.yaw_rate = 0.0;
+            // Too close to another robot to turn: back away from it, slowly, when nothing is behind. (Two robots
+            // side by side, each wanting to turn, would otherwise stand there for ever.)
+            let here = [pos.x, pos.y];
+            let f = [yaw.cos(), yaw.sin()];
+            let robot_close = self
+                .grid
+                .around(here)
+                .any(|a| a.kind == Kind::Robot && a.index != i && dist(a.pos, here) < 2.0 * SWING_M + 0.05);
+            let behind_clear = !self.grid.around(here).any(|a| {
+                let rel = [a.pos[0] - here[0], a.pos[1] - here[1]];
+                !(a.kind == Kind::Robot && a.index == i)
+                    && rel[0] * f[0] + rel[1] * f[1] < 0.0
+                    && dist(a.pos, here) < ROBOT_HALF[0] + 0.9
+            });
+            if robot_close && behind_clear {
+                v.speed = -BACK_OFF_MPS;
+            }
         }
         self.robots[i].yaw_cmd = velocity.map_or(0.0, |v| v.yaw_rate);
         self.count_signals(i, kerb, step);
@@ -943,22 +969,24 @@ impl PhysicsWorld {
                 let limit = if speed_mps.is_finite() { speed_mps.max(0.0) as Real } else { 0.0 };
                 r.crossings = self.signals.as_ref().map(|s| s.on_path(&path)).unwrap_or_default();
                 r.kerb = None;
-                // The end's parking slot: the lowest free one around that point; the robot keeps it until its
-                // next drive, so robots waiting or serving at one stop stand apart instead of on one spot.
-                if let Some((key, k)) = r.slot.take()
-                    && let Some(taken) = self.parking.get_mut(&key)
-                {
-                    taken.remove(&k);
-                }
+                // Where it will stand: the end point, or the first parking slot around it at least PARK_APART_M
+                // from where every other robot stands or will stand (their stops may be different nodes a metre
+                // apart), so robots waiting or serving near one place stand apart instead of on one spot.
                 let mut park = None;
                 if let Some(&end) = pts.last() {
-                    let key = ((end[0] * 10.0).round() as i64, (end[1] * 10.0).round() as i64);
-                    let taken = self.parking.entry(key).or_default();
-                    let k = (0..).find(|k| !taken.contains_key(k)).unwrap_or(0);
-                    taken.insert(k, i);
-                    r.slot = Some((key, k));
+                    let others: Vec<[Real; 2]> =
+                        self.robots.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, o)| o.parked).collect();
+                    let k = (0..200usize)
+                        .find(|&k| {
+                            let o = parking_slot(k).unwrap_or([0.0, 0.0]);
+                            let at = [end[0] + o[0], end[1] + o[1]];
+                            others.iter().all(|p| dist(*p, at) >= PARK_APART_M)
+                        })
+                        .unwrap_or(0);
                     park = parking_slot(k).map(|o| [end[0] + o[0], end[1] + o[1]]);
+                    self.robots[i].parked = park.unwrap_or(end);
                 }
+                let r = &mut self.robots[i];
                 r.ctl.drive(pts, limit, park);
             }
             PlatformCommand::Load { service_s, .. } | PlatformCommand::Unload { service_s, .. } => {

@@ -107,6 +107,11 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
             }
         },
         speed_zones: phys.zones(),
+        stopping_distance_m: {
+            let (v, cfg) = (scenario.model.max_speed_mps, phys.config());
+            let d = v / f64::from(cfg.hz) + v * v / (2.0 * 2.0 * f64::from(cfg.brake_mps2));
+            (d * 1000.0).round() / 1000.0
+        },
         stopped_share: stats.social.stopped_s / stats.social.driving_s.max(1e-9),
         path_irregularity_rad_per_m: stats.social.heading_change_rad / phys.distance_m().max(1e-9),
         contacts: Vec::new(),

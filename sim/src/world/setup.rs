@@ -144,7 +144,7 @@ pub(super) fn build(area: &Area, scenario: &Scenario, shops: &Shops) -> Result<W
         keep(&mut store, out);
         // Robots sharing a depot park side by side in rows of eight (1.2 m apart, rows 1.5 m apart), the first
         // on the depot itself: two bodies cannot stand in one place.
-        let slot = i / depots.len();
+        let slot = (0..i).filter(|&j| depots[j % depots.len()] == depot).count();
         let xy = phys.projection().to_xy(depot);
         let parked = [xy[0] + (slot % 8) as f64 * 1.2, xy[1] + (slot / 8) as f64 * 1.5];
         let body = phys.add_robot(phys.projection().to_latlon(parked), 0.0);
