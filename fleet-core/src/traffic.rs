@@ -46,7 +46,7 @@ impl std::fmt::Display for Resource {
 
 /// Traffic settings. The defaults are documented in ARCHITECTURE.md.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrafficConfig {
     /// Off: every route is released whole, as before traffic management (a baseline to compare against).
     pub enabled: bool,

@@ -140,6 +140,10 @@ impl Dispatcher {
     /// The spot robot `r` stands on when it is not driving a released drive: it occupies that spot whatever
     /// the table says, so it is taken even past its capacity.
     fn standing(&self, r: &Robot) -> Option<Hold> {
+        // A robot away past the offline limit has given up what it held; where it is, nobody knows.
+        if !r.online && self.offline_handled.contains(&r.id) {
+            return None;
+        }
         let driving =
             r.mission.base.first().is_some_and(|s| s.released && matches!(s.action, StepAction::Drive { .. }));
         (!driving && !r.charging).then_some(Hold { resource: self.layout.spot(r.node), entry: r.node })

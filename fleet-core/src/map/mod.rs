@@ -50,6 +50,7 @@ pub struct MapEdge {
 /// An area where robots must go slower than they could (a market, a school street): operators draw it as a
 /// polygon of (lat, lon) points.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SpeedZone {
     pub name: String,
     pub max_mps: f64,

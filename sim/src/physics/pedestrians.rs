@@ -8,7 +8,8 @@
 //!
 //! People react ([`Crowd::walk`]): each step every person heads for the next point of their way and turns
 //! aside from, or slows for, anyone whose course will bring them closer than a comfortable distance within
-//! three seconds (each other, and robots), and keeps within 1.5 m of the way's centre line. Not everybody pays
+//! three seconds (each other, and robots), and keeps within half the way's width (its OSM width, or the
+//! default for its type; at most 1.5 m) of its centre line, in a lane that fits on it. Not everybody pays
 //! attention to robots ([`Attention`]): 75% do, 20% are distracted (they notice a robot only within 1 m) and
 //! 5% are impassive (they never give way to a robot; a robot must cope).
 //!
@@ -47,7 +48,8 @@ const DISTRACTED_SHARE: f64 = 0.20;
 const IMPASSIVE_SHARE: f64 = 0.05;
 /// A trip's destination lies this far away in a straight line, metres.
 const TRIP_M: (f32, f32) = (150.0, 900.0);
-/// People keep within this far of the way's centre line (a walkway 3 m wide).
+/// People keep within half their way's width of its centre line (from the map's widths), and within this far
+/// on wider ways.
 const HALF_WIDTH_M: f32 = 1.5;
 /// How far right of the centre line people walk: drawn from this range, metres.
 const LANE_M: (f32, f32) = (0.3, 1.1);
@@ -99,7 +101,8 @@ enum Walk {
     Indoors,
     /// On a trip: the way's centre line (local metres), the index of the point walked to, and the graph
     /// node the trip ends at.
-    Trip { pts: Vec<[Real; 2]>, next: usize, end: u32 },
+    /// `half[k]` is the half width of the way into point k (from the map's widths).
+    Trip { pts: Vec<[Real; 2]>, half: Vec<Real>, next: usize, end: u32 },
     /// A scripted loop around one segment: its corners and the one walked to.
     Shuttle { corners: [[Real; 2]; 4], toward: usize },
 }
@@ -133,6 +136,8 @@ struct Walkways {
     first: Vec<u32>,
     to: Vec<u32>,
     len: Vec<Real>,
+    /// Half the usable width of each arc's way, metres (at most `HALF_WIDTH_M`).
+    half: Vec<Real>,
     /// A* scratch: best cost per node and the node it was reached from, valid where `seen` equals `round`.
     cost: Vec<Real>,
     from: Vec<u32>,
@@ -162,12 +167,32 @@ impl Walkways {
         }
         let to: Vec<u32> = edges.iter().map(|&(_, v)| v).collect();
         let len: Vec<Real> = edges.iter().map(|&(u, v)| dist(xy[u as usize], xy[v as usize])).collect();
-        Self { xy, first, to, len, cost: vec![0.0; n], from: vec![0; n], seen: vec![0; n], round: 0 }
+        let half: Vec<Real> = edges
+            .iter()
+            .map(|&(u, v)| {
+                map.edge(NodeId(u), NodeId(v)).map_or(HALF_WIDTH_M, |e| (e.width_m / 2.0).clamp(0.5, HALF_WIDTH_M))
+            })
+            .collect();
+        Self { xy, first, to, len, half, cost: vec![0.0; n], from: vec![0; n], seen: vec![0; n], round: 0 }
     }
 
     /// The shortest way from `s` to `t` as node positions (A* on straight-line distance); None when `t`
     /// cannot be reached.
+    #[cfg(test)]
     fn path(&mut self, s: u32, t: u32) -> Option<Vec<[Real; 2]>> {
+        self.path_nodes(s, t).map(|nodes| nodes.iter().map(|&k| self.xy[k as usize]).collect())
+    }
+
+    /// The half width of the way from node `u` to node `v` (the widest allowed when they are not adjacent).
+    fn half_width(&self, u: u32, v: u32) -> Real {
+        (self.first[u as usize] as usize..self.first[u as usize + 1] as usize)
+            .find(|&e| self.to[e] == v)
+            .map_or(HALF_WIDTH_M, |e| self.half[e])
+    }
+
+    /// The shortest way from `s` to `t` as nodes (A* on straight-line distance); None when `t` cannot be
+    /// reached.
+    fn path_nodes(&mut self, s: u32, t: u32) -> Option<Vec<u32>> {
         self.round = self.round.wrapping_add(1);
         if self.round == 0 {
             self.seen.fill(0);
@@ -190,7 +215,7 @@ impl Walkways {
                     nodes.push(at);
                 }
                 nodes.reverse();
-                return Some(nodes.iter().map(|&k| self.xy[k as usize]).collect());
+                return Some(nodes);
             }
             let cu = self.cost[u as usize];
             for e in self.first[u as usize] as usize..self.first[u as usize + 1] as usize {
@@ -220,6 +245,11 @@ fn right_of(a: [Real; 2], b: [Real; 2]) -> [Real; 2] {
     let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
     let l = (dx * dx + dy * dy).sqrt();
     if l > 1e-3 { [dy / l, -dx / l] } else { [0.0, 0.0] }
+}
+
+/// The lane a person keeps on a way `half` metres wide each side: their own, but never off the way.
+fn lane_on(lane: Real, half: Real) -> Real {
+    lane.min(half - PED_RADIUS).max(0.0)
 }
 
 /// Point `k` of `pts` moved `lane` metres to the right of the segment leading into it.
@@ -435,7 +465,7 @@ impl Crowd {
                 }
                 start = self.rng.random_range(0..n);
             }
-            let Some((pts, end)) = trip(ways, &mut self.rng, start) else { continue };
+            let Some((pts, half, end)) = trip(ways, &mut self.rng, start) else { continue };
             let speed = group.iter().map(|&j| self.peds[j].speed).fold(SPEED_RANGE_MPS.1, Real::min);
             let lead_lane = self.peds[lead].lane;
             for (k, &j) in group.iter().enumerate() {
@@ -446,14 +476,14 @@ impl Crowd {
                 if k > 0 {
                     p.speed = speed;
                 }
-                let at = in_lane(&pts, 0, p.lane);
+                let at = in_lane(&pts, 0, lane_on(p.lane, half[1]));
                 if let Some(b) = bodies.get_mut(p.body) {
                     b.set_enabled(true);
                     b.set_translation(Vector::new(at[0], at[1], PED_HALF_HEIGHT + PED_RADIUS), true);
                     b.set_linvel(Vector::ZERO, true);
                 }
                 p.vel = [0.0; 2];
-                p.walk = Walk::Trip { pts: pts.clone(), next: 1, end };
+                p.walk = Walk::Trip { pts: pts.clone(), half: half.clone(), next: 1, end };
             }
             self.peds[lead].speed = speed;
             self.stats.trips += 1;
@@ -484,12 +514,12 @@ impl Crowd {
                     }
                     continue;
                 }
-                Walk::Trip { pts, next, .. } => {
-                    while *next < pts.len() && dist(pos, in_lane(pts, *next, p.lane)) < PASS_M {
+                Walk::Trip { pts, half, next, .. } => {
+                    while *next < pts.len() && dist(pos, in_lane(pts, *next, lane_on(p.lane, half[*next]))) < PASS_M {
                         *next += 1;
                     }
                     if *next < pts.len() {
-                        let d = dist(pos, in_lane(pts, *next, p.lane));
+                        let d = dist(pos, in_lane(pts, *next, lane_on(p.lane, half[*next])));
                         if p.progress.0 != *next || d < p.progress.1 - 0.5 {
                             p.progress = (*next, d, step);
                         } else if step - p.progress.2 > GIVE_UP_S * u64::from(hz) {
@@ -500,14 +530,15 @@ impl Crowd {
                     if *next >= pts.len() {
                         None
                     } else {
-                        let aim = in_lane(pts, *next, p.lane);
+                        let hw = half[*next];
+                        let aim = in_lane(pts, *next, lane_on(p.lane, hw));
                         let mut v = walk_velocity(pos, aim, p.speed);
                         // Keep on the way: back towards the centre line when further than the half width.
                         let (a, b) = (pts[*next - 1], pts[*next]);
                         let n = right_of(a, b);
                         let lateral = (pos[0] - a[0]) * n[0] + (pos[1] - a[1]) * n[1];
-                        if lateral.abs() > HALF_WIDTH_M {
-                            let back = (lateral.abs() - HALF_WIDTH_M) * 2.0 * lateral.signum();
+                        if lateral.abs() > hw {
+                            let back = (lateral.abs() - hw) * 2.0 * lateral.signum();
                             v = [v[0] - n[0] * back, v[1] - n[1] * back];
                         }
                         Some(v)
@@ -570,10 +601,10 @@ impl Crowd {
             return;
         }
         let Some(ways) = self.ways.as_mut() else { return };
-        let Some((pts, end)) = trip(ways, &mut self.rng, end) else { return };
+        let Some((pts, half, end)) = trip(ways, &mut self.rng, end) else { return };
         self.stats.trips += 1;
         for &k in &group {
-            self.peds[k].walk = Walk::Trip { pts: pts.clone(), next: 1, end };
+            self.peds[k].walk = Walk::Trip { pts: pts.clone(), half: half.clone(), next: 1, end };
         }
     }
 
@@ -651,9 +682,12 @@ impl Crowd {
     }
 }
 
+/// A trip's way: the centre line's points, the half width into each, and the end node.
+type TripWay = (Vec<[Real; 2]>, Vec<Real>, u32);
+
 /// A trip from node `start`: the way to a destination drawn at trip distance (a few tries, else the last
 /// drawn), and the destination.
-fn trip(ways: &mut Walkways, rng: &mut ChaCha8Rng, start: u32) -> Option<(Vec<[Real; 2]>, u32)> {
+fn trip(ways: &mut Walkways, rng: &mut ChaCha8Rng, start: u32) -> Option<TripWay> {
     let n = ways.xy.len() as u32;
     let from = *ways.xy.get(start as usize)?;
     let mut end = rng.random_range(0..n);
@@ -664,8 +698,12 @@ fn trip(ways: &mut Walkways, rng: &mut ChaCha8Rng, start: u32) -> Option<(Vec<[R
         }
         end = rng.random_range(0..n);
     }
-    let pts = ways.path(start, end)?;
-    (pts.len() >= 2).then_some((pts, end))
+    let nodes = ways.path_nodes(start, end)?;
+    let pts: Vec<[Real; 2]> = nodes.iter().map(|&k| ways.xy[k as usize]).collect();
+    // The half width of the way into each point (the first point: that of the way out of it).
+    let mut half: Vec<Real> = nodes.windows(2).map(|w| ways.half_width(w[0], w[1])).collect();
+    half.insert(0, half.first().copied().unwrap_or(HALF_WIDTH_M));
+    (pts.len() >= 2).then_some((pts, half, end))
 }
 
 #[cfg(test)]
