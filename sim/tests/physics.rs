@@ -115,11 +115,12 @@ fn two_robots_meeting_head_on_both_arrive_without_touching() {
 
 #[test]
 fn head_on_on_exactly_the_same_line_the_higher_index_steps_aside() {
-    // Nobody keeps right: they meet nose to nose, and only the yield rule gets them past each other.
+    // Nobody keeps right: they meet nose to nose, and only the yield rule gets them past each other. (b starts
+    // 1.5 m beyond a's end, so that a's drive ends on the line itself, not on a parking place beside b.)
     let cfg = PhysicsConfig { keep_right_m: 0.0, ..PhysicsConfig::default() };
     let mut w = PhysicsWorld::new(origin(), T0, cfg).expect("valid config");
     let a = w.add_robot(at(&w, 0.0, 0.0), std::f32::consts::FRAC_PI_2);
-    let b = w.add_robot(at(&w, 0.0, 40.0), -std::f32::consts::FRAC_PI_2);
+    let b = w.add_robot(at(&w, 0.0, 41.5), -std::f32::consts::FRAC_PI_2);
     let line = vec![at(&w, 0.0, 0.0), at(&w, 0.0, 40.0)];
     let back: Vec<LatLon> = line.iter().rev().copied().collect();
     drive(&mut w, a, line);
