@@ -8,6 +8,14 @@ use crate::{OrderId, RobotId, Timestamp};
 
 use super::*;
 
+/// Where the last drive among `steps` ends, if any drives.
+pub(super) fn drives_end(steps: &[Step]) -> Option<crate::NodeId> {
+    steps.iter().rev().find_map(|s| match &s.action {
+        StepAction::Drive { nodes, .. } => nodes.last().copied(),
+        _ => None,
+    })
+}
+
 impl Dispatcher {
     /// Releases the robot's next stop when nothing it must finish first is pending: the drive to it, then its
     /// action once its precondition holds (a pickup waits for the parcel to be marked ready). Sends an update
@@ -45,16 +53,7 @@ impl Dispatcher {
         let busy = r.mission.base.iter().any(|s| !matches!(s.action, StepAction::Drive { .. }));
         if !busy && let Some(stop) = r.plan.first().cloned() {
             let profile = self.profile(&r.model);
-            let from = r
-                .mission
-                .base
-                .iter()
-                .rev()
-                .find_map(|s| match &s.action {
-                    StepAction::Drive { nodes, .. } => nodes.last().copied(),
-                    _ => None,
-                })
-                .unwrap_or(r.node);
+            let from = drives_end(&r.mission.base).unwrap_or(r.node);
             let order_ready = self.orders.get(&stop.order).is_some_and(|o| o.marked_ready);
             let mut drives: Vec<StepAction> = Vec::new();
             let mut arrived_now = false;

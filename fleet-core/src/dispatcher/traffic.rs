@@ -16,6 +16,7 @@ use crate::robot::Robot;
 use crate::traffic::{Hold, Resource, TrafficConfig};
 use crate::{RobotId, Timestamp};
 
+use super::release::drives_end;
 use super::*;
 
 impl Dispatcher {
@@ -468,19 +469,9 @@ impl Dispatcher {
             .collect();
         let Some(r) = self.robots.get(id) else { return false };
         let Some(u) = r.mission.base.iter().position(|s| !s.released) else { return false };
-        let from = r.mission.base[..u]
-            .iter()
-            .rev()
-            .find_map(|s| match &s.action {
-                StepAction::Drive { nodes, .. } => nodes.last().copied(),
-                _ => None,
-            })
-            .unwrap_or(r.node);
+        let from = drives_end(&r.mission.base[..u]).unwrap_or(r.node);
         // The unreleased steps lead to the plan's first stop, or to the depot when charging.
-        let Some(to) = r.mission.base.iter().rev().find_map(|s| match &s.action {
-            StepAction::Drive { nodes, .. } => nodes.last().copied(),
-            _ => None,
-        }) else {
+        let Some(to) = drives_end(&r.mission.base) else {
             return false;
         };
         let profile = self.profile(&r.model);

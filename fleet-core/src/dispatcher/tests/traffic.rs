@@ -251,15 +251,15 @@ fn four_robots_for_one_shop_door_take_it_one_at_a_time() {
     assert!(four_at_one_door(off).0 >= 2);
 }
 
-#[test]
-fn a_robot_broken_down_in_the_alley_keeps_it_and_the_other_goes_round() {
+/// A shop at each end of the alley with a robot each; robot `a` takes a parcel north and is driven until it is
+/// in the alley (at node 31).
+fn a_in_the_alley() -> (Fleet, RobotId) {
     let mut f = Fleet::new(
         Config::default(),
         &[("south", SOUTH, lon(0)), ("north", NORTH, lon(0))],
         &[("a", SOUTH, lon(0)), ("b", NORTH, lon(0))],
     );
     f.order("south", NORTH, lon(3));
-    // Let a get into the alley, then it breaks down there.
     let a = RobotId::parse("a").expect("valid");
     for _ in 0..600 {
         f.second();
@@ -268,6 +268,13 @@ fn a_robot_broken_down_in_the_alley_keeps_it_and_the_other_goes_round() {
         }
     }
     assert_eq!(osm(&f.d, f.d.robot(&a).expect("a").node), 31, "a reached the alley");
+    (f, a)
+}
+
+#[test]
+fn a_robot_broken_down_in_the_alley_keeps_it_and_the_other_goes_round() {
+    // a gets into the alley, then it breaks down there.
+    let (mut f, a) = a_in_the_alley();
     f.ideal.halted.insert(a.clone());
     let msg = FromRobot::Event(RobotEvent::Error {
         level: ErrorLevel::Fatal,
@@ -288,19 +295,7 @@ fn a_robot_broken_down_in_the_alley_keeps_it_and_the_other_goes_round() {
 
 #[test]
 fn a_restarted_dispatcher_rebuilds_who_holds_what_from_its_records() {
-    let mut f = Fleet::new(
-        Config::default(),
-        &[("south", SOUTH, lon(0)), ("north", NORTH, lon(0))],
-        &[("a", SOUTH, lon(0)), ("b", NORTH, lon(0))],
-    );
-    f.order("south", NORTH, lon(3));
-    let a = RobotId::parse("a").expect("valid");
-    for _ in 0..600 {
-        f.second();
-        if f.d.robot(&a).is_some_and(|r| osm(&f.d, r.node) == 31) {
-            break;
-        }
-    }
+    let (f, a) = a_in_the_alley();
     let before = f.d.traffic_holds(&a);
     assert!(before.iter().any(|r| matches!(r, Resource::Narrow(_))), "{before:?}");
     let mut records: Vec<Record> = f.d.shops().cloned().map(Record::Shop).collect();
