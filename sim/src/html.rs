@@ -362,9 +362,51 @@ pub fn render(r: &Report, t: &Trace) -> String {
         ),
         ("time stopped while driving", format!("{:.1}%", 100.0 * r.stopped_share)),
         ("path irregularity", format!("{:.3} rad/m", r.path_irregularity_rad_per_m)),
+        (
+            "stopping distance at full speed",
+            format!("{:.2} m at {:.1} m/s", r.stopping_distance_m, r.scenario.model.max_speed_mps),
+        ),
         ("near misses", r.near_misses.to_string()),
         ("blocked / re-routes asked / sidesteps", format!("{} / {} / {}", r.blocked_events, r.reroutes, r.sidesteps)),
+        ("open at end / the run went on after the day", format!("{} / {:.1} min", r.open_at_end, r.drain_min)),
+        (
+            "traffic: narrow ways / crossings on the map",
+            if r.traffic.enabled {
+                format!("{} / {}", r.traffic.narrow_ways, r.traffic.crossings)
+            } else {
+                "off (routes released whole)".into()
+            },
+        ),
+        (
+            "traffic: turns at once / waited (s in all, longest)",
+            format!(
+                "{} / {} ({:.0} s, {:.0} s)",
+                r.traffic.granted_at_once, r.traffic.waited, r.traffic.wait_s_total, r.traffic.wait_s_max
+            ),
+        ),
+        (
+            "traffic: deadlocks / re-routes round a held way",
+            format!("{} / {}", r.traffic.deadlocks, r.traffic.reroutes),
+        ),
+        (
+            "signals: signalised crossings / crossed / on red / waits (s)",
+            format!(
+                "{} / {} / {} / {} ({:.0} s)",
+                r.traffic.signalised,
+                r.traffic.signal_crossed,
+                r.traffic.signal_entered_on_red,
+                r.traffic.signal_waits,
+                r.traffic.signal_wait_s
+            ),
+        ),
     ];
+    let mut rows = rows;
+    for z in &r.speed_zones {
+        rows.push((
+            "speed zone: limit / fastest inside / robot-seconds inside",
+            format!("{}: {:.2} / {:.2} m/s / {:.0} s", z.name, z.max_mps, z.fastest_mps, z.inside_s),
+        ));
+    }
     out.push_str("<table>\n");
     for (k, v) in rows {
         let _ = writeln!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&v));
