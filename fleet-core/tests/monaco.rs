@@ -22,6 +22,36 @@ fn pairs(n: u32, count: u64) -> impl Iterator<Item = (NodeId, NodeId)> {
 }
 
 #[test]
+fn travel_times_under_closures_follow_every_close_and_open() {
+    let mut g = monaco();
+    let p = Profile::default();
+    g.prepare(p);
+    let n = g.node_count() as u32;
+    // One closure stays in force throughout, so every answer below comes through the times remembered for
+    // the closures in force (or a search), never the hierarchy alone.
+    let (far_a, far_b) = g.edges().map(|(a, b, _)| (a, b)).next().expect("edges");
+    assert!(g.close_edge(far_a, far_b));
+    let exact = |g: &fleet_core::map::MapGraph, a, b| g.dijkstra_ms(a, b, p).map(|ms| ms as f64 / 1000.0);
+    let mut longer = 0;
+    for (a, b) in pairs(n, 40) {
+        let before = g.travel_secs(a, b, p);
+        assert_eq!(before, exact(&g, a, b), "{a}->{b}");
+        let Some(r) = g.route(a, b, p).filter(|r| r.nodes.len() > 2) else { continue };
+        let (x, y) = (r.nodes[1], r.nodes[2]);
+        assert!(g.close_edge(x, y));
+        let closed = exact(&g, a, b);
+        assert_eq!(g.travel_secs(a, b, p), closed, "searched {a}->{b}");
+        assert_eq!(g.travel_secs(a, b, p), closed, "remembered {a}->{b}");
+        if closed.is_none_or(|c| c > before.expect("open")) {
+            longer += 1;
+        }
+        assert!(g.open_edge(x, y));
+        assert_eq!(g.travel_secs(a, b, p), before, "reopened {a}->{b}: nothing stale");
+    }
+    assert!(longer >= 10, "the closures made {longer} trips longer");
+}
+
+#[test]
 fn monaco_imports_snaps_and_routes_exactly() {
     let mut g = monaco();
     let casino = LatLon::new(43.7393, 7.4274).expect("valid");

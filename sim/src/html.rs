@@ -344,8 +344,8 @@ pub fn render(r: &Report, t: &Trace) -> String {
             ),
         ),
         (
-            "people out (mean, at most; trips)",
-            format!("{:.0}, {}; {}", r.crowd.mean_out, r.crowd.peak_out, r.crowd.trips),
+            "people out (mean, of them near robots, at most; trips)",
+            format!("{:.0}, {:.0}, {}; {}", r.crowd.mean_out, r.crowd.mean_in_physics, r.crowd.peak_out, r.crowd.trips),
         ),
         (
             "attentive / distracted / impassive people",

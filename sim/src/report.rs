@@ -214,6 +214,9 @@ pub struct TrafficReport {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct CrowdReport {
     pub mean_out: f64,
+    /// The mean number of people out with a body in the physics world: those near a robot. The others walk
+    /// and react just the same, moved by the crowd itself (nothing can touch or sense them).
+    pub mean_in_physics: f64,
     pub peak_out: u64,
     pub trips: u64,
     pub attentive: u64,
@@ -257,8 +260,9 @@ impl fmt::Display for Report {
         let c = &self.crowd;
         writeln!(
             f,
-            "  people out       mean {:.0}, at most {}; {} trips; {} attentive, {} distracted, {} impassive",
-            c.mean_out, c.peak_out, c.trips, c.attentive, c.distracted, c.impassive
+            "  people out       mean {:.0} ({:.0} near robots), at most {}; {} trips; {} attentive, {} distracted, \
+             {} impassive",
+            c.mean_out, c.mean_in_physics, c.peak_out, c.trips, c.attentive, c.distracted, c.impassive
         )?;
         writeln!(f, "  map              {} nodes", self.map_nodes)?;
         writeln!(f, "  orders requested {}", self.orders_requested)?;

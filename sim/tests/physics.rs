@@ -321,7 +321,7 @@ fn a_person_stepping_out_in_front_of_a_robot_at_speed_is_given_way_to() {
 #[test]
 fn people_walk_trips_and_come_out_as_the_profile_asks() {
     use rand::SeedableRng;
-    let map = grid_map();
+    let map = fleet_core::map::MapGraph::street_grid(4, 0.001).expect("the grid builds");
     let crowd = |seed: u64, share: f32| {
         let mut w = PhysicsWorld::new(map.origin(), T0, PhysicsConfig::default()).expect("valid config");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -343,29 +343,4 @@ fn people_walk_trips_and_come_out_as_the_profile_asks() {
     assert_eq!(crowd(1, 1.0).crowd_stats(), stats, "same seed, same crowd");
     assert_ne!(crowd(2, 1.0).crowd_stats(), stats, "another seed, another crowd");
     assert_eq!(full.crowd_attention().iter().sum::<u64>(), 30);
-}
-
-/// A 4 x 4 grid of streets 0.001 degrees apart (about 111 m north-south, 80 m east-west).
-fn grid_map() -> fleet_core::map::MapGraph {
-    use fleet_core::LatLon;
-    use fleet_core::map::{ImportSummary, RawNodes, RawWay, Travel};
-    let mut nodes = RawNodes::default();
-    let id = |r: i64, c: i64| r * 10 + c + 1;
-    for r in 0..4 {
-        for c in 0..4 {
-            let p = LatLon::new(43.73 + r as f64 * 0.001, 7.42 + c as f64 * 0.001).expect("valid");
-            nodes.coords.insert(id(r, c), p);
-        }
-    }
-    let way = |wid: i64, refs: Vec<i64>| RawWay {
-        id: wid,
-        refs,
-        crossing: false,
-        travel: Travel::Both,
-        width_m: 2.0,
-        signals: false,
-    };
-    let mut ways: Vec<RawWay> = (0..4).map(|r| way(100 + r, (0..4).map(|c| id(r, c)).collect())).collect();
-    ways.extend((0..4).map(|c| way(200 + c, (0..4).map(|r| id(r, c)).collect())));
-    fleet_core::map::MapGraph::from_parts(&nodes, &ways, ImportSummary::default()).expect("the grid builds").0
 }

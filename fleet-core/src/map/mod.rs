@@ -155,6 +155,7 @@ impl Clone for MapGraph {
             ch: self.ch.clone(),
             // Scratch is per value, made on first use.
             ch_query: Mutex::new(None),
+            closed_times: Mutex::default(),
         }
     }
 }
@@ -183,6 +184,10 @@ pub struct MapGraph {
     /// Query scratch for `ch`. A lock only so that a map can be shared; callers use a map from one thread at a
     /// time, and a contended lock falls back to A* rather than wait.
     pub(crate) ch_query: Mutex<Option<ChQuery>>,
+    /// Travel times found on the live graph while the closures in force were, so that a pair whose fastest
+    /// route crosses a closure is searched once per closure set, not once per question; emptied whenever an
+    /// edge closes or opens or speeds change.
+    pub(crate) closed_times: Mutex<crate::routing::ClosedTimes>,
 }
 
 pub(crate) fn project(origin: LatLon, p: LatLon) -> [f64; 2] {
@@ -301,6 +306,7 @@ impl MapGraph {
         self.closed.insert((a, b));
         self.closed.insert((b, a));
         self.set_arc_flags(a, b, true);
+        self.forget_closed_times();
         true
     }
 
@@ -319,7 +325,12 @@ impl MapGraph {
         let x = self.closed.remove(&(a, b));
         let y = self.closed.remove(&(b, a));
         self.set_arc_flags(a, b, false);
+        self.forget_closed_times();
         x || y
+    }
+
+    fn forget_closed_times(&mut self) {
+        self.closed_times.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 
     pub fn closed_edges(&self) -> impl Iterator<Item = (NodeId, NodeId)> + '_ {
@@ -361,7 +372,32 @@ impl MapGraph {
         }
         self.live = Arc::new(LiveGraph::new(&self.graph));
         self.ch = None;
+        self.forget_closed_times();
         capped
+    }
+
+    /// A square grid of `n` x `n` two-way sidewalks 2 m wide, `step_deg` degrees apart both ways, from
+    /// 43.73 N 7.42 E: a small map for tests, benchmarks and examples.
+    pub fn street_grid(n: usize, step_deg: f64) -> Result<MapGraph, CoreError> {
+        let mut nodes = RawNodes::default();
+        let id = |r: usize, c: usize| (r * n + c + 1) as i64;
+        for r in 0..n {
+            for c in 0..n {
+                let p = LatLon::new(43.73 + r as f64 * step_deg, 7.42 + c as f64 * step_deg)?;
+                nodes.coords.insert(id(r, c), p);
+            }
+        }
+        let way = |wid: usize, refs: Vec<i64>| RawWay {
+            id: wid as i64,
+            refs,
+            crossing: false,
+            travel: Travel::Both,
+            width_m: 2.0,
+            signals: false,
+        };
+        let mut ways: Vec<RawWay> = (0..n).map(|r| way(r + 1, (0..n).map(|c| id(r, c)).collect())).collect();
+        ways.extend((0..n).map(|c| way(n + c + 1, (0..n).map(|r| id(r, c)).collect())));
+        Ok(MapGraph::from_parts(&nodes, &ways, ImportSummary::default())?.0)
     }
 
     /// The edge from `a` to `b`, when the graph has one.

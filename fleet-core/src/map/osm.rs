@@ -350,6 +350,7 @@ impl MapGraph {
                 live: Arc::new(live),
                 ch: None,
                 ch_query: Mutex::new(None),
+                closed_times: Mutex::default(),
             },
             summary,
         ))

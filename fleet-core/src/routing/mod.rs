@@ -7,7 +7,9 @@ pub mod ch;
 pub mod hl;
 pub(crate) mod live;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
+
+use rustc_hash::FxHashMap;
 
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
@@ -185,7 +187,18 @@ impl MapGraph {
                 return q.distance(&p.ch, from.0, to.0).map(|ms| f64::from(ms) / 1000.0);
             }
         }
-        self.route(from, to, profile).map(|r| r.duration_s)
+        if self.closed.is_empty() {
+            return self.route(from, to, profile).map(|r| r.duration_s);
+        }
+        let known = self.closed_times.lock().unwrap_or_else(PoisonError::into_inner).get(from, to, profile);
+        if let Some(known) = known {
+            return known.map(|ms| f64::from(ms) / 1000.0);
+        }
+        // Not under the lock: another thread may search meanwhile, and both find the same.
+        let secs = self.route(from, to, profile).map(|r| r.duration_s);
+        let ms = secs.map(|s| (s * 1000.0).round().clamp(0.0, f64::from(u32::MAX - 1)) as u32);
+        self.closed_times.lock().unwrap_or_else(PoisonError::into_inner).put(from, to, profile, ms);
+        secs
     }
 
     /// Travel times in ms from `node` to every node (`towards` false) or from every node to `node` (true), by
@@ -209,5 +222,42 @@ impl MapGraph {
             self.cost(e, profile).unwrap_or(u64::MAX / 4)
         });
         costs.get(&t).copied().filter(|c| *c < u64::MAX / 4)
+    }
+}
+
+/// Travel times in whole ms (`None`: no route) by profile and pair, for one set of closures
+/// ([`MapGraph::travel_secs`] while an edge is closed). Bounded: it starts over past [`ClosedTimes::MAX`] pairs.
+#[derive(Debug, Default)]
+pub(crate) struct ClosedTimes {
+    by_profile: Vec<(Profile, FxHashMap<u64, u32>)>,
+}
+
+impl ClosedTimes {
+    const MAX: usize = 1 << 20;
+    const NONE: u32 = u32::MAX;
+
+    fn get(&self, a: NodeId, b: NodeId, p: Profile) -> Option<Option<u32>> {
+        let (_, pairs) = self.by_profile.iter().find(|(q, _)| *q == p)?;
+        let &ms = pairs.get(&((u64::from(a.0) << 32) | u64::from(b.0)))?;
+        Some((ms != Self::NONE).then_some(ms))
+    }
+
+    fn put(&mut self, a: NodeId, b: NodeId, p: Profile, ms: Option<u32>) {
+        let k = match self.by_profile.iter().position(|(q, _)| *q == p) {
+            Some(k) => k,
+            None => {
+                self.by_profile.push((p, FxHashMap::default()));
+                self.by_profile.len() - 1
+            }
+        };
+        let pairs = &mut self.by_profile[k].1;
+        if pairs.len() >= Self::MAX {
+            pairs.clear();
+        }
+        pairs.insert((u64::from(a.0) << 32) | u64::from(b.0), ms.unwrap_or(Self::NONE));
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.by_profile.clear();
     }
 }

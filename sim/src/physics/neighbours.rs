@@ -54,11 +54,24 @@ impl Grid {
 
     /// Sorts the entries pushed since [`Self::clear`]; call before reading.
     pub(super) fn seal(&mut self) {
-        self.items.sort_unstable_by_key(|a| (a.cell, a.kind, a.index));
+        // One integer per entry orders as (cell, kind, index) does: comparing it is a fraction of comparing
+        // the tuple (the sort was half of filling the grid).
+        self.items.sort_unstable_by_key(|a| {
+            let bias = |x: i32| u64::from((x as u32) ^ 0x8000_0000);
+            (u128::from(bias(a.cell.0)) << 96)
+                | (u128::from(bias(a.cell.1)) << 64)
+                | (u128::from(a.kind == Kind::Person) << 63)
+                | a.index as u128
+        });
     }
 
     pub(super) fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Every robot in the grid, in grid order.
+    pub(super) fn robots(&self) -> impl Iterator<Item = &Agent> + '_ {
+        self.items.iter().filter(|a| a.kind == Kind::Robot)
     }
 
     /// Every entry in the 3 x 3 cells around `pos`, row by row in grid order.
@@ -68,6 +81,41 @@ impl Grid {
             let lo = self.items.partition_point(|a| a.cell < (r, col - 1));
             let hi = self.items.partition_point(|a| a.cell <= (r, col + 1));
             self.items[lo..hi].iter()
+        })
+    }
+}
+
+/// Which coarse cells have a robot in them. People far from every robot need no body in the physics world
+/// (nothing there can touch them or sense them); [`Presence::near`] tells who is close enough to need one.
+#[derive(Debug)]
+pub(super) struct Presence {
+    cell_m: Real,
+    cells: Vec<(i32, i32)>,
+}
+
+impl Presence {
+    /// Cells of `cell_m`: a robot within `cell_m` of a point is in the point's cell or one of the eight
+    /// around it.
+    pub(super) fn new(cell_m: Real) -> Self {
+        Self { cell_m, cells: Vec::new() }
+    }
+
+    /// Files the robots where they stand, forgetting the last filling.
+    pub(super) fn fill(&mut self, robots: impl Iterator<Item = [Real; 2]>) {
+        self.cells.clear();
+        let cell_m = self.cell_m;
+        self.cells.extend(robots.map(|p| ((p[1] / cell_m).floor() as i32, (p[0] / cell_m).floor() as i32)));
+        self.cells.sort_unstable();
+        self.cells.dedup();
+    }
+
+    /// Whether a robot is in the cells within `reach` cells of `pos`' cell (1: the 3 x 3 around it, so every
+    /// robot within `cell_m`; 2: the 5 x 5, every robot within twice that).
+    pub(super) fn near(&self, pos: [Real; 2], reach: i32) -> bool {
+        let (row, col) = ((pos[1] / self.cell_m).floor() as i32, (pos[0] / self.cell_m).floor() as i32);
+        (row - reach..=row + reach).any(|r| {
+            let lo = self.cells.partition_point(|&c| c < (r, col - reach));
+            self.cells.get(lo).is_some_and(|&c| c <= (r, col + reach))
         })
     }
 }
@@ -89,5 +137,18 @@ mod tests {
         assert!(!g.around([0.0, 0.0]).any(|a| a.index == 2));
         g.clear();
         assert!(g.is_empty() && g.around([0.0, 0.0]).next().is_none());
+    }
+
+    #[test]
+    fn presence_finds_a_robot_within_one_cell_and_none_beyond_reach() {
+        let mut p = Presence::new(10.0);
+        p.fill([[5.0, 5.0], [5.5, 5.5], [-35.0, 0.0]].into_iter());
+        assert_eq!(p.cells.len(), 2);
+        assert!(p.near([14.9, 14.9], 1) && p.near([-5.0, -5.0], 1));
+        assert!(!p.near([25.0, 5.0], 1) && p.near([25.0, 5.0], 2));
+        assert!(!p.near([45.0, 5.0], 2));
+        assert!(p.near([-30.0, 3.0], 1) && !p.near([-15.0, 3.0], 1));
+        p.fill(std::iter::empty());
+        assert!(!p.near([5.0, 5.0], 2));
     }
 }

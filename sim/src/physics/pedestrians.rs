@@ -6,7 +6,7 @@
 //! profile of 1); the others are indoors (their bodies disabled), and people go in at the end of a trip or
 //! come out at a random place when the number out is reviewed, every ten seconds.
 //!
-//! People react ([`Crowd::walk`]): each step every person heads for the next point of their way and turns
+//! People react ([`Crowd::walk`]): five times a second every person heads for the next point of their way and turns
 //! aside from, or slows for, anyone whose course will bring them closer than a comfortable distance within
 //! three seconds (each other, and robots), and keeps within half the way's width (its OSM width, or the
 //! default for its type; at most 1.5 m) of its centre line, in a lane that fits on it. Not everybody pays
@@ -31,9 +31,9 @@ use serde::Serialize;
 
 #[cfg(test)]
 use super::ROBOT_HALF;
-use super::neighbours::{Grid, Kind};
+use super::neighbours::{Grid, Kind, Presence};
 use super::projection::Projection;
-use super::{G_PED, G_ROBOT, K_PED, dist};
+use super::{G_PED, G_ROBOT, K_PED, dist, norm};
 
 pub(super) const PED_RADIUS: Real = 0.3;
 const PED_HALF_HEIGHT: Real = 0.55;
@@ -74,6 +74,10 @@ const GIVE_UP_S: u64 = 15;
 /// A person's velocity is written to the body only when it changed by more than this, m/s (rewriting a
 /// body's velocity every step makes rapier re-process it as user-changed).
 const VEL_EPS: f32 = 0.02;
+/// People re-decide their velocity this often a second, each at their own moment (staggered over the
+/// physics steps): a new decision every 200 ms, within a person's reaction time, at a quarter of the cost
+/// of one every 50 ms step (docs/benchmarks.md, "Simulator speed").
+const STEER_HZ: u32 = 5;
 
 /// People out by hour of the simulated clock (UTC), as a share of the scenario's count: a city centre with a
 /// lunch peak at 10-12 UTC (noon to two in Monaco's summer time) and an evening one.
@@ -121,11 +125,33 @@ struct Pedestrian {
     vel: [Real; 2],
     /// Progress towards the point walked to: its index, the closest come to it, and the step that was.
     progress: (usize, Real, u64),
+    /// Whether their body is in the physics world: out and near a robot ([`Presence`]). Otherwise the crowd
+    /// moves them itself and `pos` is where they stand.
+    near: bool,
+    pos: [Real; 2],
 }
 
 impl Pedestrian {
     fn out(&self) -> bool {
         !matches!(self.walk, Walk::Indoors)
+    }
+
+    /// Puts their body into the physics world (`near`) or takes it out, where they stand.
+    fn place(&mut self, bodies: &mut RigidBodySet, near: bool) {
+        if self.near == near {
+            return;
+        }
+        let Some(b) = bodies.get_mut(self.body) else { return };
+        if near {
+            b.set_translation(Vector::new(self.pos[0], self.pos[1], PED_HALF_HEIGHT + PED_RADIUS), false);
+            b.set_linvel(Vector::new(self.vel[0], self.vel[1], 0.0), false);
+            b.set_enabled(true);
+        } else {
+            let t = b.translation();
+            self.pos = [t.x, t.y];
+            b.set_enabled(false);
+        }
+        self.near = near;
     }
 }
 
@@ -285,6 +311,8 @@ pub struct CrowdStats {
     /// Person-seconds spent out, and the mean number out (person-seconds over the seconds stepped).
     pub out_s: f64,
     pub stepped_s: f64,
+    /// Person-seconds spent out with a body in the physics world (near a robot).
+    pub in_world_s: f64,
     /// The most people out at once.
     pub peak_out: u64,
 }
@@ -300,6 +328,8 @@ pub(super) struct Crowd {
     peak: usize,
     /// People still to send indoors at the end of their trip (the number out is above the profile).
     retiring: usize,
+    /// The scripted shuttles among `peds` (they check their corner every step).
+    shuttles: Vec<usize>,
     stats: CrowdStats,
 }
 
@@ -312,6 +342,7 @@ impl Default for Crowd {
             profile: DEFAULT_PROFILE,
             peak: 0,
             retiring: 0,
+            shuttles: Vec::new(),
             stats: CrowdStats::default(),
         }
     }
@@ -323,9 +354,29 @@ fn indoors_at(j: usize) -> Vector {
 }
 
 impl Crowd {
-    /// The body of every pedestrian, in index order.
-    pub(super) fn bodies(&self) -> impl Iterator<Item = RigidBodyHandle> + '_ {
-        self.peds.iter().map(|p| p.body)
+    /// Where person `j` stands: their body's position when it is in the physics world, else their own.
+    fn pos_of(&self, bodies: &RigidBodySet, j: usize) -> [Real; 2] {
+        let p = &self.peds[j];
+        match bodies.get(p.body) {
+            Some(b) if p.near => [b.translation().x, b.translation().y],
+            _ => p.pos,
+        }
+    }
+
+    /// Where every person out stands and their velocity, with their index: from their body when it is in
+    /// the physics world, else from the crowd's own record.
+    pub(super) fn motions<'a>(
+        &'a self,
+        bodies: &'a RigidBodySet,
+    ) -> impl Iterator<Item = (usize, [Real; 2], [Real; 2])> + 'a {
+        self.peds.iter().enumerate().filter(|(_, p)| p.out()).filter_map(|(j, p)| {
+            if !p.near {
+                return Some((j, p.pos, p.vel));
+            }
+            let b = bodies.get(p.body)?;
+            let (t, v) = (b.translation(), b.linvel());
+            Some((j, [t.x, t.y], [v.x, v.y]))
+        })
     }
 
     /// The body of pedestrian `j`, whether they are out.
@@ -382,6 +433,7 @@ impl Crowd {
         let start = [corners[0][0] + (pb[0] - pa[0]) * f, corners[0][1] + (pb[1] - pa[1]) * f];
         let vel = walk_velocity(start, corners[1], speed_mps);
         let body = self.insert(world, Vector::new(start[0], start[1], PED_HALF_HEIGHT + PED_RADIUS), vel, true);
+        self.shuttles.push(self.peds.len());
         self.peds.push(Pedestrian {
             body,
             speed: speed_mps,
@@ -391,6 +443,8 @@ impl Crowd {
             leader: None,
             vel,
             progress: (0, 0.0, 0),
+            near: true,
+            pos: start,
         });
     }
 
@@ -428,17 +482,15 @@ impl Crowd {
                 leader: None,
                 vel: [0.0; 2],
                 progress: (0, Real::INFINITY, 0),
+                near: false,
+                pos: [0.0; 2],
             });
         }
     }
 
-    fn out_count(&self) -> usize {
-        self.peds.iter().filter(|p| p.out() && !matches!(p.walk, Walk::Shuttle { .. })).count()
-    }
-
     /// Brings the number out towards the profile at `hour`: people come out at random nodes clear of
     /// everyone in `grid`, alone or as a group; when too many are out, the next to end a trip go in.
-    fn review(&mut self, bodies: &mut RigidBodySet, grid: &Grid, hour: usize) {
+    fn review(&mut self, bodies: &mut RigidBodySet, grid: &Grid, presence: &Presence, hour: usize) {
         let Some(ways) = self.ways.as_mut() else { return };
         let target = (self.peak as f32 * self.profile[hour % 24]).round() as usize;
         let out = self.peds.iter().filter(|p| p.out() && !matches!(p.walk, Walk::Shuttle { .. })).count();
@@ -476,14 +528,10 @@ impl Crowd {
                 if k > 0 {
                     p.speed = speed;
                 }
-                let at = in_lane(&pts, 0, lane_on(p.lane, half[1]));
-                if let Some(b) = bodies.get_mut(p.body) {
-                    b.set_enabled(true);
-                    b.set_translation(Vector::new(at[0], at[1], PED_HALF_HEIGHT + PED_RADIUS), true);
-                    b.set_linvel(Vector::ZERO, true);
-                }
+                p.pos = in_lane(&pts, 0, lane_on(p.lane, half[1]));
                 p.vel = [0.0; 2];
                 p.walk = Walk::Trip { pts: pts.clone(), half: half.clone(), next: 1, end };
+                p.place(bodies, presence.near(p.pos, 1));
             }
             self.peds[lead].speed = speed;
             self.stats.trips += 1;
@@ -492,14 +540,38 @@ impl Crowd {
     }
 
     /// One step for every person: the number out is reviewed every [`REVIEW_S`] (at `step`, of `hz` per
-    /// second, in `hour`), then each person out walks on, reacting to those in `grid`.
-    pub(super) fn walk(&mut self, bodies: &mut RigidBodySet, grid: &Grid, hour: usize, step: u64, hz: u32, dt: Real) {
+    /// second, in `hour`), then each person out walks on, reacting to those in `grid`. A person whose turn
+    /// it is to steer is put into the physics world when a robot is within one cell of `presence`, and taken
+    /// out when none is within two; the crowd moves those out of it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn walk(
+        &mut self,
+        bodies: &mut RigidBodySet,
+        grid: &Grid,
+        presence: &Presence,
+        hour: usize,
+        step: u64,
+        hz: u32,
+        dt: Real,
+    ) {
         if self.ways.is_some() && step.is_multiple_of(REVIEW_S * u64::from(hz)) {
-            self.review(bodies, grid, hour);
+            self.review(bodies, grid, presence, hour);
         }
-        for j in 0..self.peds.len() {
-            let Some(body) = bodies.get(self.peds[j].body) else { continue };
-            let pos = [body.translation().x, body.translation().y];
+        // Each person steers every `every` steps, at their own phase; a scripted shuttle checks its corner
+        // every step.
+        let every = u64::from((hz / STEER_HZ).max(1));
+        let turn_dt = dt * every as Real;
+        let first = ((every - step % every) % every) as usize;
+        let turns = (first..self.peds.len()).step_by(every as usize);
+        let off_turn: Vec<usize> = self.shuttles.iter().copied().filter(|j| j % every as usize != first).collect();
+        for j in turns.chain(off_turn) {
+            let my_turn = (step + j as u64).is_multiple_of(every);
+            if my_turn && self.peds[j].out() && !matches!(self.peds[j].walk, Walk::Shuttle { .. }) {
+                let pos = self.pos_of(bodies, j);
+                let near = presence.near(pos, if self.peds[j].near { 2 } else { 1 });
+                self.peds[j].place(bodies, near);
+            }
+            let pos = self.pos_of(bodies, j);
             let p = &mut self.peds[j];
             let want = match &mut p.walk {
                 Walk::Indoors => continue,
@@ -508,7 +580,9 @@ impl Crowd {
                     if dist(pos, corners[*toward]) < p.speed * dt * 1.5 {
                         *toward = (*toward + 1) % 4;
                         p.vel = walk_velocity(pos, corners[*toward], p.speed);
-                        if let Some(b) = bodies.get_mut(p.body) {
+                        if p.near
+                            && let Some(b) = bodies.get_mut(p.body)
+                        {
                             b.set_linvel(Vector::new(p.vel[0], p.vel[1], 0.0), true);
                         }
                     }
@@ -552,18 +626,34 @@ impl Crowd {
             let v = self.steer(j, pos, want, grid);
             let p = &mut self.peds[j];
             let dv = [v[0] - p.vel[0], v[1] - p.vel[1]];
-            let dn = dv[0].hypot(dv[1]);
-            let max = ACCEL_MPS2 * dt;
+            let dn = norm(dv);
+            let max = ACCEL_MPS2 * turn_dt;
             let dv = if dn > max { [dv[0] / dn * max, dv[1] / dn * max] } else { dv };
             let nv = [p.vel[0] + dv[0], p.vel[1] + dv[1]];
             if (nv[0] - p.vel[0]).abs() + (nv[1] - p.vel[1]).abs() > VEL_EPS || (nv[0] == 0.0 && nv[1] == 0.0) {
                 p.vel = nv;
-                if let Some(b) = bodies.get_mut(p.body) {
+                if p.near
+                    && let Some(b) = bodies.get_mut(p.body)
+                {
                     b.set_linvel(Vector::new(nv[0], nv[1], 0.0), true);
                 }
             }
         }
-        let out = self.out_count();
+        // Those out of the physics world walk on by themselves; and the figures of the step.
+        let (mut out, mut in_world) = (0, 0);
+        for p in &mut self.peds {
+            match p.walk {
+                Walk::Indoors | Walk::Shuttle { .. } => continue,
+                Walk::Trip { .. } => {}
+            }
+            out += 1;
+            if p.near {
+                in_world += 1;
+            } else {
+                p.pos = [p.pos[0] + p.vel[0] * dt, p.pos[1] + p.vel[1] * dt];
+            }
+        }
+        self.stats.in_world_s += in_world as f64 * f64::from(dt);
         self.stats.out_s += out as f64 * f64::from(dt);
         self.stats.stepped_s += f64::from(dt);
         self.stats.peak_out = self.stats.peak_out.max(out as u64);
@@ -576,7 +666,9 @@ impl Crowd {
         if p.leader.is_some() {
             if p.vel != [0.0, 0.0] {
                 p.vel = [0.0; 2];
-                if let Some(b) = bodies.get_mut(p.body) {
+                if p.near
+                    && let Some(b) = bodies.get_mut(p.body)
+                {
                     b.set_linvel(Vector::ZERO, true);
                 }
             }
@@ -592,6 +684,7 @@ impl Crowd {
                 p.walk = Walk::Indoors;
                 p.leader = None;
                 p.vel = [0.0; 2];
+                p.near = false;
                 if let Some(b) = bodies.get_mut(p.body) {
                     b.set_linvel(Vector::ZERO, false);
                     b.set_translation(indoors_at(k), false);
@@ -626,7 +719,7 @@ impl Crowd {
                 Kind::Robot => (ROBOT_CIRCLE_M, COMFORT_ROBOT_M),
             };
             let d = [a.pos[0] - pos[0], a.pos[1] - pos[1]];
-            let dn = d[0].hypot(d[1]);
+            let dn = norm(d);
             if !(1e-4..=3.5).contains(&dn) {
                 continue;
             }
@@ -652,7 +745,7 @@ impl Crowd {
             let rv2 = rv[0] * rv[0] + rv[1] * rv[1];
             let t = if rv2 > 1e-6 { (-(d[0] * rv[0] + d[1] * rv[1]) / rv2).clamp(0.0, LOOK_S) } else { 0.0 };
             let c = [d[0] + rv[0] * t, d[1] + rv[1] * t];
-            let cn = c[0].hypot(c[1]);
+            let cn = norm(c);
             if cn < need {
                 // Away from that point; when it is straight ahead, to the right (people pass on the right).
                 let fwd = walk_velocity([0.0; 2], want, 1.0);
@@ -676,7 +769,7 @@ impl Crowd {
                 v = [v[0] - d[0] / dn * push, v[1] - d[1] / dn * push];
             }
         }
-        let n = v[0].hypot(v[1]);
+        let n = norm(v);
         let max = speed * 1.3;
         if n > max { [v[0] / n * max, v[1] / n * max] } else { v }
     }
@@ -710,31 +803,6 @@ fn trip(ways: &mut Walkways, rng: &mut ChaCha8Rng, start: u32) -> Option<TripWay
 mod tests {
     use super::*;
 
-    /// A 4 x 4 grid of streets 0.001 degrees apart (about 111 m north-south, 80 m east-west).
-    fn grid_map() -> MapGraph {
-        use fleet_core::LatLon;
-        use fleet_core::map::{ImportSummary, RawNodes, RawWay, Travel};
-        let mut nodes = RawNodes::default();
-        let id = |r: i64, c: i64| r * 10 + c + 1;
-        for r in 0..4 {
-            for c in 0..4 {
-                let p = LatLon::new(43.73 + r as f64 * 0.001, 7.42 + c as f64 * 0.001).expect("valid");
-                nodes.coords.insert(id(r, c), p);
-            }
-        }
-        let way = |wid: i64, refs: Vec<i64>| RawWay {
-            id: wid,
-            refs,
-            crossing: false,
-            travel: Travel::Both,
-            width_m: 2.0,
-            signals: false,
-        };
-        let mut ways: Vec<RawWay> = (0..4).map(|r| way(100 + r, (0..4).map(|c| id(r, c)).collect())).collect();
-        ways.extend((0..4).map(|c| way(200 + c, (0..4).map(|r| id(r, c)).collect())));
-        MapGraph::from_parts(&nodes, &ways, ImportSummary::default()).expect("the grid builds").0
-    }
-
     #[test]
     fn the_circle_people_keep_clear_of_covers_the_robot() {
         assert!(ROBOT_CIRCLE_M.powi(2) >= ROBOT_HALF[0].powi(2) + ROBOT_HALF[1].powi(2));
@@ -764,7 +832,7 @@ mod tests {
 
     #[test]
     fn the_walkways_find_the_shortest_way() {
-        let map = grid_map();
+        let map = fleet_core::map::MapGraph::street_grid(4, 0.001).expect("the grid builds");
         let proj = Projection::new(map.origin());
         let mut w = Walkways::new(&map, &proj);
         let (s, t) = (0u32, map.node_count() as u32 - 1);

@@ -27,6 +27,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use super::norm;
+
 /// Slower than this a robot is stopped; faster towards the other at contact, it is at fault.
 pub const MOVING_MPS: f32 = 0.05;
 /// A person closer to a robot's body than this is inside its personal space (the "intimate" zone of proxemics).
@@ -50,7 +52,7 @@ impl Fault {
     /// corners sweep at when it turns (`swing_mps`: yaw rate times the half diagonal) and the speed the other
     /// comes at it (`other_closing_mps`).
     pub fn judge(v: [f32; 2], towards: [f32; 2], swing_mps: f32, other_closing_mps: f32) -> Self {
-        let speed = v[0].hypot(v[1]);
+        let speed = norm(v);
         let closing = v[0] * towards[0] + v[1] * towards[1];
         if speed < MOVING_MPS && swing_mps >= MOVING_MPS && swing_mps > other_closing_mps {
             Fault::RobotAtFault
@@ -178,11 +180,11 @@ pub fn footprint_gap(c: [f32; 2], facing: [f32; 2], half: [f32; 2], p: [f32; 2],
     let local = [d[0] * co + d[1] * s, -d[0] * s + d[1] * co];
     let near = [local[0].clamp(-half[0], half[0]), local[1].clamp(-half[1], half[1])];
     let off = [local[0] - near[0], local[1] - near[1]];
-    let out = off[0].hypot(off[1]);
+    let out = norm(off);
     let (dir_local, gap) = if out > 1e-6 {
         ([off[0] / out, off[1] / out], (out - r).max(0.0))
     } else {
-        let n = local[0].hypot(local[1]).max(1e-6);
+        let n = norm(local).max(1e-6);
         ([local[0] / n, local[1] / n], 0.0)
     };
     let dir = [dir_local[0] * co - dir_local[1] * s, dir_local[0] * s + dir_local[1] * co];

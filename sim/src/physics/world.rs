@@ -21,7 +21,7 @@ use robot_agent::platform::{CHARGE_PCT_PER_H, DRAIN_PCT_PER_H, DRAIN_PCT_PER_M, 
 
 use super::contacts::Contacts;
 use super::controller::{self, Ahead, Blocked, BodyState, Clock, Controller, OtherRobot, Task};
-use super::neighbours::{Grid, Kind};
+use super::neighbours::{Grid, Kind, Presence};
 use super::pedestrians::{Crowd, CrowdStats, PED_RADIUS};
 use super::projection::Projection;
 use super::safety::{self, Contact, Episodes, Fault, Other};
@@ -29,7 +29,7 @@ use super::sensing::Sensor;
 use super::signals::{OnPath, SignalStats, Signals};
 use super::{
     G_GROUND, G_PED, G_ROBOT, G_STATIC, K_GROUND, K_PED, K_ROBOT, K_STATIC, PhysicsConfig, PhysicsStats, ROBOT_HALF,
-    ROBOT_MASS_KG, dist,
+    ROBOT_MASS_KG, dist, norm,
 };
 use crate::Error;
 
@@ -92,6 +92,8 @@ pub struct PhysicsWorld {
     episodes: Episodes,
     /// Every robot and person by grid cell, as the last step left them.
     grid: Grid,
+    /// Which cells have robots in them: who of the crowd needs a body in the physics world.
+    presence: Presence,
     /// Whether `grid` holds the bodies as they stand (bodies added since make it stale).
     grid_fresh: bool,
     /// The map's traffic signals, when the world runs them ([`PhysicsWorld::set_signals`]).
@@ -130,6 +132,12 @@ type Side = (usize, [Real; 2], [Real; 2], Other, [Real; 2]);
 /// Cells of the grid people are found in: a robot looks at its own cell and the eight around it, which covers
 /// every person within [`safety::LOOK_M`] of its body (the body reaches 0.45 m from its centre).
 const CELL_M: Real = safety::LOOK_M + 0.5;
+/// A person has a body in the physics world while a robot is within a cell of this size (at least
+/// [`NEAR_MIN_M`], and the sensor's range plus [`NEAR_MARGIN_M`]), and loses it once none is within two:
+/// nothing further away can touch them or sense them, and they are checked five times a second, in which
+/// a robot and a person close by at most a metre.
+const NEAR_MIN_M: Real = 10.0;
+const NEAR_MARGIN_M: Real = 7.0;
 
 /// A robot's look-out assumes it drives on at least this fast, m/s (so that a stopped robot still sees what
 /// would meet it when it starts).
@@ -149,7 +157,7 @@ const ENTERED_M: Real = 0.5;
 
 /// `v` scaled to length 1 (east when it is too short to have a direction).
 fn unit(v: [Real; 2]) -> [Real; 2] {
-    let n = v[0].hypot(v[1]);
+    let n = norm(v);
     if n > 1e-6 { [v[0] / n, v[1] / n] } else { [1.0, 0.0] }
 }
 
@@ -166,6 +174,9 @@ fn yaw_of(r: &Rotation) -> Real {
 
 /// How fast a robot too close to another to turn backs away from it, m/s.
 const BACK_OFF_MPS: Real = 0.2;
+/// A robot whose centre is this close, and not a body length behind, is beside another: the other keeps to
+/// the side it stepped to until it has passed, metres.
+const BESIDE_M: Real = 1.8;
 
 /// Robots stand at least this far apart, centre to centre, where their drives end: a turn on the spot sweeps
 /// a robot's corners out to `SWING_M`, so two robots closer than twice that would touch when one turns.
@@ -212,6 +223,7 @@ impl PhysicsWorld {
                 .user_data(K_GROUND << 120),
         );
         let sensor = Sensor::new(cfg.sense_range_m);
+        let presence = Presence::new((cfg.sense_range_m + NEAR_MARGIN_M).max(NEAR_MIN_M));
         Ok(Self {
             world,
             proj: Projection::new(origin),
@@ -227,6 +239,7 @@ impl PhysicsWorld {
             fresh: Vec::new(),
             episodes: Episodes::default(),
             grid: Grid::new(CELL_M),
+            presence,
             grid_fresh: false,
             signals: None,
             signal_stats: SignalStats::default(),
@@ -539,7 +552,8 @@ impl PhysicsWorld {
             self.fill_grid();
         }
         let hour = ((self.now().0 / 3_600_000) % 24) as usize;
-        self.crowd.walk(&mut self.world.bodies, &self.grid, hour, step, self.cfg.hz, self.dt);
+        self.presence.fill(self.grid.robots().map(|a| a.pos));
+        self.crowd.walk(&mut self.world.bodies, &self.grid, &self.presence, hour, step, self.cfg.hz, self.dt);
         for i in 0..self.robots.len() {
             self.control(i, step);
         }
@@ -675,7 +689,7 @@ impl PhysicsWorld {
     /// How fast robot `i`'s corners sweep as it turns on its own (the commanded yaw rate times its half
     /// diagonal), m/s.
     fn swing_mps(&self, i: usize) -> Real {
-        self.robots.get(i).map_or(0.0, |r| r.yaw_cmd.abs() * ROBOT_HALF[0].hypot(ROBOT_HALF[1]))
+        self.robots.get(i).map_or(0.0, |r| r.yaw_cmd.abs() * norm([ROBOT_HALF[0], ROBOT_HALF[1]]))
     }
 
     /// Judges every robot in the contacts that started this step ([`safety`]) and logs them.
@@ -714,9 +728,9 @@ impl PhysicsWorld {
                     robot,
                     other,
                     fault,
-                    robot_speed_mps: f64::from(v[0].hypot(v[1])),
+                    robot_speed_mps: f64::from(norm(v)),
                     closing_mps: f64::from(v[0] * towards[0] + v[1] * towards[1]),
-                    other_speed_mps: f64::from(v_other[0].hypot(v_other[1])),
+                    other_speed_mps: f64::from(norm(v_other)),
                     xy: self.robot_motion(robot).map_or([0.0; 2], |(p, _, _)| [f64::from(p[0]), f64::from(p[1])]),
                 });
             }
@@ -734,13 +748,8 @@ impl PhysicsWorld {
                 grid.push(Kind::Robot, i, pos, v, f);
             }
         }
-        for (j, h) in self.crowd.bodies().enumerate() {
-            if let Some(b) = self.world.bodies.get(h)
-                && b.is_enabled()
-            {
-                let (t, v) = (b.translation(), b.linvel());
-                grid.push(Kind::Person, j, [t.x, t.y], [v.x, v.y], unit([v.x, v.y]));
-            }
+        for (j, pos, v) in self.crowd.motions(&self.world.bodies) {
+            grid.push(Kind::Person, j, pos, v, unit(v));
         }
         grid.seal();
         self.grid = grid;
@@ -783,7 +792,7 @@ impl PhysicsWorld {
                 Kind::Person => PED_RADIUS,
             };
             let d = [a.pos[0] - pos[0], a.pos[1] - pos[1]];
-            let (dn, ahead) = (d[0].hypot(d[1]), d[0] * f[0] + d[1] * f[1]);
+            let (dn, ahead) = (norm(d), d[0] * f[0] + d[1] * f[1]);
             if ahead <= 0.0 || dn > CELL_M {
                 continue;
             }
@@ -870,6 +879,24 @@ impl PhysicsWorld {
         {
             let sensed = ahead.map_or(f32::INFINITY, |a| a.sensed);
             ahead = Some(Ahead { gap: d, sensed, robot: None, rule: true });
+        }
+        // A robot stepped aside goes back to its lane only once no other robot is beside it: turning back
+        // swings its front into one standing just off its sensor's slab (the other stopped to let it pass).
+        if let Some((lane, until)) = self.robots[i].ctl.sidestep
+            && step + 1 >= until
+        {
+            let here = [pos.x, pos.y];
+            let f = [yaw.cos(), yaw.sin()];
+            let beside = self.grid.around(here).any(|a| {
+                let rel = [a.pos[0] - here[0], a.pos[1] - here[1]];
+                a.kind == Kind::Robot
+                    && a.index != i
+                    && dist(a.pos, here) < BESIDE_M
+                    && rel[0] * f[0] + rel[1] * f[1] > -2.0 * ROBOT_HALF[0]
+            });
+            if beside {
+                self.robots[i].ctl.sidestep = Some((lane, step + u64::from(self.cfg.hz) / 2));
+            }
         }
         let clock = Clock { start: self.start, step, dt: self.dt };
         let r = &mut self.robots[i];
@@ -1044,5 +1071,51 @@ impl Platform for RobotView<'_> {
     fn telemetry(&self) -> Telemetry {
         let fallback = Telemetry { pos: self.world.proj.origin(), heading_deg: 0.0, speed_mps: 0.0, battery_pct: 0.0 };
         self.world.telemetry(self.i).unwrap_or(fallback)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fleet_core::NodeId;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    /// People out of every robot's reach walk without a body in the physics world; anyone near a robot has
+    /// one, where the crowd says they stand.
+    #[test]
+    fn people_near_a_robot_have_bodies_and_those_far_away_walk_without() {
+        let map = MapGraph::street_grid(4, 0.001).expect("the grid builds");
+        let mut w = PhysicsWorld::new(map.origin(), Timestamp(0), PhysicsConfig::default()).expect("valid config");
+        w.add_robot(map.pos(NodeId(5)).expect("a node"), 0.0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        w.add_pedestrians(&map, 60, [1.0; 24], &mut rng);
+        let (mut near, mut far) = (0, 0);
+        for step in 0..20 * 600 {
+            w.step();
+            if step % 10 != 0 {
+                continue;
+            }
+            let robot = w.robot_xy(0).expect("the robot");
+            for (j, pos, _) in w.crowd.motions(&w.world.bodies) {
+                let (h, _) = w.crowd.body(j).expect("a person");
+                let b = w.world.bodies.get(h).expect("their body");
+                let d = dist(pos, robot);
+                // Checked five times a second: a person may have come half a metre closer since.
+                if d < NEAR_MIN_M - 0.5 {
+                    assert!(b.is_enabled(), "person {j} {d:.1} m from the robot has no body");
+                    assert!(dist([b.translation().x, b.translation().y], pos) < 1e-3);
+                    near += 1;
+                }
+                // Three cells away along one axis: outside the five by five.
+                if d > 3.0 * NEAR_MIN_M * std::f32::consts::SQRT_2 + 0.5 {
+                    assert!(!b.is_enabled(), "person {j} {d:.1} m from the robot has a body");
+                    far += 1;
+                }
+            }
+        }
+        assert!(near > 50 && far > 10_000, "near {near}, far {far}");
+        let c = w.crowd_stats();
+        assert!(c.in_world_s > 0.0 && c.in_world_s < 0.5 * c.out_s, "{c:?}");
     }
 }

@@ -79,6 +79,7 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
             let [attentive, distracted, impassive] = phys.crowd_attention();
             CrowdReport {
                 mean_out: c.out_s / c.stepped_s.max(1e-9),
+                mean_in_physics: c.in_world_s / c.stepped_s.max(1e-9),
                 peak_out: c.peak_out,
                 trips: c.trips,
                 attentive,
