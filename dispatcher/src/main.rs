@@ -21,6 +21,10 @@ struct Args {
     /// Do not improve plans in the background (orders are still inserted into plans as they arrive).
     #[arg(long)]
     no_improve: bool,
+    /// How orders are given to robots: insert-improve (insertion into any robot's plan, improved in the
+    /// background), insert (no background search) or greedy (one order at a time, to an idle robot).
+    #[arg(long, default_value = "insert-improve")]
+    policy: fleet_core::dispatcher::Policy,
     /// Seconds a robot may be offline before its unstarted orders go to other robots.
     #[arg(long, default_value_t = 120.0)]
     offline_limit_s: f64,
@@ -81,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("--offline-limit-s must be a positive number of seconds");
     }
     opts.config.offline_limit_s = args.offline_limit_s;
+    opts.config.policy = args.policy;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         opts.tls = Some(dispatcher::server::TlsConfig::from_files(cert, key, args.tls_client_ca.as_deref())?);
     }

@@ -116,9 +116,10 @@ pub struct Host {
 }
 
 impl Host {
-    /// Hosts `d`; `improve` turns the background search on (the owner must then run the searches it hands out).
+    /// Hosts `d`; `improve` turns the background search on (the owner must then run the searches it hands out)
+    /// when the dispatcher's policy improves plans.
     pub fn new(d: Dispatcher, improve: bool) -> Self {
-        let enabled = improve && d.config().improve_every_s > 0.0;
+        let enabled = improve && d.config().improve_every_s > 0.0 && d.config().policy.improves();
         Self { d, next_tick: None, improver: Pacer { enabled, ..Pacer::default() } }
     }
 

@@ -137,6 +137,9 @@ struct Overrides {
     /// Physics steps per simulated second, at least 20 [20].
     #[arg(long)]
     physics_hz: Option<u32>,
+    /// How orders are given to robots: insert-improve, insert or greedy [insert-improve].
+    #[arg(long)]
+    policy: Option<fleet_core::dispatcher::Policy>,
     /// Building footprints as walls: off or walls [off].
     #[arg(long)]
     buildings: Option<String>,
@@ -311,6 +314,9 @@ fn scenario_of(file: Option<&Path>, o: &Overrides) -> anyhow::Result<(PathBuf, S
         ($($f:ident),*) => { $(if let Some(v) = o.$f { s.$f = v; })* };
     }
     set!(seed, robots, orders_per_hour, dt_ms, improve_every_s, improve_iterations, pedestrians, physics_hz);
+    if let Some(p) = o.policy {
+        s.dispatch.policy = p;
+    }
     if let Some(b) = &o.buildings {
         s.buildings = match b.as_str() {
             "off" => sim::scenario::Buildings::Off,
@@ -392,6 +398,7 @@ fn compare(a: CompareArgs) -> anyhow::Result<()> {
         improve_iterations: None,
         pedestrians: None,
         physics_hz: None,
+        policy: None,
         buildings: None,
     };
     let (map_a, sa) = scenario_of(Some(&a.a), &none)?;

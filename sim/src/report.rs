@@ -244,13 +244,14 @@ impl fmt::Display for Report {
         writeln!(f, "Trundle simulation summary")?;
         writeln!(
             f,
-            "  scenario         seed {}, {} robots, {} shops, {:.1} orders/h, {:.1} h, dt {} ms",
+            "  scenario         seed {}, {} robots, {} shops, {:.1} orders/h, {:.1} h, dt {} ms, policy {}",
             s.seed,
             s.robots,
             s.shops,
             s.orders_per_hour,
             s.duration_s as f64 / 3600.0,
-            s.dt_ms
+            s.dt_ms,
+            s.dispatch.policy
         )?;
         writeln!(
             f,

@@ -482,6 +482,9 @@ pub struct DispatchSection {
     /// Speed-limited zones: `[[dispatch.speed_zones]]` with name, max_mps and polygon = [[lat, lon], ...].
     pub speed_zones: Option<Vec<fleet_core::map::SpeedZone>>,
     pub max_open_orders_per_shop: Option<usize>,
+    /// How orders are given to robots: "insert-improve" (the default), "insert" (no background search) or
+    /// "greedy" (one order at a time to the idle robot that can serve it soonest).
+    pub policy: Option<fleet_core::dispatcher::Policy>,
 }
 
 /// The default map when a scenario names none, relative to the working directory.
@@ -687,6 +690,9 @@ impl ScenarioFile {
         }
         if let Some(z) = &p.speed_zones {
             c.speed_zones = z.clone();
+        }
+        if let Some(v) = p.policy {
+            c.policy = v;
         }
         s.faults = self.faults.clone();
         s.walkers = self.walkers.clone();

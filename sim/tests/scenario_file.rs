@@ -67,6 +67,14 @@ fn bad_files_are_refused_with_a_clear_message() {
     refused("[demand]\nprofile = [1, 2]\n", &["24 values"]);
     refused("[demand]\nreplay = \"nope.csv\"\n", &["cannot read the order log", "nope.csv"]);
     refused("duration_h = 2\nduration_s = 60\n", &["duration_h or duration_s"]);
+    refused("[dispatch]\npolicy = \"nearest\"\n", &["nearest", "greedy"]);
+}
+
+#[test]
+fn a_scenario_picks_the_dispatch_policy() {
+    use fleet_core::dispatcher::Policy;
+    assert_eq!(check("").expect("valid").dispatch.policy, Policy::InsertImprove);
+    assert_eq!(check("[dispatch]\npolicy = \"greedy\"\n").expect("valid").dispatch.policy, Policy::Greedy);
 }
 
 #[test]

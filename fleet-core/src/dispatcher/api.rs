@@ -53,6 +53,64 @@ pub struct Config {
     /// is released at the limit.
     #[serde(default)]
     pub speed_zones: Vec<crate::map::SpeedZone>,
+    /// How orders are given to robots ([`Policy`]).
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+/// How the dispatcher gives orders to robots. The default is the product; the others are the honest
+/// baselines it is measured against (`trundle-sim compare`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Each order is inserted where it costs least into any robot's plan (robots carry several orders at
+    /// once), and a background search improves the plans ([`Config::improve_every_s`]).
+    #[default]
+    InsertImprove,
+    /// The same insertion, without the background search.
+    Insert,
+    /// One order at a time: each order goes to the idle robot (nothing planned) that can serve it soonest; no
+    /// batching, no improvement. Orders no idle robot can take are refused.
+    Greedy,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 3] = [Policy::InsertImprove, Policy::Insert, Policy::Greedy];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::InsertImprove => "insert-improve",
+            Policy::Insert => "insert",
+            Policy::Greedy => "greedy",
+        }
+    }
+
+    /// Whether plans are improved in the background.
+    pub fn improves(self) -> bool {
+        self == Policy::InsertImprove
+    }
+
+    /// Whether a robot with work planned may be given more.
+    pub fn batches(self) -> bool {
+        self != Policy::Greedy
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Policy::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Policy::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown policy {s:?}; one of {}", names.join(", "))
+        })
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 fn default_signal_cycle_s() -> f64 {
@@ -99,6 +157,7 @@ impl Default for Config {
             improve_every_s: default_improve_every_s(),
             traffic: TrafficConfig::default(),
             speed_zones: Vec::new(),
+            policy: Policy::default(),
         }
     }
 }

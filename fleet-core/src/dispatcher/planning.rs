@@ -257,7 +257,10 @@ impl Dispatcher {
         pickup: &Task,
         dropoff: &Task,
     ) -> Result<insertion::Insertion, Refusal> {
-        let robots: Vec<&Robot> = self.robots.values().filter(|r| available(r)).collect();
+        // The greedy baseline gives work only to robots with none planned.
+        let batches = self.config.policy.batches();
+        let robots: Vec<&Robot> =
+            self.robots.values().filter(|r| available(r) && (batches || r.plan.is_empty())).collect();
         if robots.is_empty() {
             return Err(Refusal::NoRobotAvailable);
         }

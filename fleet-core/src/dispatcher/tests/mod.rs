@@ -175,3 +175,45 @@ fn after_a_restart_robots_get_a_full_grace_period() {
     restored.handle(later, Input::Tick);
     assert_eq!(restored.order(&o).and_then(|o| o.robot.clone()), Some(near.clone()));
 }
+
+/// The greedy baseline gives each order to an idle robot, one order a robot, and refuses once none is idle;
+/// the insertion policies batch the third order onto a robot that has work.
+#[test]
+fn the_greedy_baseline_gives_one_order_to_each_idle_robot_and_no_more() {
+    for policy in [Policy::Greedy, Policy::Insert, Policy::InsertImprove] {
+        let (mut d, shop, near, far) = fleet();
+        d.config.policy = policy;
+        let t = Timestamp(1_000_000);
+        let a = place(&mut d, &shop, "a", t);
+        let b = place(&mut d, &shop, "c", t);
+        let robot_of = |d: &Dispatcher, o: &OrderId| d.orders[o].robot.clone();
+        let third = DeliveryRequest {
+            dropoff: ll(43.731, 7.421),
+            parcel: Parcel::new(Grams(500), 1).expect("valid"),
+            ready_at: None,
+            deliver_by: t.plus_secs(3_600.0),
+        };
+        let out = d.handle(
+            t,
+            Input::PlaceOrder { shop: shop.clone(), idempotency_key: "c3".into(), request: third, pin: "1234".into() },
+        );
+        if policy == Policy::Greedy {
+            let mut robots = [robot_of(&d, &a), robot_of(&d, &b)];
+            robots.sort();
+            assert_eq!(robots, [Some(far.clone()), Some(near.clone())], "one order each");
+            assert!(
+                matches!(reply(&out), Err(CoreError::Refused(crate::Refusal::NoRobotAvailable))),
+                "{:?}",
+                reply(&out)
+            );
+        } else {
+            // Both go to the robot at the shop, the third too: batching is cheaper than sending the far one.
+            assert_eq!(robot_of(&d, &a), Some(near.clone()), "{policy}");
+            assert_eq!(robot_of(&d, &b), Some(near.clone()), "{policy}");
+            assert_eq!(robot_of(&d, &placed(&out)), Some(near.clone()), "{policy}");
+        }
+    }
+    assert_eq!("greedy".parse::<Policy>(), Ok(Policy::Greedy));
+    assert!("nearest".parse::<Policy>().is_err_and(|e| e.contains("insert-improve, insert, greedy")));
+    assert_eq!(serde_json::from_str::<Policy>("\"insert-improve\"").ok(), Some(Policy::InsertImprove));
+}
