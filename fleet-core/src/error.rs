@@ -157,6 +157,9 @@ impl fmt::Display for Refusal {
             Self::BatteryRange { trip_m } => {
                 write!(f, "no available robot has the battery left for a {:.1} km trip", f64::from(*trip_m) / 1000.0)
             }
+            Self::FleetBusy { robots: 1 } => {
+                write!(f, "the one available robot is busy or full: it cannot fit it in before the deliver-by time")
+            }
             Self::FleetBusy { robots } => write!(
                 f,
                 "all {robots} available robots are busy or full: none can fit it in before the deliver-by time"
@@ -191,6 +194,11 @@ mod tests {
             CoreError::Refused(Refusal::BatteryRange { trip_m: 4200 }).to_string(),
             "order refused: no available robot has the battery left for a 4.2 km trip"
         );
+        assert_eq!(
+            Refusal::FleetBusy { robots: 1 }.to_string(),
+            "the one available robot is busy or full: it cannot fit it in before the deliver-by time"
+        );
+        assert!(Refusal::FleetBusy { robots: 2 }.to_string().starts_with("all 2 available robots are busy or full"));
         assert_eq!(CoreError::field("pin", "bad").field_at_fault(), Some("pin"));
     }
 }
