@@ -124,8 +124,8 @@ impl Core {
         let (orders, _) = broadcast::channel(4096);
         let (fleet, _) = broadcast::channel(4096);
         let handle = CoreHandle { tx, orders: orders.clone(), fleet: fleet.clone() };
-        let improve =
-            improver.enabled && dispatcher.config().improve_every_s > 0.0 && dispatcher.config().policy.improves();
+        // The thread runs whatever the policy: an operator may switch to one that improves plans later.
+        let improve = improver.enabled && dispatcher.config().improve_every_s > 0.0;
         // A std channel: the improver thread blocks on it between searches; the core only ever sends.
         let (snap_tx, snap_rx) = std::sync::mpsc::channel::<PlanSnapshot>();
         let improver_thread = if improve {

@@ -100,6 +100,7 @@ pub fn kind(input: &Input) -> &'static str {
         Input::RobotDisconnected { .. } => "disconnect",
         Input::CloseEdge { .. } | Input::OpenEdge { .. } => "edge",
         Input::PauseRobot { .. } | Input::ResumeRobot { .. } | Input::SetShift { .. } => "robot_ops",
+        Input::SetPolicy { .. } => "policy",
         Input::ProposePlans(_) => "proposal",
         Input::Tick => "tick",
     }

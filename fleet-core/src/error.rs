@@ -151,7 +151,7 @@ impl fmt::Display for Refusal {
             Self::DeadlineTooSoon { trip_min, late_min } => write!(
                 f,
                 "too far for the deliver-by time: the drop-off is {trip_min} min from the shop by sidewalk, so even \
-                 a robot waiting at the shop would arrive {late_min} min late"
+                 a robot waiting at the shop would arrive {late_min} min too late to hand it over by then"
             ),
             Self::ShiftEnds => write!(f, "every available robot's shift ends before it could deliver this order"),
             Self::BatteryRange { trip_m } => {

@@ -22,6 +22,7 @@ use crate::{CoreError, OrderId, RobotId, ShopId, Timestamp};
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RecordKey {
     Meta,
+    Learned,
     Shop(ShopId),
     Robot(RobotId),
     Order(OrderId),
@@ -31,16 +32,18 @@ impl RecordKey {
     pub fn of(r: &Record) -> Self {
         match r {
             Record::Meta(_) => Self::Meta,
+            Record::Learned(_) => Self::Learned,
             Record::Shop(s) => Self::Shop(s.id.clone()),
             Record::Robot(r) => Self::Robot(r.id.clone()),
             Record::Order(o) => Self::Order(o.id.clone()),
         }
     }
 
-    /// The key as a store spells it (`o/<order>`, `r/<robot>`, `s/<shop>`, `meta`).
+    /// The key as a store spells it (`o/<order>`, `r/<robot>`, `s/<shop>`, `meta`, `learned`).
     pub fn storage_key(&self) -> String {
         match self {
             Self::Meta => "meta".into(),
+            Self::Learned => "learned".into(),
             Self::Shop(id) => format!("s/{id}"),
             Self::Robot(id) => format!("r/{id}"),
             Self::Order(id) => format!("o/{id}"),
@@ -116,10 +119,10 @@ pub struct Host {
 }
 
 impl Host {
-    /// Hosts `d`; `improve` turns the background search on (the owner must then run the searches it hands out)
-    /// when the dispatcher's policy improves plans.
+    /// Hosts `d`; `improve` turns the background search on (the owner must then run the searches it hands out).
+    /// Searches are handed out only while the dispatcher's policy improves plans (it can change at run time).
     pub fn new(d: Dispatcher, improve: bool) -> Self {
-        let enabled = improve && d.config().improve_every_s > 0.0 && d.config().policy.improves();
+        let enabled = improve && d.config().improve_every_s > 0.0;
         Self { d, next_tick: None, improver: Pacer { enabled, ..Pacer::default() } }
     }
 
@@ -168,6 +171,7 @@ impl Host {
         let p = &mut self.improver;
         let version = self.d.plans_version();
         if !p.enabled
+            || !self.d.config().policy.improves()
             || p.busy
             || p.searched_version == Some(version)
             || p.last_start.is_some_and(|t| now.0 < t.0.saturating_add(every_ms))

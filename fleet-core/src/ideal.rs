@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::dispatcher::{Dispatcher, Input};
+use crate::dispatcher::{Dispatcher, Input, Output};
 use crate::mission::{FromRobot, RobotEvent, RobotReport, StepAction, StepOutcome};
 use crate::{NodeId, RobotId, Timestamp};
 
@@ -26,6 +26,9 @@ pub struct IdealRobots {
     serving: BTreeMap<RobotId, (u32, f64)>,
     /// Robots that do not move (broken down, say).
     pub halted: BTreeSet<RobotId>,
+    /// Robots that drive slower than their model allows (a crowded sidewalk, say): the share of the speed
+    /// they make, in (0, 1].
+    pub pace: BTreeMap<RobotId, f64>,
     /// Seconds each stop action takes.
     pub service_s: f64,
 }
@@ -43,6 +46,11 @@ impl IdealRobots {
     /// Moves every robot of `d` on by `dt_s` seconds at `now`: along its released drive (reporting each node
     /// passed, finishing the step at its end) or through its stop action.
     pub fn step(&mut self, d: &mut Dispatcher, now: Timestamp, dt_s: f64) {
+        self.step_with(d, now, dt_s, &mut |_| {});
+    }
+
+    /// [`IdealRobots::step`], handing every output of the dispatcher to `sink`.
+    pub fn step_with(&mut self, d: &mut Dispatcher, now: Timestamp, dt_s: f64, sink: &mut dyn FnMut(Vec<Output>)) {
         let ids: Vec<RobotId> = d.robots().map(|r| r.id.clone()).collect();
         for id in ids {
             if self.halted.contains(&id) {
@@ -60,7 +68,8 @@ impl IdealRobots {
                     if a.seq != head.seq {
                         *a = Along { seq: head.seq, index: 0, metres: 0.0 };
                     }
-                    a.metres += speed.min(*speed_mps) * dt_s;
+                    let pace = self.pace.get(&id).copied().unwrap_or(1.0).clamp(0.01, 1.0);
+                    a.metres += speed.min(*speed_mps) * pace * dt_s;
                     let mut passed: Vec<NodeId> = Vec::new();
                     while a.index + 1 < nodes.len() {
                         let len = d.map().edge(nodes[a.index], nodes[a.index + 1]).map_or(0.0, |e| e.length_m);
@@ -73,11 +82,11 @@ impl IdealRobots {
                     }
                     let done = a.index + 1 >= nodes.len();
                     for n in passed {
-                        report(d, now, &id, n, speed);
+                        sink(report(d, now, &id, n, speed));
                     }
                     if done {
                         self.along.remove(&id);
-                        finish(d, now, &id, head.seq);
+                        sink(finish(d, now, &id, head.seq));
                     }
                 }
                 _ => {
@@ -88,7 +97,7 @@ impl IdealRobots {
                     left.1 -= dt_s;
                     if left.1 <= 0.0 {
                         self.serving.remove(&id);
-                        finish(d, now, &id, head.seq);
+                        sink(finish(d, now, &id, head.seq));
                     }
                 }
             }
@@ -96,8 +105,8 @@ impl IdealRobots {
     }
 }
 
-fn report(d: &mut Dispatcher, now: Timestamp, id: &RobotId, node: NodeId, speed: f64) {
-    let (Some(r), Some(pos)) = (d.robot(id), d.map().pos(node)) else { return };
+fn report(d: &mut Dispatcher, now: Timestamp, id: &RobotId, node: NodeId, speed: f64) -> Vec<Output> {
+    let (Some(r), Some(pos)) = (d.robot(id), d.map().pos(node)) else { return Vec::new() };
     let report = RobotReport {
         pos,
         heading_deg: 0.0,
@@ -108,10 +117,10 @@ fn report(d: &mut Dispatcher, now: Timestamp, id: &RobotId, node: NodeId, speed:
         driving: true,
         paused: false,
     };
-    d.handle(now, Input::Robot { robot: id.clone(), msg: FromRobot::State(report) });
+    d.handle(now, Input::Robot { robot: id.clone(), msg: FromRobot::State(report) })
 }
 
-fn finish(d: &mut Dispatcher, now: Timestamp, id: &RobotId, seq: u32) {
+fn finish(d: &mut Dispatcher, now: Timestamp, id: &RobotId, seq: u32) -> Vec<Output> {
     let msg = FromRobot::Event(RobotEvent::StepFinished { seq, outcome: StepOutcome::Done });
-    d.handle(now, Input::Robot { robot: id.clone(), msg });
+    d.handle(now, Input::Robot { robot: id.clone(), msg })
 }

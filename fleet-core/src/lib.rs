@@ -10,6 +10,7 @@ pub mod error;
 pub mod host;
 pub mod ideal;
 pub mod ids;
+pub mod learn;
 pub mod map;
 pub mod mission;
 pub mod order;

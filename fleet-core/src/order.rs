@@ -121,6 +121,24 @@ pub struct Order {
     pub eta_pickup: Option<Timestamp>,
     pub eta_dropoff: Option<Timestamp>,
     pub delivered_at: Option<Timestamp>,
+    /// What the shop was promised when it placed the order.
+    #[serde(default)]
+    pub promise: Option<Promise>,
+    /// When the dispatcher first told the shop the order will miss its deliver-by time (it re-planned first
+    /// and that did not save it); the ETA at that moment is in `eta_dropoff`.
+    #[serde(default)]
+    pub delayed_at: Option<Timestamp>,
+}
+
+/// The hand-over times promised when an order was placed ([`crate::learn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Promise {
+    /// The hand-over as the plan had it then (the learned outcomes are measured against it).
+    pub planned: Timestamp,
+    /// The ETA quoted: the time the fleet meets half the time.
+    pub eta: Timestamp,
+    /// The latest time quoted: the time the fleet meets nine times in ten.
+    pub latest: Timestamp,
 }
 
 impl Order {

@@ -77,6 +77,10 @@ impl Timestamp {
     pub fn plus_secs(self, secs: f64) -> Self {
         if secs.is_finite() && secs > 0.0 { Self(self.0.saturating_add((secs * 1000.0).round() as u64)) } else { self }
     }
+    /// `self - secs`, never before the epoch (negative or NaN takes nothing).
+    pub fn minus_secs(self, secs: f64) -> Self {
+        if secs.is_finite() && secs > 0.0 { Self(self.0.saturating_sub((secs * 1000.0).round() as u64)) } else { self }
+    }
     pub fn plus(self, d: Duration) -> Self {
         Self(self.0.saturating_add(d.as_millis() as u64))
     }

@@ -138,6 +138,9 @@ pub fn order_to_wire(o: &Order) -> pb::Order {
         eta_dropoff: opt_ts(o.eta_dropoff),
         delivered_at: opt_ts(o.delivered_at),
         pin: o.pin.clone(),
+        promised_eta: opt_ts(o.promise.map(|p| p.eta)),
+        promised_latest: opt_ts(o.promise.map(|p| p.latest)),
+        delayed_at: opt_ts(o.delayed_at),
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod compare;
 pub mod error;
+pub mod gate;
 pub mod html;
 pub mod osm;
 pub mod physics;

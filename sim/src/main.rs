@@ -27,6 +27,9 @@ enum Cmd {
     /// Run a fleet of real robot-agent gRPC sessions (kinematic bodies, scaled time) and shops against a
     /// running trundle-dispatcher, and report what happened to the orders.
     Remote(RemoteArgs),
+    /// Run a gate file's scenarios on its seeds and check its thresholds: prints a table, writes gate.junit.xml,
+    /// gate.md and gate.json, and exits non-zero when any check fails. `--policy` or `--map` tries a change.
+    Gate(GateArgs),
     /// List a map's bottlenecks as traffic management sees them: narrow ways (with where they run, their length
     /// and width) and crossings.
     Layout(LayoutArgs),
@@ -290,6 +293,23 @@ struct CompareArgs {
     quiet: bool,
 }
 
+#[derive(clap::Args)]
+struct GateArgs {
+    /// The gate file (see scenarios/gate.toml).
+    gate: PathBuf,
+    /// Try this dispatch policy in every scenario (insert-improve, insert, greedy).
+    #[arg(long)]
+    policy: Option<fleet_core::dispatcher::Policy>,
+    /// Try this map (an OpenStreetMap .osm.pbf) in every scenario.
+    #[arg(long)]
+    map: Option<PathBuf>,
+    /// Where gate.junit.xml, gate.md, gate.json and each run's report go.
+    #[arg(long, default_value = "gate-report")]
+    out: PathBuf,
+    #[arg(long)]
+    quiet: bool,
+}
+
 /// The map path and scenario of a file (or the defaults), with the command line's overrides applied.
 fn scenario_of(file: Option<&Path>, o: &Overrides) -> anyhow::Result<(PathBuf, Scenario)> {
     let (mut map, mut s) = match file {
@@ -443,10 +463,58 @@ fn compare(a: CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn gate(a: GateArgs) -> anyhow::Result<()> {
+    let mut g = sim::gate::Gate::load(&a.gate)?;
+    if let Some(p) = a.policy {
+        g = g.with_policy(p);
+    }
+    if let Some(m) = &a.map {
+        g = g.with_map(m);
+    }
+    let mut areas = std::collections::BTreeMap::new();
+    for m in g.maps() {
+        areas.insert(m.clone(), load_area(&m)?);
+    }
+    let bar = progress_bar(a.quiet, String::new());
+    let mut write_err = None;
+    let result = sim::gate::run(
+        &g,
+        &areas,
+        &mut |gs, seed, outcome| {
+            let sub = a.out.join(format!("{}-{seed}", gs.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")));
+            if let Err(e) = sim::write_outputs(&sub, outcome) {
+                write_err.get_or_insert(anyhow::anyhow!("cannot write {}: {e}", sub.display()));
+            }
+        },
+        &mut |label, done, total| {
+            bar.set_prefix(label.to_string());
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )?;
+    bar.finish_and_clear();
+    if let Some(e) = write_err {
+        return Err(e);
+    }
+    print!("{}", result.table());
+    std::fs::create_dir_all(&a.out)?;
+    std::fs::write(a.out.join("gate.junit.xml"), result.junit())?;
+    std::fs::write(a.out.join("gate.md"), result.markdown())?;
+    let mut json = serde_json::to_vec_pretty(&result)?;
+    json.push(b'\n');
+    std::fs::write(a.out.join("gate.json"), json)?;
+    eprintln!("wrote {0}/gate.junit.xml, {0}/gate.md and {0}/gate.json", a.out.display());
+    if !result.passed {
+        anyhow::bail!("the gate failed: {} of {} runs missed a threshold", result.failed_runs(), result.runs.len());
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Run(a) => run(a),
         Cmd::Compare(a) => compare(a),
+        Cmd::Gate(a) => gate(a),
         Cmd::Remote(a) => remote(a),
         Cmd::Layout(a) => layout(a),
     }

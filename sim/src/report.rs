@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::Scenario;
 use crate::physics::{Collisions, Fault, Faults, SocialNav};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Report {
     pub scenario: Scenario,
     pub map_nodes: usize,
@@ -41,6 +41,17 @@ pub struct Report {
     /// Hand-over minus the quoted ETA over delivered orders, minutes (positive: later than quoted).
     pub quote_error_min_p50: f64,
     pub quote_error_min_p90: f64,
+    /// Orders the dispatcher announced as late (a DELAYED notice to the shop), and of the late deliveries those
+    /// announced before their deliver-by passed.
+    pub delayed_notices: usize,
+    pub late_announced_in_time: usize,
+    /// What the dispatcher learned by the end: the drive factor it planned with (1 is the map's free flow), the
+    /// legs it learned from, and the promise ratios its quotes used (median and 90th percentile of actual over
+    /// planned time to hand-over).
+    pub learned_travel_factor: f64,
+    pub learned_legs: u64,
+    pub learned_promise_p50: f64,
+    pub learned_promise_p90: f64,
     /// Minutes from placing to hand-over, over delivered orders.
     pub delivery_min_mean: f64,
     pub delivery_min_p50: f64,
@@ -290,6 +301,17 @@ impl fmt::Display for Report {
             share(self.by_quoted_latest),
             self.quote_error_min_p50,
             self.quote_error_min_p90
+        )?;
+        writeln!(
+            f,
+            "  late notices     {} orders announced late; {} of {} late deliveries announced before their deliver-by",
+            self.delayed_notices, self.late_announced_in_time, self.late
+        )?;
+        writeln!(
+            f,
+            "  learned          drives take {:.2}x free flow ({} legs); quotes scale planned time by {:.2} (ETA) and \
+             {:.2} (latest)",
+            self.learned_travel_factor, self.learned_legs, self.learned_promise_p50, self.learned_promise_p90
         )?;
         writeln!(f, "  failed           {}", self.failed)?;
         for (why, n) in &self.failed_reasons {

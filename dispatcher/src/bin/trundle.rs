@@ -63,8 +63,52 @@ enum Cmd {
     /// The map (operator).
     #[command(subcommand)]
     Map(MapCmd),
+    /// The dispatch policy (operator).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Follow the fleet live (operator).
     Watch,
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// The policy in force and the ones available.
+    Show,
+    /// Change the policy, only after the simulator's gate passes with it: runs every scenario of the gate file
+    /// with the new policy and applies it when every threshold holds; otherwise changes nothing and exits
+    /// non-zero.
+    Set {
+        /// insert-improve, insert or greedy.
+        policy: fleet_core::dispatcher::Policy,
+        /// The gate file (scenarios/gate.toml ships with the repository).
+        #[arg(long)]
+        gate: PathBuf,
+        /// Where the gate's JUnit XML, Markdown summary and run reports go.
+        #[arg(long, default_value = "gate-report")]
+        gate_out: PathBuf,
+    },
+}
+
+/// Runs `gate` with a change applied by `change`; writes its files into `out` and prints its table. Returns
+/// whether it passed.
+fn run_gate(
+    gate: &std::path::Path,
+    out: &std::path::Path,
+    change: impl FnOnce(sim::gate::Gate) -> sim::gate::Gate,
+) -> anyhow::Result<bool> {
+    let g = change(sim::gate::Gate::load(gate)?);
+    let mut areas = std::collections::BTreeMap::new();
+    for m in g.maps() {
+        let (area, _) = sim::Area::load(&m).with_context(|| format!("cannot load the map {}", m.display()))?;
+        areas.insert(m, area);
+    }
+    eprintln!("running the gate {} ({} scenarios) on: {}", gate.display(), g.scenarios.len(), g.change.join(", "));
+    let result = sim::gate::run(&g, &areas, &mut |_, _, _| {}, &mut |_, _, _| {})?;
+    print!("{}", result.table());
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::write(out.join("gate.junit.xml"), result.junit())?;
+    std::fs::write(out.join("gate.md"), result.markdown())?;
+    Ok(result.passed)
 }
 
 #[derive(Subcommand)]
@@ -521,6 +565,19 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Map(MapCmd::Open { from, to }) => {
             c.ops().open_edge(c.req(pb::EdgeRequest { from_node: from, to_node: to })?).await?;
             println!("opened {from} - {to}");
+        }
+        Cmd::Policy(PolicyCmd::Show) => {
+            let p = c.ops().get_policy(c.req(pb::GetPolicyRequest {})?).await?.into_inner();
+            println!("policy {} (available: {})", p.policy, p.available.join(", "));
+        }
+        Cmd::Policy(PolicyCmd::Set { policy, gate, gate_out }) => {
+            let (g, out) = (gate.clone(), gate_out.clone());
+            let passed = tokio::task::spawn_blocking(move || run_gate(&g, &out, |g| g.with_policy(policy))).await??;
+            if !passed {
+                bail!("the gate failed with policy {policy}: nothing was changed (see {}/gate.md)", gate_out.display());
+            }
+            let p = c.ops().set_policy(c.req(pb::SetPolicyRequest { policy: policy.to_string() })?).await?.into_inner();
+            println!("the gate passed; policy {} is in force", p.policy);
         }
         Cmd::Watch => {
             let mut s = c.ops().watch_fleet(c.req(pb::WatchFleetRequest {})?).await?.into_inner();

@@ -174,6 +174,20 @@ impl pb::ops_service_server::OpsService for OpsApi {
         o.map(Response::new).ok_or_else(|| Error::not_found(format!("order {id} not found")).into())
     }
 
+    async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<Response<pb::PolicyInfo>, Status> {
+        self.0.auth.operator(req.metadata())?;
+        let policy = self.0.core.query(|d| d.config().policy).await?;
+        Ok(Response::new(policy_info(policy)))
+    }
+
+    async fn set_policy(&self, req: Request<pb::SetPolicyRequest>) -> Result<Response<pb::PolicyInfo>, Status> {
+        self.0.auth.operator(req.metadata())?;
+        let policy: fleet_core::dispatcher::Policy =
+            req.get_ref().policy.parse().map_err(|e: String| Error::Wire(WireError::new("policy", e)))?;
+        self.0.core.call(Input::SetPolicy { policy }).await?;
+        Ok(Response::new(policy_info(policy)))
+    }
+
     type WatchFleetStream = FleetStream;
 
     async fn watch_fleet(&self, req: Request<pb::WatchFleetRequest>) -> Result<Response<FleetStream>, Status> {
@@ -245,5 +259,12 @@ impl OpsApi {
                 return Err(Error::Wire(WireError::new("role", format!("role {} is not a known role", role))).into());
             }
         })
+    }
+}
+
+fn policy_info(policy: fleet_core::dispatcher::Policy) -> pb::PolicyInfo {
+    pb::PolicyInfo {
+        policy: policy.to_string(),
+        available: fleet_core::dispatcher::Policy::ALL.iter().map(ToString::to_string).collect(),
     }
 }

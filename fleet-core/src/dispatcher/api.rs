@@ -56,6 +56,22 @@ pub struct Config {
     /// How orders are given to robots ([`Policy`]).
     #[serde(default)]
     pub policy: Policy,
+    /// Every robot's plan is timed from where it is at least this often, to re-plan or announce orders that
+    /// would be late (0 turns the watch off).
+    #[serde(default = "default_late_check_every_s")]
+    pub late_check_every_s: f64,
+    /// Plans hand each parcel over at least this long before its deliver-by time, so that a door queue or a
+    /// crowd on the way does not make it late (see docs/benchmarks.md for how it was chosen).
+    #[serde(default = "default_late_buffer_s")]
+    pub late_buffer_s: f64,
+}
+
+fn default_late_buffer_s() -> f64 {
+    120.0
+}
+
+fn default_late_check_every_s() -> f64 {
+    15.0
 }
 
 /// How the dispatcher gives orders to robots. The default is the product; the others are the honest
@@ -158,6 +174,8 @@ impl Default for Config {
             traffic: TrafficConfig::default(),
             speed_zones: Vec::new(),
             policy: Policy::default(),
+            late_check_every_s: default_late_check_every_s(),
+            late_buffer_s: default_late_buffer_s(),
         }
     }
 }
@@ -192,6 +210,10 @@ pub struct Meta {
     /// Closures made because a robot reported the way blocked, and when each reopens by itself.
     #[serde(default)]
     pub temp_closures: Vec<(NodeId, NodeId, Timestamp)>,
+    /// The dispatch policy an operator set ([`Input::SetPolicy`]); it outlives restarts and wins over the
+    /// configured one.
+    #[serde(default)]
+    pub policy: Option<Policy>,
 }
 
 /// Something to write to the store. Records of one `handle` call are written together.
@@ -201,6 +223,8 @@ pub enum Record {
     Robot(Box<Robot>),
     Shop(Shop),
     Meta(Meta),
+    /// What the fleet taught the dispatcher about time ([`crate::learn`]).
+    Learned(crate::learn::Learned),
 }
 
 /// The answer to a quote.
@@ -211,8 +235,10 @@ pub struct Quote {
     pub reason: Option<Refusal>,
     pub robot: Option<RobotId>,
     pub eta_pickup: Option<Timestamp>,
+    /// The hand-over the fleet meets half the time ([`crate::learn`]).
     pub eta_dropoff: Option<Timestamp>,
-    /// The latest the drop-off should happen if things go somewhat worse than planned (never past deliver-by).
+    /// The hand-over the fleet meets nine times in ten. It may be after the deliver-by time: an order is
+    /// accepted when its plan hands over in time, and this says how sure that is.
     pub eta_latest: Option<Timestamp>,
 }
 
@@ -274,6 +300,11 @@ pub enum Input {
     SetShift {
         robot: RobotId,
         end: Option<Timestamp>,
+    },
+    /// Changes how orders are given to robots from now on (plans already made stay). Operators reach it
+    /// through `trundle policy set NAME --gate GATE.toml`, which runs the simulator's gate on the change first.
+    SetPolicy {
+        policy: Policy,
     },
     /// Better plans found by an improver from a [`PlanSnapshot`]; checked against the state at this moment and
     /// applied whole or refused (FAILED_PRECONDITION) whole. Never comes from the wire.

@@ -7,9 +7,11 @@
 //!
 //! The code follows those phases: [`api`] (inputs, outputs, records, config), [`orders`] (shop requests),
 //! [`planning`] (insertion, refusals, improver proposals), [`release`] (missions step by step), [`robots`] (robot
-//! reports), [`tick`] (the periodic phases) and [`ops`] (operator commands).
+//! reports), [`tick`] (the periodic phases), [`lateness`] (plans watched against the clock) and [`ops`] (operator
+//! commands).
 
 mod api;
+mod lateness;
 mod ops;
 mod orders;
 mod planning;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use crate::learn::Learned;
 use crate::map::{MapGraph, Profile};
 use crate::mission::{FromRobot, MissionUpdate, StepAction};
 use crate::order::{Order, OrderStatus};
@@ -88,7 +91,20 @@ pub struct Dispatcher {
     deadlock_alerted: BTreeSet<RobotId>,
     /// When each long-waiting robot was last tried for a way round.
     reroute_tried: BTreeMap<RobotId, Timestamp>,
+    /// What the fleet taught about time ([`crate::learn`]); the travel-time table runs on its drive factor.
+    learned: Learned,
+    /// Observations not yet persisted (written every [`LEARNED_PERSIST_EVERY`]).
+    learned_unsaved: u32,
+    /// Per robot driving to a stop: when that drive was released and its free-flow time (in memory: a leg
+    /// under way at a restart teaches nothing).
+    leg_clock: BTreeMap<RobotId, (Timestamp, f64)>,
+    /// Where the lateness watch goes on from ([`Config::late_check_every_s`]).
+    late_cursor: Option<RobotId>,
 }
+
+/// Learned observations are persisted in batches of this many: a crash forgets at most this many legs and
+/// outcomes, and the store is not written for each.
+pub const LEARNED_PERSIST_EVERY: u32 = 10;
 
 /// A robot's stops as planner tasks, with what they were built from. Tasks read the robot's plan and load and,
 /// of each order, its ready time, deliver-by time, parcel and drop-off ETA. The first two are compared on every
@@ -125,6 +141,7 @@ struct Out {
     orders: BTreeSet<OrderId>,
     robots: BTreeSet<RobotId>,
     meta: bool,
+    learned: bool,
     other: Vec<Output>,
     reply: Option<Result<Reply, CoreError>>,
 }
@@ -150,6 +167,10 @@ impl Dispatcher {
             claimed_steps: BTreeMap::new(),
             deadlock_alerted: BTreeSet::new(),
             reroute_tried: BTreeMap::new(),
+            learned: Learned::default(),
+            learned_unsaved: 0,
+            leg_clock: BTreeMap::new(),
+            late_cursor: None,
             map: Arc::new(map),
             config,
             meta: Meta::default(),
@@ -188,7 +209,11 @@ impl Dispatcher {
                     d.shops.insert(s.id.clone(), s);
                 }
                 Record::Meta(m) => d.meta = m,
+                Record::Learned(l) => d.learned = l,
             }
+        }
+        if let Some(p) = d.meta.policy {
+            d.config.policy = p;
         }
         for &(a, b) in &d.meta.closed_edges {
             Arc::make_mut(&mut d.map).close_edge(a, b);
@@ -214,6 +239,36 @@ impl Dispatcher {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// What the fleet taught the dispatcher about time.
+    pub fn learned(&self) -> &Learned {
+        &self.learned
+    }
+
+    /// The factor travel times are planned with now (free flow is 1).
+    pub fn travel_factor(&self) -> f64 {
+        self.table.factor()
+    }
+
+    /// Plans with the learned drive factor of `now`'s hour. A change under half a percent is not worth
+    /// dropping the plan legs kept for the insertion bound.
+    fn follow_learned_factor(&mut self, now: Timestamp) {
+        let f = self.learned.drive_factor(now);
+        if (f / self.table.factor() - 1.0).abs() > 0.005 {
+            self.table.set_factor(f);
+            self.legs.clear();
+            self.plans_version += 1;
+        }
+    }
+
+    /// Counts one learned observation and persists what was learned every [`LEARNED_PERSIST_EVERY`].
+    fn learned_one(&mut self, out: &mut Out) {
+        self.learned_unsaved += 1;
+        if self.learned_unsaved >= LEARNED_PERSIST_EVERY {
+            self.learned_unsaved = 0;
+            out.learned = true;
+        }
     }
 
     /// What robot `id` holds of the narrow ways, crossings and stop spots.
@@ -268,6 +323,7 @@ impl Dispatcher {
     /// Handles one input at time `now`.
     pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Output> {
         let mut out = Out::default();
+        self.follow_learned_factor(now);
         let reporting = match &input {
             Input::Robot { robot, msg: FromRobot::State(_) } => Some(robot.clone()),
             _ => None,
@@ -293,6 +349,7 @@ impl Dispatcher {
             }
             Input::Robot { robot, msg } => self.robot_msg(now, &robot, msg, &mut out),
             Input::RobotDisconnected { robot } => {
+                self.leg_clock.remove(&robot);
                 if let Some(r) = self.robots.get_mut(&robot) {
                     r.online = false;
                     self.plans_version += 1;
@@ -328,6 +385,13 @@ impl Dispatcher {
                     None => Err(CoreError::not_found(format!("robot {robot} not found"))),
                 });
             }
+            Input::SetPolicy { policy } => {
+                self.config.policy = policy;
+                self.meta.policy = Some(policy);
+                self.plans_version += 1;
+                out.meta = true;
+                out.reply = Some(Ok(Reply::Done));
+            }
             Input::ProposePlans(p) => {
                 out.reply = Some(self.apply_proposal(now, *p, &mut out));
             }
@@ -356,6 +420,9 @@ impl Dispatcher {
         let mut v = Vec::new();
         if out.meta {
             v.push(Output::Persist(Record::Meta(self.meta.clone())));
+        }
+        if out.learned {
+            v.push(Output::Persist(Record::Learned(self.learned.clone())));
         }
         for id in &out.shops {
             if let Some(s) = self.shops.get(id) {

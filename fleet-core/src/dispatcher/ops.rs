@@ -99,6 +99,10 @@ impl Dispatcher {
     }
 
     pub(super) fn set_paused(&mut self, robot: &RobotId, paused: bool, out: &mut Out) {
+        if paused {
+            // A leg with a pause in it says nothing about the sidewalks.
+            self.leg_clock.remove(robot);
+        }
         if let Some(r) = self.robots.get_mut(robot) {
             r.paused = paused;
             // Resuming is also how an operator returns a repaired robot to service.

@@ -1,7 +1,7 @@
 //! What a shop asks of the dispatcher: validate and snap a delivery request, quote it, place it (idempotent on
 //! the shop's key), cancel it before loading, mark it ready.
 
-use crate::order::{DeliveryRequest, Order, OrderStatus, Place};
+use crate::order::{DeliveryRequest, Order, OrderStatus, Place, Promise};
 use crate::planner::insertion::{self};
 use crate::{CoreError, OrderId, Refusal, ShopId, Timestamp};
 
@@ -51,7 +51,7 @@ impl Dispatcher {
         let probe = OrderId::parse("quote").expect("a constant valid id");
         let (p, d) = self.tasks_for(&probe, req, pickup, dropoff, now);
         Ok(match self.best_insertion(now, &p, &d) {
-            Ok(ins) => self.quote_of(&ins, now, req.deliver_by),
+            Ok(ins) => self.quote_of(&ins, now),
             Err(refusal) => Quote {
                 feasible: false,
                 reason: Some(refusal),
@@ -63,17 +63,37 @@ impl Dispatcher {
         })
     }
 
-    pub(super) fn quote_of(&self, ins: &insertion::Insertion, now: Timestamp, deliver_by: Timestamp) -> Quote {
-        // A planning margin: a quarter of the remaining time, at least two minutes, never past deliver-by.
-        let remaining = ins.eta_dropoff.secs_since(now).max(0.0);
-        let latest = ins.eta_dropoff.plus_secs((remaining * 0.25).max(120.0)).min(deliver_by.max(ins.eta_dropoff));
+    /// The quote for an insertion: the hand-over the plan gives, scaled by how the fleet's promises turned out
+    /// ([`crate::learn`]): the ETA by their median, the latest by their 90th percentile.
+    pub(super) fn quote_of(&self, ins: &insertion::Insertion, now: Timestamp) -> Quote {
+        let p = self.promise_of(ins.eta_dropoff, now);
         Quote {
             feasible: true,
             reason: None,
             robot: Some(ins.robot.clone()),
             eta_pickup: Some(ins.eta_pickup),
-            eta_dropoff: Some(ins.eta_dropoff),
-            eta_latest: Some(latest),
+            eta_dropoff: Some(p.eta),
+            eta_latest: Some(p.latest),
+        }
+    }
+
+    /// What to promise for a drop-off the plan reaches at `arrival`.
+    pub(super) fn promise_of(&self, arrival: Timestamp, now: Timestamp) -> Promise {
+        let planned = arrival.plus_secs(self.config.dropoff_service_s);
+        let (p50, p90) = self.learned.promise_ratios();
+        let remaining = planned.secs_since(now).max(0.0);
+        Promise { planned, eta: now.plus_secs(remaining * p50), latest: now.plus_secs(remaining * p90) }
+    }
+
+    /// A quote answering a repeated placement: what was promised then.
+    fn quote_replayed(o: &Order) -> Quote {
+        Quote {
+            feasible: true,
+            reason: None,
+            robot: o.robot.clone(),
+            eta_pickup: o.eta_pickup,
+            eta_dropoff: o.promise.map(|p| p.eta).or(o.eta_dropoff),
+            eta_latest: o.promise.map(|p| p.latest),
         }
     }
 
@@ -100,14 +120,7 @@ impl Dispatcher {
             if o.request != req {
                 return Err(CoreError::KeyReused { key, order: id.to_string() });
             }
-            let quote = Quote {
-                feasible: true,
-                reason: None,
-                robot: o.robot.clone(),
-                eta_pickup: o.eta_pickup,
-                eta_dropoff: o.eta_dropoff,
-                eta_latest: o.eta_dropoff.map(|e| e.max(o.request.deliver_by)),
-            };
+            let quote = Self::quote_replayed(o);
             return Ok(Reply::Placed { order: Box::new(o.clone()), quote, replayed: true });
         }
         let open = self.open.get(&shop).map_or(0, BTreeSet::len);
@@ -126,7 +139,8 @@ impl Dispatcher {
         let id = OrderId::parse(&format!("ord-{:06}", self.meta.next_order_seq + 1)).expect("digits are a valid id");
         let (p, d) = self.tasks_for(&id, &req, pickup, dropoff, now);
         let ins = self.best_insertion(now, &p, &d).map_err(CoreError::Refused)?;
-        let quote = self.quote_of(&ins, now, req.deliver_by);
+        let quote = self.quote_of(&ins, now);
+        let promise = self.promise_of(ins.eta_dropoff, now);
         self.meta.next_order_seq += 1;
         out.meta = true;
         let mut order = Order {
@@ -147,6 +161,8 @@ impl Dispatcher {
             eta_pickup: None,
             eta_dropoff: None,
             delivered_at: None,
+            promise: Some(promise),
+            delayed_at: None,
         };
         order.transition(OrderStatus::Assigned, now)?;
         order.robot = Some(ins.robot.clone());

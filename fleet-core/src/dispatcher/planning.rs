@@ -19,6 +19,12 @@ impl Dispatcher {
         Profile { speed_mps: model.max_speed_mps, ..self.config.profile_base() }
     }
 
+    /// The latest a plan may have a robot arrive for a hand-over due by `deliver_by`: the hand-over itself and
+    /// the planning buffer earlier ([`Config::late_buffer_s`]).
+    pub(super) fn arrive_by(&self, deliver_by: Timestamp) -> Timestamp {
+        deliver_by.minus_secs(self.config.dropoff_service_s + self.config.late_buffer_s)
+    }
+
     pub(super) fn tasks_for(
         &self,
         id: &OrderId,
@@ -42,7 +48,7 @@ impl Dispatcher {
             order: id.clone(),
             node: dropoff.node,
             not_before: Timestamp(0),
-            deadline: Some(req.deliver_by),
+            deadline: Some(self.arrive_by(req.deliver_by)),
             compartments: req.parcel.compartments,
             grams: req.parcel.weight.0,
             service_s: self.config.dropoff_service_s,
@@ -59,7 +65,7 @@ impl Dispatcher {
             StopKind::Dropoff => (
                 self.config.dropoff_service_s,
                 Timestamp(0),
-                Some(o.request.deliver_by.max(o.eta_dropoff.unwrap_or_default())),
+                Some(self.arrive_by(o.request.deliver_by).max(o.eta_dropoff.unwrap_or_default())),
             ),
             StopKind::Return => (self.config.pickup_service_s, Timestamp(0), None),
         };
@@ -130,6 +136,7 @@ impl Dispatcher {
             map: Arc::clone(&self.map),
             taken_at: now,
             plans: self.robots.values().filter(|r| available(r)).map(|r| self.robot_plan(r, now)).collect(),
+            travel_factor: self.table.factor(),
         }
     }
 

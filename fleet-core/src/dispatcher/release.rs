@@ -45,6 +45,7 @@ impl Dispatcher {
             }
             self.traffic.withdraw(robot);
             self.claimed_steps.remove(robot);
+            self.leg_clock.remove(robot);
             changed = true;
         }
         let Some(r) = self.robots.get(robot) else {
@@ -57,9 +58,15 @@ impl Dispatcher {
             let order_ready = self.orders.get(&stop.order).is_some_and(|o| o.marked_ready);
             let mut drives: Vec<StepAction> = Vec::new();
             let mut arrived_now = false;
+            // The free-flow time of the leg, when it starts from where the robot is (nothing else to drive
+            // first), for learning how long legs really take.
+            let mut leg_s = None;
             if !stop.drive_released {
                 match self.map.route(from, stop.node, profile) {
-                    Some(route) if route.nodes.len() >= 2 => drives = self.drive_steps(&route, profile.speed_mps, true),
+                    Some(route) if route.nodes.len() >= 2 => {
+                        drives = self.drive_steps(&route, profile.speed_mps, true);
+                        leg_s = drives_end(&r.mission.base).is_none().then_some(route.duration_s);
+                    }
                     Some(_) => arrived_now = r.mission.base.is_empty(),
                     None => {
                         out.other.push(Output::Alert {
@@ -96,6 +103,10 @@ impl Dispatcher {
                 first.drive_released = true;
                 first.action_released |= release_action;
                 if newly_driving {
+                    match leg_s {
+                        Some(s) => self.leg_clock.insert(robot.clone(), (now, s)),
+                        None => self.leg_clock.remove(robot),
+                    };
                     self.on_drive_released(now, &stop, arrived_now, out);
                 }
                 if self.config.traffic.enabled {

@@ -103,6 +103,7 @@ impl Dispatcher {
                     message: format!("robot {id} reports {level:?} {kind}: {detail}"),
                 });
                 if level == ErrorLevel::Fatal && r.fault.is_none() {
+                    self.leg_clock.remove(id);
                     r.fault = Some(format!("{kind}: {detail}"));
                     out.robots.insert(id.clone());
                     self.plans_version += 1;
@@ -143,6 +144,11 @@ impl Dispatcher {
                         self.robots.get_mut(id).expect("present").node = n;
                     }
                     if let Some((order, kind)) = self.drive_targets.remove(&(id.clone(), step.seq)) {
+                        if let Some((since, free_s)) = self.leg_clock.remove(id)
+                            && self.learned.observe_leg(since, free_s, now.secs_since(since))
+                        {
+                            self.learned_one(out);
+                        }
                         self.on_arrived(now, &order, kind, out);
                     }
                 }
@@ -172,6 +178,13 @@ impl Dispatcher {
                         StepOutcome::Done => {
                             advance(o, OrderStatus::Delivered, now, out);
                             r.on_board.retain(|x| x != &order);
+                            if let Some(p) = o.promise
+                                && self
+                                    .learned
+                                    .observe_outcome(p.planned.secs_since(o.created_at), now.secs_since(o.created_at))
+                            {
+                                self.learned_one(out);
+                            }
                         }
                         StepOutcome::HandoverFailed(why) => {
                             // The parcel stays on board; the robot brings it back to the shop.

@@ -1,5 +1,6 @@
 //! The periodic tick, an ordered sequence of named phases: robots away too long lose work they have not started,
-//! expired closures reopen, idle robots low on battery go to charge, orders still pending are planned again.
+//! expired closures reopen, idle robots low on battery go to charge, orders still pending are planned again, and
+//! plans are checked against the clock ([`super::lateness`]).
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ impl Dispatcher {
         self.traffic_tick(now, out);
         self.send_to_charge(now, out);
         self.replan_pending(now, out);
+        self.watch_lateness(now, out);
     }
 
     pub(super) fn handle_offline(&mut self, now: Timestamp, out: &mut Out) {

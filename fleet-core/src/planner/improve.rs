@@ -31,6 +31,8 @@ pub struct PlanSnapshot {
     pub map: Arc<MapGraph>,
     pub taken_at: Timestamp,
     pub plans: Vec<RobotPlan>,
+    /// What travel times are multiplied by ([`TravelTable::set_factor`]): the dispatcher's learned slowdown.
+    pub travel_factor: f64,
 }
 
 /// A robot's proposed stop sequence.
@@ -279,7 +281,7 @@ pub const NEAR_ROBOTS: usize = 16;
 /// the first move (measured: no proposal in 300 ms with 1,000 robots and 4,000 open orders).
 pub fn improve(snap: &PlanSnapshot, params: &ImproveParams, used: &mut dyn FnMut(u64) -> f64) -> Option<Proposal> {
     if snap.plans.len() <= REGION_ROBOTS {
-        return search(&snap.map, snap.taken_at, &snap.plans, params, used);
+        return search(snap, &snap.plans, params, used);
     }
     let mut rng = Rng::new(params.seed ^ 0x9e37_79b9_7f4a_7c15);
     let busy: Vec<usize> =
@@ -300,24 +302,26 @@ pub fn improve(snap: &PlanSnapshot, params: &ImproveParams, used: &mut dyn FnMut
         .collect();
     by_dist.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let region: Vec<RobotPlan> = by_dist.iter().take(REGION_ROBOTS).map(|&(_, r)| snap.plans[r].clone()).collect();
-    search(&snap.map, snap.taken_at, &region, params, used)
+    search(snap, &region, params, used)
 }
 
 /// Robots one search works on at most (see [`improve`]).
 pub const REGION_ROBOTS: usize = 48;
 
 fn search(
-    map: &MapGraph,
-    taken_at: Timestamp,
+    snap: &PlanSnapshot,
     plans: &[RobotPlan],
     params: &ImproveParams,
     used: &mut dyn FnMut(u64) -> f64,
 ) -> Option<Proposal> {
+    let (map, taken_at) = (&*snap.map, snap.taken_at);
     let origin = map.origin();
     let xy = |n| map.pos(n).map(|p| planar(origin, p));
+    let mut table = TravelTable::default();
+    table.set_factor(snap.travel_factor);
     let mut live = Live {
         map,
-        table: TravelTable::default(),
+        table,
         plans,
         frozen: Vec::new(),
         pairs: Vec::new(),
@@ -451,7 +455,12 @@ mod tests {
         a.locked = 1;
         a.load_compartments = 1;
         a.load_grams = 1_000;
-        PlanSnapshot { map: Arc::new(grid()), taken_at: Timestamp(0), plans: vec![a, robot("b", 15, vec![])] }
+        PlanSnapshot {
+            map: Arc::new(grid()),
+            taken_at: Timestamp(0),
+            plans: vec![a, robot("b", 15, vec![])],
+            travel_factor: 1.0,
+        }
     }
 
     fn budget(n: u64) -> impl FnMut(u64) -> f64 {

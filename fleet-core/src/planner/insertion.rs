@@ -23,8 +23,13 @@ use crate::{NodeId, OrderId, RobotId, Timestamp};
 /// plan) can instead get whole rows ([`TravelTable::rows_for`]): its times to and from every node from one
 /// sweep of the map's hierarchy ([`MapGraph::times_all`]). The last [`ROWS_KEPT`] rows are kept, so a shop's
 /// pickup node is swept once, not once per order.
+///
+/// Every time it answers is the router's free-flow time multiplied by the table's factor
+/// ([`TravelTable::set_factor`]: what the fleet learned about how long drives really take, [`crate::learn`]).
+/// The cache holds free-flow times, so a new factor costs nothing.
 #[derive(Debug, Clone, Default)]
 pub struct TravelTable {
+    factor: Factor,
     // Fx, not SipHash: the keys are our own node ids, not attacker-chosen, and hashing was a quarter of the
     // dispatcher's time under load (`trundle-bench load`, see docs/benchmarks.md).
     by_profile: Vec<(Profile, FxHashMap<u64, u32>)>,
@@ -52,6 +57,16 @@ struct Row {
     used: u64,
 }
 
+/// A multiplier that is 1 unless set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Factor(f64);
+
+impl Default for Factor {
+    fn default() -> Self {
+        Self(1.0)
+    }
+}
+
 /// Rows kept at most (each holds 8 bytes per map node: 180 kB on Monaco).
 pub const ROWS_KEPT: usize = 64;
 
@@ -61,6 +76,15 @@ const MAX_PAIRS: usize = 1 << 20;
 const NO_ROUTE: u32 = u32::MAX;
 
 impl TravelTable {
+    /// Sets the factor every answer is multiplied by (bounded to 0.5..=5; 1 is free flow).
+    pub fn set_factor(&mut self, factor: f64) {
+        self.factor = Factor(if factor.is_finite() { factor.clamp(0.5, 5.0) } else { 1.0 });
+    }
+
+    pub fn factor(&self) -> f64 {
+        self.factor.0
+    }
+
     /// Seconds from `a` to `b`, `None` when unreachable. Answered by the map's contraction hierarchy when it has
     /// one for this profile, so a miss costs microseconds.
     pub fn secs(&mut self, map: &MapGraph, a: NodeId, b: NodeId, p: Profile) -> Option<f64> {
@@ -81,7 +105,7 @@ impl TravelTable {
         let focused = self.focus.is_some_and(|f| f == a || f == b);
         let known = if focused { self.focused.get(&(k, key)) } else { self.by_profile[k].1.get(&key) };
         if let Some(&ms) = known {
-            return (ms != NO_ROUTE).then(|| f64::from(ms) / 1000.0);
+            return (ms != NO_ROUTE).then(|| f64::from(ms) / 1000.0 * self.factor.0);
         }
         let v = map.travel_secs(a, b, p);
         // Routers answer in whole milliseconds, so this keeps the time exactly.
@@ -95,7 +119,7 @@ impl TravelTable {
             }
             pairs.insert(key, ms);
         }
-        v
+        v.map(|s| s * self.factor.0)
     }
 
     /// Keeps pairs with `node` apart from now on, forgetting those of the node before: for a
@@ -130,7 +154,7 @@ impl TravelTable {
                 continue;
             };
             if let Some(&ms) = ms {
-                return Some((ms != NO_ROUTE).then(|| f64::from(ms) / 1000.0));
+                return Some((ms != NO_ROUTE).then(|| f64::from(ms) / 1000.0 * self.factor.0));
             }
         }
         None
@@ -244,8 +268,9 @@ pub fn schedule(map: &MapGraph, table: &mut TravelTable, plan: &RobotPlan, tasks
     for task in tasks {
         let leg = table.secs(map, at, task.node, plan.profile)?;
         travel_s += leg;
-        // Crossing penalties count as driving here, which only errs on the safe side.
-        if travel_s * plan.profile.speed_mps > plan.range_m {
+        // Crossing penalties count as driving here, which only errs on the safe side; the learned slowdown
+        // does not (a slow drive is no longer).
+        if travel_s / table.factor() * plan.profile.speed_mps > plan.range_m {
             return None;
         }
         let arrive = t.plus_secs(leg);
@@ -430,7 +455,7 @@ pub fn best_pair_insertion_timed(
     if pc > cap_comp || pg > cap_grams {
         return None;
     }
-    let max_travel = plan.range_m / plan.profile.speed_mps;
+    let max_travel = plan.range_m / plan.profile.speed_mps * table.factor();
     let shift_end = plan.shift_end.map_or(i64::MAX, |e| e.0 as i64);
     let n = tasks.len();
     let p = plan.profile;

@@ -59,6 +59,12 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
         by_quoted_latest: 0,
         quote_error_min_p50: 0.0,
         quote_error_min_p90: 0.0,
+        delayed_notices: 0,
+        late_announced_in_time: 0,
+        learned_travel_factor: 1.0,
+        learned_legs: 0,
+        learned_promise_p50: 0.0,
+        learned_promise_p90: 0.0,
         delivery_min_mean: 0.0,
         delivery_min_p50: 0.0,
         delivery_min_p90: 0.0,
@@ -134,8 +140,14 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
     let mut deliveries = vec![0usize; robots.len()];
     let secs_of = |t: Timestamp| t.secs_since(start);
     let d = host.dispatcher();
+    let mm = |v: f64| (v * 1000.0).round() / 1000.0;
+    report.learned_travel_factor = mm(d.travel_factor());
+    report.learned_legs = d.learned().legs();
+    let (p50, p90) = d.learned().promise_ratios();
+    (report.learned_promise_p50, report.learned_promise_p90) = (mm(p50), mm(p90));
     for o in d.orders() {
         report.placed += 1;
+        report.delayed_notices += usize::from(o.delayed_at.is_some());
         let promise = promised.get(&o.id);
         let (eta, latest) = (promise.and_then(|p| p.eta), promise.and_then(|p| p.latest));
         let mut outcome = OrderOutcome {
@@ -160,6 +172,8 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
                     report.on_time += 1;
                 } else {
                     report.late += 1;
+                    report.late_announced_in_time +=
+                        usize::from(o.delayed_at.is_some_and(|t| t < o.request.deliver_by));
                 }
                 report.by_quoted_eta += usize::from(eta.is_some_and(|e| at <= e));
                 report.by_quoted_latest += usize::from(latest.is_some_and(|l| at <= l));
@@ -215,7 +229,6 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
     report.utilisation_mean =
         report.robots.iter().map(|r| r.utilisation).sum::<f64>() / report.robots.len().max(1) as f64;
     let id = |i: usize| robots.get(i).map_or_else(|| format!("robot {i}"), |r| r.id.to_string());
-    let mm = |v: f64| (v * 1000.0).round() / 1000.0;
     report.contacts = phys
         .contacts()
         .iter()

@@ -3,6 +3,7 @@
 mod faults;
 mod handover;
 mod improve;
+mod lateness;
 mod refusals;
 mod scenarios;
 mod script;

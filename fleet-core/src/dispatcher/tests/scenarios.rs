@@ -37,11 +37,11 @@ show ord-000001"
             > hello far
               -> far update 0: no steps
             > place s k1 43.731,7.421 by +3600
-            ok placed ord-000001 robot=near eta=+180s
+            ok placed ord-000001 robot=near eta=+240s
               ~ ord-000001 AT_PICKUP robot=near eta=+180s
               -> near update 1: 1?:pickup ord-000001, 2?:dropoff ord-000001
             > place s k1 43.731,7.421 by +3600
-            ok placed ord-000001 robot=near eta=+180s (replayed)
+            ok placed ord-000001 robot=near eta=+240s (replayed)
             > ready s ord-000001
             ok ord-000001 AT_PICKUP robot=near eta=+180s
               ~ ord-000001 AT_PICKUP robot=near eta=+180s
@@ -81,13 +81,13 @@ hello r
             > hello r
               -> r update 0: no steps
             > quote s 43.733,7.423 by +300
-            ok quote refused DEADLINE_TOO_SOON: too far for the deliver-by time: the drop-off is 6 min from the shop by sidewalk, so even a robot waiting at the shop would arrive 2 min late
+            ok quote refused DEADLINE_TOO_SOON: too far for the deliver-by time: the drop-off is 6 min from the shop by sidewalk, so even a robot waiting at the shop would arrive 5 min too late to hand it over by then
             > quote s 43.733,7.423 by +3600 compartments 3
             ok quote refused PARCEL_TOO_LARGE: the parcel needs 3 compartments; the largest available robot has 2
             > place s k1 43.900,7.600 by +3600
             err OUT_OF_AREA: order refused: the drop-off is 23390 m from the nearest walkable way; the limit is 150 m
             > place s k1 43.733,7.423 by +3600
-            ok placed ord-000001 robot=r eta=+419s
+            ok placed ord-000001 robot=r eta=+479s
               ~ ord-000001 AT_PICKUP robot=r eta=+419s
               -> r update 1: 1?:pickup ord-000001, 2?:dropoff ord-000001
             > place s k1 43.731,7.421 by +3600
@@ -124,7 +124,7 @@ show ord-000001"
             > hello far
               -> far update 0: no steps
             > place s k1 43.731,7.421 by +3600
-            ok placed ord-000001 robot=near eta=+180s
+            ok placed ord-000001 robot=near eta=+240s
               ~ ord-000001 AT_PICKUP robot=near eta=+180s
               -> near update 1: 1?:pickup ord-000001, 2?:dropoff ord-000001
             > offline near
@@ -166,11 +166,11 @@ fn cancelling_is_allowed_until_the_parcel_is_loaded() {
             > hello far
               -> far update 0: no steps
             > place s k1 43.731,7.421 by +3600
-            ok placed ord-000001 robot=near eta=+180s
+            ok placed ord-000001 robot=near eta=+240s
               ~ ord-000001 AT_PICKUP robot=near eta=+180s
               -> near update 1: 1?:pickup ord-000001, 2?:dropoff ord-000001
             > place s k2 43.732,7.421 by +3600
-            ok placed ord-000002 robot=near eta=+369s
+            ok placed ord-000002 robot=near eta=+429s
               ~ ord-000001 AT_PICKUP robot=near eta=+240s
               ~ ord-000002 ASSIGNED robot=near eta=+369s
               -> near update 2: 1?:pickup ord-000001, 2?:pickup ord-000002, 3?:dropoff ord-000001, 4?:dropoff ord-000002
@@ -223,14 +223,14 @@ fn a_paused_robot_gets_no_new_work() {
             ok
               -> near Pause
             > place s k1 43.731,7.421 by +3600
-            ok placed ord-000001 robot=far eta=+539s
+            ok placed ord-000001 robot=far eta=+599s
               ~ ord-000001 TO_PICKUP robot=far eta=+539s
               -> far update 1: 1:drive 15..4 (6 nodes), 2?:drive 4..0 (2 nodes), 3?:pickup ord-000001, 4?:dropoff ord-000001
             > resume near
             ok
               -> near Resume
             > place s k2 43.731,7.421 by +3600
-            ok placed ord-000002 robot=far eta=+599s
+            ok placed ord-000002 robot=far eta=+659s
               ~ ord-000001 TO_PICKUP robot=far eta=+659s
               ~ ord-000002 ASSIGNED robot=far eta=+599s
               -> far update 2: 1:drive 15..4 (6 nodes), 2?:drive 4..0 (2 nodes), 3?:pickup ord-000001, 4?:pickup ord-000002, 5?:dropoff ord-000002, 6?:dropoff ord-000001

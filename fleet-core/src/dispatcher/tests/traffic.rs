@@ -227,7 +227,7 @@ fn four_at_one_door(config: Config) -> (usize, crate::traffic::TrafficStats) {
     );
     let orders: Vec<OrderId> = [(NORTH, lon(1)), (NORTH, lon(3)), (SOUTH, lon(1)), (SOUTH, lon(3))]
         .iter()
-        .map(|&(la, lo)| f.order_of("shop", la, lo, 2, 360.0))
+        .map(|&(la, lo)| f.order_of("shop", la, lo, 2, 540.0))
         .collect();
     let robots: BTreeSet<RobotId> = orders.iter().filter_map(|o| f.d.order(o).and_then(|o| o.robot.clone())).collect();
     assert!(robots.len() >= 3, "the parcels went to several robots at once: {robots:?}");
