@@ -145,7 +145,11 @@ mod tests {
 
     #[test]
     fn a_refusal_carries_its_reason_and_figures() {
-        let s = Status::from(Error::Core(CoreError::Refused(Refusal::DeadlineTooSoon { trip_min: 42, late_min: 7 })));
+        let s = Status::from(Error::Core(CoreError::Refused(Refusal::DeadlineTooSoon {
+            trip_min: 42,
+            late_min: 7,
+            earliest: None,
+        })));
         assert_eq!(s.code(), Code::FailedPrecondition);
         assert!(s.message().starts_with("order refused: too far for the deliver-by time"), "{s:?}");
         let (reason, meta, fields) = details(&s);

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -93,14 +94,17 @@ pub enum Refusal {
     OutOfArea { distance_m: u32, limit_m: u32 },
     /// No open sidewalk leads from the shop to the drop-off (closures cut it off).
     Unreachable,
-    /// Even a robot waiting at the shop would arrive after the deliver-by time.
-    DeadlineTooSoon { trip_min: u32, late_min: u32 },
+    /// Even a robot waiting at the shop would arrive after the deliver-by time. `earliest` is the earliest
+    /// deliver-by time the fleet can meet (in five-minute steps, up to four hours later), when there is one:
+    /// the shop can place the order again with it.
+    DeadlineTooSoon { trip_min: u32, late_min: u32, earliest: Option<Timestamp> },
     /// Every available robot's shift ends before it could deliver.
     ShiftEnds,
     /// No available robot has the battery range for the trip.
     BatteryRange { trip_m: u32 },
-    /// The robots could do the trip, but each one's plan is too full to fit it before the deadline.
-    FleetBusy { robots: u32 },
+    /// The robots could do the trip, but each one's plan is too full to fit it before the deadline. `earliest`
+    /// as for [`Refusal::DeadlineTooSoon`].
+    FleetBusy { robots: u32, earliest: Option<Timestamp> },
 }
 
 impl Refusal {
@@ -118,8 +122,36 @@ impl Refusal {
         }
     }
 
-    /// The figures behind the refusal as (name, value) pairs, for `google.rpc.ErrorInfo.metadata`.
+    /// The earliest deliver-by time the fleet can meet, when the refusal is about time and there is one.
+    pub fn earliest(&self) -> Option<Timestamp> {
+        match self {
+            Self::DeadlineTooSoon { earliest, .. } | Self::FleetBusy { earliest, .. } => *earliest,
+            _ => None,
+        }
+    }
+
+    /// The same refusal offering `earliest` (refusals not about time stay as they are).
+    pub fn offering(self, at: Option<Timestamp>) -> Self {
+        match self {
+            Self::DeadlineTooSoon { trip_min, late_min, .. } => {
+                Self::DeadlineTooSoon { trip_min, late_min, earliest: at }
+            }
+            Self::FleetBusy { robots, .. } => Self::FleetBusy { robots, earliest: at },
+            other => other,
+        }
+    }
+
+    /// The figures behind the refusal as (name, value) pairs, for `google.rpc.ErrorInfo.metadata`; an offer as
+    /// `earliest_deliver_by` (seconds since the Unix epoch).
     pub fn metadata(&self) -> Vec<(&'static str, String)> {
+        let mut v = self.figures();
+        if let Some(t) = self.earliest() {
+            v.push(("earliest_deliver_by", (t.as_millis() / 1000).to_string()));
+        }
+        v
+    }
+
+    fn figures(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::ParcelTooLarge { compartments, largest } => {
                 vec![("compartments", compartments.to_string()), ("largest", largest.to_string())]
@@ -127,11 +159,11 @@ impl Refusal {
             Self::OutOfArea { distance_m, limit_m } => {
                 vec![("distance_m", distance_m.to_string()), ("limit_m", limit_m.to_string())]
             }
-            Self::DeadlineTooSoon { trip_min, late_min } => {
+            Self::DeadlineTooSoon { trip_min, late_min, .. } => {
                 vec![("trip_min", trip_min.to_string()), ("late_min", late_min.to_string())]
             }
             Self::BatteryRange { trip_m } => vec![("trip_m", trip_m.to_string())],
-            Self::FleetBusy { robots } => vec![("robots", robots.to_string())],
+            Self::FleetBusy { robots, .. } => vec![("robots", robots.to_string())],
             Self::NoRobotAvailable | Self::Unreachable | Self::ShiftEnds => Vec::new(),
         }
     }
@@ -139,6 +171,19 @@ impl Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.say(f)?;
+        match self.earliest() {
+            Some(t) => {
+                let minute = t.as_millis() / 60_000;
+                write!(f, "; it can be delivered by {:02}:{:02} UTC", (minute / 60) % 24, minute % 60)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Refusal {
+    fn say(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoRobotAvailable => write!(f, "no robot is available right now"),
             Self::ParcelTooLarge { compartments, largest } => {
@@ -148,7 +193,7 @@ impl fmt::Display for Refusal {
                 write!(f, "the drop-off is {distance_m} m from the nearest walkable way; the limit is {limit_m} m")
             }
             Self::Unreachable => write!(f, "the drop-off cannot be reached from the shop on the open sidewalks"),
-            Self::DeadlineTooSoon { trip_min, late_min } => write!(
+            Self::DeadlineTooSoon { trip_min, late_min, .. } => write!(
                 f,
                 "too far for the deliver-by time: the drop-off is {trip_min} min from the shop by sidewalk, so even \
                  a robot waiting at the shop would arrive {late_min} min too late to hand it over by then"
@@ -157,10 +202,10 @@ impl fmt::Display for Refusal {
             Self::BatteryRange { trip_m } => {
                 write!(f, "no available robot has the battery left for a {:.1} km trip", f64::from(*trip_m) / 1000.0)
             }
-            Self::FleetBusy { robots: 1 } => {
+            Self::FleetBusy { robots: 1, .. } => {
                 write!(f, "the one available robot is busy or full: it cannot fit it in before the deliver-by time")
             }
-            Self::FleetBusy { robots } => write!(
+            Self::FleetBusy { robots, .. } => write!(
                 f,
                 "all {robots} available robots are busy or full: none can fit it in before the deliver-by time"
             ),
@@ -179,10 +224,10 @@ mod tests {
             Refusal::ParcelTooLarge { compartments: 3, largest: 2 },
             Refusal::OutOfArea { distance_m: 500, limit_m: 60 },
             Refusal::Unreachable,
-            Refusal::DeadlineTooSoon { trip_min: 40, late_min: 10 },
+            Refusal::DeadlineTooSoon { trip_min: 40, late_min: 10, earliest: None },
             Refusal::ShiftEnds,
             Refusal::BatteryRange { trip_m: 4200 },
-            Refusal::FleetBusy { robots: 3 },
+            Refusal::FleetBusy { robots: 3, earliest: None },
         ];
         let codes: std::collections::BTreeSet<&str> = all.iter().map(Refusal::code).collect();
         assert_eq!(codes.len(), all.len());
@@ -195,10 +240,14 @@ mod tests {
             "order refused: no available robot has the battery left for a 4.2 km trip"
         );
         assert_eq!(
-            Refusal::FleetBusy { robots: 1 }.to_string(),
+            Refusal::FleetBusy { robots: 1, earliest: None }.to_string(),
             "the one available robot is busy or full: it cannot fit it in before the deliver-by time"
         );
-        assert!(Refusal::FleetBusy { robots: 2 }.to_string().starts_with("all 2 available robots are busy or full"));
+        assert!(
+            Refusal::FleetBusy { robots: 2, earliest: None }
+                .to_string()
+                .starts_with("all 2 available robots are busy or full")
+        );
         assert_eq!(CoreError::field("pin", "bad").field_at_fault(), Some("pin"));
     }
 }

@@ -152,6 +152,7 @@ pub fn quote_to_wire(q: &Quote) -> pb::Quote {
         eta_pickup: opt_ts(q.eta_pickup),
         eta_dropoff: opt_ts(q.eta_dropoff),
         eta_latest: opt_ts(q.eta_latest),
+        earliest_deliver_by: opt_ts(q.reason.as_ref().and_then(fleet_core::Refusal::earliest)),
     }
 }
 

@@ -195,6 +195,8 @@ impl Gate {
                 None => (PathBuf::from(DEFAULT_MAP), Scenario::default()),
             };
             let map = e.map.as_ref().map_or(map, |m| base.join(m));
+            // One import per map however the scenarios spell its path.
+            let map = map.canonicalize().unwrap_or(map);
             let seeds = e.seeds.clone().unwrap_or_else(|| file.seeds.clone());
             if seeds.is_empty() {
                 return Err(what("no seeds to run on".into()));
@@ -224,8 +226,9 @@ impl Gate {
 
     /// Tries a map: every scenario runs on it.
     pub fn with_map(mut self, map: &Path) -> Self {
+        let canonical = map.canonicalize().unwrap_or_else(|_| map.to_path_buf());
         for s in &mut self.scenarios {
-            s.map = map.to_path_buf();
+            s.map = canonical.clone();
         }
         self.change.push(format!("map {}", map.display()));
         self

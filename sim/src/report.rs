@@ -20,8 +20,10 @@ pub struct Report {
     /// Building walls in the physics world (0 when buildings are off or the map has none).
     pub building_walls: usize,
     pub orders_requested: usize,
-    /// Refused at placement, by reason.
+    /// Refused at placement, by reason (offers of a later deliver-by the shop did not take included).
     pub refused: BTreeMap<String, usize>,
+    /// Orders refused for time whose shop took the offered later deliver-by (counted in `placed`).
+    pub offers_taken: usize,
     pub placed: usize,
     pub delivered: usize,
     pub on_time: usize,
@@ -278,7 +280,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "  map              {} nodes", self.map_nodes)?;
         writeln!(f, "  orders requested {}", self.orders_requested)?;
-        writeln!(f, "  orders placed    {}", self.placed)?;
+        writeln!(f, "  orders placed    {} ({} on an offered later deliver-by)", self.placed, self.offers_taken)?;
         for (why, n) in &self.refused {
             writeln!(f, "  refused          {n} ({why})")?;
         }

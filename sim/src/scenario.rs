@@ -37,6 +37,9 @@ pub struct Scenario {
     pub deadline_min: (f64, f64),
     /// Time until the shop has packed the parcel, minutes (uniform in this range).
     pub prep_min: (f64, f64),
+    /// A shop whose order is refused with an offer of a later deliver-by takes it when it is at most this many
+    /// minutes later than asked (0: never).
+    pub accept_offer_min: f64,
     /// Simulated wall-clock start, ms since the Unix epoch.
     pub start_ms: u64,
     /// Background plan improvement: every this many simulated seconds (0: off), a search of this many
@@ -211,6 +214,7 @@ impl Default for Scenario {
             delivery_radius_m: 1_500.0,
             deadline_min: (40.0, 75.0),
             prep_min: (2.0, 10.0),
+            accept_offer_min: 20.0,
             // 2026-06-05 10:00:00 UTC, a Friday.
             start_ms: 1_780_653_600_000,
             improve_every_s: 30,
@@ -358,6 +362,8 @@ impl Scenario {
         finite_range("dispatch.crossing_penalty_s", c.crossing_penalty_s, 0.0, 3_600.0)?;
         finite_range("dispatch.max_snap_m", c.max_snap_m, 1.0, 10_000.0)?;
         finite_range("dispatch.tick_every_s", c.tick_every_s, 0.1, 600.0)?;
+        finite_range("dispatch.late_buffer_s", c.late_buffer_s, 0.0, 3_600.0)?;
+        finite_range("dispatch.late_check_every_s", c.late_check_every_s, 0.0, 3_600.0)?;
         for (k, f) in self.faults.iter().enumerate() {
             let at = f.at_s();
             let name = format!("fault {} ({})", k + 1, f.kind());
@@ -458,6 +464,8 @@ pub struct DemandSection {
     pub profile: Option<Vec<f64>>,
     pub prep_min: Option<[f64; 2]>,
     pub deadline_min: Option<[f64; 2]>,
+    /// Minutes later than asked a shop still takes an offered deliver-by [20].
+    pub accept_offer_min: Option<f64>,
     /// A CSV order log (relative to the scenario file): `at_s,shop,lat,lon,grams,prep_min,deadline_min`.
     pub replay: Option<PathBuf>,
 }
@@ -485,6 +493,10 @@ pub struct DispatchSection {
     /// How orders are given to robots: "insert-improve" (the default), "insert" (no background search) or
     /// "greedy" (one order at a time to the idle robot that can serve it soonest).
     pub policy: Option<fleet_core::dispatcher::Policy>,
+    /// Plans hand parcels over at least this long before their deliver-by [120].
+    pub late_buffer_s: Option<f64>,
+    /// Every robot's plan is timed against the clock this often, to re-plan or announce late orders [15; 0 off].
+    pub late_check_every_s: Option<f64>,
 }
 
 /// The default map when a scenario names none, relative to the working directory.
@@ -646,6 +658,10 @@ impl ScenarioFile {
         if let Some([a, b]) = d.deadline_min {
             s.deadline_min = (a, b);
         }
+        if let Some(v) = d.accept_offer_min {
+            finite_range("demand.accept_offer_min", v, 0.0, 24.0 * 60.0)?;
+            s.accept_offer_min = v;
+        }
         if let Some(path) = &d.replay {
             let full = base.join(path);
             let text = std::fs::read_to_string(&full)
@@ -671,6 +687,8 @@ impl ScenarioFile {
             (&mut c.crossing_penalty_s, p.crossing_penalty_s),
             (&mut c.max_snap_m, p.max_snap_m),
             (&mut c.tick_every_s, p.tick_every_s),
+            (&mut c.late_buffer_s, p.late_buffer_s),
+            (&mut c.late_check_every_s, p.late_check_every_s),
         ] {
             if let Some(v) = v {
                 *field = v;

@@ -2,7 +2,7 @@
 //! the shop's key), cancel it before loading, mark it ready.
 
 use crate::order::{DeliveryRequest, Order, OrderStatus, Place, Promise};
-use crate::planner::insertion::{self};
+use crate::planner::insertion::{self, Task};
 use crate::{CoreError, OrderId, Refusal, ShopId, Timestamp};
 
 use super::*;
@@ -54,7 +54,7 @@ impl Dispatcher {
             Ok(ins) => self.quote_of(&ins, now),
             Err(refusal) => Quote {
                 feasible: false,
-                reason: Some(refusal),
+                reason: Some(self.with_offer(refusal, now, &p, &d, req.deliver_by)),
                 robot: None,
                 eta_pickup: None,
                 eta_dropoff: None,
@@ -83,6 +83,17 @@ impl Dispatcher {
         let (p50, p90) = self.learned.promise_ratios();
         let remaining = planned.secs_since(now).max(0.0);
         Promise { planned, eta: now.plus_secs(remaining * p50), latest: now.plus_secs(remaining * p90) }
+    }
+
+    /// A refusal about time, with the earliest deliver-by the fleet can meet when there is one.
+    fn with_offer(&mut self, refusal: Refusal, now: Timestamp, p: &Task, d: &Task, deliver_by: Timestamp) -> Refusal {
+        match refusal {
+            Refusal::DeadlineTooSoon { .. } | Refusal::FleetBusy { .. } => {
+                let offer = self.earliest_offer(now, p, d, deliver_by);
+                refusal.offering(offer)
+            }
+            other => other,
+        }
     }
 
     /// A quote answering a repeated placement: what was promised then.
@@ -138,7 +149,12 @@ impl Dispatcher {
         let (pickup, dropoff) = self.check_request(now, &shop, &req)?;
         let id = OrderId::parse(&format!("ord-{:06}", self.meta.next_order_seq + 1)).expect("digits are a valid id");
         let (p, d) = self.tasks_for(&id, &req, pickup, dropoff, now);
-        let ins = self.best_insertion(now, &p, &d).map_err(CoreError::Refused)?;
+        let ins = match self.best_insertion(now, &p, &d) {
+            Ok(ins) => ins,
+            Err(refusal) => {
+                return Err(CoreError::Refused(self.with_offer(refusal, now, &p, &d, req.deliver_by)));
+            }
+        };
         let quote = self.quote_of(&ins, now);
         let promise = self.promise_of(ins.eta_dropoff, now);
         self.meta.next_order_seq += 1;

@@ -14,6 +14,11 @@ use crate::{CoreError, NodeId, OrderId, Refusal, RobotId, Timestamp};
 
 use super::*;
 
+/// A refused order is offered a later deliver-by time in steps of this many seconds ...
+pub(super) const OFFER_STEP_S: f64 = 300.0;
+/// ... up to this many steps later (four hours).
+pub(super) const OFFER_STEPS: u32 = 48;
+
 impl Dispatcher {
     pub(super) fn profile(&self, model: &RobotModel) -> Profile {
         Profile { speed_mps: model.max_speed_mps, ..self.config.profile_base() }
@@ -350,6 +355,32 @@ impl Dispatcher {
         answer
     }
 
+    /// The earliest deliver-by time, in [`OFFER_STEP_S`] steps after `deliver_by` and at most [`OFFER_STEPS`] of
+    /// them, that some robot can meet for the order of `pickup` and `dropoff`; `None` when none within that.
+    /// Feasibility only grows with the deadline, so a binary search over the steps finds it.
+    pub(super) fn earliest_offer(
+        &mut self,
+        now: Timestamp,
+        pickup: &Task,
+        dropoff: &Task,
+        deliver_by: Timestamp,
+    ) -> Option<Timestamp> {
+        let at = |k: u32| deliver_by.plus_secs(f64::from(k) * OFFER_STEP_S);
+        let fits = |d: &mut Self, k: u32| {
+            let late = Task { deadline: Some(d.arrive_by(at(k))), ..dropoff.clone() };
+            d.best_insertion(now, pickup, &late).is_ok()
+        };
+        if !fits(self, OFFER_STEPS) {
+            return None;
+        }
+        let (mut lo, mut hi) = (0, OFFER_STEPS);
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if fits(self, mid) { hi = mid } else { lo = mid }
+        }
+        Some(at(hi))
+    }
+
     /// Why no robot can take an order: the trip itself is too long for the deadline, no battery has the
     /// range, or the fleet is busy.
     pub(super) fn why_not(
@@ -374,6 +405,7 @@ impl Dispatcher {
             return Refusal::DeadlineTooSoon {
                 trip_min: (trip_s / 60.0).round() as u32,
                 late_min: (earliest.secs_since(deadline) / 60.0).round().max(1.0) as u32,
+                earliest: None,
             };
         }
         let done = earliest.plus_secs(dropoff.service_s);
@@ -384,7 +416,7 @@ impl Dispatcher {
         if robots.iter().all(|(.., range_m)| *range_m < trip_m) {
             return Refusal::BatteryRange { trip_m: trip_m.round() as u32 };
         }
-        Refusal::FleetBusy { robots: robots.len() as u32 }
+        Refusal::FleetBusy { robots: robots.len() as u32, earliest: None }
     }
 
     /// Installs a robot's new task list, keeping the release flags of stops it already had.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use fleet_core::dispatcher::{Input, Reply};
 use fleet_core::host::Host;
 use fleet_core::order::{DeliveryRequest, Parcel};
-use fleet_core::{Grams, LatLon, OrderId, ShopId, Timestamp};
+use fleet_core::{CoreError, Grams, LatLon, OrderId, ShopId, Timestamp};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -160,6 +160,9 @@ pub(super) struct Demand {
     refused: BTreeMap<String, usize>,
     /// What each placed order's quote promised the shop: the drop-off ETA and the latest time.
     promised: BTreeMap<OrderId, Promise>,
+    /// How much later than asked a shop takes an offered deliver-by, seconds; and how many offers were taken.
+    accept_offer_s: f64,
+    offers_taken: usize,
 }
 
 /// What a quote promised the shop at placing.
@@ -170,7 +173,7 @@ pub(super) struct Promise {
 }
 
 impl Demand {
-    pub(super) fn new(planned: Vec<PlannedOrder>, shop_ids: Vec<ShopId>) -> Self {
+    pub(super) fn new(planned: Vec<PlannedOrder>, shop_ids: Vec<ShopId>, accept_offer_min: f64) -> Self {
         Self {
             planned,
             placed: 0,
@@ -179,6 +182,8 @@ impl Demand {
             ready_due: Vec::new(),
             refused: BTreeMap::new(),
             promised: BTreeMap::new(),
+            accept_offer_s: accept_offer_min * 60.0,
+            offers_taken: 0,
         }
     }
 
@@ -191,21 +196,34 @@ impl Demand {
             let request =
                 DeliveryRequest { dropoff: p.dropoff, parcel, ready_at: Some(p.ready_at), deliver_by: p.deliver_by };
             let shop = self.shop_ids[p.shop].clone();
-            let mut out = host.handle(
-                now,
-                Input::PlaceOrder {
-                    shop: shop.clone(),
-                    idempotency_key: format!("k{}", self.placed),
-                    request,
-                    pin: p.pin.clone(),
-                },
-            );
+            let place = |host: &mut Host, key: String, request: DeliveryRequest| {
+                host.handle(
+                    now,
+                    Input::PlaceOrder { shop: shop.clone(), idempotency_key: key, request, pin: p.pin.clone() },
+                )
+            };
+            let mut out = place(host, format!("k{}", self.placed), request.clone());
+            // Refused with an offer of a later deliver-by the shop can live with: it takes it.
+            if let Some(Err(CoreError::Refused(r))) = &out.reply
+                && let Some(offer) = r.earliest()
+                && offer.secs_since(request.deliver_by) <= self.accept_offer_s
+            {
+                net.absorb(out);
+                out = place(host, format!("k{}-offer", self.placed), DeliveryRequest { deliver_by: offer, ..request });
+                if matches!(out.reply, Some(Ok(Reply::Placed { .. }))) {
+                    self.offers_taken += 1;
+                }
+            }
             match out.reply.take() {
                 Some(Ok(Reply::Placed { order, quote, .. })) => {
                     self.promised
                         .insert(order.id.clone(), Promise { eta: quote.eta_dropoff, latest: quote.eta_latest });
                     self.pins.insert(order.id.clone(), p.pin.clone());
                     self.ready_due.push((p.ready_at, shop.clone(), order.id.clone()));
+                }
+                // By reason, without the offered time (it differs for every order).
+                Some(Err(CoreError::Refused(r))) => {
+                    *self.refused.entry(CoreError::Refused(r.offering(None)).to_string()).or_default() += 1;
                 }
                 Some(Err(e)) => *self.refused.entry(e.to_string()).or_default() += 1,
                 _ => {}
@@ -235,8 +253,8 @@ impl Demand {
         self.placed
     }
 
-    /// Refused orders by the dispatcher's reason, and what each placed order was promised.
-    pub(super) fn into_outcome(self) -> (BTreeMap<String, usize>, BTreeMap<OrderId, Promise>) {
-        (self.refused, self.promised)
+    /// Refused orders by the dispatcher's reason, what each placed order was promised, and the offers taken.
+    pub(super) fn into_outcome(self) -> (BTreeMap<String, usize>, BTreeMap<OrderId, Promise>, usize) {
+        (self.refused, self.promised, self.offers_taken)
     }
 }

@@ -62,7 +62,7 @@ pub fn simulate(area: &Area, scenario: &Scenario, progress: &mut dyn FnMut(u64, 
     let shops = setup::shops(area, scenario, &mut rng)?;
     let planned = demand::plan(area, scenario, &shops, &mut rng)?;
     let mut world = setup::build(area, scenario, &shops)?;
-    let mut demand = demand::Demand::new(planned, world.shop_ids.clone());
+    let mut demand = demand::Demand::new(planned, world.shop_ids.clone(), scenario.accept_offer_min);
     let mut faults = faults::Faults::new(scenario, world.pristine.take(), world.config.clone());
     let ran = lockstep::run(&mut world.fleet, &mut demand, &mut faults, scenario, progress)?;
     Ok(report::assemble(report::Inputs {

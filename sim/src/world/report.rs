@@ -39,13 +39,14 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
     let dt = scenario.dt_ms;
     let stats = phys.stats();
     let orders_requested = demand.requested();
-    let (refused, promised) = demand.into_outcome();
+    let (refused, promised, offers_taken) = demand.into_outcome();
     let mut report = Report {
         scenario: scenario.clone(),
         map_nodes,
         building_walls: walls,
         orders_requested,
         refused,
+        offers_taken,
         placed: 0,
         delivered: 0,
         on_time: 0,
