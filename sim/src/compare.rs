@@ -12,11 +12,12 @@ use crate::world::{Outcome, simulate};
 use crate::{Error, Report, Scenario};
 
 /// The figures compared, in table order: name and how many decimals to print.
-pub const FIGURES: [(&str, usize); 13] = [
+pub const FIGURES: [(&str, usize); 15] = [
     ("placed", 1),
     ("delivered", 1),
     ("on_time_pct", 1),
     ("by_quoted_latest_pct", 1),
+    ("delivery_mean_min", 1),
     ("delivery_p50_min", 1),
     ("delivery_p90_min", 1),
     ("distance_km", 1),
@@ -26,6 +27,7 @@ pub const FIGURES: [(&str, usize); 13] = [
     ("refusals", 1),
     ("failed", 1),
     ("utilisation_pct", 1),
+    ("deliveries_per_robot_hour", 2),
 ];
 
 /// The compared figures of one report, keyed by the names in [`FIGURES`].
@@ -35,6 +37,7 @@ pub fn figures(r: &Report) -> BTreeMap<&'static str, f64> {
         r.delivered as f64,
         100.0 * r.on_time_rate(),
         100.0 * r.by_quoted_latest_rate(),
+        r.delivery_min_mean,
         r.delivery_min_p50,
         r.delivery_min_p90,
         r.distance_km,
@@ -44,6 +47,7 @@ pub fn figures(r: &Report) -> BTreeMap<&'static str, f64> {
         r.refusals() as f64,
         r.failed as f64,
         100.0 * r.utilisation_mean,
+        r.deliveries_per_robot_hour,
     ];
     FIGURES.iter().map(|(k, _)| *k).zip(v).collect()
 }
@@ -112,12 +116,12 @@ impl Comparison {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "A = {}\nB = {}\nseeds {:?}; means over seeds", self.a, self.b, self.seeds);
-        let _ = writeln!(out, "{:<18} {:>11} {:>11} {:>11} {:>8}", "figure", "A", "B", "B - A", "change");
+        let _ = writeln!(out, "{:<26} {:>11} {:>11} {:>11} {:>8}", "figure", "A", "B", "B - A", "change");
         for (k, decimals) in FIGURES {
             let Some(m) = self.means.get(k) else { continue };
             let change =
                 if m.a.abs() > 1e-9 { format!("{:+.1}%", 100.0 * m.diff / m.a.abs()) } else { "-".to_string() };
-            let _ = writeln!(out, "{k:<18} {:>11.d$} {:>11.d$} {:>+11.d$} {change:>8}", m.a, m.b, m.diff, d = decimals);
+            let _ = writeln!(out, "{k:<26} {:>11.d$} {:>11.d$} {:>+11.d$} {change:>8}", m.a, m.b, m.diff, d = decimals);
         }
         out
     }

@@ -300,7 +300,7 @@ pub fn render(r: &Report, t: &Trace) -> String {
     let rows: Vec<(&str, String)> = vec![
         ("orders requested", r.orders_requested.to_string()),
         ("refused at placement", r.refusals().to_string()),
-        ("placed", r.placed.to_string()),
+        ("placed", format!("{} ({} on an offered later deliver-by)", r.placed, r.offers_taken)),
         ("delivered", format!("{} ({} on time, {} late)", r.delivered, r.on_time, r.late)),
         ("on-time rate", format!("{:.1}%", 100.0 * r.on_time_rate())),
         (
@@ -315,6 +315,17 @@ pub fn render(r: &Report, t: &Trace) -> String {
         (
             "hand-over minus quoted ETA p50 / p90",
             format!("{:.1} / {:.1} min", r.quote_error_min_p50, r.quote_error_min_p90),
+        ),
+        (
+            "late notices (DELAYED) / late deliveries announced before their deliver-by",
+            format!("{} / {} of {}", r.delayed_notices, r.late_announced_in_time, r.late),
+        ),
+        (
+            "learned: drive time over free flow / quote ratios (ETA, latest)",
+            format!(
+                "{:.2} ({} legs) / {:.2}, {:.2}",
+                r.learned_travel_factor, r.learned_legs, r.learned_promise_p50, r.learned_promise_p90
+            ),
         ),
         ("failed / returned / open at end", format!("{} / {} / {}", r.failed, r.returned, r.open_at_end)),
         (
