@@ -379,6 +379,22 @@ fn progress_bar(quiet: bool, label: String) -> ProgressBar {
     bar
 }
 
+/// The progress callback of the commands that run many scenarios: the bar says which run it follows.
+fn labelled(bar: &ProgressBar) -> impl FnMut(&str, u64, u64) + '_ {
+    move |label, done, total| {
+        bar.set_prefix(label.to_string());
+        bar.set_length(total);
+        bar.set_position(done);
+    }
+}
+
+/// Writes one run's report and page into `dir`, keeping the first error for the end of the command.
+fn write_run(first_err: &mut Option<anyhow::Error>, dir: &Path, outcome: &Outcome) {
+    if let Err(e) = sim::write_outputs(dir, outcome) {
+        first_err.get_or_insert(anyhow::anyhow!("cannot write {}: {e}", dir.display()));
+    }
+}
+
 fn simulate(area: &Area, s: &Scenario, quiet: bool, label: String) -> anyhow::Result<Outcome> {
     let bar = progress_bar(quiet, label);
     let out = sim::simulate(area, s, &mut |done, total| {
@@ -436,17 +452,10 @@ fn compare(a: CompareArgs) -> anyhow::Result<()> {
         &seeds,
         &mut |side, seed, outcome| {
             if let Some(dir) = &a.out {
-                let sub = dir.join(format!("{}-{seed}", if side == 0 { "A" } else { "B" }));
-                if let Err(e) = sim::write_outputs(&sub, outcome) {
-                    write_err.get_or_insert(anyhow::anyhow!("cannot write {}: {e}", sub.display()));
-                }
+                write_run(&mut write_err, &dir.join(format!("{}-{seed}", if side == 0 { "A" } else { "B" })), outcome);
             }
         },
-        &mut |label, done, total| {
-            bar.set_prefix(label.to_string());
-            bar.set_length(total);
-            bar.set_position(done);
-        },
+        &mut labelled(&bar),
     )?;
     bar.finish_and_clear();
     if let Some(e) = write_err {
@@ -481,16 +490,10 @@ fn gate(a: GateArgs) -> anyhow::Result<()> {
         &g,
         &areas,
         &mut |gs, seed, outcome| {
-            let sub = a.out.join(format!("{}-{seed}", gs.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")));
-            if let Err(e) = sim::write_outputs(&sub, outcome) {
-                write_err.get_or_insert(anyhow::anyhow!("cannot write {}: {e}", sub.display()));
-            }
+            let name = gs.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+            write_run(&mut write_err, &a.out.join(format!("{name}-{seed}")), outcome);
         },
-        &mut |label, done, total| {
-            bar.set_prefix(label.to_string());
-            bar.set_length(total);
-            bar.set_position(done);
-        },
+        &mut labelled(&bar),
     )?;
     bar.finish_and_clear();
     if let Some(e) = write_err {

@@ -6,17 +6,24 @@ use crate::mission::Hello;
 use crate::order::Parcel;
 use crate::{Grams, Refusal};
 
+/// The grid with shop `s` at its south-west corner and robot `r` online there.
+fn one_robot_at_the_shop(t: Timestamp) -> (Dispatcher, ShopId) {
+    let mut d = Dispatcher::new(grid(), Config::default());
+    let at = LatLon::new(43.73, 7.42).expect("valid");
+    let shop = ShopId::parse("s").expect("valid");
+    let robot = RobotId::parse("r").expect("valid");
+    d.handle(t, Input::RegisterShop { id: shop.clone(), name: "S".into(), pos: at });
+    d.handle(t, Input::RegisterRobot { id: robot.clone(), name: String::new(), depot: at });
+    let hello = Hello { model: RobotModel::default(), mission_id: String::new(), last_update_id: 0, finished: vec![] };
+    d.handle(t, Input::Robot { robot, msg: FromRobot::Hello(hello) });
+    (d, shop)
+}
+
 #[test]
 fn a_quote_says_why_an_order_cannot_be_served() {
     let t = Timestamp(1_000_000);
-    let mut d = Dispatcher::new(grid(), Config::default());
+    let (mut d, shop) = one_robot_at_the_shop(t);
     let ll = |a, b| LatLon::new(a, b).expect("valid");
-    let shop = ShopId::parse("s").expect("valid");
-    let robot = RobotId::parse("r").expect("valid");
-    d.handle(t, Input::RegisterShop { id: shop.clone(), name: "S".into(), pos: ll(43.73, 7.42) });
-    d.handle(t, Input::RegisterRobot { id: robot.clone(), name: String::new(), depot: ll(43.73, 7.42) });
-    let hello = Hello { model: RobotModel::default(), mission_id: String::new(), last_update_id: 0, finished: vec![] };
-    d.handle(t, Input::Robot { robot, msg: FromRobot::Hello(hello) });
     let quote = |d: &mut Dispatcher, deliver_in_s: f64| {
         let request = DeliveryRequest {
             dropoff: ll(43.733, 7.423),
@@ -51,14 +58,8 @@ fn a_quote_says_why_an_order_cannot_be_served() {
 #[test]
 fn a_refusal_about_time_offers_the_earliest_deliver_by_the_fleet_can_meet_and_placing_with_it_works() {
     let t = Timestamp(1_000_000);
-    let mut d = Dispatcher::new(grid(), Config::default());
+    let (mut d, shop) = one_robot_at_the_shop(t);
     let ll = |a, b| LatLon::new(a, b).expect("valid");
-    let shop = ShopId::parse("s").expect("valid");
-    let robot = RobotId::parse("r").expect("valid");
-    d.handle(t, Input::RegisterShop { id: shop.clone(), name: "S".into(), pos: ll(43.73, 7.42) });
-    d.handle(t, Input::RegisterRobot { id: robot.clone(), name: String::new(), depot: ll(43.73, 7.42) });
-    let hello = Hello { model: RobotModel::default(), mission_id: String::new(), last_update_id: 0, finished: vec![] };
-    d.handle(t, Input::Robot { robot, msg: FromRobot::Hello(hello) });
     let request = |deliver_in_s: f64| DeliveryRequest {
         dropoff: ll(43.733, 7.423),
         parcel: Parcel::new(Grams(500), 1).expect("valid"),
