@@ -1,5 +1,6 @@
 //! Late-order phase: plans are watched against the clock. Each robot's remaining stops are timed from where it
-//! is now, with the learned travel times. An order whose hand-over would come after its deliver-by is first
+//! is now (or was last seen), with the learned travel times. An order whose hand-over would come after its
+//! deliver-by, or within the time until the robot's next check of it, is first
 //! re-planned (another robot, or another place in a plan) when nothing of it has started; when it would still
 //! be late, its shop is told (`delayed_at` and the new ETA on the order, which `WatchOrder` streams) and
 //! operators get an alert. Orders on time get their ETA brought up to date when it moved by a minute or more.
@@ -64,17 +65,22 @@ impl Dispatcher {
 
     fn check_robot_lateness(&mut self, now: Timestamp, id: &RobotId, out: &mut Out) {
         let Some(r) = self.robots.get(id) else { return };
-        if r.plan.is_empty() || !r.online {
+        if r.plan.is_empty() {
             return;
         }
         let service = self.config.dropoff_service_s;
+        // This robot is checked again only after the watch has been round the fleet: an order that would be
+        // handed over within that long of its deliver-by counts as late now, or its notice could come too late.
+        let n = self.robots.len() as f64;
+        let per_tick = (n * self.config.tick_every_s / self.config.late_check_every_s).ceil().max(1.0);
+        let next_check_s = (n / per_tick).ceil() * self.config.tick_every_s;
         let mut late: Vec<OrderId> = Vec::new();
         for (order, kind, arrive) in self.projected_arrivals(now, id) {
             if kind != StopKind::Dropoff {
                 continue;
             }
             let Some(o) = self.orders.get_mut(&order) else { continue };
-            if arrive.plus_secs(service) > o.request.deliver_by {
+            if arrive.plus_secs(service + next_check_s) > o.request.deliver_by {
                 late.push(order);
             } else if o.eta_dropoff.is_none_or(|e| e.secs_since(arrive).abs() >= ETA_STEP_S) {
                 o.eta_dropoff = Some(arrive);
@@ -94,7 +100,8 @@ impl Dispatcher {
     /// that hands it over by its deliver-by. Returns whether it did.
     fn replan_late(&mut self, now: Timestamp, robot: &RobotId, id: &OrderId, out: &mut Out) -> bool {
         let Some(r) = self.robots.get(robot) else { return false };
-        if r.on_board.contains(id) || r.plan.iter().any(|s| &s.order == id && s.locked()) {
+        // A robot away keeps its orders until the offline limit; they are announced meanwhile.
+        if !r.online || r.on_board.contains(id) || r.plan.iter().any(|s| &s.order == id && s.locked()) {
             return false;
         }
         let Some(o) = self.orders.get(id) else { return false };
