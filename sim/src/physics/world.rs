@@ -148,10 +148,6 @@ const LOOK_AHEAD_S: Real = 3.0;
 const SWING_M: Real = 0.45;
 /// Clearance a robot wants beside its body when something passes, metres.
 const PASS_MARGIN_M: Real = 0.15;
-/// The same for passing a robot slower than [`SLOW_ROBOT_MPS`]: one that stands cannot make room, and robots
-/// passing standing ones with 0.15 m brushed them (docs/benchmarks.md, stop 22).
-const STANDING_PASS_MARGIN_M: Real = 0.4;
-const SLOW_ROBOT_MPS: Real = 0.3;
 /// A robot decides whether to start across a signalised crossing within this distance of its kerb, metres.
 const KERB_LOOK_M: Real = 10.0;
 /// Where a robot held by a red stops: this far short of the kerb line with its front, metres.
@@ -780,8 +776,7 @@ impl PhysicsWorld {
 
     /// Robot `i`'s look-out beyond its forward sensor: of everyone near it (the grid) whose course, kept, meets
     /// the robot's driving on at its speed (at least [`PLAN_MIN_MPS`]) within [`LOOK_AHEAD_S`] seconds closer
-    /// sideways than the two bodies plus [`PASS_MARGIN_M`] ([`STANDING_PASS_MARGIN_M`] for a robot slower than
-    /// [`SLOW_ROBOT_MPS`]), ahead of the robot's middle, the one whose meeting
+    /// sideways than the two bodies plus [`PASS_MARGIN_M`], ahead of the robot's middle, the one whose meeting
     /// point is nearest along the robot's heading: the free distance to it, as if the sensor saw it there.
     /// Between two robots, the higher index gives way: a robot ignores a meeting with a lower-indexed one
     /// that is giving way to it.
@@ -823,12 +818,7 @@ impl PhysicsWorld {
             let c = [d[0] + rv[0] * t, d[1] + rv[1] * t];
             let lateral = (c[0] * f[1] - c[1] * f[0]).abs();
             let along = c[0] * f[0] + c[1] * f[1];
-            // A robot standing (or nearly) cannot make room: it is passed with a wider berth.
-            let margin = match a.kind {
-                Kind::Robot if self.robots[a.index].ctl.speed < SLOW_ROBOT_MPS => STANDING_PASS_MARGIN_M,
-                _ => PASS_MARGIN_M,
-            };
-            if lateral >= ROBOT_HALF[1] + r_o + margin || along < -0.1 {
+            if lateral >= ROBOT_HALF[1] + r_o + PASS_MARGIN_M || along < -0.1 {
                 continue;
             }
             let robot = match a.kind {
