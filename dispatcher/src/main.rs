@@ -25,6 +25,10 @@ struct Args {
     /// background), insert (no background search) or greedy (one order at a time, to an idle robot).
     #[arg(long, default_value = "insert-improve")]
     policy: fleet_core::dispatcher::Policy,
+    /// Share idle robots out over the shops by recent demand every this many seconds (0: off, robots wait where
+    /// their last stop was).
+    #[arg(long, default_value_t = 0.0)]
+    idle_every_s: f64,
     /// Seconds a robot may be offline before its unstarted orders go to other robots.
     #[arg(long, default_value_t = 120.0)]
     offline_limit_s: f64,
@@ -86,6 +90,10 @@ async fn main() -> anyhow::Result<()> {
     }
     opts.config.offline_limit_s = args.offline_limit_s;
     opts.config.policy = args.policy;
+    if !(args.idle_every_s.is_finite() && (0.0..=86_400.0).contains(&args.idle_every_s)) {
+        anyhow::bail!("--idle-every-s must be between 0 and 86400 seconds");
+    }
+    opts.config.idle.every_s = args.idle_every_s;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         opts.tls = Some(dispatcher::server::TlsConfig::from_files(cert, key, args.tls_client_ca.as_deref())?);
     }

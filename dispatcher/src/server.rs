@@ -139,6 +139,8 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
         _ => (o, r),
     });
     tracing::info!(orders, robots, "recovered from {}", opts.data_dir.display());
+    Dispatcher::check_map(&records, &opts.map)
+        .map_err(|e| Error::Setup(format!("cannot open {}: {e}", opts.data_dir.display())))?;
     let dispatcher = Dispatcher::restore(opts.map, opts.config, records);
     let auth = Auth::load(store.clone(), &opts.limits)?;
     if !auth.has_operator() {
@@ -258,5 +260,42 @@ impl Prepared {
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
             .await
             .map_err(|e| Error::Setup(format!("server: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_core::dispatcher::{Input, Output, Record};
+    use fleet_core::host::RecordKey;
+    use fleet_core::{LatLon, ShopId, Timestamp};
+
+    /// A data directory written on one map is not opened on another: the dispatcher refuses to start, naming
+    /// both maps, and the store is left as it was; on its own map it opens.
+    #[test]
+    fn a_store_written_on_one_map_is_not_opened_on_another() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let small = || MapGraph::street_grid(4, 0.001).expect("a valid grid");
+        let mut core = Dispatcher::new(small(), Config::default());
+        let pos = LatLon::new(43.73, 7.42).expect("valid");
+        let out = core.handle(
+            Timestamp(1_000_000),
+            Input::RegisterShop { id: ShopId::parse("s").expect("valid"), name: "S".into(), pos },
+        );
+        let records: Vec<(RecordKey, Record)> = out
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Persist(r) => Some((RecordKey::of(&r), r)),
+                _ => None,
+            })
+            .collect();
+        SledStore::open(dir.path()).expect("store").write(&records).expect("written");
+
+        let other = MapGraph::street_grid(5, 0.001).expect("a valid grid");
+        let err = open(Options::new(dir.path(), other)).err().expect("opened on another map");
+        let msg = err.to_string();
+        assert!(msg.contains("another map") && msg.contains(&small().fingerprint()), "{msg}");
+        let prepared = open(Options::new(dir.path(), small())).expect("opens on its own map");
+        assert_eq!(prepared.dispatcher.shops().count(), 1);
     }
 }

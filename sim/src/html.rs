@@ -327,6 +327,7 @@ pub fn render(r: &Report, t: &Trace) -> String {
                 r.learned_travel_factor, r.learned_legs, r.learned_promise_p50, r.learned_promise_p90
             ),
         ),
+        ("idle positioning: drives to wait near the shops", r.idle_moves.to_string()),
         ("failed / returned / open at end", format!("{} / {} / {}", r.failed, r.returned, r.open_at_end)),
         (
             "delivery time p50 / p90 / p95 / max",

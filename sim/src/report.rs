@@ -54,6 +54,8 @@ pub struct Report {
     pub learned_legs: u64,
     pub learned_promise_p50: f64,
     pub learned_promise_p90: f64,
+    /// Drives that took idle robots to wait near the shops by their recent demand.
+    pub idle_moves: u64,
     /// Minutes from placing to hand-over, over delivered orders.
     pub delivery_min_mean: f64,
     pub delivery_min_p50: f64,
@@ -315,6 +317,7 @@ impl fmt::Display for Report {
              {:.2} (latest)",
             self.learned_travel_factor, self.learned_legs, self.learned_promise_p50, self.learned_promise_p90
         )?;
+        writeln!(f, "  idle positioning {} drives to wait near the shops", self.idle_moves)?;
         writeln!(f, "  failed           {}", self.failed)?;
         for (why, n) in &self.failed_reasons {
             writeln!(f, "    {n} ({why})")?;

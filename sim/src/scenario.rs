@@ -364,6 +364,10 @@ impl Scenario {
         finite_range("dispatch.tick_every_s", c.tick_every_s, 0.1, 600.0)?;
         finite_range("dispatch.late_buffer_s", c.late_buffer_s, 0.0, 3_600.0)?;
         finite_range("dispatch.late_check_every_s", c.late_check_every_s, 0.0, 3_600.0)?;
+        finite_range("dispatch.idle.every_s", c.idle.every_s, 0.0, 86_400.0)?;
+        finite_range("dispatch.idle.demand_window_s", c.idle.demand_window_s, 1.0, 7.0 * 86_400.0)?;
+        finite_range("dispatch.idle.station_m", c.idle.station_m, 0.0, 10_000.0)?;
+        finite_range("dispatch.idle.battery_margin_pct", c.idle.battery_margin_pct, 0.0, 100.0)?;
         for (k, f) in self.faults.iter().enumerate() {
             let at = f.at_s();
             let name = format!("fault {} ({})", k + 1, f.kind());
@@ -497,6 +501,9 @@ pub struct DispatchSection {
     pub late_buffer_s: Option<f64>,
     /// Every robot's plan is timed against the clock this often, to re-plan or announce late orders [15; 0 off].
     pub late_check_every_s: Option<f64>,
+    /// Idle positioning (`[dispatch.idle]`: every_s [0: off; 60 turns it on], demand_window_s [3600], station_m [150],
+    /// battery_margin_pct [10]; fleet-core's `IdleConfig`).
+    pub idle: Option<fleet_core::dispatcher::IdleConfig>,
 }
 
 /// The default map when a scenario names none, relative to the working directory.
@@ -699,6 +706,9 @@ impl ScenarioFile {
         }
         if let Some(t) = p.traffic {
             c.traffic = t;
+        }
+        if let Some(i) = &p.idle {
+            c.idle = i.clone();
         }
         if let Some(v) = p.signal_cycle_s {
             c.signal_cycle_s = v;

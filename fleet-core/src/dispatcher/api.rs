@@ -64,6 +64,9 @@ pub struct Config {
     /// crowd on the way does not make it late (see docs/benchmarks.md for how it was chosen).
     #[serde(default = "default_late_buffer_s")]
     pub late_buffer_s: f64,
+    /// Idle robots wait near the shops, shared out by recent demand ([`super::IdleConfig`]).
+    #[serde(default)]
+    pub idle: super::IdleConfig,
 }
 
 fn default_late_buffer_s() -> f64 {
@@ -176,6 +179,7 @@ impl Default for Config {
             policy: Policy::default(),
             late_check_every_s: default_late_check_every_s(),
             late_buffer_s: default_late_buffer_s(),
+            idle: super::IdleConfig::default(),
         }
     }
 }
@@ -214,6 +218,10 @@ pub struct Meta {
     /// configured one.
     #[serde(default)]
     pub policy: Option<Policy>,
+    /// The fingerprint of the map the stored node ids refer to ([`crate::map::MapGraph::fingerprint`]); a
+    /// store is read back only on a map with the same one ([`super::Dispatcher::check_map`]).
+    #[serde(default)]
+    pub map_fingerprint: Option<String>,
 }
 
 /// Something to write to the store. Records of one `handle` call are written together.

@@ -15,12 +15,14 @@ mod lateness;
 mod ops;
 mod orders;
 mod planning;
+mod positioning;
 mod release;
 mod robots;
 mod tick;
 mod traffic;
 
 pub use api::*;
+pub use positioning::IdleConfig;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -100,6 +102,12 @@ pub struct Dispatcher {
     leg_clock: BTreeMap<RobotId, (Timestamp, f64)>,
     /// Where the lateness watch goes on from ([`Config::late_check_every_s`]).
     late_cursor: Option<RobotId>,
+    /// Per shop, when its recent orders were placed or refused (in memory; rebuilt from the store's orders at a
+    /// restart), for idle positioning ([`positioning`]).
+    demand: BTreeMap<ShopId, std::collections::VecDeque<Timestamp>>,
+    /// When idle robots were last shared out, and how many drives that has sent so far.
+    idle_positioned_at: Option<Timestamp>,
+    idle_moves: u64,
 }
 
 /// Learned observations are persisted in batches of this many: a crash forgets at most this many legs and
@@ -161,6 +169,7 @@ impl Dispatcher {
             map.prepare(profile);
         }
         let layout = Arc::new(Layout::build(&map, &config.traffic));
+        let meta = Meta { map_fingerprint: Some(map.fingerprint()), ..Meta::default() };
         Self {
             layout,
             traffic: Traffic::default(),
@@ -171,9 +180,12 @@ impl Dispatcher {
             learned_unsaved: 0,
             leg_clock: BTreeMap::new(),
             late_cursor: None,
+            demand: BTreeMap::new(),
+            idle_positioned_at: None,
+            idle_moves: 0,
             map: Arc::new(map),
             config,
-            meta: Meta::default(),
+            meta,
             shops: BTreeMap::new(),
             robots: BTreeMap::new(),
             orders: BTreeMap::new(),
@@ -189,7 +201,27 @@ impl Dispatcher {
         }
     }
 
+    /// Whether stored `records` may be read back on `map`: their node ids must mean the same places. A store
+    /// that names no map (written before maps had fingerprints, or holding nothing yet) fits any; one written
+    /// on another map is refused, naming both fingerprints, since every order, robot and closure in it would
+    /// point at the wrong places.
+    pub fn check_map(records: &[Record], map: &MapGraph) -> Result<(), CoreError> {
+        let stored = records.iter().find_map(|r| match r {
+            Record::Meta(m) => m.map_fingerprint.as_deref(),
+            _ => None,
+        });
+        let here = map.fingerprint();
+        match stored {
+            Some(fp) if fp != here => Err(CoreError::FailedPrecondition(format!(
+                "the store was written on another map (fingerprint {fp}; this map is {here}): its orders, robots \
+                 and closures name nodes of that map. Start with the map the store was written on"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Rebuilds a dispatcher from stored records. Every robot starts offline until its session says hello.
+    /// The records must fit `map` ([`Self::check_map`]); the fingerprint is then this map's.
     pub fn restore(map: MapGraph, config: Config, records: Vec<Record>) -> Self {
         let mut d = Self::new(map, config);
         for r in records {
@@ -199,6 +231,7 @@ impl Dispatcher {
                     if !o.status.is_terminal() {
                         d.open.entry(o.shop.clone()).or_default().insert(o.id.clone());
                     }
+                    d.demand.entry(o.shop.clone()).or_default().push_back(o.created_at);
                     d.orders.insert(o.id.clone(), *o);
                 }
                 Record::Robot(mut r) => {
@@ -208,10 +241,24 @@ impl Dispatcher {
                 Record::Shop(s) => {
                     d.shops.insert(s.id.clone(), s);
                 }
-                Record::Meta(m) => d.meta = m,
+                Record::Meta(m) => {
+                    let fingerprint = d.meta.map_fingerprint.take();
+                    d.meta = m;
+                    d.meta.map_fingerprint = fingerprint;
+                }
                 Record::Learned(l) => d.learned = l,
             }
         }
+        // Demand is counted back from the newest order: the last window's placings, oldest first.
+        let newest = d.demand.values().flatten().max().copied();
+        let window = d.config.idle.demand_window_s;
+        for q in d.demand.values_mut() {
+            q.make_contiguous().sort();
+            if let Some(newest) = newest {
+                q.retain(|t| newest.secs_since(*t) <= window);
+            }
+        }
+        d.demand.retain(|_, q| !q.is_empty());
         if let Some(p) = d.meta.policy {
             d.config.policy = p;
         }

@@ -36,6 +36,8 @@ impl Dispatcher {
         let shop = Shop { id: id.clone(), name, place: Place { pos, node: snap.node } };
         self.shops.insert(id.clone(), shop.clone());
         out.shops.insert(id);
+        // With the first record that names a node goes the map's fingerprint ([`Dispatcher::check_map`]).
+        out.meta = true;
         Ok(Reply::Shop(shop))
     }
 
@@ -77,6 +79,7 @@ impl Dispatcher {
         };
         self.robots.insert(id.clone(), robot.clone());
         out.robots.insert(id);
+        out.meta = true;
         Ok(Reply::Robot(Box::new(robot)))
     }
 

@@ -152,11 +152,13 @@ impl Dispatcher {
         let ins = match self.best_insertion(now, &p, &d) {
             Ok(ins) => ins,
             Err(refusal) => {
+                self.note_demand(&shop, now);
                 return Err(CoreError::Refused(self.with_offer(refusal, now, &p, &d, req.deliver_by)));
             }
         };
         let quote = self.quote_of(&ins, now);
         let promise = self.promise_of(ins.eta_dropoff, now);
+        self.note_demand(&shop, now);
         self.meta.next_order_seq += 1;
         out.meta = true;
         let mut order = Order {

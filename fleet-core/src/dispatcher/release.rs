@@ -34,9 +34,13 @@ impl Dispatcher {
         // moved): it is withdrawn; the robot goes on from where its released drive ends.
         let target =
             r.mission.base.iter().filter(|s| !s.released).find_map(|s| self.drive_targets.get(&(robot.clone(), s.seq)));
-        if let Some((order, kind)) = target
-            && !r.plan.iter().any(|p| &p.order == order && p.kind == *kind)
-        {
+        let stale = target.is_some_and(|(order, kind)| !r.plan.iter().any(|p| &p.order == order && p.kind == *kind));
+        // So is the rest of an idle drive (to wait near a shop, or out of another's way) once the robot has a
+        // stop to drive to: it goes there from where its released drive ends, not via the end of the idle one.
+        let idle_drive = !r.charging
+            && r.plan.first().is_some_and(|p| !p.drive_released)
+            && r.mission.base.iter().any(|s| !s.released);
+        if stale || idle_drive {
             let r = self.robots.get_mut(robot).expect("checked above");
             let withdrawn: Vec<u32> = r.mission.base.iter().filter(|s| !s.released).map(|s| s.seq).collect();
             r.mission.base.retain(|s| s.released);

@@ -1,6 +1,7 @@
 //! The periodic tick, an ordered sequence of named phases: robots away too long lose work they have not started,
 //! expired closures reopen, idle robots low on battery go to charge, orders still pending are planned again, and
-//! plans are checked against the clock ([`super::lateness`]).
+//! plans are checked against the clock ([`super::lateness`]), and idle robots are shared out over the shops
+//! ([`super::positioning`]).
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ impl Dispatcher {
         self.send_to_charge(now, out);
         self.replan_pending(now, out);
         self.watch_lateness(now, out);
+        self.position_idle(now, out);
     }
 
     pub(super) fn handle_offline(&mut self, now: Timestamp, out: &mut Out) {

@@ -196,6 +196,27 @@ pub(crate) fn project(origin: LatLon, p: LatLon) -> [f64; 2] {
 }
 
 impl MapGraph {
+    /// What node ids mean on this map, as a short hex digest: every node's OSM id and position in id order, and
+    /// every edge's ends. Two imports agree on it exactly when a [`NodeId`] names the same place on both, so a
+    /// store written on one map is only read back on a map with the same fingerprint. Closures and speed
+    /// limits are left out: they change what a route costs, not what an id means.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update((self.graph.node_count() as u64).to_le_bytes());
+        for n in self.graph.node_weights() {
+            h.update(n.osm_id.to_le_bytes());
+            h.update(n.pos.lat().to_bits().to_le_bytes());
+            h.update(n.pos.lon().to_bits().to_le_bytes());
+        }
+        h.update((self.graph.edge_count() as u64).to_le_bytes());
+        for e in self.graph.raw_edges() {
+            h.update((e.source().index() as u64).to_le_bytes());
+            h.update((e.target().index() as u64).to_le_bytes());
+        }
+        h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+    }
+
     pub fn node_count(&self) -> usize {
         self.graph.node_count()
     }

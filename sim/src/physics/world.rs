@@ -786,10 +786,17 @@ impl PhysicsWorld {
         let mut best: Option<Ahead> = None;
         let mut giving_way = None;
         for a in self.grid.around(pos) {
-            let r_o = match a.kind {
+            // How far the other's body reaches sideways of this robot's heading and along it: a person is a
+            // disc; a robot a box, which reaches further than its half-width when it stands at an angle (at
+            // 45 degrees its corner is 0.17 m further out, more than the margin).
+            let (r_o, r_along) = match a.kind {
                 Kind::Robot if a.index == i => continue,
-                Kind::Robot => ROBOT_HALF[1],
-                Kind::Person => PED_RADIUS,
+                Kind::Robot => {
+                    let across = (f[0] * a.facing[1] - f[1] * a.facing[0]).abs();
+                    let along = (f[0] * a.facing[0] + f[1] * a.facing[1]).abs();
+                    (ROBOT_HALF[0] * across + ROBOT_HALF[1] * along, ROBOT_HALF[0] * along + ROBOT_HALF[1] * across)
+                }
+                Kind::Person => (PED_RADIUS, PED_RADIUS),
             };
             let d = [a.pos[0] - pos[0], a.pos[1] - pos[1]];
             let (dn, ahead) = (norm(d), d[0] * f[0] + d[1] * f[1]);
@@ -833,7 +840,7 @@ impl PhysicsWorld {
             };
             // Where the other will be along the robot's heading when they meet.
             let meet = (d[0] + a.vel[0] * t) * f[0] + (d[1] + a.vel[1] * t) * f[1];
-            let gap = (meet - ROBOT_HALF[0] - r_o).max(0.0);
+            let gap = (meet - ROBOT_HALF[0] - r_along).max(0.0);
             if best.is_none_or(|b| gap < b.gap) {
                 best = Some(Ahead { gap, sensed: f32::INFINITY, robot, rule: false });
                 giving_way = robot.map(|o| o.index);

@@ -64,6 +64,7 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
         late_announced_in_time: 0,
         learned_travel_factor: 1.0,
         learned_legs: 0,
+        idle_moves: 0,
         learned_promise_p50: 0.0,
         learned_promise_p90: 0.0,
         delivery_min_mean: 0.0,
@@ -144,6 +145,7 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
     let mm = |v: f64| (v * 1000.0).round() / 1000.0;
     report.learned_travel_factor = mm(d.travel_factor());
     report.learned_legs = d.learned().legs();
+    report.idle_moves = d.idle_moves();
     let (p50, p90) = d.learned().promise_ratios();
     (report.learned_promise_p50, report.learned_promise_p90) = (mm(p50), mm(p90));
     for o in d.orders() {

@@ -4,6 +4,7 @@ mod faults;
 mod handover;
 mod improve;
 mod lateness;
+mod positioning;
 mod refusals;
 mod scenarios;
 mod script;
@@ -217,4 +218,42 @@ fn the_greedy_baseline_gives_one_order_to_each_idle_robot_and_no_more() {
     assert_eq!("greedy".parse::<Policy>(), Ok(Policy::Greedy));
     assert!("nearest".parse::<Policy>().is_err_and(|e| e.contains("insert-improve, insert, greedy")));
     assert_eq!(serde_json::from_str::<Policy>("\"insert-improve\"").ok(), Some(Policy::InsertImprove));
+}
+
+/// A store is read back only on the map it was written on: the fingerprint goes out with the first shop, a
+/// restart on the same map passes and keeps it, one on another map (node ids meaning other places) is refused.
+#[test]
+fn a_store_is_read_back_only_on_the_map_it_was_written_on() {
+    let mut d = Dispatcher::new(grid(), Config::default());
+    let t = Timestamp(1_000_000);
+    let out = d.handle(
+        t,
+        Input::RegisterShop { id: ShopId::parse("s").expect("valid"), name: "S".into(), pos: ll(43.73, 7.42) },
+    );
+    let records: Vec<Record> = out
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Persist(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let stored = records.iter().find_map(|r| match r {
+        Record::Meta(m) => m.map_fingerprint.clone(),
+        _ => None,
+    });
+    assert_eq!(stored, Some(grid().fingerprint()), "the first shop's records carry no map fingerprint");
+    assert!(Dispatcher::check_map(&records, &grid()).is_ok());
+    let other = crate::map::MapGraph::street_grid(4, 0.001).expect("a valid grid");
+    assert_ne!(other.fingerprint(), grid().fingerprint());
+    match Dispatcher::check_map(&records, &other) {
+        Err(CoreError::FailedPrecondition(m)) => {
+            assert!(m.contains(&grid().fingerprint()) && m.contains(&other.fingerprint()), "{m}")
+        }
+        other => panic!("a store from another map was accepted: {other:?}"),
+    }
+    // Records from before fingerprints (no meta) fit any map; a restored dispatcher then takes its map's.
+    let old: Vec<Record> = records.iter().filter(|r| !matches!(r, Record::Meta(_))).cloned().collect();
+    assert!(Dispatcher::check_map(&old, &other).is_ok());
+    let restored = Dispatcher::restore(grid(), Config::default(), records);
+    assert_eq!(restored.meta.map_fingerprint, Some(grid().fingerprint()));
 }
