@@ -66,6 +66,10 @@ struct Robot {
     /// The yaw rate its controller commanded at the last step, rad/s (a push may turn the body too; that is not
     /// the robot's doing).
     yaw_cmd: Real,
+    /// The speed along its heading its controller commanded at the last step, m/s: negative while it backs away
+    /// from a robot too close to turn (the controller's own speed stays 0 then), so that contacts are judged on
+    /// how the robot really moved.
+    speed_cmd: Real,
     /// The signalised crossings on the current drive's path ([`Signals::on_path`]).
     crossings: Vec<OnPath>,
     /// The crossing whose kerb line the robot's front was short of at the last step (within `KERB_LOOK_M`), and
@@ -355,6 +359,7 @@ impl PhysicsWorld {
             drain_scale: 1.0,
             giving_way_to: None,
             yaw_cmd: 0.0,
+            speed_cmd: 0.0,
             crossings: Vec::new(),
             kerb: None,
         });
@@ -608,13 +613,13 @@ impl PhysicsWorld {
         }
     }
 
-    /// Robot `i`'s position, the unit vector it faces, and its own velocity: what its controller drives (0 when
-    /// paused or broken), along its heading.
+    /// Robot `i`'s position, the unit vector it faces, and its own velocity: what it was last commanded to drive
+    /// along its heading (backwards while it backs away; 0 when paused or broken).
     fn robot_motion(&self, i: usize) -> Option<([Real; 2], [Real; 2], [Real; 2])> {
         let r = self.robots.get(i)?;
         let b = self.world.bodies.get(r.body)?;
         let (t, f) = (b.translation(), facing(b.rotation()));
-        let speed = if r.ctl.paused || r.broken { 0.0 } else { r.ctl.speed };
+        let speed = if r.ctl.paused || r.broken { 0.0 } else { r.speed_cmd };
         Some(([t.x, t.y], f, [f[0] * speed, f[1] * speed]))
     }
 
@@ -950,6 +955,7 @@ impl PhysicsWorld {
             }
         }
         self.robots[i].yaw_cmd = velocity.map_or(0.0, |v| v.yaw_rate);
+        self.robots[i].speed_cmd = velocity.map_or(self.robots[i].ctl.speed, |v| v.speed);
         self.count_signals(i, kerb, step);
         if !self.zones.is_empty() {
             use geo::Contains;
