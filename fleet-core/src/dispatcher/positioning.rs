@@ -8,7 +8,7 @@
 //! on time (docs/benchmarks.md, "Idle positioning"); `[dispatch.idle] every_s = 60` in a scenario, or
 //! `--idle-every-s 60` on the dispatcher, turns it on.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -182,27 +182,7 @@ impl Dispatcher {
                 || self.traffic.waiting().any(|(_, c)| c.items.iter().any(|h| h.resource == spot))
                 || self.layout.inside(&self.map, n).is_some()
         };
-        let mut dist: BTreeMap<NodeId, f64> = BTreeMap::from([(start, 0.0)]);
-        let mut heap = std::collections::BinaryHeap::new();
-        heap.push(std::cmp::Reverse((0u64, start)));
-        while let Some(std::cmp::Reverse((mm, n))) = heap.pop() {
-            let d = mm as f64 / 1000.0;
-            if d > dist.get(&n).copied().unwrap_or(f64::INFINITY) || d > 10.0 * min_m {
-                continue;
-            }
-            if d >= min_m && !busy(n) {
-                return Some(n);
-            }
-            for m in self.map.neighbours(n) {
-                let Some(e) = self.map.edge(n, m) else { continue };
-                let nd = d + e.length_m;
-                if nd < dist.get(&m).copied().unwrap_or(f64::INFINITY) {
-                    dist.insert(m, nd);
-                    heap.push(std::cmp::Reverse(((nd * 1000.0) as u64, m)));
-                }
-            }
-        }
-        None
+        self.nearest_by_way(start, min_m, 10.0 * min_m, &[], |n| !busy(n))
     }
 }
 

@@ -402,51 +402,10 @@ impl Dispatcher {
         let Some(r) = self.robots.get(id) else { return };
         let start = r.node;
         let min_m = self.tcfg().spot_approach_m;
-        let taken = |d: &Self, n: NodeId| {
-            let spot = d.layout.spot(n);
-            d.traffic.holders(spot).next().is_some()
-                || d.traffic.waiting().any(|(_, c)| c.items.iter().any(|h| h.resource == spot))
-                || d.layout.inside(&d.map, n).is_some()
-        };
-        // A small Dijkstra by way length from where it stands.
-        let mut dist: BTreeMap<NodeId, f64> = BTreeMap::from([(start, 0.0)]);
-        let mut heap = std::collections::BinaryHeap::new();
-        heap.push(std::cmp::Reverse((0u64, start)));
-        let mut goal = None;
-        while let Some(std::cmp::Reverse((mm, n))) = heap.pop() {
-            let d = mm as f64 / 1000.0;
-            if d > dist.get(&n).copied().unwrap_or(f64::INFINITY) || d > 10.0 * min_m {
-                continue;
-            }
-            if d >= min_m && !taken(self, n) {
-                goal = Some(n);
-                break;
-            }
-            for m in self.map.neighbours(n) {
-                let Some(e) = self.map.edge(n, m) else { continue };
-                let nd = d + e.length_m;
-                if nd < dist.get(&m).copied().unwrap_or(f64::INFINITY) {
-                    dist.insert(m, nd);
-                    heap.push(std::cmp::Reverse(((nd * 1000.0) as u64, m)));
-                }
-            }
+        let Some(goal) = self.free_node_near(start, min_m, &BTreeSet::new()) else { return };
+        if self.drive_idle_to(now, id, goal, out) {
+            self.traffic.stats.moved_aside += 1;
         }
-        let Some(goal) = goal else { return };
-        let profile = self.profile(&r.model);
-        let Some(route) = self.map.route(start, goal, profile) else { return };
-        if route.nodes.len() < 2 {
-            return;
-        }
-        let steps = self.drive_steps(&route, profile.speed_mps, false);
-        let r = self.robots.get_mut(id).expect("checked above");
-        for action in steps {
-            let seq = r.mission.next_seq;
-            r.mission.next_seq += 1;
-            r.mission.base.push(Step { seq, released: false, action });
-        }
-        self.claim_ahead(now, id);
-        self.send_update(id, out);
-        self.traffic.stats.moved_aside += 1;
     }
 
     /// Replaces robot `id`'s unreleased drive with a route that avoids the narrow ways and crossings in
@@ -545,19 +504,32 @@ impl Dispatcher {
             })
             .collect();
         let min_m = self.tcfg().spot_approach_m;
+        self.nearest_by_way(from, min_m, 20.0 * min_m, avoid, |n| {
+            !their_way.contains(&n)
+                && self.traffic.holders(self.layout.spot(n)).next().is_none()
+                && self.layout.inside(&self.map, n).is_none()
+        })
+    }
+
+    /// The nearest node by way from `from`, between `min_m` and `max_m` away, reached without the directed
+    /// edges in `avoid`, for which `fits` holds (Dijkstra on way lengths, to the millimetre).
+    pub(super) fn nearest_by_way(
+        &self,
+        from: NodeId,
+        min_m: f64,
+        max_m: f64,
+        avoid: &[(NodeId, NodeId)],
+        fits: impl Fn(NodeId) -> bool,
+    ) -> Option<NodeId> {
         let mut dist: BTreeMap<NodeId, f64> = BTreeMap::from([(from, 0.0)]);
         let mut heap = std::collections::BinaryHeap::new();
         heap.push(std::cmp::Reverse((0u64, from)));
         while let Some(std::cmp::Reverse((mm, n))) = heap.pop() {
             let d = mm as f64 / 1000.0;
-            if d > dist.get(&n).copied().unwrap_or(f64::INFINITY) || d > 20.0 * min_m {
+            if d > dist.get(&n).copied().unwrap_or(f64::INFINITY) || d > max_m {
                 continue;
             }
-            if d >= min_m
-                && !their_way.contains(&n)
-                && self.traffic.holders(self.layout.spot(n)).next().is_none()
-                && self.layout.inside(&self.map, n).is_none()
-            {
+            if d >= min_m && fits(n) {
                 return Some(n);
             }
             for m in self.map.neighbours(n) {
