@@ -314,6 +314,13 @@ pub enum Input {
     SetPolicy {
         policy: Policy,
     },
+    /// Replaces the map ([`super::mapswap`]): everything that names a node moves over by its coordinates, open
+    /// orders the new map cannot serve are cancelled with the reason, and the swap is refused whole while a
+    /// robot has steps under way or when a shop, a robot or a parcel aboard would have no place on it.
+    /// Operators reach it through `trundle map apply FILE --gate GATE.toml`.
+    LoadMap {
+        map: super::NewMap,
+    },
     /// Better plans found by an improver from a [`PlanSnapshot`]; checked against the state at this moment and
     /// applied whole or refused (FAILED_PRECONDITION) whole. Never comes from the wire.
     ProposePlans(Box<Proposal>),
@@ -332,6 +339,7 @@ pub enum Reply {
     Order(Box<Order>),
     Shop(Shop),
     Robot(Box<Robot>),
+    MapSwapped(Box<super::MapSwap>),
     Done,
 }
 

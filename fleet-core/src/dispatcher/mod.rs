@@ -12,6 +12,7 @@
 
 mod api;
 mod lateness;
+mod mapswap;
 mod ops;
 mod orders;
 mod planning;
@@ -22,6 +23,7 @@ mod tick;
 mod traffic;
 
 pub use api::*;
+pub use mapswap::{MapSwap, NewMap};
 pub use positioning::IdleConfig;
 
 use std::cell::RefCell;
@@ -158,16 +160,7 @@ impl Dispatcher {
     /// A dispatcher on `map`. Prepares the map's contraction hierarchy for the default robot model unless it
     /// already has one for that profile.
     pub fn new(mut map: MapGraph, config: Config) -> Self {
-        // Zones are checked where a configuration comes in (a scenario file); one that fails is left out here.
-        let zones: Vec<(geo::Polygon<f64>, f64)> =
-            config.speed_zones.iter().filter_map(|z| z.checked().ok().map(|p| (p, z.max_mps))).collect();
-        if !zones.is_empty() {
-            map.limit_speed(&zones);
-        }
-        let profile = Profile { speed_mps: RobotModel::default().max_speed_mps, ..config.profile_base() };
-        if map.hierarchy().is_none_or(|(_, p)| p != profile) {
-            map.prepare(profile);
-        }
+        Self::prepare_map(&mut map, &config);
         let layout = Arc::new(Layout::build(&map, &config.traffic));
         let meta = Meta { map_fingerprint: Some(map.fingerprint()), ..Meta::default() };
         Self {
@@ -438,6 +431,9 @@ impl Dispatcher {
                 self.plans_version += 1;
                 out.meta = true;
                 out.reply = Some(Ok(Reply::Done));
+            }
+            Input::LoadMap { map } => {
+                out.reply = Some(self.load_map(now, map, &mut out));
             }
             Input::ProposePlans(p) => {
                 out.reply = Some(self.apply_proposal(now, *p, &mut out));

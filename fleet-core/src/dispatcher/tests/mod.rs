@@ -4,6 +4,7 @@ mod faults;
 mod handover;
 mod improve;
 mod lateness;
+mod mapswap;
 mod positioning;
 mod refusals;
 mod scenarios;

@@ -128,6 +128,7 @@ fn print_outputs(out: &[Output], text: &mut String) {
                 Reply::Robot(r) => format!("ok robot {}", r.id),
                 Reply::Shop(s) => format!("ok shop {}", s.id),
                 Reply::Done => "ok".into(),
+                Reply::MapSwapped(s) => format!("ok map {}", s.fingerprint),
             },
             Output::Reply(Err(e)) => format!("err {}: {e}", e.reason()),
             Output::OrderChanged(o) => format!("  ~ {}", order_line(o)),
