@@ -13,6 +13,7 @@ pub mod clock;
 pub mod core;
 pub mod error;
 pub mod limits;
+pub mod mapfile;
 pub mod server;
 pub mod service;
 pub mod stats;

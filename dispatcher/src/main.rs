@@ -15,7 +15,8 @@ struct Args {
     /// Data directory (the sled store and the first operator token).
     #[arg(long, default_value = "trundle-data", env = "TRUNDLE_DATA")]
     data: PathBuf,
-    /// OpenStreetMap extract (.osm.pbf) the robots drive on.
+    /// OpenStreetMap extract (.osm.pbf) the robots drive on. A map an operator loaded since (`trundle map apply`)
+    /// is kept in the data directory and wins over this one.
     #[arg(long, default_value = "data/monaco.osm.pbf", env = "TRUNDLE_MAP")]
     map: PathBuf,
     /// Do not improve plans in the background (orders are still inserted into plans as they arrive).
@@ -47,7 +48,12 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    let loaded = dispatcher::mapfile::current(&args.data);
+    if loaded.is_file() {
+        tracing::info!("using the map an operator loaded, {}, not {}", loaded.display(), args.map.display());
+        args.map = loaded;
+    }
     let bytes = std::fs::read(&args.map).with_context(|| format!("cannot read the map {}", args.map.display()))?;
     let (map, summary) = MapGraph::from_osm(&bytes).with_context(|| format!("cannot import {}", args.map.display()))?;
     tracing::info!(

@@ -19,6 +19,7 @@ use crate::auth::Auth;
 use crate::clock::{Clock, MonotonicClock};
 use crate::core::{Core, CoreHandle, ImproverConfig};
 use crate::limits::Limits;
+use crate::mapfile;
 use crate::service::Ctx;
 use crate::service::ops::OpsApi;
 use crate::service::orders::OrderApi;
@@ -104,6 +105,25 @@ fn write_secret(path: &Path, secret: &str) -> Result<(), Error> {
         .map_err(|e| Error::Setup(format!("cannot write {}: {e}", path.display())))
 }
 
+/// Of the data directory's map files ([`mapfile`]), the one `records` were written on; a pending one found so
+/// is made current.
+fn stored_map(data_dir: &Path, records: &[fleet_core::dispatcher::Record]) -> Option<MapGraph> {
+    for path in mapfile::candidates(data_dir) {
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let Ok((map, _)) = MapGraph::from_osm(&bytes) else { continue };
+        if Dispatcher::check_map(records, &map).is_ok() {
+            tracing::info!("the store names the map in {}, not the one configured: using it", path.display());
+            if path == mapfile::pending(data_dir)
+                && let Err(e) = mapfile::promote_pending(data_dir)
+            {
+                tracing::warn!("{e}");
+            }
+            return Some(map);
+        }
+    }
+    None
+}
+
 /// A dispatcher whose store is open and whose state is recovered, ready to serve.
 pub struct Prepared {
     dispatcher: Dispatcher,
@@ -115,6 +135,7 @@ pub struct Prepared {
     tls: Option<TlsConfig>,
     /// Who wants the core's handle once it runs (an in-process benchmark reading [`crate::stats::CoreStats`]).
     handle_to: Option<tokio::sync::oneshot::Sender<CoreHandle>>,
+    data_dir: PathBuf,
 }
 
 /// Serves until `shutdown` resolves. The listener is already bound, so tests can pass `127.0.0.1:0`.
@@ -139,9 +160,14 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
         _ => (o, r),
     });
     tracing::info!(orders, robots, "recovered from {}", opts.data_dir.display());
-    Dispatcher::check_map(&records, &opts.map)
-        .map_err(|e| Error::Setup(format!("cannot open {}: {e}", opts.data_dir.display())))?;
-    let dispatcher = Dispatcher::restore(opts.map, opts.config, records);
+    let map = match Dispatcher::check_map(&records, &opts.map) {
+        Ok(()) => opts.map,
+        // The store may name a map an operator loaded (kept in the data directory), or one a crash left
+        // pending after its commit: take whichever of those it names.
+        Err(e) => stored_map(&opts.data_dir, &records)
+            .ok_or_else(|| Error::Setup(format!("cannot open {}: {e}", opts.data_dir.display())))?,
+    };
+    let dispatcher = Dispatcher::restore(map, opts.config, records);
     let auth = Auth::load(store.clone(), &opts.limits)?;
     if !auth.has_operator() {
         let token = auth.issue(Principal::Operator)?;
@@ -158,6 +184,7 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
         limits: opts.limits,
         tls: opts.tls,
         handle_to: None,
+        data_dir: opts.data_dir,
     })
 }
 
@@ -176,7 +203,7 @@ impl Prepared {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Prepared { dispatcher, store, auth, improver, clock, limits, tls, handle_to } = self;
+        let Prepared { dispatcher, store, auth, improver, clock, limits, tls, handle_to, data_dir } = self;
         // The host decides when a tick or a search is due; this only wakes the core on the tick cadence so
         // that it looks even when no input arrives.
         let wake_every = Duration::from_secs_f64(dispatcher.config().tick_every_s.clamp(0.01, 3_600.0));
@@ -214,7 +241,7 @@ impl Prepared {
             .build_v1alpha()
             .map_err(|e| Error::Setup(format!("reflection: {e}")))?;
 
-        let ctx = Ctx { core: handle, auth, limits };
+        let ctx = Ctx { core: handle, auth, limits, data_dir };
         let orders = pb::order_service_server::OrderServiceServer::new(OrderApi(ctx.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

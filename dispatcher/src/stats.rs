@@ -101,6 +101,7 @@ pub fn kind(input: &Input) -> &'static str {
         Input::CloseEdge { .. } | Input::OpenEdge { .. } => "edge",
         Input::PauseRobot { .. } | Input::ResumeRobot { .. } | Input::SetShift { .. } => "robot_ops",
         Input::SetPolicy { .. } => "policy",
+        Input::LoadMap { .. } => "map",
         Input::ProposePlans(_) => "proposal",
         Input::Tick => "tick",
     }

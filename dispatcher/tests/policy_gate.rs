@@ -100,3 +100,80 @@ fn a_policy_is_applied_only_when_the_gate_passes_and_is_kept_across_a_restart() 
     assert!(policy(port, &data).starts_with("policy insert "));
     drop(server);
 }
+
+fn map_info(port: u16, data: &Path) -> String {
+    let out = trundle(port, data, &["map", "info"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_owned()
+}
+
+/// `trundle map apply FILE --gate GATE.toml`: a map the gate cannot run on is not loaded; one that passes is
+/// swapped in (the shop moves over), kept in the data directory, and a restart comes back on it even when the
+/// configured map is missing.
+#[test]
+fn a_map_is_applied_only_when_the_gate_passes_and_is_kept_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut server = start(port, &data);
+    policy(port, &data);
+    let out = trundle(port, &data, &["shop", "register", "--id", "bakery", "--name", "B", "--at", "43.7393,7.4274"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = map_info(port, &data);
+    assert!(before.contains("fingerprint "), "{before}");
+    let gate = repo("sim/tests/gates/small-gate.toml");
+    let gate = gate.to_str().expect("utf-8 path");
+
+    // Not a map: the gate cannot run on it, and nothing changes.
+    let bad = dir.path().join("bad.osm.pbf");
+    std::fs::write(&bad, b"this is not an OpenStreetMap extract").expect("written");
+    let out = trundle(port, &data, &["map", "apply", bad.to_str().expect("utf-8"), "--gate", gate]);
+    assert!(!out.status.success(), "a map the gate cannot load must not be applied");
+    assert_eq!(map_info(port, &data), before);
+    assert!(!data.join("map.osm.pbf").exists() && !data.join("map.pending.osm.pbf").exists());
+
+    // The bundled map, as a file of its own: the gate passes and it is swapped in.
+    let good = dir.path().join("monaco-copy.osm.pbf");
+    std::fs::copy(repo("data/monaco.osm.pbf"), &good).expect("copied");
+    let out_dir = dir.path().join("gate-map");
+    let out = trundle(
+        port,
+        &data,
+        &[
+            "map",
+            "apply",
+            good.to_str().expect("utf-8"),
+            "--gate",
+            gate,
+            "--gate-out",
+            out_dir.to_str().expect("utf-8"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("the gate passed; map") && stdout.contains("0 cancelled"), "{stdout}");
+    assert!(std::fs::read_to_string(out_dir.join("gate.md")).expect("the gate's summary").contains("pass"));
+    let kept = std::fs::read(data.join("map.osm.pbf")).expect("the map is kept in the data directory");
+    assert_eq!(kept, std::fs::read(&good).expect("readable"));
+    assert!(!data.join("map.pending.osm.pbf").exists());
+    assert_eq!(map_info(port, &data), before, "the same map keeps its fingerprint");
+
+    // A restart with the configured map gone comes back on the kept one, with the shop.
+    drop(server);
+    server = Server(
+        Command::new(env!("CARGO_BIN_EXE_trundle-dispatcher"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(&data)
+            .args(["--map", "/nonexistent/map.osm.pbf"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the dispatcher starts"),
+    );
+    policy(port, &data);
+    assert_eq!(map_info(port, &data), before);
+    let out = trundle(port, &data, &["shop", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bakery"), "{}", String::from_utf8_lossy(&out.stdout));
+    drop(server);
+}

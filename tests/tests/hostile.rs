@@ -38,6 +38,7 @@ enum Call {
     Shift(pb::SetRobotShiftRequest),
     OpsGet(String),
     WatchFleet,
+    LoadMap(Vec<u8>),
     /// A robot session: these messages in order; the status the session ends with.
     Session(Vec<pb::RobotMessage>),
 }
@@ -82,6 +83,7 @@ async fn send(server: &Server, token: &str, call: Call) -> Result<(), Status> {
         Call::Shift(r) => p.set_robot_shift(authed(r, t)).await.map(drop),
         Call::OpsGet(id) => p.get_order(authed(pb::OpsGetOrderRequest { order_id: id }, t)).await.map(drop),
         Call::WatchFleet => p.watch_fleet(authed(pb::WatchFleetRequest {}, t)).await.map(drop),
+        Call::LoadMap(b) => p.load_map(authed(pb::LoadMapRequest { osm_pbf: b }, t)).await.map(drop),
         Call::Session(msgs) => {
             let mut it = msgs.into_iter();
             let first = it.next().unwrap_or(pb::RobotMessage { msg: None });
@@ -462,6 +464,16 @@ async fn hundreds_of_hostile_requests_get_their_status_and_change_nothing() {
     ] {
         case(format!("{what}: unknown robot"), &op, call, Code::NotFound);
     }
+    // A map must be a whole, usable extract: empty, garbage, cut short or an XML export are refused whole.
+    let monaco = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/monaco.osm.pbf")).expect("the map");
+    for (what, bytes) in [
+        ("empty", Vec::new()),
+        ("garbage", b"\x00\x01not a map".to_vec()),
+        ("cut short", monaco[..4096].to_vec()),
+        ("OSM XML, not PBF", b"<?xml version='1.0'?><osm version='0.6'></osm>".to_vec()),
+    ] {
+        case(format!("LoadMap: {what}"), &op, Call::LoadMap(bytes), Code::InvalidArgument);
+    }
     case(
         "SetRobotShift: end before 1970".into(),
         &op,
@@ -498,6 +510,7 @@ async fn hundreds_of_hostile_requests_get_their_status_and_change_nothing() {
         ("SetRobotShift", Call::Shift(pb::SetRobotShiftRequest { robot_id: "r1".into(), shift_end: Some(ts_in(60)) })),
         ("ops GetOrder", Call::OpsGet(a_order.clone())),
         ("WatchFleet", Call::WatchFleet),
+        ("LoadMap", Call::LoadMap(b"x".to_vec())),
     ];
     let order_calls = vec![
         ("PlaceOrder", place("k-role", Some(delivery()))),

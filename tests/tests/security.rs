@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use tonic::Code;
+use tonic_types::StatusExt;
 use trundle_proto::pb;
 
 async fn setup() -> (tempfile::TempDir, Server, Ops, String, String, String) {
@@ -111,6 +112,11 @@ async fn roles_and_robot_identity_come_from_the_token() {
         .await
         .expect_err("a shop cannot mint tokens");
     assert_eq!(err.code(), Code::PermissionDenied);
+    let err = shop_as_ops
+        .load_map(authed(pb::LoadMapRequest { osm_pbf: b"x".to_vec() }, &a_token))
+        .await
+        .expect_err("a shop cannot change the map");
+    assert_eq!(err.code(), Code::PermissionDenied);
     let mut robot_as_shop = Shop::new(&server, r1.clone()).await;
     let err = robot_as_shop.place("k", LARVOTTO_WEST).await.expect_err("a robot is not a shop");
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -193,4 +199,41 @@ async fn session_end(robot: &mut RawRobot) -> Option<tonic::Status> {
         }
     }
     None
+}
+
+/// `LoadMap` takes only a usable map, whole or not at all: empty or garbage bytes are INVALID_ARGUMENT naming
+/// `osm_pbf`, and nothing changes (same fingerprint, no map file left in the data directory); the bundled map
+/// itself is swapped in with the shops moved over and kept for restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_is_loaded_only_whole_and_usable() {
+    let (dir, server, mut ops, _a, _b, _r1) = setup().await;
+    let info = |m: pb::MapInfo| (m.nodes, m.edges, m.fingerprint);
+    let before = info(ops.client.get_map(authed(pb::GetMapRequest {}, &ops.token)).await.expect("map").into_inner());
+    for (bytes, what) in [(Vec::new(), "empty"), (b"not a map at all".to_vec(), "garbage")] {
+        let err = ops
+            .client
+            .load_map(authed(pb::LoadMapRequest { osm_pbf: bytes }, &ops.token))
+            .await
+            .expect_err("not a map");
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+        let fields: Vec<String> = err
+            .get_details_bad_request()
+            .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+            .unwrap_or_default();
+        assert_eq!(fields, ["osm_pbf"], "{what}: {}", err.message());
+        let now = ops.client.get_map(authed(pb::GetMapRequest {}, &ops.token)).await.expect("map").into_inner();
+        assert_eq!(info(now), before, "{what} changed the map");
+        assert!(!dir.path().join("map.osm.pbf").exists() && !dir.path().join("map.pending.osm.pbf").exists());
+    }
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/monaco.osm.pbf")).expect("the map");
+    let r = ops
+        .client
+        .load_map(authed(pb::LoadMapRequest { osm_pbf: bytes.clone() }, &ops.token))
+        .await
+        .expect("the bundled map loads")
+        .into_inner();
+    assert!(r.cancelled.is_empty() && r.closures_dropped == 0, "{r:?}");
+    assert_eq!(info(r.map.expect("map info")), before, "the same map, the same fingerprint");
+    assert_eq!(std::fs::read(dir.path().join("map.osm.pbf")).expect("kept"), bytes);
+    server.stop().await;
 }

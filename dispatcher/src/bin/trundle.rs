@@ -201,6 +201,19 @@ enum OrderCmd {
 
 #[derive(Subcommand)]
 enum MapCmd {
+    /// Replace the running dispatcher's map, only after the simulator's gate passes on it: runs every scenario
+    /// of the gate file on the new map and loads it when every threshold holds; otherwise changes nothing and
+    /// exits non-zero. The dispatcher refuses the swap while a robot has steps under way.
+    Apply {
+        /// The new OpenStreetMap extract (.osm.pbf).
+        file: PathBuf,
+        /// The gate file (scenarios/gate.toml ships with the repository).
+        #[arg(long)]
+        gate: PathBuf,
+        /// Where the gate's JUnit XML, Markdown summary and run reports go.
+        #[arg(long, default_value = "gate-report")]
+        gate_out: PathBuf,
+    },
     /// Import an OpenStreetMap extract locally and print what was kept and dropped (no server needed).
     Import {
         file: PathBuf,
@@ -553,7 +566,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Map(MapCmd::Info) => {
             let m = c.ops().get_map(c.req(pb::GetMapRequest {})?).await?.into_inner();
             let o = m.origin.unwrap_or_default();
-            println!("{} nodes, {} edges, centre {:.5},{:.5}", m.nodes, m.edges, o.lat, o.lon);
+            println!(
+                "{} nodes, {} edges, centre {:.5},{:.5}, fingerprint {}",
+                m.nodes, m.edges, o.lat, o.lon, m.fingerprint
+            );
             for e in m.closed {
                 println!("closed: {} - {}", e.from_node, e.to_node);
             }
@@ -565,6 +581,34 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Map(MapCmd::Open { from, to }) => {
             c.ops().open_edge(c.req(pb::EdgeRequest { from_node: from, to_node: to })?).await?;
             println!("opened {from} - {to}");
+        }
+        Cmd::Map(MapCmd::Apply { file, gate, gate_out }) => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read the map {}", file.display()))?;
+            let (g, out, f) = (gate.clone(), gate_out.clone(), file.clone());
+            let passed = tokio::task::spawn_blocking(move || run_gate(&g, &out, |g| g.with_map(&f))).await??;
+            if !passed {
+                bail!(
+                    "the gate failed on the map {}: nothing was changed (see {}/gate.md)",
+                    file.display(),
+                    gate_out.display()
+                );
+            }
+            let r = c.ops().load_map(c.req(pb::LoadMapRequest { osm_pbf: bytes })?).await?.into_inner();
+            let m = r.map.unwrap_or_default();
+            println!(
+                "the gate passed; map {} is in force ({} nodes, {} edges, fingerprint {}): {} open orders moved, \
+                 {} cancelled, {} closures dropped",
+                file.display(),
+                m.nodes,
+                m.edges,
+                m.fingerprint,
+                r.orders_moved,
+                r.cancelled.len(),
+                r.closures_dropped
+            );
+            for o in r.cancelled {
+                println!("cancelled {}: {}", o.order_id, o.reason);
+            }
         }
         Cmd::Policy(PolicyCmd::Show) => {
             let p = c.ops().get_policy(c.req(pb::GetPolicyRequest {})?).await?.into_inner();

@@ -15,6 +15,8 @@ pub struct Ctx {
     pub core: CoreHandle,
     pub auth: Auth,
     pub limits: Limits,
+    /// The data directory, where a loaded map is kept ([`crate::mapfile`]).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// A core reply of the wrong kind for the call: a bug, logged and reported without detail.

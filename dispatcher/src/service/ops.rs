@@ -1,8 +1,10 @@
 //! `trundle.v1.OpsService`, for operators: shops, robots, tokens, the map, the fleet.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
-use fleet_core::dispatcher::{Input, Reply};
+use fleet_core::dispatcher::{Dispatcher, Input, NewMap, Reply};
+use fleet_core::map::MapGraph;
 use fleet_core::{LatLon, NodeId};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
@@ -14,6 +16,7 @@ use super::orders::async_stream;
 use super::{Ctx, unexpected};
 use crate::Error;
 use crate::core::FleetNote;
+use crate::mapfile;
 use crate::store::Principal;
 
 pub struct OpsApi(pub Ctx);
@@ -111,20 +114,61 @@ impl pb::ops_service_server::OpsService for OpsApi {
 
     async fn get_map(&self, req: Request<pb::GetMapRequest>) -> Result<Response<pb::MapInfo>, Status> {
         self.0.auth.operator(req.metadata())?;
-        let info = self
-            .0
-            .core
-            .query(|d| {
-                let m = d.map();
-                pb::MapInfo {
-                    nodes: m.node_count() as u64,
-                    edges: m.edge_count() as u64,
-                    origin: Some(convert::latlon_to_wire(m.origin())),
-                    closed: m.closed_edges().map(|(a, b)| pb::EdgeRequest { from_node: a.0, to_node: b.0 }).collect(),
-                }
-            })
-            .await?;
+        let info = self.0.core.query(|d| map_info(d.map())).await?;
         Ok(Response::new(info))
+    }
+
+    async fn load_map(&self, req: Request<pb::LoadMapRequest>) -> Result<Response<pb::LoadMapResponse>, Status> {
+        self.0.auth.operator(req.metadata())?;
+        let bytes = req.into_inner().osm_pbf;
+        if bytes.is_empty() {
+            return Err(Error::Wire(WireError::new("osm_pbf", "the map is empty: send an .osm.pbf extract")).into());
+        }
+        // Importing and preparing a city map takes seconds: off the core's thread, and off the runtime's.
+        let config = self.0.core.query(|d| d.config().clone()).await?;
+        let data = bytes.clone();
+        let map = tokio::task::spawn_blocking(move || {
+            let (mut map, _) = MapGraph::from_osm(&data).map_err(|e| e.to_string())?;
+            Dispatcher::prepare_map(&mut map, &config);
+            Ok::<_, String>(map)
+        })
+        .await
+        .map_err(|e| Error::Unexpected(format!("map import task: {e}")))?
+        .map_err(|e| Error::Wire(WireError::new("osm_pbf", format!("not a usable map: {e}"))))?;
+        let dir = self.0.data_dir.clone();
+        mapfile::write_pending(&dir, &bytes)?;
+        let reply = self.0.core.call(Input::LoadMap { map: NewMap(Arc::new(map)) }).await;
+        let swap = match reply {
+            Ok(Reply::MapSwapped(s)) => s,
+            Ok(other) => {
+                mapfile::discard_pending(&dir);
+                return Err(unexpected(other));
+            }
+            Err(e) => {
+                mapfile::discard_pending(&dir);
+                return Err(e.into());
+            }
+        };
+        // Committed: the store names the new map now; the file follows (a crash before this is recovered at the
+        // next start from the pending file).
+        mapfile::promote_pending(&dir)?;
+        let info = self.0.core.query(|d| map_info(d.map())).await?;
+        tracing::info!(
+            fingerprint = %swap.fingerprint,
+            orders_moved = swap.orders_moved,
+            cancelled = swap.cancelled.len(),
+            "map swapped"
+        );
+        Ok(Response::new(pb::LoadMapResponse {
+            map: Some(info),
+            orders_moved: swap.orders_moved as u32,
+            cancelled: swap
+                .cancelled
+                .iter()
+                .map(|(id, reason)| pb::CancelledOrder { order_id: id.to_string(), reason: reason.clone() })
+                .collect(),
+            closures_dropped: swap.closures_dropped as u32,
+        }))
     }
 
     async fn close_edge(&self, req: Request<pb::EdgeRequest>) -> Result<Response<pb::EdgeResponse>, Status> {
@@ -266,5 +310,16 @@ fn policy_info(policy: fleet_core::dispatcher::Policy) -> pb::PolicyInfo {
     pb::PolicyInfo {
         policy: policy.to_string(),
         available: fleet_core::dispatcher::Policy::ALL.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// What operators see of a map.
+fn map_info(m: &MapGraph) -> pb::MapInfo {
+    pb::MapInfo {
+        nodes: m.node_count() as u64,
+        edges: m.edge_count() as u64,
+        origin: Some(convert::latlon_to_wire(m.origin())),
+        closed: m.closed_edges().map(|(a, b)| pb::EdgeRequest { from_node: a.0, to_node: b.0 }).collect(),
+        fingerprint: m.fingerprint(),
     }
 }

@@ -161,7 +161,11 @@ impl Dispatcher {
         self.meta.closed_edges.clear();
         self.meta.temp_closures.clear();
         let mut map = Arc::unwrap_or_clone(new.0);
-        Self::prepare_map(&mut map, &self.config);
+        // A host prepares the map off this thread; one that did not gets it prepared here.
+        let profile = Profile { speed_mps: RobotModel::default().max_speed_mps, ..self.config.profile_base() };
+        if map.hierarchy().is_none_or(|(_, p)| p != profile) {
+            Self::prepare_map(&mut map, &self.config);
+        }
         let fingerprint = map.fingerprint();
         self.meta.map_fingerprint = Some(fingerprint.clone());
         out.meta = true;
