@@ -452,7 +452,12 @@ impl CoreThread {
             self.stats.queued.record(started.saturating_duration_since(sent));
             let kind = stats::kind(&input);
             let now = self.clock.now();
-            handled.push((self.host.handle(now, input), reply));
+            let routed = self.host.handle(now, input);
+            if kind == "proposal" && matches!(routed.reply, Some(Ok(_))) {
+                self.stats.proposals_applied += 1;
+            }
+            self.stats.alerts += routed.alerts.len() as u64;
+            handled.push((routed, reply));
             self.stats.handle.entry(kind).or_default().record(started.elapsed());
         }
         self.commit(handled);

@@ -12,6 +12,9 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:50051", env = "TRUNDLE_LISTEN")]
     listen: String,
+    /// Serve `/metrics` (Prometheus text format) and `/healthz` over HTTP on this address (off when not given).
+    #[arg(long, env = "TRUNDLE_HTTP")]
+    http: Option<String>,
     /// Data directory (the sled store and the first operator token).
     #[arg(long, default_value = "trundle-data", env = "TRUNDLE_DATA")]
     data: PathBuf,
@@ -90,6 +93,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let mut opts = dispatcher::Options::new(args.data, map);
+    if let Some(addr) = &args.http {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        opts.http = Some(l);
+    }
     opts.improver.enabled = !args.no_improve;
     if !(args.offline_limit_s.is_finite() && args.offline_limit_s > 0.0) {
         anyhow::bail!("--offline-limit-s must be a positive number of seconds");

@@ -44,6 +44,8 @@ pub struct Options {
     pub limits: Limits,
     /// Serve TLS (rustls) instead of plain HTTP/2.
     pub tls: Option<TlsConfig>,
+    /// Serve `/metrics` and `/healthz` on this (bound) listener ([`crate::http`]).
+    pub http: Option<TcpListener>,
 }
 
 /// PEM material for serving TLS.
@@ -82,6 +84,7 @@ impl Options {
             clock: Box::new(MonotonicClock::default()),
             limits: Limits::default(),
             tls: None,
+            http: None,
         }
     }
 }
@@ -136,6 +139,7 @@ pub struct Prepared {
     /// Who wants the core's handle once it runs (an in-process benchmark reading [`crate::stats::CoreStats`]).
     handle_to: Option<tokio::sync::oneshot::Sender<CoreHandle>>,
     data_dir: PathBuf,
+    http: Option<TcpListener>,
 }
 
 /// Serves until `shutdown` resolves. The listener is already bound, so tests can pass `127.0.0.1:0`.
@@ -185,6 +189,7 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
         tls: opts.tls,
         handle_to: None,
         data_dir: opts.data_dir,
+        http: opts.http,
     })
 }
 
@@ -203,7 +208,7 @@ impl Prepared {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Prepared { dispatcher, store, auth, improver, clock, limits, tls, handle_to, data_dir } = self;
+        let Prepared { dispatcher, store, auth, improver, clock, limits, tls, handle_to, data_dir, http } = self;
         // The host decides when a tick or a search is due; this only wakes the core on the tick cadence so
         // that it looks even when no input arrives.
         let wake_every = Duration::from_secs_f64(dispatcher.config().tick_every_s.clamp(0.01, 3_600.0));
@@ -241,7 +246,21 @@ impl Prepared {
             .build_v1alpha()
             .map_err(|e| Error::Setup(format!("reflection: {e}")))?;
 
-        let ctx = Ctx { core: handle, auth, limits, data_dir };
+        let rpc = Arc::new(crate::stats::RpcStats::default());
+        let http_task = match http {
+            Some(listener) => {
+                let addr = listener.local_addr().map_err(|e| Error::Setup(e.to_string()))?;
+                tracing::info!("metrics on http://{addr}/metrics");
+                let app = crate::http::router(handle.clone(), rpc.clone());
+                Some(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::warn!("the HTTP port stopped: {e}");
+                    }
+                }))
+            }
+            None => None,
+        };
+        let ctx = Ctx { core: handle, auth, limits, data_dir, rpc };
         let orders = pb::order_service_server::OrderServiceServer::new(OrderApi(ctx.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -261,6 +280,9 @@ impl Prepared {
                 reporter.set_service_status(s, ServingStatus::NotServing).await;
             }
             ticker.abort();
+            if let Some(t) = &http_task {
+                t.abort();
+            }
             // Stopping the core ends every robot session and watch stream, so connections can drain.
             core.stop().await;
         };

@@ -43,6 +43,11 @@ fn upper(b: usize) -> u64 {
 }
 
 impl Histogram {
+    /// How many samples are at most `us` (exact at bucket ends, else counted by the bucket's upper end).
+    pub fn count_at_most_us(&self, us: u64) -> u64 {
+        self.counts.iter().enumerate().filter(|(b, _)| upper(*b) <= us).map(|(_, c)| *c).sum()
+    }
+
     pub fn record(&mut self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.record_us(us);
@@ -86,6 +91,36 @@ pub struct CoreStats {
     pub tick: Histogram,
     /// Inputs per group commit, recorded as if microseconds.
     pub group: Histogram,
+    /// Improver proposals applied (better plans installed), and alerts raised for operators, since the start.
+    pub proposals_applied: u64,
+    pub alerts: u64,
+}
+
+/// What the services saw, for `/metrics`: each RPC's wall time from the request to the answer, and refusals by
+/// method and stable reason (a place refused, a quote that says why it cannot be met).
+#[derive(Debug, Default)]
+pub struct RpcStats {
+    inner: std::sync::Mutex<RpcInner>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RpcInner {
+    pub calls: BTreeMap<&'static str, Histogram>,
+    pub refusals: BTreeMap<(&'static str, String), u64>,
+}
+
+impl RpcStats {
+    pub fn record(&self, method: &'static str, took: Duration, refused: Option<String>) {
+        let mut g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.calls.entry(method).or_default().record(took);
+        if let Some(reason) = refused {
+            *g.refusals.entry((method, reason)).or_default() += 1;
+        }
+    }
+
+    pub fn snapshot(&self) -> RpcInner {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 /// A short name for the kind of an input.

@@ -153,3 +153,61 @@ async fn every_refusal_says_why_as_a_stable_reason() {
     drop(robot);
     server.stop().await;
 }
+
+/// A plain HTTP/1.1 GET on `addr`: the status code and the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("the HTTP port answers");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: trundle\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("request sent");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("response read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("headers end");
+    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("a status line");
+    (code, body.to_owned())
+}
+
+/// `/metrics` counts what the services and the core saw: a refused place by its stable reason, an infeasible
+/// quote, the calls' times, the core's inputs and store commits, robots by state; `/healthz` answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_calls_refusals_and_the_fleet() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let http_addr = http.local_addr().expect("bound");
+    let server = Server::start_with(dir.path(), None, |o| o.http = Some(http)).await;
+    let mut ops = Ops::new(&server).await;
+    let mut shop = Shop::new(&server, ops.shop("shop", BOULEVARD).await).await;
+    ops.robot("r1", BOULEVARD).await;
+    let q = quote(&mut shop, Shop::delivery(CASINO, 3600)).await;
+    assert_eq!(q.refusal, "NO_ROBOT_AVAILABLE");
+    for key in ["m1", "m2"] {
+        let st = shop.send(order(key, Shop::delivery(CASINO, 3600))).await.expect_err("no robot online");
+        assert_eq!(seen(&st).reason, "NO_ROBOT_AVAILABLE");
+    }
+
+    let (code, text) = http_get(http_addr, "/metrics").await;
+    assert_eq!(code, 200, "{text}");
+    for want in [
+        "trundle_refusals_total{method=\"PlaceOrder\",reason=\"NO_ROBOT_AVAILABLE\"} 2",
+        "trundle_refusals_total{method=\"Quote\",reason=\"NO_ROBOT_AVAILABLE\"} 1",
+        "trundle_rpc_duration_seconds_count{method=\"PlaceOrder\"} 2",
+        "trundle_rpc_duration_seconds_count{method=\"Quote\"} 1",
+        "trundle_core_input_seconds_count{kind=\"place\"} 2",
+        "trundle_robots{state=\"offline\"} 1",
+        "trundle_robot_battery_percent{robot=\"r1\"}",
+        "# TYPE trundle_store_commit_seconds histogram",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let commits: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("trundle_store_commit_seconds_count "))
+        .and_then(|v| v.parse().ok())
+        .expect("a commit count");
+    assert!(commits >= 2, "the shop's and the robot's registrations were committed: {commits}");
+    assert!(!text.contains("trundle_orders{"), "a refused order is no order:\n{text}");
+    assert_eq!(http_get(http_addr, "/healthz").await, (200, "ok\n".to_owned()));
+    assert_eq!(http_get(http_addr, "/nothing-here").await.0, 404);
+    server.stop().await;
+}

@@ -17,6 +17,8 @@ pub struct Ctx {
     pub limits: Limits,
     /// The data directory, where a loaded map is kept ([`crate::mapfile`]).
     pub data_dir: std::path::PathBuf,
+    /// Per-RPC times and refusals, for `/metrics`.
+    pub rpc: std::sync::Arc<crate::stats::RpcStats>,
 }
 
 /// A core reply of the wrong kind for the call: a bug, logged and reported without detail.

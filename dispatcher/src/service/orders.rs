@@ -20,31 +20,24 @@ type OrderStream = Pin<Box<dyn Stream<Item = Result<pb::Order, Status>> + Send>>
 #[tonic::async_trait]
 impl pb::order_service_server::OrderService for OrderApi {
     async fn quote(&self, req: Request<pb::QuoteRequest>) -> Result<Response<pb::QuoteResponse>, Status> {
-        let shop = self.0.auth.shop(req.metadata())?;
-        let request = convert::delivery(req.get_ref().delivery.as_ref()).map_err(Error::from)?;
-        match self.0.core.call(Input::Quote { shop, request }).await? {
-            Reply::Quote(q) => Ok(Response::new(pb::QuoteResponse { quote: Some(convert::quote_to_wire(&q)) })),
-            other => Err(unexpected(other)),
-        }
+        let started = std::time::Instant::now();
+        let r = self.quote_inner(req).await;
+        let refused = match &r {
+            Ok(resp) => resp.get_ref().quote.as_ref().filter(|q| !q.feasible).map(|q| q.refusal.clone()),
+            Err(st) => refusal_reason(st),
+        };
+        self.0.rpc.record("Quote", started.elapsed(), refused);
+        r
     }
 
     async fn place_order(
         &self,
         req: Request<pb::PlaceOrderRequest>,
     ) -> Result<Response<pb::PlaceOrderResponse>, Status> {
-        let shop = self.0.auth.shop(req.metadata())?;
-        let r = req.get_ref();
-        let request = convert::delivery(r.delivery.as_ref()).map_err(Error::from)?;
-        let pin = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
-        let input = Input::PlaceOrder { shop, idempotency_key: r.idempotency_key.clone(), request, pin };
-        match self.0.core.call(input).await? {
-            Reply::Placed { order, quote, replayed } => Ok(Response::new(pb::PlaceOrderResponse {
-                order: Some(convert::order_to_wire(&order)),
-                quote: Some(convert::quote_to_wire(&quote)),
-                replayed,
-            })),
-            other => Err(unexpected(other)),
-        }
+        let started = std::time::Instant::now();
+        let r = self.place_inner(req).await;
+        self.0.rpc.record("PlaceOrder", started.elapsed(), r.as_ref().err().and_then(refusal_reason));
+        r
     }
 
     async fn get_order(&self, req: Request<pb::GetOrderRequest>) -> Result<Response<pb::Order>, Status> {
@@ -181,4 +174,43 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(f(tx));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+impl OrderApi {
+    async fn quote_inner(&self, req: Request<pb::QuoteRequest>) -> Result<Response<pb::QuoteResponse>, Status> {
+        let shop = self.0.auth.shop(req.metadata())?;
+        let request = convert::delivery(req.get_ref().delivery.as_ref()).map_err(Error::from)?;
+        match self.0.core.call(Input::Quote { shop, request }).await? {
+            Reply::Quote(q) => Ok(Response::new(pb::QuoteResponse { quote: Some(convert::quote_to_wire(&q)) })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn place_inner(
+        &self,
+        req: Request<pb::PlaceOrderRequest>,
+    ) -> Result<Response<pb::PlaceOrderResponse>, Status> {
+        let shop = self.0.auth.shop(req.metadata())?;
+        let r = req.get_ref();
+        let request = convert::delivery(r.delivery.as_ref()).map_err(Error::from)?;
+        let pin = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
+        let input = Input::PlaceOrder { shop, idempotency_key: r.idempotency_key.clone(), request, pin };
+        match self.0.core.call(input).await? {
+            Reply::Placed { order, quote, replayed } => Ok(Response::new(pb::PlaceOrderResponse {
+                order: Some(convert::order_to_wire(&order)),
+                quote: Some(convert::quote_to_wire(&quote)),
+                replayed,
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// The stable reason of a refusal (FAILED_PRECONDITION or RESOURCE_EXHAUSTED with an ErrorInfo), if `st` is one.
+fn refusal_reason(st: &Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    if !matches!(st.code(), tonic::Code::FailedPrecondition | tonic::Code::ResourceExhausted) {
+        return None;
+    }
+    st.get_details_error_info().map(|i| i.reason)
 }
