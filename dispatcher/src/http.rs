@@ -197,3 +197,42 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod dashboard {
+    /// The Grafana dashboard in the repository asks only for metrics `/metrics` exposes.
+    #[test]
+    fn the_grafana_dashboard_uses_only_exposed_metrics() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana/trundle-dispatcher.json");
+        let text = std::fs::read_to_string(path).expect("the dashboard is in the repository");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+        let mut fleet = super::Fleet::default();
+        fleet.orders.insert("PENDING".into(), 1);
+        fleet.robots.insert("idle", 1);
+        fleet.battery.push(("r1".into(), 50.0));
+        let rpc = crate::stats::RpcStats::default();
+        rpc.record("PlaceOrder", std::time::Duration::from_millis(1), Some("FLEET_BUSY".into()));
+        let mut core = crate::stats::CoreStats::default();
+        core.handle.insert("place", crate::stats::Histogram::default());
+        let exposed = super::render(&fleet, &core, &rpc.snapshot());
+        let panels = json["panels"].as_array().expect("panels");
+        assert!(panels.len() >= 6);
+        let mut asked = 0;
+        for p in panels {
+            for t in p["targets"].as_array().expect("targets") {
+                let expr = t["expr"].as_str().expect("an expression");
+                for (i, _) in expr.match_indices("trundle_") {
+                    let name: String =
+                        expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    asked += 1;
+                    assert!(
+                        exposed.lines().any(|l| !l.starts_with('#') && l.starts_with(&name)),
+                        "panel {:?} asks for {name}, which /metrics does not expose",
+                        p["title"]
+                    );
+                }
+            }
+        }
+        assert!(asked >= 10, "{asked}");
+    }
+}
