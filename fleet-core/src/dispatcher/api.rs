@@ -64,9 +64,23 @@ pub struct Config {
     /// crowd on the way does not make it late (see docs/benchmarks.md for how it was chosen).
     #[serde(default = "default_late_buffer_s")]
     pub late_buffer_s: f64,
+    /// A robot with a drive released that has not moved 2 m in this long raises an alert (0: never).
+    #[serde(default = "default_stall_alert_s")]
+    pub stall_alert_s: f64,
+    /// A robot below this battery with a parcel aboard raises an alert.
+    #[serde(default = "default_low_battery_aboard_pct")]
+    pub low_battery_aboard_pct: f64,
     /// Idle robots wait near the shops, shared out by recent demand ([`super::IdleConfig`]).
     #[serde(default)]
     pub idle: super::IdleConfig,
+}
+
+fn default_stall_alert_s() -> f64 {
+    180.0
+}
+
+fn default_low_battery_aboard_pct() -> f64 {
+    15.0
 }
 
 fn default_late_buffer_s() -> f64 {
@@ -180,6 +194,8 @@ impl Default for Config {
             late_check_every_s: default_late_check_every_s(),
             late_buffer_s: default_late_buffer_s(),
             idle: super::IdleConfig::default(),
+            stall_alert_s: default_stall_alert_s(),
+            low_battery_aboard_pct: default_low_battery_aboard_pct(),
         }
     }
 }

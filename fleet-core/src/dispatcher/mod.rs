@@ -21,6 +21,7 @@ mod release;
 mod robots;
 mod tick;
 mod traffic;
+mod watchdogs;
 
 pub use api::*;
 pub use mapswap::{MapSwap, NewMap};
@@ -110,6 +111,8 @@ pub struct Dispatcher {
     /// When idle robots were last shared out, and how many drives that has sent so far.
     idle_positioned_at: Option<Timestamp>,
     idle_moves: u64,
+    /// What the watchdogs remember ([`watchdogs`]).
+    watch: watchdogs::Watch,
 }
 
 /// Learned observations are persisted in batches of this many: a crash forgets at most this many legs and
@@ -176,6 +179,7 @@ impl Dispatcher {
             demand: BTreeMap::new(),
             idle_positioned_at: None,
             idle_moves: 0,
+            watch: watchdogs::Watch::default(),
             map: Arc::new(map),
             config,
             meta,

@@ -66,6 +66,9 @@ impl Dispatcher {
                     self.plans_version += 1;
                 }
                 r.pos = s.pos;
+                let (rid, rpos) = (r.id.clone(), r.pos);
+                self.watch_position(&rid, rpos, now);
+                let Some(r) = self.robots.get_mut(id) else { return };
                 if s.battery_pct.is_finite() {
                     r.battery_pct = s.battery_pct.clamp(0.0, 100.0);
                 }

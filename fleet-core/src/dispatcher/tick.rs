@@ -1,7 +1,7 @@
 //! The periodic tick, an ordered sequence of named phases: robots away too long lose work they have not started,
 //! expired closures reopen, idle robots low on battery go to charge, orders still pending are planned again, and
 //! plans are checked against the clock ([`super::lateness`]), and idle robots are shared out over the shops
-//! ([`super::positioning`]).
+//! ([`super::positioning`]), and the watchdogs raise alerts about robots in trouble ([`super::watchdogs`]).
 
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ impl Dispatcher {
         self.replan_pending(now, out);
         self.watch_lateness(now, out);
         self.position_idle(now, out);
+        self.watchdogs(now, out);
     }
 
     pub(super) fn handle_offline(&mut self, now: Timestamp, out: &mut Out) {

@@ -10,6 +10,7 @@ mod refusals;
 mod scenarios;
 mod script;
 mod traffic;
+mod watchdogs;
 
 use super::*;
 use crate::Grams;
