@@ -137,6 +137,7 @@ pub fn kind(input: &Input) -> &'static str {
         Input::PauseRobot { .. } | Input::ResumeRobot { .. } | Input::SetShift { .. } => "robot_ops",
         Input::SetPolicy { .. } => "policy",
         Input::LoadMap { .. } => "map",
+        Input::ReassignOrder { .. } => "reassign",
         Input::ProposePlans(_) => "proposal",
         Input::Tick => "tick",
     }

@@ -39,6 +39,7 @@ enum Call {
     OpsGet(String),
     WatchFleet,
     LoadMap(Vec<u8>),
+    Reassign(String, String),
     /// A robot session: these messages in order; the status the session ends with.
     Session(Vec<pb::RobotMessage>),
 }
@@ -84,6 +85,9 @@ async fn send(server: &Server, token: &str, call: Call) -> Result<(), Status> {
         Call::OpsGet(id) => p.get_order(authed(pb::OpsGetOrderRequest { order_id: id }, t)).await.map(drop),
         Call::WatchFleet => p.watch_fleet(authed(pb::WatchFleetRequest {}, t)).await.map(drop),
         Call::LoadMap(b) => p.load_map(authed(pb::LoadMapRequest { osm_pbf: b }, t)).await.map(drop),
+        Call::Reassign(order_id, robot_id) => {
+            p.reassign_order(authed(pb::ReassignOrderRequest { order_id, robot_id }, t)).await.map(drop)
+        }
         Call::Session(msgs) => {
             let mut it = msgs.into_iter();
             let first = it.next().unwrap_or(pb::RobotMessage { msg: None });
@@ -302,6 +306,22 @@ async fn hundreds_of_hostile_requests_get_their_status_and_change_nothing() {
         case(format!("WatchOrder: {what}"), token, Call::Watch(id.clone()), Code::NotFound);
     }
     case("ops GetOrder: unknown order".into(), &op, Call::OpsGet("ord-999999".into()), Code::NotFound);
+    for (what, id) in bad_ids() {
+        case(
+            format!("ReassignOrder: order id {what}"),
+            &op,
+            Call::Reassign(id.clone(), "r1".into()),
+            Code::InvalidArgument,
+        );
+        case(
+            format!("ReassignOrder: robot id {what}"),
+            &op,
+            Call::Reassign(a_order.clone(), id),
+            Code::InvalidArgument,
+        );
+    }
+    case("ReassignOrder: unknown order".into(), &op, Call::Reassign("ord-999999".into(), "r1".into()), Code::NotFound);
+    case("ReassignOrder: unknown robot".into(), &op, Call::Reassign(a_order.clone(), "nobody".into()), Code::NotFound);
     for (what, r) in [
         ("limit 1001", pb::ListOrdersRequest { limit: 1001, ..Default::default() }),
         ("limit u32::MAX", pb::ListOrdersRequest { limit: u32::MAX, ..Default::default() }),
@@ -511,6 +531,7 @@ async fn hundreds_of_hostile_requests_get_their_status_and_change_nothing() {
         ("ops GetOrder", Call::OpsGet(a_order.clone())),
         ("WatchFleet", Call::WatchFleet),
         ("LoadMap", Call::LoadMap(b"x".to_vec())),
+        ("ReassignOrder", Call::Reassign(a_order.clone(), "r1".into())),
     ];
     let order_calls = vec![
         ("PlaceOrder", place("k-role", Some(delivery()))),

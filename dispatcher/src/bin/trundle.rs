@@ -145,6 +145,12 @@ enum RobotCmd {
     Resume {
         id: String,
     },
+    /// Give an order that has not started loading to this robot instead of the one it has.
+    Take {
+        id: String,
+        #[arg(long)]
+        order: String,
+    },
     /// Sets the time by which the robot must have finished every stop, in minutes from now (omit to clear).
     Shift {
         id: String,
@@ -481,6 +487,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Robot(RobotCmd::Pause { id }) => {
             print_robot(&c.ops().pause_robot(c.req(pb::RobotRequest { robot_id: id })?).await?.into_inner())
+        }
+        Cmd::Robot(RobotCmd::Take { id, order }) => {
+            let o = c.ops().reassign_order(c.req(pb::ReassignOrderRequest { order_id: order, robot_id: id })?).await?;
+            print_order(&o.into_inner());
         }
         Cmd::Robot(RobotCmd::Resume { id }) => {
             print_robot(&c.ops().resume_robot(c.req(pb::RobotRequest { robot_id: id })?).await?.into_inner())

@@ -218,6 +218,17 @@ impl pb::ops_service_server::OpsService for OpsApi {
         o.map(Response::new).ok_or_else(|| Error::not_found(format!("order {id} not found")).into())
     }
 
+    async fn reassign_order(&self, req: Request<pb::ReassignOrderRequest>) -> Result<Response<pb::Order>, Status> {
+        self.0.auth.operator(req.metadata())?;
+        let r = req.get_ref();
+        let order = order_id("order_id", &r.order_id).map_err(Error::from)?;
+        let robot = robot_id("robot_id", &r.robot_id).map_err(Error::from)?;
+        match self.0.core.call(Input::ReassignOrder { order, robot }).await? {
+            Reply::Order(o) => Ok(Response::new(convert::order_to_wire(&o))),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<Response<pb::PolicyInfo>, Status> {
         self.0.auth.operator(req.metadata())?;
         let policy = self.0.core.query(|d| d.config().policy).await?;

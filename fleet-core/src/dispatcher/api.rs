@@ -337,6 +337,12 @@ pub enum Input {
     LoadMap {
         map: super::NewMap,
     },
+    /// An operator moves an order that has not started loading to another robot, which must be available and
+    /// fit it in before its deliver-by ([`super::reassign`]).
+    ReassignOrder {
+        order: OrderId,
+        robot: RobotId,
+    },
     /// Better plans found by an improver from a [`PlanSnapshot`]; checked against the state at this moment and
     /// applied whole or refused (FAILED_PRECONDITION) whole. Never comes from the wire.
     ProposePlans(Box<Proposal>),

@@ -17,6 +17,7 @@ mod ops;
 mod orders;
 mod planning;
 mod positioning;
+mod reassign;
 mod release;
 mod robots;
 mod tick;
@@ -435,6 +436,9 @@ impl Dispatcher {
                 self.plans_version += 1;
                 out.meta = true;
                 out.reply = Some(Ok(Reply::Done));
+            }
+            Input::ReassignOrder { order, robot } => {
+                out.reply = Some(self.reassign(now, &order, &robot, &mut out));
             }
             Input::LoadMap { map } => {
                 out.reply = Some(self.load_map(now, map, &mut out));

@@ -271,8 +271,18 @@ impl Dispatcher {
     ) -> Result<insertion::Insertion, Refusal> {
         // The greedy baseline gives work only to robots with none planned.
         let batches = self.config.policy.batches();
-        let robots: Vec<&Robot> =
-            self.robots.values().filter(|r| available(r) && (batches || r.plan.is_empty())).collect();
+        self.best_insertion_among(now, pickup, dropoff, |r| batches || r.plan.is_empty())
+    }
+
+    /// [`Self::best_insertion`] over the available robots for which `eligible` holds.
+    pub(super) fn best_insertion_among(
+        &mut self,
+        now: Timestamp,
+        pickup: &Task,
+        dropoff: &Task,
+        eligible: impl Fn(&Robot) -> bool,
+    ) -> Result<insertion::Insertion, Refusal> {
+        let robots: Vec<&Robot> = self.robots.values().filter(|r| available(r) && eligible(r)).collect();
         if robots.is_empty() {
             return Err(Refusal::NoRobotAvailable);
         }

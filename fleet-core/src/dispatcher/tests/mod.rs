@@ -6,6 +6,7 @@ mod improve;
 mod lateness;
 mod mapswap;
 mod positioning;
+mod reassign;
 mod refusals;
 mod scenarios;
 mod script;
