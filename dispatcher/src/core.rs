@@ -38,7 +38,7 @@ pub type SessionTx = mpsc::Sender<Result<pb::DispatcherMessage, tonic::Status>>;
 #[derive(Debug, Clone)]
 pub enum FleetNote {
     Robot(Box<Robot>),
-    Alert { robot: Option<RobotId>, message: String },
+    Alert { id: u64, robot: Option<RobotId>, message: String },
 }
 
 /// A read of the core's state; what it returns runs once every earlier write is on disk (it sends the answer).
@@ -592,7 +592,7 @@ impl Writer {
         }
         for a in routed.alerts {
             tracing::warn!("{}", a.message);
-            let _ = self.fleet.send(FleetNote::Alert { robot: a.robot, message: a.message });
+            let _ = self.fleet.send(FleetNote::Alert { id: a.id, robot: a.robot, message: a.message });
         }
     }
 }

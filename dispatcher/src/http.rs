@@ -60,11 +60,13 @@ pub struct Fleet {
     pub robots: std::collections::BTreeMap<&'static str, u64>,
     /// Each robot's battery, percent.
     pub battery: Vec<(String, f64)>,
+    /// Alerts raised and not yet acknowledged.
+    pub alerts_open: u64,
 }
 
 impl Fleet {
     pub fn of(d: &Dispatcher) -> Self {
-        let mut f = Fleet::default();
+        let mut f = Fleet { alerts_open: d.open_alerts().count() as u64, ..Fleet::default() };
         for o in d.orders() {
             *f.orders.entry(o.status.name().to_string()).or_default() += 1;
         }
@@ -156,6 +158,8 @@ pub fn render(fleet: &Fleet, core: &CoreStats, rpc: &RpcInner) -> String {
     let _ = writeln!(out, "trundle_improvements_applied_total {}", core.proposals_applied);
     head(&mut out, "trundle_alerts_total", "counter", "Alerts raised for operators.");
     let _ = writeln!(out, "trundle_alerts_total {}", core.alerts);
+    head(&mut out, "trundle_alerts_open", "gauge", "Alerts not yet acknowledged by an operator.");
+    let _ = writeln!(out, "trundle_alerts_open {}", fleet.alerts_open);
     out
 }
 

@@ -138,6 +138,7 @@ pub fn kind(input: &Input) -> &'static str {
         Input::SetPolicy { .. } => "policy",
         Input::LoadMap { .. } => "map",
         Input::ReassignOrder { .. } => "reassign",
+        Input::AckAlert { .. } => "alert_ack",
         Input::ProposePlans(_) => "proposal",
         Input::Tick => "tick",
     }

@@ -23,6 +23,7 @@ use crate::{CoreError, OrderId, RobotId, ShopId, Timestamp};
 pub enum RecordKey {
     Meta,
     Learned,
+    Alerts,
     Shop(ShopId),
     Robot(RobotId),
     Order(OrderId),
@@ -33,17 +34,19 @@ impl RecordKey {
         match r {
             Record::Meta(_) => Self::Meta,
             Record::Learned(_) => Self::Learned,
+            Record::Alerts(_) => Self::Alerts,
             Record::Shop(s) => Self::Shop(s.id.clone()),
             Record::Robot(r) => Self::Robot(r.id.clone()),
             Record::Order(o) => Self::Order(o.id.clone()),
         }
     }
 
-    /// The key as a store spells it (`o/<order>`, `r/<robot>`, `s/<shop>`, `meta`, `learned`).
+    /// The key as a store spells it (`o/<order>`, `r/<robot>`, `s/<shop>`, `meta`, `learned`, `alerts`).
     pub fn storage_key(&self) -> String {
         match self {
             Self::Meta => "meta".into(),
             Self::Learned => "learned".into(),
+            Self::Alerts => "alerts".into(),
             Self::Shop(id) => format!("s/{id}"),
             Self::Robot(id) => format!("r/{id}"),
             Self::Order(id) => format!("o/{id}"),
@@ -54,6 +57,7 @@ impl RecordKey {
 /// Something an operator should see.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
+    pub id: u64,
     pub robot: Option<RobotId>,
     pub message: String,
 }
@@ -81,7 +85,7 @@ impl Routed {
                 Output::Send { robot, msg } => r.to_robots.push((robot, msg)),
                 Output::OrderChanged(o) => r.orders.push(*o),
                 Output::RobotChanged(x) => r.robots.push(*x),
-                Output::Alert { robot, message } => r.alerts.push(Alert { robot, message }),
+                Output::Alert { id, robot, message } => r.alerts.push(Alert { id, robot, message }),
             }
         }
         r

@@ -40,6 +40,8 @@ enum Call {
     WatchFleet,
     LoadMap(Vec<u8>),
     Reassign(String, String),
+    ListAlerts,
+    AckAlert(u64),
     /// A robot session: these messages in order; the status the session ends with.
     Session(Vec<pb::RobotMessage>),
 }
@@ -85,6 +87,8 @@ async fn send(server: &Server, token: &str, call: Call) -> Result<(), Status> {
         Call::OpsGet(id) => p.get_order(authed(pb::OpsGetOrderRequest { order_id: id }, t)).await.map(drop),
         Call::WatchFleet => p.watch_fleet(authed(pb::WatchFleetRequest {}, t)).await.map(drop),
         Call::LoadMap(b) => p.load_map(authed(pb::LoadMapRequest { osm_pbf: b }, t)).await.map(drop),
+        Call::ListAlerts => p.list_alerts(authed(pb::ListAlertsRequest {}, t)).await.map(drop),
+        Call::AckAlert(alert_id) => p.ack_alert(authed(pb::AckAlertRequest { alert_id }, t)).await.map(drop),
         Call::Reassign(order_id, robot_id) => {
             p.reassign_order(authed(pb::ReassignOrderRequest { order_id, robot_id }, t)).await.map(drop)
         }
@@ -321,6 +325,8 @@ async fn hundreds_of_hostile_requests_get_their_status_and_change_nothing() {
         );
     }
     case("ReassignOrder: unknown order".into(), &op, Call::Reassign("ord-999999".into(), "r1".into()), Code::NotFound);
+    case("AckAlert: id 0".into(), &op, Call::AckAlert(0), Code::InvalidArgument);
+    case("AckAlert: no such alert".into(), &op, Call::AckAlert(u64::MAX), Code::NotFound);
     case("ReassignOrder: unknown robot".into(), &op, Call::Reassign(a_order.clone(), "nobody".into()), Code::NotFound);
     for (what, r) in [
         ("limit 1001", pb::ListOrdersRequest { limit: 1001, ..Default::default() }),
@@ -532,6 +538,8 @@ async fn hundreds_of_hostile_requests_get_their_status_and_change_nothing() {
         ("WatchFleet", Call::WatchFleet),
         ("LoadMap", Call::LoadMap(b"x".to_vec())),
         ("ReassignOrder", Call::Reassign(a_order.clone(), "r1".into())),
+        ("ListAlerts", Call::ListAlerts),
+        ("AckAlert", Call::AckAlert(1)),
     ];
     let order_calls = vec![
         ("PlaceOrder", place("k-role", Some(delivery()))),

@@ -68,6 +68,17 @@ enum Cmd {
     Policy(PolicyCmd),
     /// Follow the fleet live (operator).
     Watch,
+    /// Alerts not yet acknowledged (operator).
+    #[command(subcommand)]
+    Alerts(AlertCmd),
+}
+
+#[derive(Subcommand)]
+enum AlertCmd {
+    /// The open alerts, oldest first.
+    List,
+    /// Acknowledge (close) an alert.
+    Ack { id: u64 },
 }
 
 #[derive(Subcommand)]
@@ -638,10 +649,23 @@ async fn main() -> anyhow::Result<()> {
             while let Some(ev) = s.message().await? {
                 match ev.event {
                     Some(pb::fleet_event::Event::Robot(r)) => print_robot(&r),
-                    Some(pb::fleet_event::Event::Alert(a)) => println!("ALERT {}: {}", a.robot_id, a.message),
+                    Some(pb::fleet_event::Event::Alert(a)) => {
+                        println!("ALERT {} {}: {}", a.alert_id, a.robot_id, a.message)
+                    }
                     None => {}
                 }
             }
+        }
+        Cmd::Alerts(AlertCmd::List) => {
+            let r = c.ops().list_alerts(c.req(pb::ListAlertsRequest {})?).await?.into_inner();
+            for a in r.alerts {
+                let at = a.raised_at.map_or(0, |t| t.seconds);
+                println!("{} at {at} {}: {}", a.alert_id, a.robot_id, a.message);
+            }
+        }
+        Cmd::Alerts(AlertCmd::Ack { id }) => {
+            c.ops().ack_alert(c.req(pb::AckAlertRequest { alert_id: id })?).await?;
+            println!("alert {id} acknowledged");
         }
     }
     Ok(())

@@ -218,6 +218,38 @@ impl pb::ops_service_server::OpsService for OpsApi {
         o.map(Response::new).ok_or_else(|| Error::not_found(format!("order {id} not found")).into())
     }
 
+    async fn list_alerts(
+        &self,
+        req: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        self.0.auth.operator(req.metadata())?;
+        let alerts = self
+            .0
+            .core
+            .query(|d| {
+                d.open_alerts()
+                    .map(|a| pb::Alert {
+                        robot_id: a.robot.as_ref().map(ToString::to_string).unwrap_or_default(),
+                        message: a.message.clone(),
+                        alert_id: a.id,
+                        raised_at: Some(convert::timestamp_to_wire(a.raised_at)),
+                    })
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(pb::ListAlertsResponse { alerts }))
+    }
+
+    async fn ack_alert(&self, req: Request<pb::AckAlertRequest>) -> Result<Response<pb::AckAlertResponse>, Status> {
+        self.0.auth.operator(req.metadata())?;
+        let id = req.get_ref().alert_id;
+        if id == 0 {
+            return Err(Error::Wire(WireError::new("alert_id", "an alert id is a positive number")).into());
+        }
+        self.0.core.call(Input::AckAlert { id }).await?;
+        Ok(Response::new(pb::AckAlertResponse {}))
+    }
+
     async fn reassign_order(&self, req: Request<pb::ReassignOrderRequest>) -> Result<Response<pb::Order>, Status> {
         self.0.auth.operator(req.metadata())?;
         let r = req.get_ref();
@@ -264,13 +296,17 @@ impl pb::ops_service_server::OpsService for OpsApi {
                 };
                 let ev = match note {
                     Ok(FleetNote::Robot(r)) => pb::fleet_event::Event::Robot(convert::robot_to_wire(&r)),
-                    Ok(FleetNote::Alert { robot, message }) => pb::fleet_event::Event::Alert(pb::Alert {
+                    Ok(FleetNote::Alert { id, robot, message }) => pb::fleet_event::Event::Alert(pb::Alert {
                         robot_id: robot.map(|r| r.to_string()).unwrap_or_default(),
                         message,
+                        alert_id: id,
+                        raised_at: None,
                     }),
                     Err(RecvError::Lagged(n)) => pb::fleet_event::Event::Alert(pb::Alert {
                         robot_id: String::new(),
                         message: format!("this watcher fell behind and missed {n} fleet events"),
+                        alert_id: 0,
+                        raised_at: None,
                     }),
                     Err(RecvError::Closed) => return,
                 };

@@ -238,6 +238,9 @@ pub struct Meta {
     /// store is read back only on a map with the same one ([`super::Dispatcher::check_map`]).
     #[serde(default)]
     pub map_fingerprint: Option<String>,
+    /// The id the last alert got.
+    #[serde(default)]
+    pub last_alert_id: u64,
 }
 
 /// Something to write to the store. Records of one `handle` call are written together.
@@ -249,7 +252,21 @@ pub enum Record {
     Meta(Meta),
     /// What the fleet taught the dispatcher about time ([`crate::learn`]).
     Learned(crate::learn::Learned),
+    /// The alerts not yet acknowledged, oldest first.
+    Alerts(Vec<OpenAlert>),
 }
+
+/// An alert raised for operators and not yet acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenAlert {
+    pub id: u64,
+    pub robot: Option<RobotId>,
+    pub message: String,
+    pub raised_at: Timestamp,
+}
+
+/// Alerts kept open at most; past this the oldest is dropped (and counted in its place's message).
+pub const MAX_OPEN_ALERTS: usize = 1_000;
 
 /// The answer to a quote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -343,6 +360,10 @@ pub enum Input {
         order: OrderId,
         robot: RobotId,
     },
+    /// An operator acknowledges an open alert: it is closed.
+    AckAlert {
+        id: u64,
+    },
     /// Better plans found by an improver from a [`PlanSnapshot`]; checked against the state at this moment and
     /// applied whole or refused (FAILED_PRECONDITION) whole. Never comes from the wire.
     ProposePlans(Box<Proposal>),
@@ -375,8 +396,10 @@ pub enum Output {
     },
     OrderChanged(Box<Order>),
     RobotChanged(Box<Robot>),
-    /// Something an operator should see (a blocked edge, a robot error).
+    /// Something an operator should see (a blocked edge, a robot error). Its id is set by the dispatcher when
+    /// it is raised (code that raises one writes 0); it stays open until an operator acknowledges it.
     Alert {
+        id: u64,
         robot: Option<RobotId>,
         message: String,
     },

@@ -131,6 +131,7 @@ impl Dispatcher {
                 o.updated_at = now;
                 out.orders.insert(id.clone());
                 out.other.push(Output::Alert {
+                    id: 0,
                     robot: Some(to.clone()),
                     message: format!("order {id} was running late on robot {robot}; re-planned onto robot {to}"),
                 });
@@ -166,6 +167,7 @@ impl Dispatcher {
             o.delayed_at = Some(now);
             let minutes = arrive.plus_secs(service).secs_since(o.request.deliver_by) / 60.0;
             out.other.push(Output::Alert {
+                id: 0,
                 robot: Some(robot.clone()),
                 message: format!(
                     "order {id} of shop {} will be about {:.0} min late (robot {robot}); its shop was told",

@@ -53,8 +53,11 @@ fn available(r: &Robot) -> bool {
 /// get an alert, because a report the core cannot place means the robot and the dispatcher disagree.
 fn advance(o: &mut Order, to: OrderStatus, now: Timestamp, out: &mut Out) {
     if let Err(e) = o.transition(to, now) {
-        out.other
-            .push(Output::Alert { robot: o.robot.clone(), message: format!("a robot report was not applied: {e}") });
+        out.other.push(Output::Alert {
+            id: 0,
+            robot: o.robot.clone(),
+            message: format!("a robot report was not applied: {e}"),
+        });
     }
 }
 
@@ -114,6 +117,8 @@ pub struct Dispatcher {
     idle_moves: u64,
     /// What the watchdogs remember ([`watchdogs`]).
     watch: watchdogs::Watch,
+    /// Alerts not yet acknowledged, by id.
+    alerts: BTreeMap<u64, OpenAlert>,
 }
 
 /// Learned observations are persisted in batches of this many: a crash forgets at most this many legs and
@@ -156,6 +161,7 @@ struct Out {
     robots: BTreeSet<RobotId>,
     meta: bool,
     learned: bool,
+    alerts: bool,
     other: Vec<Output>,
     reply: Option<Result<Reply, CoreError>>,
 }
@@ -181,6 +187,7 @@ impl Dispatcher {
             idle_positioned_at: None,
             idle_moves: 0,
             watch: watchdogs::Watch::default(),
+            alerts: BTreeMap::new(),
             map: Arc::new(map),
             config,
             meta,
@@ -245,6 +252,7 @@ impl Dispatcher {
                     d.meta.map_fingerprint = fingerprint;
                 }
                 Record::Learned(l) => d.learned = l,
+                Record::Alerts(v) => d.alerts = v.into_iter().map(|a| (a.id, a)).collect(),
             }
         }
         // Demand is counted back from the newest order: the last window's placings, oldest first.
@@ -437,6 +445,15 @@ impl Dispatcher {
                 out.meta = true;
                 out.reply = Some(Ok(Reply::Done));
             }
+            Input::AckAlert { id } => {
+                out.reply = Some(match self.alerts.remove(&id) {
+                    Some(_) => {
+                        out.alerts = true;
+                        Ok(Reply::Done)
+                    }
+                    None => Err(CoreError::not_found(format!("alert {id} is not open"))),
+                });
+            }
             Input::ReassignOrder { order, robot } => {
                 out.reply = Some(self.reassign(now, &order, &robot, &mut out));
             }
@@ -464,11 +481,39 @@ impl Dispatcher {
                 }
             }
         }
+        self.raise_alerts(now, &mut out);
         self.finish(out)
+    }
+
+    /// Gives each alert raised by this input its id and keeps it open.
+    fn raise_alerts(&mut self, now: Timestamp, out: &mut Out) {
+        for o in &mut out.other {
+            if let Output::Alert { id, robot, message } = o
+                && *id == 0
+            {
+                self.meta.last_alert_id += 1;
+                *id = self.meta.last_alert_id;
+                self.alerts
+                    .insert(*id, OpenAlert { id: *id, robot: robot.clone(), message: message.clone(), raised_at: now });
+                out.meta = true;
+                out.alerts = true;
+            }
+        }
+        while self.alerts.len() > MAX_OPEN_ALERTS {
+            self.alerts.pop_first();
+        }
+    }
+
+    /// Alerts not yet acknowledged, oldest first.
+    pub fn open_alerts(&self) -> impl Iterator<Item = &OpenAlert> + '_ {
+        self.alerts.values()
     }
 
     fn finish(&self, out: Out) -> Vec<Output> {
         let mut v = Vec::new();
+        if out.alerts {
+            v.push(Output::Persist(Record::Alerts(self.alerts.values().cloned().collect())));
+        }
         if out.meta {
             v.push(Output::Persist(Record::Meta(self.meta.clone())));
         }

@@ -76,6 +76,7 @@ impl Dispatcher {
         out.orders.insert(order.clone());
         self.apply_insertion(now, ins, out);
         out.other.push(Output::Alert {
+            id: 0,
             robot: Some(robot.clone()),
             message: format!(
                 "order {order} moved by an operator from {} to robot {robot}",

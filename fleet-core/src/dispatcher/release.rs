@@ -74,6 +74,7 @@ impl Dispatcher {
                     Some(_) => arrived_now = r.mission.base.is_empty(),
                     None => {
                         out.other.push(Output::Alert {
+                            id: 0,
                             robot: Some(robot.clone()),
                             message: format!("no open route from {from} to {} for order {}", stop.node, stop.order),
                         });

@@ -30,6 +30,7 @@ impl Dispatcher {
                 match hello.model.checked() {
                     Ok(m) => r.model = m,
                     Err(e) => out.other.push(Output::Alert {
+                        id: 0,
                         robot: Some(id.clone()),
                         message: format!("robot {id} sent a bad factsheet ({e}); keeping the registered model"),
                     }),
@@ -102,6 +103,7 @@ impl Dispatcher {
             FromRobot::Event(RobotEvent::Blocked { from, to }) => self.on_blocked(now, id, from, to, out),
             FromRobot::Event(RobotEvent::Error { level, kind, detail }) => {
                 out.other.push(Output::Alert {
+                    id: 0,
                     robot: Some(id.clone()),
                     message: format!("robot {id} reports {level:?} {kind}: {detail}"),
                 });
@@ -246,6 +248,7 @@ impl Dispatcher {
         let driving = r.mission.base.first().is_some_and(|s| matches!(s.action, StepAction::Drive { .. }));
         if !driving {
             out.other.push(Output::Alert {
+                id: 0,
                 robot: Some(id.clone()),
                 message: format!("robot {id} reports the way from {from} to {to} blocked; closed for {minutes:.0} min"),
             });
@@ -267,6 +270,7 @@ impl Dispatcher {
         self.release(now, id, out, true);
         let rerouted = self.robots.get(id).is_some_and(|r| !r.mission.base.is_empty());
         out.other.push(Output::Alert {
+            id: 0,
             robot: Some(id.clone()),
             message: if rerouted {
                 format!("robot {id} blocked between {from} and {to}: sidewalk closed for {minutes:.0} min, re-routed")
@@ -305,6 +309,7 @@ impl Dispatcher {
         if !staying.is_empty() {
             let list: Vec<String> = staying.iter().map(ToString::to_string).collect();
             out.other.push(Output::Alert {
+                id: 0,
                 robot: Some(id.clone()),
                 message: format!(
                     "robot {id} {why} with parcels aboard or being loaded ({}); those orders wait for it",

@@ -98,6 +98,7 @@ impl Dispatcher {
                     Some(_) => {}
                     None => {
                         out.other.push(Output::Alert {
+                            id: 0,
                             robot: Some(id.clone()),
                             message: format!("robot {id} needs charging but has no open route to its depot"),
                         });

@@ -332,6 +332,7 @@ impl Dispatcher {
             if self.reroute_around(now, &victim, &waits, &others, out) {
                 self.traffic.stats.deadlocks += 1;
                 out.other.push(Output::Alert {
+                    id: 0,
                     robot: Some(victim.clone()),
                     message: format!(
                         "deadlock between robots {}: robot {victim} re-routed (or backed off) around {}",
@@ -342,6 +343,7 @@ impl Dispatcher {
             } else if self.deadlock_alerted.insert(victim.clone()) {
                 self.traffic.stats.deadlocks += 1;
                 out.other.push(Output::Alert {
+                    id: 0,
                     robot: Some(victim.clone()),
                     message: format!(
                         "deadlock between robots {} with no way round for robot {victim}",

@@ -74,7 +74,7 @@ impl Dispatcher {
             }
         }
         for (robot, message) in alerts {
-            out.other.push(Output::Alert { robot: Some(robot), message });
+            out.other.push(Output::Alert { id: 0, robot: Some(robot), message });
         }
     }
 }

@@ -141,7 +141,7 @@ fn print_outputs(out: &[Output], text: &mut String) {
                 m.steps.iter().map(step).collect::<Vec<_>>().join(", ")
             ),
             Output::Send { robot, msg: ToRobot::Instant(a) } => format!("  -> {robot} {a:?}"),
-            Output::Alert { robot, message } => {
+            Output::Alert { robot, message, .. } => {
                 format!("  ! {}{message}", robot.as_ref().map_or(String::new(), |r| format!("{r}: ")))
             }
             // Records and robot notes follow from the above; printing them would only repeat it.

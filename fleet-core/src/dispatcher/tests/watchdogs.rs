@@ -90,3 +90,60 @@ fn a_robot_low_on_battery_with_a_parcel_aboard_is_reported_once() {
     assert_eq!(low.len(), 1, "{low:?}");
     assert!(low[0].contains("14%") && low[0].contains(o.as_str()), "{}", low[0]);
 }
+
+/// Alerts get ids and stay open until acknowledged; the open ones are persisted and come back after a restart.
+#[test]
+fn alerts_have_ids_and_stay_open_until_acknowledged() {
+    let (mut d, shop, near, _far) = fleet();
+    let now = Timestamp(1_000_000);
+    let o = place(&mut d, &shop, "k", now);
+    // A robot's error raises an alert.
+    let out = d.handle(now, error(&near));
+    let ids: Vec<u64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Alert { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{out:?}");
+    assert!(ids[0] >= 1);
+    let persisted: Vec<Record> = out
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Persist(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(persisted.iter().any(|r| matches!(r, Record::Alerts(v) if v.iter().any(|a| a.id == ids[0]))));
+    assert_eq!(d.open_alerts().map(|a| a.id).collect::<Vec<_>>(), ids);
+
+    // After a restart from what was persisted, it is still open, and the next alert gets a new id.
+    let mut records: Vec<Record> = persisted;
+    records.extend(d.robots().map(|r| Record::Robot(Box::new(r.clone()))));
+    records.extend(d.orders().map(|o| Record::Order(Box::new(o.clone()))));
+    records.extend(d.shops().map(|s| Record::Shop(s.clone())));
+    let mut d = Dispatcher::restore(grid(), Config::default(), records);
+    assert_eq!(d.open_alerts().map(|a| a.id).collect::<Vec<_>>(), ids);
+    assert!(matches!(reply(&d.handle(now, Input::AckAlert { id: ids[0] })), Ok(Reply::Done)));
+    assert_eq!(d.open_alerts().count(), 0);
+    assert!(matches!(reply(&d.handle(now, Input::AckAlert { id: ids[0] })), Err(CoreError::NotFound(_))));
+    let out = d.handle(now, error(&near));
+    let next = out.iter().find_map(|o| match o {
+        Output::Alert { id, .. } => Some(*id),
+        _ => None,
+    });
+    assert!(next.is_some_and(|n| n > ids[0]), "{next:?}");
+    let _ = o;
+}
+
+fn error(robot: &RobotId) -> Input {
+    Input::Robot {
+        robot: robot.clone(),
+        msg: FromRobot::Event(RobotEvent::Error {
+            level: ErrorLevel::Warning,
+            kind: "lid".into(),
+            detail: "the lid sensor is flaky".into(),
+        }),
+    }
+}
