@@ -69,11 +69,7 @@ fn open_orders_move_to_the_new_map_and_are_delivered_on_it() {
 
     reply(&d.handle(now, Input::MarkReady { shop: shop.clone(), order: kept.clone() })).expect("ready");
     let mut ideal = IdealRobots::new(d.config.pickup_service_s);
-    for _ in 0..1_800 {
-        now = now.plus_secs(1.0);
-        ideal.step(&mut d, now, 1.0);
-        d.handle(now, Input::Tick);
-    }
+    run_until(&mut d, &mut ideal, &mut now, 1_800, |_| false);
     assert_eq!(d.orders[&kept].status, OrderStatus::Delivered);
 }
 

@@ -260,3 +260,21 @@ fn a_store_is_read_back_only_on_the_map_it_was_written_on() {
     let restored = Dispatcher::restore(grid(), Config::default(), records);
     assert_eq!(restored.meta.map_fingerprint, Some(grid().fingerprint()));
 }
+
+/// Runs ideal robots and ticks second by second for up to `secs` seconds, until `done` holds.
+pub(crate) fn run_until(
+    d: &mut Dispatcher,
+    ideal: &mut crate::ideal::IdealRobots,
+    now: &mut Timestamp,
+    secs: u32,
+    done: impl Fn(&Dispatcher) -> bool,
+) {
+    for _ in 0..secs {
+        *now = now.plus_secs(1.0);
+        ideal.step(d, *now, 1.0);
+        d.handle(*now, Input::Tick);
+        if done(d) {
+            return;
+        }
+    }
+}

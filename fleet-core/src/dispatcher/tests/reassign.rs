@@ -25,11 +25,7 @@ fn an_order_moves_to_another_robot_and_is_delivered_by_it() {
 
     reply(&d.handle(now, Input::MarkReady { shop: shop.clone(), order: o.clone() })).expect("ready");
     let mut ideal = IdealRobots::new(d.config.pickup_service_s);
-    for _ in 0..1_800 {
-        now = now.plus_secs(1.0);
-        ideal.step(&mut d, now, 1.0);
-        d.handle(now, Input::Tick);
-    }
+    run_until(&mut d, &mut ideal, &mut now, 1_800, |_| false);
     assert_eq!(d.orders[&o].status, OrderStatus::Delivered);
     assert_eq!(d.orders[&o].robot.as_ref(), Some(&far));
 }
@@ -55,14 +51,7 @@ fn a_reassignment_that_cannot_be_made_says_why_and_changes_nothing() {
     // Once its parcel is aboard, the order stays on its robot.
     reply(&d.handle(now, Input::MarkReady { shop: shop.clone(), order: o.clone() })).expect("ready");
     let mut ideal = IdealRobots::new(d.config.pickup_service_s);
-    for _ in 0..600 {
-        now = now.plus_secs(1.0);
-        ideal.step(&mut d, now, 1.0);
-        d.handle(now, Input::Tick);
-        if d.orders[&o].status.on_board() {
-            break;
-        }
-    }
+    run_until(&mut d, &mut ideal, &mut now, 600, |d| d.orders[&o].status.on_board());
     assert!(d.orders[&o].status.on_board());
     let aboard = d.orders[&o].clone();
     match reassign(&mut d, now, &o, &far) {

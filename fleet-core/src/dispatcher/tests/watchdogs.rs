@@ -61,14 +61,7 @@ fn a_robot_low_on_battery_with_a_parcel_aboard_is_reported_once() {
     reply(&d.handle(now, Input::MarkReady { shop: shop.clone(), order: o.clone() })).expect("ready");
     let mut ideal = IdealRobots::new(d.config.pickup_service_s);
     // Until the parcel is aboard.
-    for _ in 0..600 {
-        now = now.plus_secs(1.0);
-        ideal.step(&mut d, now, 1.0);
-        d.handle(now, Input::Tick);
-        if !d.robots[&near].on_board.is_empty() {
-            break;
-        }
-    }
+    run_until(&mut d, &mut ideal, &mut now, 600, |d| !d.robots[&near].on_board.is_empty());
     assert!(!d.robots[&near].on_board.is_empty(), "the parcel never got aboard");
     let report = |pct: f64, pos| RobotReport {
         pos,
