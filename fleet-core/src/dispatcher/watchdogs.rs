@@ -12,6 +12,9 @@ use super::*;
 /// A robot counts as moving once it is this far from where it was last seen moving, metres.
 pub const WATCH_MOVE_M: f64 = 2.0;
 
+/// Each robot is looked at every this many ticks (a share of the fleet per tick).
+pub const WATCH_ROUNDS: usize = 5;
+
 /// What the watchdogs remember per robot (in memory: after a restart every clock starts afresh).
 #[derive(Debug, Default)]
 pub(super) struct Watch {
@@ -19,6 +22,8 @@ pub(super) struct Watch {
     still: BTreeMap<RobotId, (LatLon, Timestamp)>,
     stalled: BTreeSet<RobotId>,
     low: BTreeSet<RobotId>,
+    /// Where the next tick's share of robots starts after.
+    cursor: Option<RobotId>,
 }
 
 impl Dispatcher {
@@ -31,22 +36,46 @@ impl Dispatcher {
         }
     }
 
-    /// The tick phase.
+    /// The tick phase: each tick looks at the next [`WATCH_ROUNDS`]th of the robots, so every robot is looked at
+    /// every few ticks and no tick pays for the whole fleet.
     pub(super) fn watchdogs(&mut self, now: Timestamp, out: &mut Out) {
         let (stall_s, low_pct) = (self.config.stall_alert_s, self.config.low_battery_aboard_pct);
+        let n = self.robots.len();
+        if n == 0 {
+            return;
+        }
+        let per_tick = n.div_ceil(WATCH_ROUNDS);
+        let watch = &mut self.watch;
+        let chosen: Vec<&crate::robot::Robot> = match &watch.cursor {
+            Some(c) => self
+                .robots
+                .range::<RobotId, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
+                .chain(self.robots.range::<RobotId, _>(..=c))
+                .map(|(_, r)| r)
+                .take(per_tick)
+                .collect(),
+            None => self.robots.values().take(per_tick).collect(),
+        };
+        watch.cursor = chosen.last().map(|r| r.id.clone());
         let mut alerts = Vec::new();
-        for r in self.robots.values() {
+        for r in chosen {
             let should_drive = r.online
                 && !r.paused
                 && r.fault.is_none()
                 && r.mission.base.first().is_some_and(|s| s.released && matches!(s.action, StepAction::Drive { .. }));
-            if !should_drive || !self.watch.still.contains_key(&r.id) {
+            let entry = watch.still.get_mut(&r.id);
+            if !should_drive || entry.is_none() {
                 // The clock runs only while the robot should be driving.
-                self.watch.still.insert(r.id.clone(), (r.pos, now));
+                match entry {
+                    Some(e) => *e = (r.pos, now),
+                    None => {
+                        watch.still.insert(r.id.clone(), (r.pos, now));
+                    }
+                }
             } else if stall_s > 0.0
-                && let Some((_, since)) = self.watch.still.get(&r.id)
+                && let Some((_, since)) = watch.still.get(&r.id)
                 && now.secs_since(*since) >= stall_s
-                && self.watch.stalled.insert(r.id.clone())
+                && watch.stalled.insert(r.id.clone())
             {
                 alerts.push((
                     r.id.clone(),
@@ -59,8 +88,10 @@ impl Dispatcher {
             }
             let low = !r.on_board.is_empty() && r.battery_pct < low_pct;
             if !low {
-                self.watch.low.remove(&r.id);
-            } else if self.watch.low.insert(r.id.clone()) {
+                if !watch.low.is_empty() {
+                    watch.low.remove(&r.id);
+                }
+            } else if watch.low.insert(r.id.clone()) {
                 let aboard: Vec<String> = r.on_board.iter().map(ToString::to_string).collect();
                 alerts.push((
                     r.id.clone(),

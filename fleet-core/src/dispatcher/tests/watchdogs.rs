@@ -38,7 +38,8 @@ fn a_robot_that_should_drive_but_stands_still_is_reported_once() {
     assert_eq!(stalls.len(), 1, "{seen:?}");
     assert!(stalls[0].1.contains(&format!("robot {far}")), "{}", stalls[0].1);
     let at = stalls[0].0;
-    assert!((d.config.stall_alert_s..d.config.stall_alert_s + 5.0).contains(&at), "raised after {at} s");
+    // Robots are looked at every few ticks (a share of the fleet per tick).
+    assert!((d.config.stall_alert_s..d.config.stall_alert_s + 7.0).contains(&at), "raised after {at} s");
 
     // Moving again: it delivers, and no further alert comes while it drives. (The paused robot, resumed, makes
     // room at the shop's door.)
