@@ -74,19 +74,11 @@ impl Fleet {
             f.robots.insert(state, 0);
         }
         for r in d.robots() {
-            let state = if !r.online {
-                "offline"
-            } else if r.fault.is_some() {
-                "faulted"
-            } else if r.paused {
-                "paused"
-            } else if r.charging {
-                "charging"
-            } else if !r.plan.is_empty() || !r.mission.base.is_empty() {
+            let state = r.unavailable().unwrap_or(if !r.plan.is_empty() || !r.mission.base.is_empty() {
                 "working"
             } else {
                 "idle"
-            };
+            });
             *f.robots.entry(state).or_default() += 1;
             f.battery.push((r.id.to_string(), r.battery_pct));
         }

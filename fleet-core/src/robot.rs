@@ -107,3 +107,21 @@ pub struct Robot {
     #[serde(default)]
     pub charging: bool,
 }
+
+impl Robot {
+    /// Why the robot takes no work, when it takes none: "offline", "faulted", "paused" or "charging", in that
+    /// order of precedence. `None`: it is available.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        if !self.online {
+            Some("offline")
+        } else if self.fault.is_some() {
+            Some("faulted")
+        } else if self.paused {
+            Some("paused")
+        } else if self.charging {
+            Some("charging")
+        } else {
+            None
+        }
+    }
+}

@@ -45,7 +45,7 @@ use crate::{CoreError, NodeId, OrderId, RobotId, ShopId, Timestamp};
 
 /// A robot the planner may give work: connected, not paused by an operator, not out of service.
 fn available(r: &Robot) -> bool {
-    r.online && !r.paused && r.fault.is_none() && !r.charging
+    r.unavailable().is_none()
 }
 
 /// Moves an order to `to`. The state machine refuses a transition only when a robot's report does not fit the

@@ -38,16 +38,7 @@ impl Dispatcher {
                 from.map_or("?".to_string(), |f| f.to_string())
             )));
         }
-        if !available(target) {
-            let why = if !target.online {
-                "offline"
-            } else if target.fault.is_some() {
-                "out of service"
-            } else if target.paused {
-                "paused"
-            } else {
-                "charging"
-            };
+        if let Some(why) = target.unavailable() {
             return Err(CoreError::precondition(format!("robot {robot} is {why} and takes no work")));
         }
         let (req, p, d) = (o.request.clone(), o.pickup, o.dropoff);
