@@ -49,9 +49,36 @@ fn store_err(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
 }
 
+/// How long [`SledStore::open`] waits for a store that is being closed to let go of its lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// sled 0.34 releases its file lock from its flusher thread some moments after the last handle is dropped, so
+/// reopening at once can fail (sled issue 1234). sled reports it as an `Other` I/O error; only the message says.
+fn is_lock_contention(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
+}
+
 impl SledStore {
+    /// Opens (or creates) the store under `dir`. A store still held by a closing handle is waited for up to
+    /// two seconds; one held longer (another running dispatcher) is refused with a message that says so.
     pub fn open(dir: &Path) -> Result<Self, Error> {
-        let db = sled::Config::new().path(dir.join("db")).open().map_err(store_err)?;
+        let config = sled::Config::new().path(dir.join("db"));
+        let started = std::time::Instant::now();
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e) if is_lock_contention(&e) && started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) if is_lock_contention(&e) => {
+                    return Err(Error::Store(format!(
+                        "the store in {} is in use by another process (is a dispatcher already running on it?): {e}",
+                        dir.display()
+                    )));
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+        };
         let records = db.open_tree("records").map_err(store_err)?;
         let tokens = db.open_tree("tokens").map_err(store_err)?;
         Ok(Self { db, records, tokens })
@@ -141,5 +168,23 @@ mod tests {
         let s = SledStore::open(dir.path()).expect("reopens");
         assert_eq!(s.load().expect("loads"), vec![Record::Meta(Meta { next_order_seq: 42, ..Meta::default() })]);
         assert_eq!(s.load_tokens().expect("loads").len(), 1);
+    }
+
+    /// A store closed on another thread a moment ago opens (sled lets go of its lock late); one held open is
+    /// refused with a message naming the cause rather than sled's raw lock error.
+    #[test]
+    fn a_closing_store_is_waited_for_and_a_held_one_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = SledStore::open(dir.path()).expect("opens");
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(first);
+        });
+        let second = SledStore::open(dir.path()).expect("opens once the first lets go");
+        closer.join().expect("closer");
+        let refused = SledStore::open(dir.path()).err().expect("refused while the second is open");
+        let text = refused.to_string();
+        assert!(text.contains("in use by another process"), "{text}");
+        drop(second);
     }
 }
