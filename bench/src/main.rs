@@ -492,7 +492,13 @@ fn insertion(a: InsertionArgs) -> anyhow::Result<()> {
         let shop = ShopId::parse(&format!("s{}", k % shops.len()))?;
         let outs = d.handle(
             now,
-            Input::PlaceOrder { shop, idempotency_key: format!("k{k}"), request: request(k)?, pin: "1234".into() },
+            Input::PlaceOrder {
+                shop,
+                idempotency_key: format!("k{k}"),
+                request: request(k)?,
+                pin: "1234".into(),
+                link_hash: None,
+            },
         );
         placed += usize::from(placed_ok(&outs));
     }
@@ -514,7 +520,13 @@ fn insertion(a: InsertionArgs) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let outs = d.handle(
             now,
-            Input::PlaceOrder { shop, idempotency_key: format!("x{k}"), request: req, pin: "1234".into() },
+            Input::PlaceOrder {
+                shop,
+                idempotency_key: format!("x{k}"),
+                request: req,
+                pin: "1234".into(),
+                link_hash: None,
+            },
         );
         place_us.push(t0.elapsed().as_secs_f64() * 1e6);
         placed += usize::from(placed_ok(&outs));

@@ -124,6 +124,7 @@ fn run(map: &MapGraph, a: &TrafficArgs, traffic: bool) -> anyhow::Result<Timing>
                     idempotency_key: format!("k{key}"),
                     request,
                     pin: "1234".into(),
+                    link_hash: None,
                 },
             );
             match out.iter().find(|o| matches!(o, Output::Reply(_))) {

@@ -131,6 +131,7 @@ pub fn kind(input: &Input) -> &'static str {
         Input::PlaceOrder { .. } => "place",
         Input::CancelOrder { .. } => "cancel",
         Input::MarkReady { .. } => "ready",
+        Input::NewTrackingLink { .. } => "link",
         Input::Robot { .. } => "robot",
         Input::RobotDisconnected { .. } => "disconnect",
         Input::CloseEdge { .. } | Input::OpenEdge { .. } => "edge",

@@ -128,6 +128,9 @@ pub struct Order {
     /// and that did not save it); the ETA at that moment is in `eta_dropoff`.
     #[serde(default)]
     pub delayed_at: Option<Timestamp>,
+    /// The SHA-256 (hex) of the customer tracking link's secret; the secret itself is never stored.
+    #[serde(default)]
+    pub link_hash: Option<String>,
 }
 
 /// The hand-over times promised when an order was placed ([`crate::learn`]).

@@ -68,6 +68,7 @@ fn script() -> (Vec<RobotId>, Vec<Step>) {
                 idempotency_key: format!("key-{k}"),
                 request,
                 pin: format!("{:06}", 100_000 + k),
+                link_hash: None,
             }),
         });
     }

@@ -117,6 +117,22 @@ impl pb::order_service_server::OrderService for OrderApi {
         }
     }
 
+    async fn new_tracking_link(
+        &self,
+        req: Request<pb::NewTrackingLinkRequest>,
+    ) -> Result<Response<pb::TrackingLink>, Status> {
+        let shop = self.0.auth.shop(req.metadata())?;
+        let order = order_id("order_id", &req.get_ref().order_id).map_err(Error::from)?;
+        let secret = new_link_secret();
+        let link_hash = crate::auth::hash_hex(&secret);
+        match self.0.core.call(Input::NewTrackingLink { shop, order, link_hash }).await? {
+            Reply::Order(o) => {
+                Ok(Response::new(pb::TrackingLink { order_id: o.id.to_string(), tracking_secret: secret }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
     type WatchOrderStream = OrderStream;
 
     async fn watch_order(&self, req: Request<pb::WatchOrderRequest>) -> Result<Response<OrderStream>, Status> {
@@ -194,9 +210,17 @@ impl OrderApi {
         let r = req.get_ref();
         let request = convert::delivery(r.delivery.as_ref()).map_err(Error::from)?;
         let pin = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
-        let input = Input::PlaceOrder { shop, idempotency_key: r.idempotency_key.clone(), request, pin };
+        let secret = new_link_secret();
+        let link_hash = Some(crate::auth::hash_hex(&secret));
+        let input = Input::PlaceOrder { shop, idempotency_key: r.idempotency_key.clone(), request, pin, link_hash };
         match self.0.core.call(input).await? {
             Reply::Placed { order, quote, replayed } => Ok(Response::new(pb::PlaceOrderResponse {
+                // A replay of a closed order made no link.
+                tracking_secret: if order.link_hash.is_some() && !order.status.is_terminal() {
+                    secret
+                } else {
+                    String::new()
+                },
                 order: Some(convert::order_to_wire(&order)),
                 quote: Some(convert::quote_to_wire(&quote)),
                 replayed,
@@ -204,6 +228,12 @@ impl OrderApi {
             other => Err(unexpected(other)),
         }
     }
+}
+
+/// A tracking link's secret: 128 random bits as 32 hex digits.
+fn new_link_secret() -> String {
+    let raw: [u8; 16] = rand::rng().random();
+    raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The stable reason of a refusal (FAILED_PRECONDITION or RESOURCE_EXHAUSTED with an ErrorInfo), if `st` is one.

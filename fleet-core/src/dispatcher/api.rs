@@ -305,6 +305,16 @@ pub enum Input {
         request: DeliveryRequest,
         /// The hand-over PIN; drawn by the caller so the core needs no random source.
         pin: String,
+        /// The SHA-256 (hex) of the customer's tracking-link secret, drawn by the caller; `None` makes no link.
+        /// A replayed placing with a link replaces the order's link (the caller lost the first answer).
+        link_hash: Option<String>,
+    },
+    /// Gives an order a new customer tracking link (the hash of its secret), replacing the old one, which stops
+    /// working. For the owning shop only, while the order is open.
+    NewTrackingLink {
+        shop: ShopId,
+        order: OrderId,
+        link_hash: String,
     },
     CancelOrder {
         shop: ShopId,

@@ -73,6 +73,8 @@ pub struct Dispatcher {
     orders: BTreeMap<OrderId, Order>,
     /// (shop, idempotency key) -> order.
     keys: BTreeMap<(ShopId, String), OrderId>,
+    /// Tracking-link hash -> order.
+    links: FxHashMap<String, OrderId>,
     /// Each shop's orders not in a terminal state, for its open-order limit. Kept from the orders each input
     /// changed (every change to an order is persisted, so every one is in `Out::orders`).
     open: BTreeMap<ShopId, BTreeSet<OrderId>>,
@@ -195,6 +197,7 @@ impl Dispatcher {
             robots: BTreeMap::new(),
             orders: BTreeMap::new(),
             keys: BTreeMap::new(),
+            links: FxHashMap::default(),
             open: BTreeMap::new(),
             drive_targets: BTreeMap::new(),
             offline_since: BTreeMap::new(),
@@ -233,6 +236,9 @@ impl Dispatcher {
             match r {
                 Record::Order(o) => {
                     d.keys.insert((o.shop.clone(), o.idempotency_key.clone()), o.id.clone());
+                    if let Some(h) = &o.link_hash {
+                        d.links.insert(h.clone(), o.id.clone());
+                    }
                     if !o.status.is_terminal() {
                         d.open.entry(o.shop.clone()).or_default().insert(o.id.clone());
                     }
@@ -359,6 +365,11 @@ impl Dispatcher {
         self.shops.values()
     }
 
+    /// The order a customer's tracking link names, by the SHA-256 (hex) of the link's secret.
+    pub fn order_by_link(&self, link_hash: &str) -> Option<&Order> {
+        self.links.get(link_hash).and_then(|id| self.orders.get(id))
+    }
+
     /// An order as its shop may see it: another shop's order is reported as not found, so existence leaks
     /// nothing.
     pub fn order_for_shop(&self, shop: &ShopId, id: &OrderId) -> Result<&Order, CoreError> {
@@ -391,8 +402,12 @@ impl Dispatcher {
             Input::Quote { shop, request } => {
                 out.reply = Some(self.quote(now, &shop, &request).map(Reply::Quote));
             }
-            Input::PlaceOrder { shop, idempotency_key, request, pin } => {
-                out.reply = Some(self.place(now, shop, idempotency_key, request, pin, &mut out));
+            Input::PlaceOrder { shop, idempotency_key, request, pin, link_hash } => {
+                let placing = orders::Placing { shop, key: idempotency_key, req: request, pin, link_hash };
+                out.reply = Some(self.place(now, placing, &mut out));
+            }
+            Input::NewTrackingLink { shop, order, link_hash } => {
+                out.reply = Some(self.new_link(now, &shop, &order, link_hash, &mut out));
             }
             Input::CancelOrder { shop, order } => {
                 out.reply = Some(self.cancel(now, &shop, &order, &mut out));

@@ -108,15 +108,8 @@ impl Dispatcher {
         }
     }
 
-    pub(super) fn place(
-        &mut self,
-        now: Timestamp,
-        shop: ShopId,
-        key: String,
-        req: DeliveryRequest,
-        pin: String,
-        out: &mut Out,
-    ) -> Result<Reply, CoreError> {
+    pub(super) fn place(&mut self, now: Timestamp, placing: Placing, out: &mut Out) -> Result<Reply, CoreError> {
+        let Placing { shop, key, req, pin, link_hash } = placing;
         if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
             return Err(CoreError::field(
                 "idempotency_key",
@@ -126,11 +119,20 @@ impl Dispatcher {
         if pin.len() < 4 || pin.len() > 12 || !pin.bytes().all(|b| b.is_ascii_digit()) {
             return Err(CoreError::field("pin", "PIN must be 4 to 12 digits"));
         }
-        if let Some(id) = self.keys.get(&(shop.clone(), key.clone())) {
-            let o = &self.orders[id];
+        if let Some(h) = &link_hash {
+            check_link_hash(h)?;
+        }
+        if let Some(id) = self.keys.get(&(shop.clone(), key.clone())).cloned() {
+            let o = &self.orders[&id];
             if o.request != req {
                 return Err(CoreError::KeyReused { key, order: id.to_string() });
             }
+            if let Some(h) = link_hash
+                && !o.status.is_terminal()
+            {
+                self.set_link(now, &id, h, out);
+            }
+            let o = &self.orders[&id];
             let quote = Self::quote_replayed(o);
             return Ok(Reply::Placed { order: Box::new(o.clone()), quote, replayed: true });
         }
@@ -181,14 +183,51 @@ impl Dispatcher {
             delivered_at: None,
             promise: Some(promise),
             delayed_at: None,
+            link_hash: None,
         };
         order.transition(OrderStatus::Assigned, now)?;
         order.robot = Some(ins.robot.clone());
         self.orders.insert(id.clone(), order);
         self.keys.insert((shop, key), id.clone());
+        if let Some(h) = link_hash {
+            self.set_link(now, &id, h, out);
+        }
         out.orders.insert(id.clone());
         self.apply_insertion(now, ins, out);
         Ok(Reply::Placed { order: Box::new(self.orders[&id].clone()), quote, replayed: false })
+    }
+
+    /// Replaces an open order's tracking link.
+    pub(super) fn new_link(
+        &mut self,
+        now: Timestamp,
+        shop: &ShopId,
+        id: &OrderId,
+        link_hash: String,
+        out: &mut Out,
+    ) -> Result<Reply, CoreError> {
+        check_link_hash(&link_hash)?;
+        let o = self.order_for_shop(shop, id)?;
+        if o.status.is_terminal() {
+            return Err(CoreError::precondition(format!(
+                "order {id} is {}; its tracking link has ended",
+                o.status.name()
+            )));
+        }
+        self.set_link(now, id, link_hash, out);
+        Ok(Reply::Order(Box::new(self.orders[id].clone())))
+    }
+
+    /// Points the link index at `id` under `hash`, dropping the order's old link.
+    fn set_link(&mut self, now: Timestamp, id: &OrderId, hash: String, out: &mut Out) {
+        let Some(o) = self.orders.get_mut(id) else { return };
+        if let Some(old) = o.link_hash.take() {
+            self.links.remove(&old);
+        }
+        o.link_hash = Some(hash.clone());
+        o.updated_at = now;
+        self.links.insert(hash, id.clone());
+        out.orders.insert(id.clone());
     }
 
     pub(super) fn cancel(
@@ -251,4 +290,22 @@ impl Dispatcher {
         }
         Ok(Reply::Order(Box::new(self.orders[id].clone())))
     }
+}
+
+/// A link hash is the SHA-256 of the secret, as 64 lowercase hex digits.
+fn check_link_hash(h: &str) -> Result<(), CoreError> {
+    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(CoreError::field("link_hash", "a tracking link hash is 64 lowercase hex digits (SHA-256)"))
+    }
+}
+
+/// What [`Input::PlaceOrder`] carries.
+pub(super) struct Placing {
+    pub shop: ShopId,
+    pub key: String,
+    pub req: DeliveryRequest,
+    pub pin: String,
+    pub link_hash: Option<String>,
 }

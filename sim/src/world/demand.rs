@@ -199,7 +199,13 @@ impl Demand {
             let place = |host: &mut Host, key: String, request: DeliveryRequest| {
                 host.handle(
                     now,
-                    Input::PlaceOrder { shop: shop.clone(), idempotency_key: key, request, pin: p.pin.clone() },
+                    Input::PlaceOrder {
+                        shop: shop.clone(),
+                        idempotency_key: key,
+                        request,
+                        pin: p.pin.clone(),
+                        link_hash: None,
+                    },
                 )
             };
             let mut out = place(host, format!("k{}", self.placed), request.clone());

@@ -28,7 +28,10 @@ fn setup() -> (Dispatcher, RobotId, RobotId, OrderId, Timestamp) {
         ready_at: None,
         deliver_by: t.plus_secs(3_600.0),
     };
-    let out = d.handle(t, Input::PlaceOrder { shop, idempotency_key: "k".into(), request, pin: "1234".into() });
+    let out = d.handle(
+        t,
+        Input::PlaceOrder { shop, idempotency_key: "k".into(), request, pin: "1234".into(), link_hash: None },
+    );
     let order = super::tests::placed(&out);
     assert_eq!(d.order(&order).and_then(|o| o.robot.clone()), Some(a.clone()));
     (d, a, b, order, t)

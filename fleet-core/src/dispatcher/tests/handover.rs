@@ -32,8 +32,16 @@ fn an_order_marked_ready_while_its_robot_is_away_is_picked_up_by_the_next_robot(
         ready_at: None,
         deliver_by: t.plus_secs(3_600.0),
     };
-    let out =
-        d.handle(t, Input::PlaceOrder { shop: shop.clone(), idempotency_key: "k".into(), request, pin: "1234".into() });
+    let out = d.handle(
+        t,
+        Input::PlaceOrder {
+            shop: shop.clone(),
+            idempotency_key: "k".into(),
+            request,
+            pin: "1234".into(),
+            link_hash: None,
+        },
+    );
     let order = super::tests::placed(&out);
     d.handle(t, Input::RobotDisconnected { robot: a.clone() });
     d.handle(t.plus_secs(0.5), Input::MarkReady { shop, order: order.clone() });

@@ -21,7 +21,13 @@ fn request(now: Timestamp, due_s: f64) -> DeliveryRequest {
 fn place_req(d: &mut Dispatcher, shop: &ShopId, key: &str, now: Timestamp, req: DeliveryRequest) -> OrderId {
     let id = placed(&d.handle(
         now,
-        Input::PlaceOrder { shop: shop.clone(), idempotency_key: key.into(), request: req, pin: "1234".into() },
+        Input::PlaceOrder {
+            shop: shop.clone(),
+            idempotency_key: key.into(),
+            request: req,
+            pin: "1234".into(),
+            link_hash: None,
+        },
     ));
     reply(&d.handle(now, Input::MarkReady { shop: shop.clone(), order: id.clone() })).expect("marked ready");
     id

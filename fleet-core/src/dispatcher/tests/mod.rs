@@ -4,6 +4,7 @@ mod faults;
 mod handover;
 mod improve;
 mod lateness;
+mod links;
 mod mapswap;
 mod positioning;
 mod reassign;
@@ -77,7 +78,13 @@ pub(crate) fn place_to(d: &mut Dispatcher, shop: &ShopId, key: &str, to: LatLon,
     };
     match reply(&d.handle(
         now,
-        Input::PlaceOrder { shop: shop.clone(), idempotency_key: key.into(), request, pin: "1234".into() },
+        Input::PlaceOrder {
+            shop: shop.clone(),
+            idempotency_key: key.into(),
+            request,
+            pin: "1234".into(),
+            link_hash: None,
+        },
     )) {
         Ok(Reply::Placed { order, .. }) => order.id,
         other => panic!("not placed: {other:?}"),
@@ -200,7 +207,13 @@ fn the_greedy_baseline_gives_one_order_to_each_idle_robot_and_no_more() {
         };
         let out = d.handle(
             t,
-            Input::PlaceOrder { shop: shop.clone(), idempotency_key: "c3".into(), request: third, pin: "1234".into() },
+            Input::PlaceOrder {
+                shop: shop.clone(),
+                idempotency_key: "c3".into(),
+                request: third,
+                pin: "1234".into(),
+                link_hash: None,
+            },
         );
         if policy == Policy::Greedy {
             let mut robots = [robot_of(&d, &a), robot_of(&d, &b)];

@@ -75,6 +75,7 @@ fn a_refusal_about_time_offers_the_earliest_deliver_by_the_fleet_can_meet_and_pl
             idempotency_key: "soon".into(),
             request: asked.clone(),
             pin: "1234".into(),
+            link_hash: None,
         },
     );
     let Err(CoreError::Refused(r)) = super::tests::reply(&out) else { panic!("refused: {out:?}") };
@@ -92,7 +93,13 @@ fn a_refusal_about_time_offers_the_earliest_deliver_by_the_fleet_can_meet_and_pl
     let taken = DeliveryRequest { deliver_by: offer, ..asked };
     let out = d.handle(
         t,
-        Input::PlaceOrder { shop: shop.clone(), idempotency_key: "k".into(), request: taken, pin: "1234".into() },
+        Input::PlaceOrder {
+            shop: shop.clone(),
+            idempotency_key: "k".into(),
+            request: taken,
+            pin: "1234".into(),
+            link_hash: None,
+        },
     );
     let Ok(Reply::Placed { order, .. }) = super::tests::reply(&out) else { panic!("placed: {out:?}") };
     assert!(order.promise.is_some_and(|p| p.planned <= offer), "{order:?}");

@@ -191,6 +191,7 @@ pub(crate) fn check(script: &str, expect: Expect) {
                 idempotency_key: (*key).into(),
                 request: request(rest, now),
                 pin: "1234".into(),
+                link_hash: None,
             },
             ["quote", s, rest @ ..] => Input::Quote { shop: shop(s), request: request(rest, now) },
             ["cancel", s, o] => Input::CancelOrder { shop: shop(s), order: order(o) },

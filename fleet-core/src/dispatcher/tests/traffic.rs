@@ -109,7 +109,13 @@ impl Fleet {
         let key = format!("k{}", self.d.orders().count());
         let out = self.d.handle(
             self.now,
-            Input::PlaceOrder { shop: shop.clone(), idempotency_key: key, request, pin: "1234".into() },
+            Input::PlaceOrder {
+                shop: shop.clone(),
+                idempotency_key: key,
+                request,
+                pin: "1234".into(),
+                link_hash: None,
+            },
         );
         let id = placed(&out);
         reply(&self.d.handle(self.now, Input::MarkReady { shop, order: id.clone() })).expect("ready");
