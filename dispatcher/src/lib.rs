@@ -19,6 +19,7 @@ pub mod server;
 pub mod service;
 pub mod stats;
 pub mod store;
+pub mod web;
 
 pub use error::Error;
 pub use server::{Options, Prepared, open, serve};

@@ -247,11 +247,13 @@ impl Prepared {
             .map_err(|e| Error::Setup(format!("reflection: {e}")))?;
 
         let rpc = Arc::new(crate::stats::RpcStats::default());
+        let ctx = Ctx { core: handle.clone(), auth, limits, data_dir, rpc: rpc.clone() };
         let http_task = match http {
             Some(listener) => {
                 let addr = listener.local_addr().map_err(|e| Error::Setup(e.to_string()))?;
-                tracing::info!("metrics on http://{addr}/metrics");
-                let app = crate::http::router(handle.clone(), rpc.clone());
+                tracing::info!("web pages on http://{addr}/ and metrics on http://{addr}/metrics");
+                let app =
+                    crate::http::router(handle.clone(), rpc.clone()).merge(crate::web::router(ctx.clone(), false));
                 Some(tokio::spawn(async move {
                     if let Err(e) = axum::serve(listener, app).await {
                         tracing::warn!("the HTTP port stopped: {e}");
@@ -260,7 +262,6 @@ impl Prepared {
             }
             None => None,
         };
-        let ctx = Ctx { core: handle, auth, limits, data_dir, rpc };
         let orders = pb::order_service_server::OrderServiceServer::new(OrderApi(ctx.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -21,6 +21,16 @@ use crate::store::Principal;
 
 pub struct OpsApi(pub Ctx);
 
+/// An open alert on the wire.
+pub fn alert_to_wire(a: &fleet_core::dispatcher::OpenAlert) -> pb::Alert {
+    pb::Alert {
+        robot_id: a.robot.as_ref().map(ToString::to_string).unwrap_or_default(),
+        message: a.message.clone(),
+        alert_id: a.id,
+        raised_at: Some(convert::timestamp_to_wire(a.raised_at)),
+    }
+}
+
 type FleetStream = Pin<Box<dyn Stream<Item = Result<pb::FleetEvent, Status>> + Send>>;
 
 impl OpsApi {
@@ -223,20 +233,7 @@ impl pb::ops_service_server::OpsService for OpsApi {
         req: Request<pb::ListAlertsRequest>,
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
         self.0.auth.operator(req.metadata())?;
-        let alerts = self
-            .0
-            .core
-            .query(|d| {
-                d.open_alerts()
-                    .map(|a| pb::Alert {
-                        robot_id: a.robot.as_ref().map(ToString::to_string).unwrap_or_default(),
-                        message: a.message.clone(),
-                        alert_id: a.id,
-                        raised_at: Some(convert::timestamp_to_wire(a.raised_at)),
-                    })
-                    .collect()
-            })
-            .await?;
+        let alerts = self.0.core.query(|d| d.open_alerts().map(alert_to_wire).collect()).await?;
         Ok(Response::new(pb::ListAlertsResponse { alerts }))
     }
 

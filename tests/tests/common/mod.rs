@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -66,6 +68,8 @@ pub fn authed<T>(msg: T, token: &str) -> Request<T> {
 /// A running dispatcher.
 pub struct Server {
     pub addr: SocketAddr,
+    /// The HTTP port (pages, JSON API, metrics), when started with one.
+    pub http: Option<SocketAddr>,
     pub data: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), dispatcher::Error>>>,
@@ -89,13 +93,29 @@ impl Server {
         let (tx, rx) = oneshot::channel::<()>();
         let mut opts = dispatcher::Options::new(data, monaco());
         tune(&mut opts);
+        let http = opts.http.as_ref().map(|l| l.local_addr().expect("bound"));
         // Opened here, synchronously: the store is recovered and the operator token written before any client
         // connects.
         let prepared = dispatcher::open(opts).expect("dispatcher opens its data dir");
         let task = tokio::spawn(Box::pin(prepared.serve(listener, async {
             let _ = rx.await;
         })));
-        Self { addr, data: data.to_owned(), stop: Some(tx), task: Some(task) }
+        Self { addr, http, data: data.to_owned(), stop: Some(tx), task: Some(task) }
+    }
+
+    /// Starts a dispatcher with its HTTP port (pages, JSON API, metrics) on a free port too.
+    pub async fn start_web(data: &Path) -> Self {
+        Self::start_with(data, None, |o| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+            l.set_nonblocking(true).expect("non-blocking");
+            o.http = Some(tokio::net::TcpListener::from_std(l).expect("tokio listener"));
+        })
+        .await
+    }
+
+    /// The HTTP port's base URL.
+    pub fn web_url(&self) -> String {
+        format!("http://{}", self.http.expect("started with an HTTP port"))
     }
 
     pub fn url(&self) -> String {
