@@ -1,6 +1,7 @@
 //! `trundle-bench`: Trundle's benchmarks, one subcommand per area. Prints a readable table, or with `--json` one
 //! JSON object per measurement (flat keys, units in the key names) ending with a summary object.
 
+mod dashboards;
 mod load;
 mod traffic;
 
@@ -64,6 +65,9 @@ struct LoadArgs {
     /// Run the dispatcher without its background plan improver (to measure what the improver costs).
     #[arg(long)]
     no_improve: bool,
+    /// Operators' dashboards open during the run: each signs in over HTTP and reads the live fleet stream.
+    #[arg(long, default_value_t = 0)]
+    dashboards: usize,
     #[arg(long)]
     json: bool,
 }
@@ -813,6 +817,15 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
     // Each of the 20 shops places 10 orders a second at 200/s, more than the default cap of open orders.
     opts.config.max_open_orders_per_shop = usize::MAX;
     opts.improver.enabled = !a.no_improve;
+    let http = if a.dashboards > 0 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.set_nonblocking(true)?;
+        let addr = l.local_addr()?;
+        opts.http = Some(server_rt.block_on(async { tokio::net::TcpListener::from_std(l) })?);
+        Some(addr)
+    } else {
+        None
+    };
     let mut prepared = dispatcher::open(opts)?;
     let core = prepared.core_handle();
     let token = std::fs::read_to_string(dispatcher::server::operator_token_path(dir.path()))?.trim().to_owned();
@@ -832,7 +845,25 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
         seed: a.seed,
     };
     let endpoint = format!("http://{addr}");
+    let (dash_stop, dash_rx) = tokio::sync::watch::channel(false);
+    let dashboards: Vec<_> = http
+        .into_iter()
+        .flat_map(|web| std::iter::repeat_n(web, a.dashboards))
+        .map(|web| load_rt.spawn(dashboards::watch(web, token.clone(), dash_rx.clone())))
+        .collect();
     let report = load_rt.block_on(load::run(&map, &endpoint, &token, &cfg)).map_err(anyhow::Error::msg)?;
+    let _ = dash_stop.send(true);
+    let seen: Vec<dashboards::Seen> = load_rt
+        .block_on(async {
+            let mut v = Vec::new();
+            for d in dashboards {
+                v.push(d.await.map_err(|e| e.to_string()).and_then(|r| r));
+            }
+            v
+        })
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
     // Where the core thread's time went, read before the server stops.
     let stats = server_rt.block_on(async { core.await.ok()?.stats().await.ok() });
     let _ = stop_tx.send(());
@@ -850,6 +881,16 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
         "state_reports": report.state_reports, "wall_s": r2(report.wall_s), "improver": !a.no_improve,
         "place_p99_ms": r2(report.latencies.get("PlaceOrder").map_or(f64::NAN, |l| l.percentile(0.99))),
         "machine": machine()}));
+    if !seen.is_empty() {
+        let mut rates: Vec<f64> = seen.iter().map(dashboards::Seen::rate_hz).collect();
+        rates.sort_by(f64::total_cmp);
+        let events: u64 = seen.iter().map(|s| s.events).sum();
+        let bytes: u64 = seen.iter().map(|s| s.bytes).sum();
+        out.emit(json!({"bench": "load", "measure": "dashboards", "dashboards": seen.len(),
+            "rate_hz_min": r2(rates[0]), "rate_hz_median": r2(rates[rates.len() / 2]),
+            "max_gap_s": r2(seen.iter().map(|s| s.max_gap_s).fold(0.0, f64::max)),
+            "events": events, "kib_per_event": r2(bytes as f64 / 1024.0 / events.max(1) as f64)}));
+    }
     if let Some(st) = stats {
         let ms = |us: u64| r2(us as f64 / 1000.0);
         let mut phases: Vec<(String, &dispatcher::stats::Histogram)> =

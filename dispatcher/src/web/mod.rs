@@ -418,3 +418,78 @@ pub fn event(name: &str, data: &impl Serialize) -> Result<axum::response::sse::E
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The keys of one language's block in i18n.js (`"key": "text",` lines between `code: {` and `},`).
+    fn catalogue(code: &str) -> Vec<(String, String)> {
+        let src = include_str!("assets/i18n.js");
+        let start = src.find(&format!("\n  {code}: {{\n")).expect("the language's block");
+        let block = &src[start..];
+        let end = block.find("\n  },\n").expect("its end");
+        block[..end]
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim().strip_prefix('"')?;
+                let (k, v) = l.split_once("\": ")?;
+                Some((k.to_owned(), v.trim_end_matches(',').trim_matches('"').to_owned()))
+            })
+            .collect()
+    }
+
+    /// Every string is in both languages, Korean strings are Korean, and every key a page asks for exists.
+    #[test]
+    fn the_catalogue_is_complete_in_english_and_korean() {
+        let en = catalogue("en");
+        let ko = catalogue("ko");
+        assert!(en.len() > 100, "{}", en.len());
+        let en_keys: BTreeSet<&str> = en.iter().map(|(k, _)| k.as_str()).collect();
+        let ko_keys: BTreeSet<&str> = ko.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(en_keys, ko_keys, "the same keys in both languages");
+        let hangul = |s: &str| s.chars().any(|c| ('\u{AC00}'..='\u{D7A3}').contains(&c));
+        let untranslated: Vec<&str> = ko
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && !hangul(v) && !["app.name", "ops.id"].contains(&k.as_str()))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert!(untranslated.is_empty(), "Korean strings without Korean: {untranslated:?}");
+        // Keys used as t("...") in the pages (dynamic ones, status.* and state.*, are covered by their prefix).
+        for (name, _, bytes) in super::ASSETS.iter().filter(|(n, _, _)| n.ends_with(".js")) {
+            let src = std::str::from_utf8(bytes).expect("utf-8");
+            for (at, _) in src.match_indices("t(\"") {
+                // `t(` itself, not the end of another name (`get("Content-Type")`).
+                if src[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+                    continue;
+                }
+                let key = src[at + 3..].split('"').next().unwrap_or_default();
+                if key.ends_with('.') {
+                    assert!(en_keys.iter().any(|k| k.starts_with(key)), "{name}: prefix {key}");
+                } else {
+                    assert!(en_keys.contains(key), "{name} asks for {key:?}, which is not in the catalogue");
+                }
+            }
+        }
+        for s in ["PENDING", "ASSIGNED", "TO_PICKUP", "AT_PICKUP", "IN_TRANSIT", "AT_DROPOFF", "DELIVERED", "CANCELLED"]
+        {
+            assert!(en_keys.contains(format!("status.{s}").as_str()), "{s}");
+        }
+        for s in ["offline", "faulted", "paused", "charging", "working", "idle"] {
+            assert!(en_keys.contains(format!("state.{s}").as_str()), "{s}");
+        }
+    }
+
+    /// Every page's script and every file a page imports is embedded.
+    #[test]
+    fn every_imported_file_is_embedded() {
+        let names: BTreeSet<&str> = super::ASSETS.iter().map(|(n, _, _)| *n).collect();
+        for (name, _, bytes) in super::ASSETS {
+            let src = std::str::from_utf8(bytes).expect("utf-8");
+            for part in src.split("\"/static/").skip(1) {
+                let file = part.split('"').next().unwrap_or_default();
+                assert!(names.contains(file), "{name} imports {file}, which is not embedded");
+            }
+        }
+    }
+}

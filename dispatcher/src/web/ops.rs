@@ -47,13 +47,15 @@ fn api(w: &Web) -> OpsApi {
     OpsApi(w.ctx.clone())
 }
 
-/// The fleet as the dashboard draws it, read on the core's thread and serialised off it.
+/// The fleet as the dashboard draws it, read on the core's thread and serialised off it. Robots and orders are
+/// in a compact form (positions as [lat, lon], no per-stop plans): at 1,000 robots and 2,000 open orders a full
+/// order and robot each made one event 850 KiB.
 #[derive(serde::Serialize)]
 struct Fleet {
     now: i64,
-    robots: Vec<dto::Robot>,
+    robots: Vec<FeedRobot>,
     shops: Vec<dto::Shop>,
-    orders: Vec<dto::Order>,
+    orders: Vec<FeedOrder>,
     alerts: Vec<dto::Alert>,
     /// Closed sidewalks as node index pairs (indices into `/api/map`'s nodes).
     closed: Vec<[u32; 2]>,
@@ -68,6 +70,68 @@ struct Today {
     delivered_on_time: u64,
     cancelled_or_failed: u64,
     open: u64,
+}
+
+fn pair(p: Option<dto::Ll>) -> Option<[f64; 2]> {
+    p.map(|p| [(p.lat * 1e6).round() / 1e6, (p.lon * 1e6).round() / 1e6])
+}
+
+#[derive(serde::Serialize)]
+struct FeedRobot {
+    id: String,
+    name: String,
+    state: &'static str,
+    pos: Option<[f64; 2]>,
+    battery: f64,
+    paused: bool,
+    fault: String,
+    on_board: Vec<String>,
+    stops: usize,
+}
+
+impl From<&pb::Robot> for FeedRobot {
+    fn from(r: &pb::Robot) -> Self {
+        let d = dto::Robot::from(r);
+        FeedRobot {
+            state: d.state,
+            pos: pair(d.pos),
+            battery: (d.battery_pct * 10.0).round() / 10.0,
+            paused: d.paused,
+            stops: d.planned_orders.len(),
+            on_board: d.on_board,
+            fault: d.fault,
+            name: d.name,
+            id: d.id,
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct FeedOrder {
+    id: String,
+    shop: String,
+    status: &'static str,
+    robot: String,
+    dropoff: Option<[f64; 2]>,
+    eta: Option<i64>,
+    due: Option<i64>,
+    late: bool,
+}
+
+impl From<&pb::Order> for FeedOrder {
+    fn from(o: &pb::Order) -> Self {
+        let d = dto::Order::from(o);
+        FeedOrder {
+            status: d.status,
+            dropoff: pair(d.dropoff),
+            eta: d.eta_dropoff,
+            due: d.deliver_by,
+            late: d.delayed_at.is_some(),
+            id: d.id,
+            shop: d.shop,
+            robot: d.robot,
+        }
+    }
 }
 
 async fn read_fleet(core: &CoreHandle) -> Result<String, crate::Error> {
@@ -100,9 +164,9 @@ async fn read_fleet(core: &CoreHandle) -> Result<String, crate::Error> {
         .await?;
     let f = Fleet {
         now: now_ms(),
-        robots: robots.iter().map(dto::Robot::from).collect(),
+        robots: robots.iter().map(FeedRobot::from).collect(),
         shops: shops.iter().map(dto::Shop::from).collect(),
-        orders: orders.iter().map(dto::Order::from).collect(),
+        orders: orders.iter().map(FeedOrder::from).collect(),
         alerts: alerts.iter().map(dto::Alert::from).collect(),
         closed,
         today,

@@ -26,9 +26,10 @@ export function el(tag, attrs = {}, ...children) {
   return n;
 }
 
+// Empties `n`; returns an object whose append() skips empty children (false, null, "") as el() does.
 export function clear(n) {
   while (n.firstChild) n.removeChild(n.firstChild);
-  return n;
+  return { append: (...children) => n.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false && c !== "")) };
 }
 
 // Calls the API; resolves to {ok, status, data}. Errors carry {error, code, field, details}.

@@ -43,7 +43,9 @@ export class MapView {
       .then((m) => {
         this.map = m;
         this.note.hidden = true;
-        this.fitAll();
+        if (!this.view) this.fitAll();
+        else this.draw();
+        this.canvas.dataset.ready = "1";
       })
       .catch(() => {
         this.note.textContent = t("map.failed");

@@ -6,8 +6,10 @@ import { el, clear, api, session, signOut, live, noteServerNow, fmtTime, fmtNum,
 import { MapView } from "/static/map.js";
 
 const app = document.getElementById("app");
+// The feed sends positions as [lat, lon].
+const ll = (p) => ({ lat: p[0], lon: p[1] });
 const COLORS = { offline: "#7f8c8d", faulted: "#c0392b", paused: "#e67e22", charging: "#f1c40f", working: "#2471a3", idle: "#27ae60" };
-const S = { fleet: null, error: "", notice: "", edgeTool: false, pending: null, selected: null };
+const S = { moving: null, fleet: null, error: "", notice: "", edgeTool: false, pending: null, selected: null };
 const banner = el("div", { class: "banner warn", hidden: true }, t("live.lost"));
 const map = new MapView({ onClick: clickMap });
 let fitted = false;
@@ -49,22 +51,45 @@ async function post(path, body, after) {
 
 function robotRow(r) {
   return el("tr", { dataset: { robotId: r.id, state: r.state }, class: S.selected === r.id ? "sel" : "",
-    onclick: () => { S.selected = r.id; if (r.pos) map.fitPoints([r.pos], 0.003); renderLive(); } },
+    onclick: () => { S.selected = r.id; if (r.pos) map.fitPoints([ll(r.pos)], 0.003); renderLive(); } },
     el("td", {}, el("span", { class: "dot", style: undefined, dataset: { state: r.state } }), r.id, r.name ? ` (${r.name})` : ""),
     el("td", { class: "state" }, t("state." + r.state), r.fault ? ` — ${r.fault}` : ""),
-    el("td", {}, fmtNum(r.battery_pct, 0) + " %"),
+    el("td", {}, fmtNum(r.battery, 0) + " %"),
     el("td", {}, r.on_board.join(", ")),
     el("td", {}, r.paused
       ? el("button", { type: "button", class: "resume", onclick: (e) => { e.stopPropagation(); post(`/api/ops/robots/${encodeURIComponent(r.id)}/resume`); } }, t("ops.resume"))
       : el("button", { type: "button", class: "pause", onclick: (e) => { e.stopPropagation(); post(`/api/ops/robots/${encodeURIComponent(r.id)}/pause`); } }, t("ops.pause"))));
 }
 
+// At most this many open orders in the table (the soonest due first); the map shows all of them.
+const ORDER_ROWS = 100;
+
 function orderRow(o, robots) {
-  const sel = el("select", { "aria-label": t("ops.reassign") }, robots.filter((r) => r.id !== o.robot).map((r) => el("option", { value: r.id }, r.id)));
-  return el("tr", { dataset: { orderId: o.id, status: o.status } },
+  let move;
+  if (S.moving === o.id) {
+    const sel = el("select", { "aria-label": t("ops.reassign") },
+      robots.filter((r) => r.id !== o.robot && r.state !== "offline").map((r) => el("option", { value: r.id }, r.id)));
+    move = [sel, el("button", { type: "button", class: "primary", onclick: () => {
+      S.moving = null;
+      post(`/api/ops/orders/${encodeURIComponent(o.id)}/reassign`, { robot: sel.value });
+    } }, "OK")];
+  } else {
+    move = el("button", { type: "button", class: "move", onclick: () => { S.moving = o.id; renderLive(); } }, t("ops.reassign"));
+  }
+  return el("tr", { dataset: { orderId: o.id, status: o.status }, class: o.late ? "late" : "" },
     el("td", {}, o.id), el("td", {}, o.shop), el("td", {}, statusText(o.status)), el("td", {}, o.robot),
-    el("td", {}, fmtTime(o.eta_dropoff)), el("td", {}, fmtTime(o.deliver_by)),
-    el("td", {}, sel, el("button", { type: "button", onclick: () => post(`/api/ops/orders/${encodeURIComponent(o.id)}/reassign`, { robot: sel.value }) }, t("ops.reassign"))));
+    el("td", {}, fmtTime(o.eta)), el("td", {}, fmtTime(o.due)), el("td", {}, move));
+}
+
+function ordersView(f) {
+  const rows = [...f.orders].sort((a, b) => (a.due || 0) - (b.due || 0)).slice(0, ORDER_ROWS);
+  return el("section", { class: "card", id: "open-orders" },
+    el("h2", {}, t("ops.orders"), " ", el("span", { class: "badge" }, fmtNum(f.orders.length))),
+    el("table", {},
+      el("thead", {}, el("tr", {}, ["col.order", "ops.shops", "col.status", "col.robot", "shop.etadrop", "col.deliverby", "col.actions"]
+        .map((k) => el("th", {}, t(k, { time: "" }))))),
+      el("tbody", {}, rows.map((o) => orderRow(o, f.robots)))),
+    f.orders.length > ORDER_ROWS && el("p", { class: "muted" }, t("ops.more", { shown: ORDER_ROWS, n: f.orders.length })));
 }
 
 function alertsView(f) {
@@ -118,8 +143,8 @@ function renderLive() {
   if (!f) return;
   const markers = [
     ...f.shops.map((s) => ({ ...s.pos, kind: "shop", color: "#7d3c98", label: s.name || s.id })),
-    ...f.orders.filter((o) => o.dropoff).map((o) => ({ ...o.dropoff, kind: "dropoff", color: "#1e8449" })),
-    ...f.robots.filter((r) => r.pos).map((r) => ({ ...r.pos, kind: "robot", color: COLORS[r.state], label: r.id })),
+    ...f.orders.filter((o) => o.dropoff).map((o) => ({ ...ll(o.dropoff), kind: "dropoff", color: "#1e8449" })),
+    ...f.robots.filter((r) => r.pos).map((r) => ({ ...ll(r.pos), kind: "robot", color: COLORS[r.state], label: r.id })),
   ];
   map.setMarkers(markers);
   map.setClosed(f.closed);
@@ -141,8 +166,7 @@ function renderLive() {
     el("section", { class: "card", id: "robots" }, el("h2", {}, t("ops.robots")),
       el("table", {}, el("thead", {}, el("tr", {}, ["col.robot", "col.state", "col.battery", "col.carrying", "col.actions"].map((k) => el("th", {}, t(k))))),
         el("tbody", {}, f.robots.map(robotRow)))),
-    el("section", { class: "card", id: "open-orders" }, el("h2", {}, t("ops.orders")),
-      el("table", {}, el("tbody", {}, f.orders.map((o) => orderRow(o, f.robots))))),
+    ordersView(f),
   );
 }
 

@@ -104,7 +104,7 @@ async function place() {
   const r = await api("POST", "/api/orders", { idempotency_key: S.formKey, delivery: delivery() });
   if (r.ok) {
     const o = r.data.order;
-    S.orders.set(o.id, o);
+    update(o);
     if (r.data.link) saveLink(o.id, location.origin + r.data.link);
     S.placed = o.id;
     S.quote = null;
@@ -125,7 +125,7 @@ async function place() {
 async function act(id, what) {
   if (what === "cancel" && !confirm(t("shop.confirmcancel", { id }))) return;
   const r = await api("POST", `/api/orders/${encodeURIComponent(id)}/${what}`);
-  if (r.ok && r.data.order) S.orders.set(id, r.data.order);
+  if (r.ok && r.data.order) update(r.data.order);
   else if (r.ok && r.data.link) saveLink(id, location.origin + r.data.link);
   else if (!r.ok) S.error = errText(r);
   if (r.ok) renderLive();
@@ -290,10 +290,14 @@ function render() {
   map.draw();
 }
 
+// Takes a newer state of an order (never an older one: a reply and an event can cross), and raises the
+// arrival banner and chime when its robot comes to the shop.
 function update(o) {
   const before = S.orders.get(o.id);
+  if (before && (before.updated_at || 0) > (o.updated_at || 0)) return;
   S.orders.set(o.id, o);
-  if (o.status === "AT_PICKUP" && (!before || before.status !== "AT_PICKUP")) {
+  const announced = S.arrivals.some((a) => a.id === o.id);
+  if (o.status === "AT_PICKUP" && !announced) {
     S.arrivals.push({ id: o.id, robot: o.robot });
     chime();
   }
@@ -313,13 +317,20 @@ async function start() {
   }
   noteServerNow(r.data.now);
   S.me = r.data;
+  render();
   map.fitPoints([S.me.pos], 0.012);
   // Audio may only start after a touch; the first touch anywhere unlocks the chime.
   document.addEventListener("pointerdown", () => { if (!audio) try { audio = new AudioContext(); } catch {} }, { once: true });
   live("/api/events", {
     snapshot: (d) => {
       noteServerNow(d.now);
-      S.orders = new Map(d.orders.map((o) => [o.id, o]));
+      const before = S.orders;
+      S.orders = new Map();
+      // A robot already waiting at the shop (after a reload or a reconnect) gets its banner too.
+      for (const o of d.orders) {
+        S.orders.set(o.id, before.get(o.id) || o);
+        update(o);
+      }
       renderLive();
     },
     order: (d) => {
