@@ -309,3 +309,40 @@ async fn shops_customers_and_operators_use_the_pages_in_chromium() {
     drop(r2);
     server.stop().await;
 }
+
+/// The shop page's time to interactive on loopback (the map drawn and today's orders shown, measured by the
+/// page from its navigation start), over 15 loads in one browser after a warm-up. A benchmark, not a check:
+/// `cargo test --release -p trundle-tests --test browser -- --ignored --nocapture shop_page_load`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark; run by hand"]
+async fn shop_page_load() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_web(dir.path()).await;
+    let base = server.web_url();
+    let mut ops = Ops::new(&server).await;
+    let token = ops.shop("bakery", CASINO).await;
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().expect("profile");
+    let c = driver.browser(profile.path(), "en-US").await;
+    sign_in(&c, &base, &token).await;
+    // The first load fetches the map; later ones revalidate it (ETag, 304).
+    let first = wait_for(&c, "body[data-interactive-ms]", 20).await;
+    let cold = first.attr("data-interactive-ms").await.expect("attr").expect("value");
+    let mut ms = Vec::new();
+    for _ in 0..15 {
+        c.goto(&format!("{base}/shop")).await.expect("loads");
+        let b = wait_for(&c, "body[data-interactive-ms]", 20).await;
+        ms.push(b.attr("data-interactive-ms").await.expect("attr").expect("value").parse::<f64>().expect("ms"));
+    }
+    let map = common::http::request(server.http.expect("http"), "GET", "/api/map", &[], b"").await;
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "shop page interactive: first load {cold} ms; then median {:.0} ms, worst {:.0} ms over {} loads; /api/map {} bytes",
+        ms[ms.len() / 2],
+        ms[ms.len() - 1],
+        ms.len(),
+        map.body.len()
+    );
+    c.close().await.expect("closes");
+    server.stop().await;
+}

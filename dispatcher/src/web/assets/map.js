@@ -39,7 +39,8 @@ export class MapView {
     );
     this.view = null;
     this.wire();
-    loadMap()
+    // Resolves once the map is drawn (or failed to load).
+    this.ready = loadMap()
       .then((m) => {
         this.map = m;
         this.note.hidden = true;

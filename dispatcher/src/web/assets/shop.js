@@ -321,8 +321,16 @@ async function start() {
   map.fitPoints([S.me.pos], 0.012);
   // Audio may only start after a touch; the first touch anywhere unlocks the chime.
   document.addEventListener("pointerdown", () => { if (!audio) try { audio = new AudioContext(); } catch {} }, { once: true });
+  let firstSnapshot;
+  const snapshotSeen = new Promise((resolve) => (firstSnapshot = resolve));
+  // Interactive: the map drawn and today's orders shown. Marked for the browser benchmark.
+  Promise.all([map.ready, snapshotSeen]).then(() => {
+    performance.mark("trundle-interactive");
+    document.body.dataset.interactiveMs = String(Math.round(performance.now()));
+  });
   live("/api/events", {
     snapshot: (d) => {
+      firstSnapshot();
       noteServerNow(d.now);
       const before = S.orders;
       S.orders = new Map();
