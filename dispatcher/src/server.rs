@@ -64,6 +64,12 @@ impl TlsConfig {
         Ok(Self { cert_pem: read(cert)?, key_pem: read(key)?, client_ca_pem: client_ca.map(read).transpose()? })
     }
 
+    /// The web port's TLS: the same certificate, no client certificates.
+    fn web_config(&self) -> tonic::transport::ServerTlsConfig {
+        use tonic::transport::{Identity, ServerTlsConfig};
+        ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+    }
+
     fn server_config(&self) -> tonic::transport::ServerTlsConfig {
         use tonic::transport::{Certificate, Identity, ServerTlsConfig};
         let mut c = ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
@@ -251,11 +257,22 @@ impl Prepared {
         let http_task = match http {
             Some(listener) => {
                 let addr = listener.local_addr().map_err(|e| Error::Setup(e.to_string()))?;
-                tracing::info!("web pages on http://{addr}/ and metrics on http://{addr}/metrics");
-                let app =
-                    crate::http::router(handle.clone(), rpc.clone()).merge(crate::web::router(ctx.clone(), false));
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                tracing::info!("web pages on {scheme}://{addr}/ and metrics on {scheme}://{addr}/metrics");
+                let app = crate::http::router(handle.clone(), rpc.clone())
+                    .merge(crate::web::router(ctx.clone(), tls.is_some()));
+                // Served by a second tonic server, for its rustls: with --tls-cert the web port is HTTPS with the
+                // same certificate (browsers have no client certificates, so never mutual TLS here), and HTTP/1.1
+                // or HTTP/2 as the browser chooses.
+                let mut web = Server::builder().accept_http1(true).tcp_nodelay(true);
+                if let Some(t) = &tls {
+                    web = web.tls_config(t.web_config()).map_err(|e| Error::Setup(format!("web TLS: {e}")))?;
+                }
+                let serving = web
+                    .add_routes(tonic::service::Routes::from(app))
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
                 Some(tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, app).await {
+                    if let Err(e) = serving.await {
                         tracing::warn!("the HTTP port stopped: {e}");
                     }
                 }))

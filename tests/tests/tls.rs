@@ -138,3 +138,64 @@ async fn mutual_tls_serves_certified_clients_only() {
     let _ = agent.await;
     server.stop().await;
 }
+
+/// With TLS configured, the web port is HTTPS with the same certificate, needs no client certificate even when
+/// the gRPC port requires one, and marks the session cookie Secure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_port_serves_https_with_secure_cookies() {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_with(dir.path(), None, |o| {
+        o.tls = Some(dispatcher::server::TlsConfig {
+            cert_pem: pki.server.0.clone().into_bytes(),
+            key_pem: pki.server.1.clone().into_bytes(),
+            client_ca_pem: Some(pki.ca.clone().into_bytes()),
+        });
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        l.set_nonblocking(true).expect("non-blocking");
+        o.http = Some(tokio::net::TcpListener::from_std(l).expect("tokio listener"));
+    })
+    .await;
+    let web = server.http.expect("http port");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(pki.ca.as_bytes()).expect("CA PEM")).expect("CA added");
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let https = || async {
+        let tcp = tokio::net::TcpStream::connect(web).await.expect("connects");
+        connector.connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("TLS handshake")
+    };
+
+    let health = common::http::request_on(https().await, "localhost", "GET", "/healthz", &[], b"").await;
+    assert_eq!(health.status, 200, "{health:?}");
+    let body = format!("{{\"token\": \"{}\"}}", server.operator_token());
+    let signed = common::http::request_on(
+        https().await,
+        "localhost",
+        "POST",
+        "/api/session",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(signed.status, 200, "{signed:?}");
+    let cookie = signed.header("set-cookie").expect("a cookie");
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    // Plain HTTP to the HTTPS port gets no answer.
+    let mut plain = tokio::net::TcpStream::connect(web).await.expect("connects");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.expect("writes");
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut raw)).await;
+    assert!(!String::from_utf8_lossy(&raw).contains("200 OK"), "served plain HTTP on the TLS port");
+    server.stop().await;
+}
