@@ -21,5 +21,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &files,
         &["proto"],
     )?;
+    // etcd's API, for the etcd store: clients only, and kept out of the descriptor set reflection serves.
+    let etcd = "proto/etcd/kv.proto";
+    println!("cargo:rerun-if-changed={etcd}");
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure().build_server(false).compile_with_config(config, &[etcd], &["proto"])?;
     Ok(())
 }

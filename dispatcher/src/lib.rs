@@ -12,6 +12,7 @@ pub mod auth;
 pub mod clock;
 pub mod core;
 pub mod error;
+pub mod etcd;
 pub mod http;
 pub mod limits;
 pub mod mapfile;

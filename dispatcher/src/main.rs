@@ -44,6 +44,18 @@ struct Args {
     /// Require client certificates signed by this CA (mutual TLS); needs --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Keep the records in an etcd cluster (`etcd://HOST:PORT,HOST:PORT,...`) instead of the sled store in
+    /// --data: several dispatchers of one --area then run as one leader and standbys, and a standby takes over
+    /// within seconds when the leader dies. Without it, the embedded sled store.
+    #[arg(long, env = "TRUNDLE_STORE")]
+    store: Option<String>,
+    /// The service area this dispatcher serves (with --store etcd://...).
+    #[arg(long, default_value = "default", env = "TRUNDLE_AREA")]
+    area: String,
+    /// The area leader's lease in seconds (with --store etcd://...): a dead leader is replaced about this long
+    /// after its last keep-alive.
+    #[arg(long, default_value_t = 3)]
+    lease_ttl_s: i64,
     /// Log lines as text for people, or as one JSON object per line for a log pipeline.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -78,9 +90,6 @@ async fn main() -> anyhow::Result<()> {
         "map {} imported",
         args.map.display()
     );
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let shutdown = async {
         // Ctrl-C or SIGTERM (service managers) both drain and stop cleanly.
         #[cfg(unix)]
@@ -104,9 +113,13 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let mut opts = dispatcher::Options::new(args.data, map);
-    if let Some(addr) = &args.http {
-        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        opts.http = Some(l);
+    if let Some(url) = &args.store {
+        let mut cfg = dispatcher::etcd::EtcdConfig::parse(url, &args.area)?;
+        if !(2..=600).contains(&args.lease_ttl_s) {
+            anyhow::bail!("--lease-ttl-s must be between 2 and 600 seconds");
+        }
+        cfg.lease_ttl_s = args.lease_ttl_s;
+        opts.etcd = Some(cfg);
     }
     opts.improver.enabled = !args.no_improve;
     if !(args.offline_limit_s.is_finite() && args.offline_limit_s > 0.0) {
@@ -121,6 +134,25 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         opts.tls = Some(dispatcher::server::TlsConfig::from_files(cert, key, args.tls_client_ca.as_deref())?);
     }
-    dispatcher::serve(listener, opts, shutdown).await?;
+    // Opening recovers the store; with etcd it first waits to lead the area (a standby waits here, and binds no
+    // port until it leads, so clients find the leader by where they can connect).
+    let mut shutdown = Box::pin(shutdown);
+    let opening = tokio::task::spawn_blocking(move || dispatcher::open(opts));
+    let mut prepared = tokio::select! {
+        p = opening => p.context("opening the store")??,
+        () = &mut shutdown => {
+            // A standby still campaigning: nothing to drain, and the campaign's thread would hold the exit up.
+            tracing::info!("stopped while standing by");
+            std::process::exit(0);
+        }
+    };
+    if let Some(addr) = &args.http {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        prepared = prepared.with_http(l);
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    Box::pin(prepared.serve(listener, shutdown)).await?;
     Ok(())
 }

@@ -46,6 +46,9 @@ pub struct Options {
     pub tls: Option<TlsConfig>,
     /// Serve `/metrics` and `/healthz` on this (bound) listener ([`crate::http`]).
     pub http: Option<TcpListener>,
+    /// Keep the records in this etcd cluster, as the leader of one service area, instead of the sled store in
+    /// the data directory ([`crate::etcd`]). Opening waits until this dispatcher leads the area.
+    pub etcd: Option<crate::etcd::EtcdConfig>,
 }
 
 /// PEM material for serving TLS.
@@ -91,6 +94,7 @@ impl Options {
             limits: Limits::default(),
             tls: None,
             http: None,
+            etcd: None,
         }
     }
 }
@@ -146,6 +150,8 @@ pub struct Prepared {
     handle_to: Option<tokio::sync::oneshot::Sender<CoreHandle>>,
     data_dir: PathBuf,
     http: Option<TcpListener>,
+    /// The etcd store, when the records live there: its leadership, and resigning at an orderly stop.
+    etcd: Option<Arc<crate::etcd::EtcdStore>>,
 }
 
 /// Serves until `shutdown` resolves. The listener is already bound, so tests can pass `127.0.0.1:0`.
@@ -162,7 +168,17 @@ pub async fn serve(
 pub fn open(opts: Options) -> Result<Prepared, Error> {
     std::fs::create_dir_all(&opts.data_dir)
         .map_err(|e| Error::Setup(format!("cannot create {}: {e}", opts.data_dir.display())))?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&opts.data_dir)?);
+    let (store, etcd, ready, map): (Arc<dyn Store>, _, _, _) = match &opts.etcd {
+        None => (Arc::new(SledStore::open(&opts.data_dir)?), None, None, Some(opts.map)),
+        Some(cfg) => {
+            // Everything that needs no records is done before campaigning, so a standby that takes over only
+            // reads the records.
+            let ready = Dispatcher::new(opts.map, opts.config.clone());
+            let holder = format!("{}:{}", std::process::id(), crate::web::session::random_hex(4));
+            let e = Arc::new(crate::etcd::EtcdStore::lead(cfg.clone(), &holder)?);
+            (e.clone(), Some(e), Some(ready), None)
+        }
+    };
     let records = store.load()?;
     let (orders, robots) = records.iter().fold((0, 0), |(o, r), rec| match rec {
         fleet_core::dispatcher::Record::Order(_) => (o + 1, r),
@@ -170,14 +186,25 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
         _ => (o, r),
     });
     tracing::info!(orders, robots, "recovered from {}", opts.data_dir.display());
-    let map = match Dispatcher::check_map(&records, &opts.map) {
-        Ok(()) => opts.map,
-        // The store may name a map an operator loaded (kept in the data directory), or one a crash left
-        // pending after its commit: take whichever of those it names.
-        Err(e) => stored_map(&opts.data_dir, &records)
-            .ok_or_else(|| Error::Setup(format!("cannot open {}: {e}", opts.data_dir.display())))?,
+    let dispatcher = match ready {
+        // An area in etcd runs on the map every one of its dispatchers is started with.
+        Some(ready) => {
+            Dispatcher::check_map(&records, ready.map())
+                .map_err(|e| Error::Setup(format!("cannot take the area over: {e}")))?;
+            ready.with_records(records)
+        }
+        None => {
+            let given = map.ok_or_else(|| Error::Setup("no map".into()))?;
+            let map = match Dispatcher::check_map(&records, &given) {
+                Ok(()) => given,
+                // The store may name a map an operator loaded (kept in the data directory), or one a crash left
+                // pending after its commit: take whichever of those it names.
+                Err(e) => stored_map(&opts.data_dir, &records)
+                    .ok_or_else(|| Error::Setup(format!("cannot open {}: {e}", opts.data_dir.display())))?,
+            };
+            Dispatcher::restore(map, opts.config, records)
+        }
     };
-    let dispatcher = Dispatcher::restore(map, opts.config, records);
     let auth = Auth::load(store.clone(), &opts.limits)?;
     if !auth.has_operator() {
         let token = auth.issue(Principal::Operator)?;
@@ -196,10 +223,23 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
         handle_to: None,
         data_dir: opts.data_dir,
         http: opts.http,
+        etcd,
     })
 }
 
 impl Prepared {
+    /// Serves the HTTP port on `l` too (bound once the store is open: a standby binds nothing until it leads).
+    pub fn with_http(mut self, l: TcpListener) -> Self {
+        self.http = Some(l);
+        self
+    }
+
+    /// With the etcd store: cleared once this dispatcher may have lost its area (it then writes nothing and
+    /// should stop, so that it can stand by again).
+    pub fn leadership(&self) -> Option<Arc<std::sync::atomic::AtomicBool>> {
+        self.etcd.as_ref().map(|e| e.leadership().live_flag())
+    }
+
     /// The core's handle, once [`Prepared::serve`] has started the core: for a process that runs the server
     /// in-process and wants to read its figures.
     pub fn core_handle(&mut self) -> tokio::sync::oneshot::Receiver<CoreHandle> {
@@ -214,7 +254,7 @@ impl Prepared {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Prepared { dispatcher, store, auth, improver, clock, limits, tls, handle_to, data_dir, http } = self;
+        let Prepared { dispatcher, store, auth, improver, clock, limits, tls, handle_to, data_dir, http, etcd } = self;
         // The host decides when a tick or a search is due; this only wakes the core on the tick cadence so
         // that it looks even when no input arrives.
         let wake_every = Duration::from_secs_f64(dispatcher.config().tick_every_s.clamp(0.01, 3_600.0));
@@ -291,6 +331,25 @@ impl Prepared {
 
         let addr = listener.local_addr().map_err(|e| Error::Setup(e.to_string()))?;
         tracing::info!("serving on {addr}");
+        // With the etcd store, losing the area stops the server too: it could write nothing more.
+        let live = etcd.as_ref().map(|e| e.leadership().live_flag());
+        let shutdown = async move {
+            let lost = async {
+                match live {
+                    Some(live) => {
+                        while live.load(std::sync::atomic::Ordering::Acquire) {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        tracing::error!("lost the service area's leadership; stopping");
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown => {}
+                () = lost => {}
+            }
+        };
         let stop = async move {
             shutdown.await;
             tracing::info!("shutting down");
@@ -326,7 +385,15 @@ impl Prepared {
             .add_service(ops)
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop)
             .await
-            .map_err(|e| Error::Setup(format!("server: {e}")))
+            .map_err(|e| Error::Setup(format!("server: {e}")))?;
+        if let Some(e) = etcd {
+            if !e.leadership().is_live() {
+                return Err(Error::Store("lost the service area's leadership".into()));
+            }
+            // An orderly stop hands the area over at once instead of after the lease.
+            e.resign();
+        }
+        Ok(())
     }
 }
 

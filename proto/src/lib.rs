@@ -11,6 +11,12 @@ pub mod pb {
     tonic::include_proto!("trundle.v1");
 }
 
+/// The part of etcd's v3 API the etcd store uses (package `etcdserverpb`: KV and Lease clients).
+pub mod etcd {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("etcdserverpb");
+}
+
 /// Re-exported so clients need no prost-types dependency of their own.
 pub use prost_types;
 

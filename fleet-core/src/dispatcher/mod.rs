@@ -231,7 +231,14 @@ impl Dispatcher {
     /// Rebuilds a dispatcher from stored records. Every robot starts offline until its session says hello.
     /// The records must fit `map` ([`Self::check_map`]); the fingerprint is then this map's.
     pub fn restore(map: MapGraph, config: Config, records: Vec<Record>) -> Self {
-        let mut d = Self::new(map, config);
+        Self::new(map, config).with_records(records)
+    }
+
+    /// A new dispatcher ([`Dispatcher::new`]) given its store's records: what [`Dispatcher::restore`] does in
+    /// two steps, so that a standby can prepare the map while another dispatcher still leads, and read the
+    /// records only once it takes over.
+    pub fn with_records(self, records: Vec<Record>) -> Self {
+        let mut d = self;
         for r in records {
             match r {
                 Record::Order(o) => {

@@ -1,0 +1,463 @@
+//! The etcd store: the same records and tokens as the sled store, kept in an etcd cluster under one service
+//! area's prefix, and the area's leadership that fences every write.
+//!
+//! Keys, under `/trundle/<area>/`:
+//! - `leader`: the holder's name, attached to its lease. Its create revision is the leader's **fencing token**:
+//!   unique and rising across the cluster's history, so a later leader always holds a larger one.
+//! - `r/<record key>`: a record as JSON (the keys of [`RecordKey::storage_key`]).
+//! - `t/<token hash>`: a token entry as JSON.
+//!
+//! Every write is one transaction whose condition is that `leader` still has the holder's create revision: a
+//! dispatcher that lost the lease (paused, partitioned, slow) can write nothing, however late its write arrives.
+//! A group of records is one transaction, so it lands whole or not at all (etcd's `--max-txn-ops` and
+//! `--max-request-bytes` must allow the largest group; see `docs/operations.md`). A write whose outcome is not
+//! known (a timeout, a lost connection) is reported as such, never as a failure: it may have landed, and the
+//! client's retry with its idempotency key is what makes it safe.
+//!
+//! The holder keeps its lease alive every third of its TTL. When no keep-alive has been answered for the TTL
+//! less one second (on the monotonic clock), it stops writing (self-fencing) before etcd can hand the area to
+//! another dispatcher; the transaction condition is the guarantee, this only avoids futile writes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fleet_core::dispatcher::Record;
+use fleet_core::host::RecordKey;
+use tonic::transport::{Channel, Endpoint};
+use trundle_proto::etcd as pb;
+use trundle_proto::etcd::kv_client::KvClient;
+use trundle_proto::etcd::lease_client::LeaseClient;
+
+use crate::Error;
+use crate::store::{Store, TokenEntry};
+
+/// How long one etcd call may take before its outcome counts as unknown.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Keys read per page when loading.
+const PAGE: i64 = 1000;
+
+/// Keys and values, in key order.
+type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Where the area lives and how long its leadership lasts.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    /// `host:port` of each member; calls go to any of them.
+    pub endpoints: Vec<String>,
+    /// The service area's name: the keys' prefix.
+    pub area: String,
+    /// The leader's lease. A dead leader's area is taken over this long after its last keep-alive.
+    pub lease_ttl_s: i64,
+    /// How often a standby looks whether the area is free.
+    pub poll_every: Duration,
+}
+
+impl EtcdConfig {
+    /// Parses `etcd://HOST:PORT,HOST:PORT,...`.
+    pub fn parse(url: &str, area: &str) -> Result<Self, Error> {
+        let rest = url
+            .strip_prefix("etcd://")
+            .ok_or_else(|| Error::Setup(format!("{url:?}: an etcd store is etcd://HOST:PORT[,HOST:PORT...]")))?;
+        let endpoints: Vec<String> = rest.split(',').map(|s| s.trim().trim_end_matches('/').to_owned()).collect();
+        if endpoints.iter().any(|e| e.is_empty() || !e.contains(':')) {
+            return Err(Error::Setup(format!("{url:?}: every endpoint is HOST:PORT")));
+        }
+        if area.is_empty() || !area.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(Error::Setup(format!("area {area:?}: 1 or more letters, digits, '-', '_' or '.'")));
+        }
+        Ok(Self { endpoints, area: area.to_owned(), lease_ttl_s: 3, poll_every: Duration::from_millis(200) })
+    }
+}
+
+/// A connection to the cluster with its own small runtime: the store is called from the core's writer thread
+/// and from request handlers alike, and waits for its calls without needing the caller's runtime.
+struct Conn {
+    rt: RuntimeBox,
+    kv: KvClient<Channel>,
+    lease: LeaseClient<Channel>,
+}
+
+/// The store's runtime, shut down without waiting when dropped (a runtime dropped on an async thread would
+/// otherwise panic).
+struct RuntimeBox(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for RuntimeBox {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for RuntimeBox {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Conn {
+    fn open(cfg: &EtcdConfig) -> Result<Self, Error> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Setup(format!("etcd runtime: {e}")))?;
+        let endpoints: Vec<Endpoint> = cfg
+            .endpoints
+            .iter()
+            .map(|e| {
+                Endpoint::from_shared(format!("http://{e}"))
+                    .map(|ep| ep.connect_timeout(Duration::from_secs(2)).timeout(CALL_TIMEOUT))
+                    .map_err(|err| Error::Setup(format!("etcd endpoint {e}: {err}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let channel = {
+            let _guard = rt.enter();
+            Channel::balance_list(endpoints.into_iter())
+        };
+        let kv = KvClient::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
+        let lease = LeaseClient::new(channel);
+        Ok(Self { rt: RuntimeBox(Some(rt)), kv, lease })
+    }
+
+    /// Runs `f` on the store's runtime and waits for it, from any thread.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
+    ) -> Result<T, tonic::Status> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.rt.spawn(async move {
+            let _ = tx.send(tokio::time::timeout(CALL_TIMEOUT, f).await);
+        });
+        match rx.recv_timeout(CALL_TIMEOUT + Duration::from_secs(1)) {
+            Ok(Ok(r)) => r,
+            _ => Err(tonic::Status::deadline_exceeded("no answer from etcd in time")),
+        }
+    }
+}
+
+/// The key one past every key starting with `prefix` (etcd's range end for a prefix).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// An etcd call failed: was the write's outcome unknown, or was it surely not done?
+fn call_err(what: &str, st: &tonic::Status) -> Error {
+    use tonic::Code;
+    match st.code() {
+        // The request may have reached etcd and committed.
+        Code::DeadlineExceeded | Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Internal => {
+            Error::Store(format!("{what}: the outcome is unknown ({}): it may have been stored", st.message()))
+        }
+        _ => Error::Store(format!("{what}: etcd refused it: {}", st.message())),
+    }
+}
+
+/// This dispatcher's hold on its area.
+pub struct Leadership {
+    /// The leader key's create revision.
+    pub token: i64,
+    pub lease: i64,
+    /// Cleared when the lease may have lapsed: no write is attempted after that.
+    live: Arc<AtomicBool>,
+}
+
+impl Leadership {
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    pub fn live_flag(&self) -> Arc<AtomicBool> {
+        self.live.clone()
+    }
+}
+
+pub struct EtcdStore {
+    cfg: EtcdConfig,
+    conn: Conn,
+    holder: String,
+    leadership: Leadership,
+}
+
+impl EtcdStore {
+    fn key(&self, rest: &str) -> Vec<u8> {
+        format!("/trundle/{}/{rest}", self.cfg.area).into_bytes()
+    }
+
+    /// Connects and waits until this dispatcher leads the area (a standby waits here while another leads),
+    /// then keeps the lease alive in the background. `holder` names this dispatcher in the leader key.
+    pub fn lead(cfg: EtcdConfig, holder: &str) -> Result<Self, Error> {
+        let conn = Conn::open(&cfg)?;
+        let leader_key = format!("/trundle/{}/leader", cfg.area).into_bytes();
+        let mut waiting_since: Option<Instant> = None;
+        loop {
+            // A fresh lease per attempt: one granted while another led may be close to its end.
+            let mut lease_client = conn.lease.clone();
+            let ttl = cfg.lease_ttl_s;
+            let granted = conn.run(async move {
+                lease_client.lease_grant(pb::LeaseGrantRequest { ttl, id: 0 }).await.map(|r| r.into_inner().id)
+            });
+            let lease = match granted {
+                Ok(id) => id,
+                Err(st) => {
+                    tracing::warn!("etcd unreachable while campaigning for area {}: {}", cfg.area, st.message());
+                    std::thread::sleep(cfg.poll_every.max(Duration::from_millis(500)));
+                    continue;
+                }
+            };
+            let mut kv = conn.kv.clone();
+            let (key, value) = (leader_key.clone(), holder.as_bytes().to_vec());
+            let txn = pb::TxnRequest {
+                compare: vec![pb::Compare {
+                    result: pb::compare::CompareResult::Equal as i32,
+                    target: pb::compare::CompareTarget::Create as i32,
+                    key: key.clone(),
+                    target_union: Some(pb::compare::TargetUnion::CreateRevision(0)),
+                }],
+                success: vec![pb::RequestOp {
+                    request: Some(pb::request_op::Request::RequestPut(pb::PutRequest { key, value, lease })),
+                }],
+                failure: vec![],
+            };
+            match conn.run(async move { kv.txn(txn).await.map(|r| r.into_inner()) }) {
+                Ok(r) if r.succeeded => {
+                    let token = r.header.map_or(0, |h| h.revision);
+                    tracing::info!(area = %cfg.area, token, "leading the area");
+                    let live = Arc::new(AtomicBool::new(true));
+                    keep_alive(&conn, lease, cfg.lease_ttl_s, live.clone());
+                    return Ok(Self {
+                        holder: holder.to_owned(),
+                        leadership: Leadership { token, lease, live },
+                        cfg,
+                        conn,
+                    });
+                }
+                Ok(_) => {
+                    if waiting_since.is_none() {
+                        tracing::info!(area = %cfg.area, "another dispatcher leads the area; standing by");
+                        waiting_since = Some(Instant::now());
+                    }
+                }
+                Err(st) => tracing::warn!("campaign for area {} failed: {}", cfg.area, st.message()),
+            }
+            let mut lease_client = conn.lease.clone();
+            let _ = conn.run(async move { lease_client.lease_revoke(pb::LeaseRevokeRequest { id: lease }).await });
+            std::thread::sleep(cfg.poll_every);
+        }
+    }
+
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Gives the area up (an orderly stop): the standby takes over at once instead of after the lease.
+    pub fn resign(&self) {
+        self.leadership.live.store(false, Ordering::Release);
+        let mut lease_client = self.conn.lease.clone();
+        let id = self.leadership.lease;
+        let _ = self.conn.run(async move { lease_client.lease_revoke(pb::LeaseRevokeRequest { id }).await });
+    }
+
+    /// Every value under `prefix`, in key order, a page at a time.
+    fn range_prefix(&self, prefix: &[u8]) -> Result<KeyValues, Error> {
+        let end = prefix_end(prefix);
+        let mut from = prefix.to_vec();
+        let mut out = Vec::new();
+        loop {
+            let mut kv = self.conn.kv.clone();
+            let req = pb::RangeRequest { key: from.clone(), range_end: end.clone(), limit: PAGE, revision: 0 };
+            let r = self.conn.run(async move { kv.range(req).await.map(|r| r.into_inner()) }).map_err(|st| {
+                Error::Store(format!("reading the area {} from etcd: {}", self.cfg.area, st.message()))
+            })?;
+            let more = r.more;
+            for kv in r.kvs {
+                from = kv.key.clone();
+                out.push((kv.key, kv.value));
+            }
+            if !more {
+                return Ok(out);
+            }
+            from.push(0);
+        }
+    }
+
+    /// Writes `ops` in one transaction on condition that this dispatcher still leads the area.
+    fn fenced(&self, what: &str, ops: Vec<pb::RequestOp>) -> Result<(), Error> {
+        if !self.leadership.is_live() {
+            return Err(Error::Store(format!(
+                "{what}: this dispatcher's lease on area {} may have lapsed; it no longer writes",
+                self.cfg.area
+            )));
+        }
+        let leader_key = self.key("leader");
+        let txn = pb::TxnRequest {
+            compare: vec![pb::Compare {
+                result: pb::compare::CompareResult::Equal as i32,
+                target: pb::compare::CompareTarget::Create as i32,
+                key: leader_key,
+                target_union: Some(pb::compare::TargetUnion::CreateRevision(self.leadership.token)),
+            }],
+            success: ops,
+            failure: vec![],
+        };
+        let mut kv = self.conn.kv.clone();
+        match self.conn.run(async move { kv.txn(txn).await.map(|r| r.into_inner()) }) {
+            Ok(r) if r.succeeded => Ok(()),
+            Ok(_) => {
+                self.leadership.live.store(false, Ordering::Release);
+                Err(Error::Store(format!(
+                    "{what}: refused, another dispatcher now leads area {} (fencing token {} is stale)",
+                    self.cfg.area, self.leadership.token
+                )))
+            }
+            Err(st) => Err(call_err(what, &st)),
+        }
+    }
+}
+
+/// Keeps `lease` alive every third of its TTL; clears `live` when no keep-alive was answered for TTL - 1 s.
+fn keep_alive(conn: &Conn, lease: i64, ttl_s: i64, live: Arc<AtomicBool>) {
+    let mut client = conn.lease.clone();
+    conn.rt.spawn(async move {
+        let every = Duration::from_millis((ttl_s.max(1) as u64 * 1000) / 3);
+        let limit = Duration::from_millis((ttl_s.max(2) as u64 - 1) * 1000);
+        let mut last_ok = Instant::now();
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if !live.load(Ordering::Acquire) {
+                return;
+            }
+            let sent = Instant::now();
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let _ = tx.send(pb::LeaseKeepAliveRequest { id: lease }).await;
+            drop(tx);
+            let answered = tokio::time::timeout(every, async {
+                let mut stream =
+                    client.lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+                stream.message().await
+            })
+            .await;
+            match answered {
+                Ok(Ok(Some(r))) if r.ttl > 0 => last_ok = sent,
+                Ok(Ok(_)) => {
+                    tracing::error!(lease, "the area's lease has expired; this dispatcher stops writing");
+                    live.store(false, Ordering::Release);
+                    return;
+                }
+                _ => {}
+            }
+            if last_ok.elapsed() > limit {
+                tracing::error!(lease, "no lease keep-alive answered in time; this dispatcher stops writing");
+                live.store(false, Ordering::Release);
+                return;
+            }
+        }
+    });
+}
+
+impl Store for EtcdStore {
+    fn load(&self) -> Result<Vec<Record>, Error> {
+        self.range_prefix(&self.key("r/"))?
+            .into_iter()
+            .map(|(k, v)| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::Store(format!("record {} is unreadable: {e}", String::from_utf8_lossy(&k))))
+            })
+            .collect()
+    }
+
+    fn write(&self, records: &[(RecordKey, Record)]) -> Result<(), Error> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // etcd refuses a transaction that puts one key twice; a group may hold several records of one key, and the
+        // last of them is the one that stands.
+        let mut last: std::collections::BTreeMap<String, &Record> = std::collections::BTreeMap::new();
+        for (k, r) in records {
+            last.insert(k.storage_key(), r);
+        }
+        let mut ops = Vec::with_capacity(last.len());
+        for (k, r) in last {
+            let value = serde_json::to_vec(r).map_err(|e| Error::Store(e.to_string()))?;
+            let key = self.key(&format!("r/{k}"));
+            ops.push(pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestPut(pb::PutRequest { key, value, lease: 0 })),
+            });
+        }
+        let written = self.fenced(&format!("committing {} records", records.len()), ops);
+        if written.is_err() {
+            // The core stops at a failed write; this dispatcher steps down so that a standby, which reads what
+            // landed from etcd, takes the area over.
+            self.leadership.live.store(false, Ordering::Release);
+        }
+        written
+    }
+
+    fn load_tokens(&self) -> Result<Vec<TokenEntry>, Error> {
+        self.range_prefix(&self.key("t/"))?
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| Error::Store(e.to_string())))
+            .collect()
+    }
+
+    fn put_token(&self, t: &TokenEntry) -> Result<(), Error> {
+        let value = serde_json::to_vec(t).map_err(|e| Error::Store(e.to_string()))?;
+        let key = self.key(&format!("t/{}", t.hash_hex));
+        self.fenced(
+            "storing a token",
+            vec![pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestPut(pb::PutRequest { key, value, lease: 0 })),
+            }],
+        )
+    }
+
+    fn delete_tokens(&self, hashes: &[String]) -> Result<(), Error> {
+        let ops = hashes
+            .iter()
+            .map(|h| pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                    key: self.key(&format!("t/{h}")),
+                    range_end: Vec::new(),
+                })),
+            })
+            .collect();
+        self.fenced("revoking tokens", ops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_parse_and_bad_ones_say_why() {
+        let c = EtcdConfig::parse("etcd://127.0.0.1:2379,10.0.0.2:2379", "north").expect("valid");
+        assert_eq!(c.endpoints, vec!["127.0.0.1:2379", "10.0.0.2:2379"]);
+        assert!(EtcdConfig::parse("http://x:1", "a").is_err());
+        assert!(EtcdConfig::parse("etcd://x", "a").is_err());
+        assert!(EtcdConfig::parse("etcd://x:1,", "a").is_err());
+        assert!(EtcdConfig::parse("etcd://x:1", "a/b").is_err());
+        assert!(EtcdConfig::parse("etcd://x:1", "").is_err());
+    }
+
+    #[test]
+    fn a_prefix_range_ends_after_every_key_with_it() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+    }
+}

@@ -1,0 +1,444 @@
+//! The etcd store on a real 3-member etcd cluster on loopback (Debian's `etcd-server`; `.ci/run` installs it;
+//! each test starts its own cluster in a temp dir and stops it by its processes' handles).
+//!
+//! - The store keeps records and tokens, and fences: a leader whose lease ended writes nothing, however late its
+//!   write arrives, and the next leader holds a larger fencing token and finds everything acknowledged.
+//! - Failover: two `trundle-dispatcher` processes of one area, one leading and one standing by; the leader is
+//!   killed with SIGKILL while clients place orders (`TRUNDLE_FAILOVER_CYCLES` times, default 20), a standby takes
+//!   over from the store each time, and every acknowledged order exists exactly once with its content.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dispatcher::etcd::{EtcdConfig, EtcdStore};
+use dispatcher::store::{Principal, Store, TokenEntry};
+use fleet_core::dispatcher::{Meta, Record};
+use fleet_core::host::RecordKey;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+use trundle_proto::pb;
+use trundle_proto::prost_types::Timestamp;
+
+const ETCD: &str = "/usr/bin/etcd";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A 3-member etcd cluster on loopback; its processes are killed when it is dropped.
+struct Etcd {
+    members: Vec<Child>,
+    clients: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        assert!(
+            std::path::Path::new(ETCD).exists(),
+            "these tests need etcd (apt-get install etcd-server); .ci/run installs it"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let cluster: Vec<String> =
+            ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
+        let mut members = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let child = Command::new(ETCD)
+                .args(["--name", &format!("m{i}")])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("m{i}")))
+                .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args(["--initial-cluster", &cluster.join(",")])
+                .args(["--initial-cluster-state", "new", "--initial-cluster-token", "trundle-test"])
+                // A group commit is one transaction: allow large ones (see docs/operations.md).
+                .args(["--max-txn-ops", "100000", "--max-request-bytes", "33554432"])
+                .env("ETCD_UNSUPPORTED_ARCH", "")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("etcd starts");
+            members.push(child);
+        }
+        let clients = ports.iter().map(|(c, _)| format!("127.0.0.1:{c}")).collect();
+        Etcd { members, clients, _dir: dir }
+    }
+
+    fn url(&self) -> String {
+        format!("etcd://{}", self.clients.join(","))
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
+    }
+}
+
+fn config(etcd: &Etcd, area: &str) -> EtcdConfig {
+    EtcdConfig::parse(&etcd.url(), area).expect("valid")
+}
+
+/// Leads `area` on a thread of its own (leading blocks while another leads).
+fn lead_in_background(cfg: EtcdConfig, holder: &'static str) -> std::thread::JoinHandle<EtcdStore> {
+    std::thread::spawn(move || EtcdStore::lead(cfg, holder).expect("leads"))
+}
+
+#[test]
+fn the_etcd_store_keeps_records_and_fences_a_stale_leader() {
+    let etcd = Etcd::start();
+    let first = lead_in_background(config(&etcd, "t1"), "first").join().expect("first leads");
+    let meta = |seq| (RecordKey::Meta, Record::Meta(Meta { next_order_seq: seq, ..Meta::default() }));
+    first.write(&[meta(40)]).expect("writes");
+    // One group may hold two records of a key: the last stands (etcd refuses a transaction that puts a key twice).
+    first.write(&[meta(41), meta(42)]).expect("writes");
+    first.put_token(&TokenEntry { hash_hex: "ab".into(), principal: Principal::Operator }).expect("token");
+    assert_eq!(first.load().expect("loads"), vec![meta(42).1]);
+
+    // A standby waits while the first leads.
+    let second = lead_in_background(config(&etcd, "t1"), "second");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!second.is_finished(), "a second leader while the first's lease lives");
+    // Another area is independent.
+    let other = lead_in_background(config(&etcd, "t2"), "other").join().expect("leads its own area");
+    assert!(other.load().expect("loads").is_empty());
+
+    // The first's lease ends behind its back (as when it is paused past its TTL): the second takes over, and the
+    // first's late write is refused by etcd even though it has not noticed.
+    revoke(&etcd, first.leadership().lease);
+    let second = second.join().expect("second leads");
+    assert!(second.leadership().token > first.leadership().token, "fencing tokens rise");
+    let late = first.write(&[meta(99)]).expect_err("a stale leader's write is refused");
+    assert!(late.to_string().contains("another dispatcher now leads"), "{late}");
+    assert_eq!(
+        second.load().expect("loads"),
+        vec![meta(42).1],
+        "the new leader sees what was acknowledged, not the late write"
+    );
+    assert_eq!(second.load_tokens().expect("tokens").len(), 1);
+    second.write(&[meta(43)]).expect("the new leader writes");
+    second.delete_tokens(&["ab".into()]).expect("deletes");
+    assert!(second.load_tokens().expect("tokens").is_empty());
+    // Resigning hands the area over at once.
+    let third = lead_in_background(config(&etcd, "t1"), "third");
+    second.resign();
+    let third = third.join().expect("third leads");
+    assert_eq!(third.load().expect("loads"), vec![meta(43).1]);
+}
+
+/// Revokes a lease directly in etcd.
+fn revoke(etcd: &Etcd, lease: i64) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let ch = Channel::from_shared(format!("http://{}", etcd.clients[0]))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connects");
+        trundle_proto::etcd::lease_client::LeaseClient::new(ch)
+            .lease_revoke(trundle_proto::etcd::LeaseRevokeRequest { id: lease })
+            .await
+            .expect("revoked");
+    });
+}
+
+fn authed<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    r
+}
+
+/// A dispatcher process of area `north` on `port`; killed when dropped.
+struct Dispatcher {
+    child: Child,
+}
+
+impl Dispatcher {
+    fn spawn(etcd: &Etcd, port: u16, data: &std::path::Path) -> Dispatcher {
+        let child = Command::new(env!("CARGO_BIN_EXE_trundle-dispatcher"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data)
+            .args(["--store", &etcd.url(), "--area", "north", "--lease-ttl-s", "3", "--no-improve"])
+            .arg("--map")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/monaco.osm.pbf"))
+            .env("RUST_LOG", std::env::var("TRUNDLE_FAILOVER_RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            // `TRUNDLE_FAILOVER_LOG=FILE` keeps what the dispatchers print (their log goes to stdout).
+            .stdout(match std::env::var_os("TRUNDLE_FAILOVER_LOG") {
+                Some(path) => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_or_else(|_| Stdio::null(), Stdio::from),
+                None => Stdio::null(),
+            })
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the dispatcher starts");
+        Dispatcher { child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The port of whichever dispatcher answers health checks now (a standby binds no port).
+async fn leader(ports: &[u16], within: Duration) -> (u16, Channel) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        for &p in ports {
+            if let Ok(ch) = Channel::from_shared(format!("http://127.0.0.1:{p}")).expect("url").connect().await {
+                let mut h = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+                if h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.is_ok() {
+                    return (p, ch);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no dispatcher leads the area");
+}
+
+/// Keeps one robot online (it never moves) through a hand-driven session on `ch`.
+async fn robot_online(ch: Channel, token: &str) -> tokio::sync::mpsc::Sender<pb::RobotMessage> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let hello = pb::RobotMessage {
+        msg: Some(pb::robot_message::Msg::Hello(pb::Hello {
+            factsheet: Some(pb::Factsheet {
+                model: "test".into(),
+                compartments: 4,
+                max_payload_grams: 50_000,
+                max_speed_mps: 1.6,
+                battery_capacity_wh: 1000.0,
+            }),
+            ..Default::default()
+        })),
+    };
+    tx.send(hello).await.expect("queue");
+    let mut client = pb::robot_service_client::RobotServiceClient::new(ch);
+    if let Ok(r) = client.session(authed(tokio_stream::wrappers::ReceiverStream::new(rx), token)).await {
+        let mut inbound = r.into_inner();
+        tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
+    }
+    tx
+}
+
+/// An acknowledged order, the port of the dispatcher that acknowledged it, and when.
+type Acked = (pb::Order, u16, Instant);
+
+fn request(k: usize, base_s: i64) -> pb::PlaceOrderRequest {
+    pb::PlaceOrderRequest {
+        idempotency_key: format!("k{k}"),
+        delivery: Some(pb::Delivery {
+            dropoff: Some(pb::LatLon { lat: 43.7405 + (k % 7) as f64 * 0.0004, lon: 7.4290 + (k % 5) as f64 * 0.0004 }),
+            parcel: Some(pb::Parcel { weight_grams: 500, compartments: 1 }),
+            ready_at: None,
+            deliver_by: Some(Timestamp { seconds: base_s + 6 * 3600, nanos: 0 }),
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_when_the_leader_is_killed_and_nothing_acknowledged_is_lost() {
+    let cycles: usize = std::env::var("TRUNDLE_FAILOVER_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let etcd = Etcd::start();
+    let dirs = [tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir")];
+    let ports = [free_port(), free_port()];
+    let mut procs: Vec<Option<Dispatcher>> = vec![Some(Dispatcher::spawn(&etcd, ports[0], dirs[0].path())), None];
+    let (_, ch) = leader(&ports[..1], Duration::from_secs(60)).await;
+    procs[1] = Some(Dispatcher::spawn(&etcd, ports[1], dirs[1].path()));
+    let op = std::fs::read_to_string(dispatcher::server::operator_token_path(dirs[0].path())).expect("operator token");
+    let op = op.trim().to_owned();
+    let mut ops = pb::ops_service_client::OpsServiceClient::new(ch.clone());
+    let shop = ops
+        .register_shop(authed(
+            pb::RegisterShopRequest {
+                shop_id: "bakery".into(),
+                name: "Bakery".into(),
+                location: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+            },
+            &op,
+        ))
+        .await
+        .expect("shop")
+        .into_inner()
+        .token;
+    let mut robot_tokens = Vec::new();
+    for i in 0..3 {
+        let req = pb::RegisterRobotRequest {
+            robot_id: format!("r{i}"),
+            name: String::new(),
+            depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+        };
+        robot_tokens.push(ops.register_robot(authed(req, &op)).await.expect("robot").into_inner().token);
+    }
+
+    let base_s = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()) as i64;
+    // Acknowledged orders by key, and which dispatcher answered each when.
+    let acked: Arc<Mutex<BTreeMap<usize, Acked>>> = Arc::default();
+    let next = Arc::new(Mutex::new(0usize));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let (acked, next, stop, shop) = (acked.clone(), next.clone(), stop.clone(), shop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut key = None;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || key.is_some() {
+                let k = *key.get_or_insert_with(|| {
+                    let mut n = next.lock().expect("lock");
+                    *n += 1;
+                    *n
+                });
+                let (port, ch) = leader(&ports, Duration::from_secs(60)).await;
+                let mut orders = pb::order_service_client::OrderServiceClient::new(ch);
+                match orders.place_order(authed(request(k, base_s), &shop)).await {
+                    Ok(r) => {
+                        let o = r.into_inner().order.expect("order");
+                        let id = o.order_id.clone();
+                        acked.lock().expect("lock").insert(k, (o, port, Instant::now()));
+                        key = None;
+                        // The robots never move: cancel at once so that their plans never fill. A cancellation
+                        // whose answer was lost is sent again; "already cancelled" is its answer then.
+                        loop {
+                            let (_, ch) = leader(&ports, Duration::from_secs(60)).await;
+                            let mut c = pb::order_service_client::OrderServiceClient::new(ch);
+                            match c.cancel_order(authed(pb::CancelOrderRequest { order_id: id.clone() }, &shop)).await {
+                                Ok(_) => break,
+                                Err(s) if s.code() == Code::FailedPrecondition && s.message().contains("CANCELLED") => {
+                                    break;
+                                }
+                                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                            }
+                        }
+                    }
+                    // The server went away mid-call (the outcome is unknown: the same key again), or no robot
+                    // has said hello to the new leader yet.
+                    Err(s)
+                        if matches!(
+                            s.code(),
+                            Code::Unavailable
+                                | Code::Unknown
+                                | Code::Cancelled
+                                | Code::FailedPrecondition
+                                | Code::Internal
+                        ) =>
+                    {
+                        if std::env::var_os("TRUNDLE_FAILOVER_LOG").is_some() {
+                            eprintln!("k{k} on {port}: {:?} {}", s.code(), s.message());
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(s) => panic!("key k{k}: {s:?}"),
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        }));
+    }
+
+    let mut failovers = Vec::new();
+    // The robots' sessions with the current leader (held open until it is killed).
+    let mut robots = Vec::new();
+    for cycle in 0..cycles {
+        let (port, ch) = leader(&ports, Duration::from_secs(60)).await;
+        if robots.is_empty() {
+            for t in &robot_tokens {
+                robots.push(robot_online(ch.clone(), t).await);
+            }
+        }
+        // Let some orders through this leader, then kill it.
+        let before = acked.lock().expect("lock").len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.lock().expect("lock").len() < before + 5 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(acked.lock().expect("lock").len() >= before + 5, "cycle {cycle}: orders stopped flowing");
+        let i = ports.iter().position(|p| *p == port).expect("one of ours");
+        procs[i].as_mut().expect("running").kill();
+        let killed_at = Instant::now();
+        robots.clear();
+        // The next leader's first acknowledgement.
+        let last_old = acked.lock().expect("lock").values().filter(|(_, p, _)| *p == port).map(|(_, _, t)| *t).max();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let first_new = loop {
+            let (new_port, ch) = leader(&ports, Duration::from_secs(60)).await;
+            if new_port != port {
+                // Robots reconnect to the new leader so that orders can be placed.
+                if robots.is_empty() {
+                    for t in &robot_tokens {
+                        robots.push(robot_online(ch.clone(), t).await);
+                    }
+                }
+                let first = acked
+                    .lock()
+                    .expect("lock")
+                    .values()
+                    .filter(|(_, p, t)| *p == new_port && *t > killed_at)
+                    .map(|(_, _, t)| *t)
+                    .min();
+                if let Some(t) = first {
+                    break t;
+                }
+            }
+            assert!(Instant::now() < deadline, "cycle {cycle}: no acknowledgement from a new leader");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if let Some(last) = last_old {
+            failovers.push(first_new.duration_since(last).as_secs_f64());
+        }
+        // The killed one comes back as the standby.
+        procs[i] = Some(Dispatcher::spawn(&etcd, ports[i], dirs[i].path()));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.await.expect("client");
+    }
+
+    let (_, ch) = leader(&ports, Duration::from_secs(60)).await;
+    let mut orders = pb::order_service_client::OrderServiceClient::new(ch);
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let r = orders
+            .list_orders(authed(pb::ListOrdersRequest { include_closed: true, limit: 1000, page_token }, &shop))
+            .await
+            .expect("lists")
+            .into_inner();
+        all.extend(r.orders);
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        page_token = r.next_page_token;
+    }
+    let acked = acked.lock().expect("lock");
+    let by_id: BTreeMap<&str, &pb::Order> = all.iter().map(|o| (o.order_id.as_str(), o)).collect();
+    assert_eq!(by_id.len(), all.len(), "no order listed twice");
+    for (k, (o, _, _)) in acked.iter() {
+        let now =
+            by_id.get(o.order_id.as_str()).unwrap_or_else(|| panic!("acknowledged k{k} ({}) is lost", o.order_id));
+        assert_eq!((&now.dropoff, &now.deliver_by, &now.pin), (&o.dropoff, &o.deliver_by, &o.pin), "k{k}");
+    }
+    assert_eq!(all.len(), acked.len(), "every order was acknowledged once: no retried key made a second order");
+    failovers.sort_by(f64::total_cmp);
+    println!(
+        "{} failovers: last acknowledgement of the old leader to first of the new: median {:.2} s, worst {:.2} s; {} orders",
+        failovers.len(),
+        failovers.get(failovers.len() / 2).copied().unwrap_or(f64::NAN),
+        failovers.last().copied().unwrap_or(f64::NAN),
+        acked.len()
+    );
+}
