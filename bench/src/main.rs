@@ -3,6 +3,7 @@
 
 mod dashboards;
 mod load;
+mod store;
 mod traffic;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ enum Cmd {
     Load(LoadArgs),
     /// What traffic management costs the dispatcher core: ideal robots under load, turns on and off.
     Traffic(traffic::TrafficArgs),
+    /// Commit latency of the sled store and the etcd store (a local 3-member cluster it starts) side by side.
+    Store(StoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -68,6 +71,24 @@ struct LoadArgs {
     /// Operators' dashboards open during the run: each signs in over HTTP and reads the live fleet stream.
     #[arg(long, default_value_t = 0)]
     dashboards: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Commits per second, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    rates: Vec<f64>,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Rounds: each round runs every store at every rate, in turn.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// An etcd cluster to use (`etcd://HOST:PORT,...`); without it, a local 3-member cluster of /usr/bin/etcd is
+    /// started in a temp dir.
+    #[arg(long)]
+    etcd: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -798,6 +819,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Sim(a) => sim_bench(a),
         Cmd::Load(a) => load_bench(a),
         Cmd::Traffic(a) => traffic::traffic_bench(a),
+        Cmd::Store(a) => store_bench(a),
     }
 }
 
@@ -902,6 +924,50 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
         }
         out.emit(json!({"bench": "load", "core": "group size", "count": st.group.count,
             "p50": st.group.quantile_us(0.5), "p99": st.group.quantile_us(0.99), "max": st.group.max_us}));
+    }
+    Ok(())
+}
+
+/// Commit latency, sled and etcd, at each rate, interleaved over rounds.
+fn store_bench(a: StoreArgs) -> anyhow::Result<()> {
+    let mut out = Out { json: a.json, rows: Vec::new() };
+    let dir = tempfile::tempdir()?;
+    let _cluster;
+    let url = match &a.etcd {
+        Some(u) => u.clone(),
+        None => {
+            let c = dispatcher::etcd::LocalCluster::start(3, &dir.path().join("etcd"))
+                .map_err(|e| anyhow::anyhow!("no etcd to measure: {e}; pass --etcd etcd://HOST:PORT"))?;
+            let u = c.url();
+            _cluster = c;
+            u
+        }
+    };
+    let r2 = |v: f64| (v * 100.0).round() / 100.0;
+    let pct = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(f64::NAN)
+    };
+    for round in 0..a.rounds.max(1) {
+        for &rate in &a.rates {
+            for backend in ["sled", "etcd"] {
+                let store: Box<dyn dispatcher::store::Store> = match backend {
+                    "sled" => {
+                        Box::new(dispatcher::store::SledStore::open(&dir.path().join(format!("sled-{round}-{rate}")))?)
+                    }
+                    _ => {
+                        let cfg = dispatcher::etcd::EtcdConfig::parse(&url, &format!("bench-{round}-{rate}"))?;
+                        Box::new(dispatcher::etcd::EtcdStore::lead(cfg, "bench")?)
+                    }
+                };
+                let (mut lat, groups) = store::run(store.as_ref(), rate, a.seconds).map_err(anyhow::Error::msg)?;
+                let mean_group = groups.iter().sum::<usize>() as f64 / groups.len().max(1) as f64;
+                out.emit(json!({"bench": "store", "backend": backend, "round": round, "rate": rate,
+                    "commits": lat.len(), "p50_ms": r2(pct(&mut lat, 0.5)), "p99_ms": r2(pct(&mut lat, 0.99)),
+                    "max_ms": r2(pct(&mut lat, 1.0)), "groups": groups.len(), "mean_group": r2(mean_group),
+                    "machine": machine()}));
+            }
+        }
     }
     Ok(())
 }

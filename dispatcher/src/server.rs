@@ -293,7 +293,8 @@ impl Prepared {
             .map_err(|e| Error::Setup(format!("reflection: {e}")))?;
 
         let rpc = Arc::new(crate::stats::RpcStats::default());
-        let ctx = Ctx { core: handle.clone(), auth, limits, data_dir, rpc: rpc.clone() };
+        let fencing_token = etcd.as_ref().map_or(0, |e| u64::try_from(e.leadership().token).unwrap_or(0));
+        let ctx = Ctx { core: handle.clone(), auth, limits, data_dir, rpc: rpc.clone(), fencing_token };
         let http_task = match http {
             Some(listener) => {
                 let addr = listener.local_addr().map_err(|e| Error::Setup(e.to_string()))?;

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dispatcher::etcd::{EtcdConfig, EtcdStore};
+use dispatcher::etcd::{EtcdConfig, EtcdStore, LocalCluster};
 use dispatcher::store::{Principal, Store, TokenEntry};
 use fleet_core::dispatcher::{Meta, Record};
 use fleet_core::host::RecordKey;
@@ -21,65 +21,26 @@ use tonic::{Code, Request};
 use trundle_proto::pb;
 use trundle_proto::prost_types::Timestamp;
 
-const ETCD: &str = "/usr/bin/etcd";
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-/// A 3-member etcd cluster on loopback; its processes are killed when it is dropped.
+/// A 3-member etcd cluster on loopback in a temp dir; its processes are killed when it is dropped.
 struct Etcd {
-    members: Vec<Child>,
-    clients: Vec<String>,
+    cluster: LocalCluster,
     _dir: tempfile::TempDir,
 }
 
 impl Etcd {
     fn start() -> Etcd {
-        assert!(
-            std::path::Path::new(ETCD).exists(),
-            "these tests need etcd (apt-get install etcd-server); .ci/run installs it"
-        );
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-        let cluster: Vec<String> =
-            ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
-        let mut members = Vec::new();
-        for (i, (client, peer)) in ports.iter().enumerate() {
-            let child = Command::new(ETCD)
-                .args(["--name", &format!("m{i}")])
-                .arg("--data-dir")
-                .arg(dir.path().join(format!("m{i}")))
-                .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
-                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
-                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-                .args(["--initial-cluster", &cluster.join(",")])
-                .args(["--initial-cluster-state", "new", "--initial-cluster-token", "trundle-test"])
-                // A group commit is one transaction: allow large ones (see docs/operations.md).
-                .args(["--max-txn-ops", "100000", "--max-request-bytes", "33554432"])
-                .env("ETCD_UNSUPPORTED_ARCH", "")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("etcd starts");
-            members.push(child);
-        }
-        let clients = ports.iter().map(|(c, _)| format!("127.0.0.1:{c}")).collect();
-        Etcd { members, clients, _dir: dir }
+        let cluster = LocalCluster::start(3, dir.path())
+            .unwrap_or_else(|e| panic!("these tests need etcd ({e}); .ci/run installs it"));
+        Etcd { cluster, _dir: dir }
     }
 
     fn url(&self) -> String {
-        format!("etcd://{}", self.clients.join(","))
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        for m in &mut self.members {
-            let _ = m.kill();
-            let _ = m.wait();
-        }
+        self.cluster.url()
     }
 }
 
@@ -138,7 +99,7 @@ fn the_etcd_store_keeps_records_and_fences_a_stale_leader() {
 fn revoke(etcd: &Etcd, lease: i64) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let ch = Channel::from_shared(format!("http://{}", etcd.clients[0]))
+        let ch = Channel::from_shared(format!("http://{}", etcd.cluster.clients[0]))
             .expect("url")
             .connect()
             .await
@@ -214,8 +175,9 @@ async fn leader(ports: &[u16], within: Duration) -> (u16, Channel) {
     panic!("no dispatcher leads the area");
 }
 
-/// Keeps one robot online (it never moves) through a hand-driven session on `ch`.
-async fn robot_online(ch: Channel, token: &str) -> tokio::sync::mpsc::Sender<pb::RobotMessage> {
+/// Keeps one robot online (it never moves) through a hand-driven session on `ch`; also returns the fencing token
+/// its welcome carried (0 when the session did not open).
+async fn robot_online(ch: Channel, token: &str) -> (tokio::sync::mpsc::Sender<pb::RobotMessage>, u64) {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let hello = pb::RobotMessage {
         msg: Some(pb::robot_message::Msg::Hello(pb::Hello {
@@ -231,11 +193,17 @@ async fn robot_online(ch: Channel, token: &str) -> tokio::sync::mpsc::Sender<pb:
     };
     tx.send(hello).await.expect("queue");
     let mut client = pb::robot_service_client::RobotServiceClient::new(ch);
+    let mut fencing = 0;
     if let Ok(r) = client.session(authed(tokio_stream::wrappers::ReceiverStream::new(rx), token)).await {
         let mut inbound = r.into_inner();
+        if let Ok(Some(pb::DispatcherMessage { msg: Some(pb::dispatcher_message::Msg::Welcome(w)) })) =
+            inbound.message().await
+        {
+            fencing = w.fencing_token;
+        }
         tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
     }
-    tx
+    (tx, fencing)
 }
 
 /// An acknowledged order, the port of the dispatcher that acknowledged it, and when.
@@ -353,11 +321,14 @@ async fn a_standby_takes_over_when_the_leader_is_killed_and_nothing_acknowledged
     let mut failovers = Vec::new();
     // The robots' sessions with the current leader (held open until it is killed).
     let mut robots = Vec::new();
+    let mut last_token = 0u64;
     for cycle in 0..cycles {
         let (port, ch) = leader(&ports, Duration::from_secs(60)).await;
         if robots.is_empty() {
             for t in &robot_tokens {
-                robots.push(robot_online(ch.clone(), t).await);
+                let (tx, fencing) = robot_online(ch.clone(), t).await;
+                last_token = fencing;
+                robots.push(tx);
             }
         }
         // Let some orders through this leader, then kill it.
@@ -371,6 +342,7 @@ async fn a_standby_takes_over_when_the_leader_is_killed_and_nothing_acknowledged
         procs[i].as_mut().expect("running").kill();
         let killed_at = Instant::now();
         robots.clear();
+        let mut new_token = 0;
         // The next leader's first acknowledgement.
         let last_old = acked.lock().expect("lock").values().filter(|(_, p, _)| *p == port).map(|(_, _, t)| *t).max();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -380,7 +352,11 @@ async fn a_standby_takes_over_when_the_leader_is_killed_and_nothing_acknowledged
                 // Robots reconnect to the new leader so that orders can be placed.
                 if robots.is_empty() {
                     for t in &robot_tokens {
-                        robots.push(robot_online(ch.clone(), t).await);
+                        let (tx, fencing) = robot_online(ch.clone(), t).await;
+                        // Each new leader welcomes robots with a larger fencing token than the last.
+                        assert!(fencing > last_token, "cycle {cycle}: token {fencing} after {last_token}");
+                        new_token = fencing;
+                        robots.push(tx);
                     }
                 }
                 let first = acked
@@ -399,6 +375,9 @@ async fn a_standby_takes_over_when_the_leader_is_killed_and_nothing_acknowledged
         };
         if let Some(last) = last_old {
             failovers.push(first_new.duration_since(last).as_secs_f64());
+        }
+        if new_token > 0 {
+            last_token = new_token;
         }
         // The killed one comes back as the standby.
         procs[i] = Some(Dispatcher::spawn(&etcd, ports[i], dirs[i].path()));

@@ -107,6 +107,9 @@ fn is_fatal(s: &Status) -> bool {
 /// Keeps a session open, forwarding what arrives to the runner.
 async fn connect_loop(cfg: SessionConfig, to_runner: mpsc::Sender<Link>) {
     let mut backoff = cfg.backoff_min;
+    // The highest fencing token a dispatcher has welcomed this robot with: a dispatcher with a lower one has lost
+    // the robot's area to another, and this robot takes no command from it.
+    let mut highest_token = 0u64;
     loop {
         let endpoint = match tonic::transport::Endpoint::from_shared(cfg.endpoint.clone()) {
             Ok(e) => e
@@ -153,6 +156,17 @@ async fn connect_loop(cfg: SessionConfig, to_runner: mpsc::Sender<Link>) {
                         loop {
                             match inbound.message().await {
                                 Ok(Some(m)) => {
+                                    if let Some(pb::dispatcher_message::Msg::Welcome(w)) = &m.msg {
+                                        if w.fencing_token < highest_token {
+                                            tracing::warn!(
+                                                seen = highest_token,
+                                                offered = w.fencing_token,
+                                                "this dispatcher lost the area (an older fencing token); refusing it"
+                                            );
+                                            break;
+                                        }
+                                        highest_token = w.fencing_token;
+                                    }
                                     backoff = cfg.backoff_min;
                                     match convert::to_robot(m) {
                                         Ok(Some(msg)) => {

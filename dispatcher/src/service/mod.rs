@@ -19,6 +19,8 @@ pub struct Ctx {
     pub data_dir: std::path::PathBuf,
     /// Per-RPC times and refusals, for `/metrics`.
     pub rpc: std::sync::Arc<crate::stats::RpcStats>,
+    /// The area leader's fencing token (0 with the sled store), told to every robot at the start of its session.
+    pub fencing_token: u64,
 }
 
 /// A core reply of the wrong kind for the call: a bug, logged and reported without detail.

@@ -36,6 +36,7 @@ impl pb::robot_service_server::RobotService for RobotApi {
         let auth = self.0.auth.clone();
         let mut revocations = auth.revocations();
         let limits = self.0.limits;
+        let fencing_token = self.0.fencing_token;
         let known = {
             let r = robot.clone();
             self.0.core.query(move |d| d.robot(&r).is_some()).await?
@@ -86,7 +87,10 @@ impl pb::robot_service_server::RobotService for RobotApi {
             };
             let _ = tx
                 .send(Ok(pb::DispatcherMessage {
-                    msg: Some(pb::dispatcher_message::Msg::Welcome(pb::Welcome { robot_id: robot.to_string() })),
+                    msg: Some(pb::dispatcher_message::Msg::Welcome(pb::Welcome {
+                        robot_id: robot.to_string(),
+                        fencing_token,
+                    })),
                 }))
                 .await;
             let Ok(session) = core.attach(robot.clone(), tx.clone()).await else {
