@@ -95,10 +95,33 @@ impl Default for ImproverConfig {
     }
 }
 
+/// The core's input queue: a sender that counts what waits in it, for `/metrics` (the core counts down as it
+/// takes commands off).
+#[derive(Clone)]
+struct Queue {
+    tx: mpsc::UnboundedSender<Command>,
+    depth: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Queue {
+    /// Queues `c`; fails only when the core has stopped.
+    fn send(&self, c: Command) -> Result<(), Closed> {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(c).map_err(|_| {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            Closed
+        })
+    }
+}
+
+/// The core has stopped: nothing can be queued any more.
+#[derive(Debug)]
+struct Closed;
+
 /// A cheap, cloneable handle to the core thread.
 #[derive(Clone)]
 pub struct CoreHandle {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: Queue,
     orders: broadcast::Sender<Arc<Order>>,
     fleet: broadcast::Sender<FleetNote>,
 }
@@ -121,9 +144,11 @@ impl Core {
         // Unbounded: the core must never block a service on a full queue while it holds no await point; the
         // server's concurrency limits bound how much can be queued.
         let (tx, rx) = mpsc::unbounded_channel();
+        let depth = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (orders, _) = broadcast::channel(4096);
         let (fleet, _) = broadcast::channel(4096);
-        let handle = CoreHandle { tx, orders: orders.clone(), fleet: fleet.clone() };
+        let handle =
+            CoreHandle { tx: Queue { tx, depth: depth.clone() }, orders: orders.clone(), fleet: fleet.clone() };
         // The thread runs whatever the policy: an operator may switch to one that improves plans later.
         let improve = improver.enabled && dispatcher.config().improve_every_s > 0.0;
         // A std channel: the improver thread blocks on it between searches; the core only ever sends.
@@ -165,7 +190,7 @@ impl Core {
         };
         let thread = std::thread::Builder::new()
             .name("trundle-core".into())
-            .spawn(move || state.run(rx))
+            .spawn(move || state.run(rx, depth))
             .map_err(|e| Error::Setup(format!("cannot start the dispatcher core thread: {e}")))?;
         Ok(Self { handle, thread: Some(thread), writer: Some(writer_thread), improver: improver_thread })
     }
@@ -190,7 +215,7 @@ impl Core {
 
 /// The improver thread: one search per snapshot, each bounded by `budget` of wall time. It keeps its own copy
 /// of the map, so its routing never contends with the core's; the copy is refreshed when the map changes.
-fn run_improver(rx: std::sync::mpsc::Receiver<PlanSnapshot>, back: mpsc::UnboundedSender<Command>, budget: Duration) {
+fn run_improver(rx: std::sync::mpsc::Receiver<PlanSnapshot>, back: Queue, budget: Duration) {
     // The search takes only CPU time nobody else wants (SCHED_IDLE). At equal priority it took a core's share
     // from the core thread and the services: with 1,000 robot sessions and 200 orders/s on two cores, single
     // runs had a PlaceOrder p99 of 38 to 107 ms with it and 11 ms without it; at SCHED_IDLE 13 to 37 ms
@@ -261,7 +286,9 @@ impl CoreHandle {
     pub async fn stats(&self) -> Result<CoreStats, Error> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::Stats(tx)).map_err(|_| Error::Stopped)?;
-        rx.await.map_err(|_| Error::Stopped)
+        let mut s = rx.await.map_err(|_| Error::Stopped)?;
+        s.queue_depth = self.tx.depth.load(Ordering::Relaxed) as u64;
+        Ok(s)
     }
 
     /// Registers a robot's session; a newer session replaces an older one. Returns the session number.
@@ -283,7 +310,7 @@ impl CoreHandle {
 
     /// Resolves when the core thread has stopped; long-lived streams end then.
     pub async fn closed(&self) {
-        self.tx.closed().await
+        self.tx.tx.closed().await
     }
 
     pub fn subscribe_orders(&self) -> broadcast::Receiver<Arc<Order>> {
@@ -332,10 +359,15 @@ struct Handled {
 }
 
 impl CoreThread {
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>, depth: Arc<std::sync::atomic::AtomicUsize>) {
         let mut next: Option<Command> = None;
+        // Every command taken off the queue counts down what waits in it.
+        let taken = |c: Command| {
+            depth.fetch_sub(1, Ordering::Relaxed);
+            c
+        };
         loop {
-            let Some(cmd) = next.take().or_else(|| rx.blocking_recv()) else { break };
+            let Some(cmd) = next.take().or_else(|| rx.blocking_recv().map(taken)) else { break };
             if self.failed.load(Ordering::Acquire) && !self.sessions.is_empty() {
                 // Memory may be ahead of disk: end every session, so robots reconnect to a restarted process.
                 self.sessions.clear();
@@ -373,7 +405,7 @@ impl CoreThread {
                     // them all. Anything else ends the group.
                     let mut group = vec![(input, reply, sent)];
                     while group.len() < MAX_GROUP {
-                        match rx.try_recv() {
+                        match rx.try_recv().map(taken) {
                             Ok(Command::Input { input, reply, sent }) => group.push((input, reply, sent)),
                             Ok(other) => {
                                 next = Some(other);
@@ -489,7 +521,7 @@ struct Writer {
     fleet: broadcast::Sender<FleetNote>,
     failed: Arc<AtomicBool>,
     /// Sessions found full while delivering go back to the core, which owns the session table.
-    back: mpsc::UnboundedSender<Command>,
+    back: Queue,
     write: Histogram,
 }
 

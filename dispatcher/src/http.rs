@@ -131,6 +131,8 @@ pub fn render(fleet: &Fleet, core: &CoreStats, rpc: &RpcInner) -> String {
     for ((method, reason), n) in &rpc.refusals {
         let _ = writeln!(out, "trundle_refusals_total{{method=\"{method}\",reason=\"{}\"}} {n}", label(reason));
     }
+    head(&mut out, "trundle_core_queue_depth", "gauge", "Commands waiting in the core's queue.");
+    let _ = writeln!(out, "trundle_core_queue_depth {}", core.queue_depth);
     head(&mut out, "trundle_core_queue_seconds", "histogram", "An input's wait in the core's queue.");
     histogram(&mut out, "trundle_core_queue_seconds", "", &core.queued);
     head(&mut out, "trundle_core_input_seconds", "histogram", "The core's handling of an input, by kind.");

@@ -94,6 +94,8 @@ pub struct CoreStats {
     /// Improver proposals applied (better plans installed), and alerts raised for operators, since the start.
     pub proposals_applied: u64,
     pub alerts: u64,
+    /// Commands waiting in the core's queue when the figures were read.
+    pub queue_depth: u64,
 }
 
 /// What the services saw, for `/metrics`: each RPC's wall time from the request to the answer, and refusals by

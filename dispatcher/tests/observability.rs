@@ -49,8 +49,12 @@ fn the_dispatcher_logs_json_and_serves_metrics_over_http() {
     assert_eq!(health, (200, "ok\n".to_owned()));
     let (code, metrics) = get(http, "/metrics").expect("metrics answer");
     assert_eq!(code, 200);
-    for want in ["# TYPE trundle_orders gauge", "# TYPE trundle_core_queue_seconds histogram", "trundle_alerts_total 0"]
-    {
+    for want in [
+        "# TYPE trundle_orders gauge",
+        "# TYPE trundle_core_queue_seconds histogram",
+        "# TYPE trundle_core_queue_depth gauge",
+        "trundle_alerts_total 0",
+    ] {
         assert!(metrics.contains(want), "missing {want:?} in\n{metrics}");
     }
     let _ = child.kill();
