@@ -14,8 +14,30 @@ const banner = el("div", { class: "banner warn", hidden: true }, t("live.lost"))
 const map = new MapView({ onClick: clickMap });
 let fitted = false;
 
+// The robot drawn nearest a click, within 14 pixels.
+function robotAt(lat, lon) {
+  const [px, py] = map.toXY(lat, lon);
+  let best = null;
+  for (const r of S.fleet.robots.filter((r) => r.pos)) {
+    const [x, y] = map.toXY(r.pos[0], r.pos[1]);
+    const d = Math.hypot(x - px, y - py);
+    if (d < 14 && (!best || d < best.d)) best = { id: r.id, d };
+  }
+  return best && best.id;
+}
+
 async function clickMap(lat, lon) {
-  if (!S.edgeTool || !S.fleet) return;
+  if (!S.fleet) return;
+  if (!S.edgeTool) {
+    // A robot clicked on the map is selected in the table (and the table row centres the map).
+    const id = robotAt(lat, lon);
+    if (id) {
+      S.selected = id;
+      renderLive();
+      document.querySelector(`#robots tr[data-robot-id="${CSS.escape(id)}"]`)?.scrollIntoView({ block: "nearest" });
+    }
+    return;
+  }
   const e = map.nearestEdge(lat, lon);
   if (!e || e.d > 15) return;
   const closed = S.fleet.closed.some(([a, b]) => (a === e.a && b === e.b) || (a === e.b && b === e.a));
