@@ -3,6 +3,7 @@
 //!
 //! - The store keeps records and tokens, and fences: a leader whose lease ended writes nothing, however late its
 //!   write arrives, and the next leader holds a larger fencing token and finds everything acknowledged.
+//! - A leader paused past its lease writes nothing when it resumes, and stops.
 //! - Failover: two `trundle-dispatcher` processes of one area, one leading and one standing by; the leader is
 //!   killed with SIGKILL while clients place orders (`TRUNDLE_FAILOVER_CYCLES` times, default 20), a standby takes
 //!   over from the store each time, and every acknowledged order exists exactly once with its content.
@@ -420,4 +421,97 @@ async fn a_standby_takes_over_when_the_leader_is_killed_and_nothing_acknowledged
         failovers.last().copied().unwrap_or(f64::NAN),
         acked.len()
     );
+}
+
+/// A leader paused (SIGSTOP) past its lease: the standby takes over; when the old leader resumes, a call it
+/// takes in before noticing is refused (its write is fenced off by etcd), the order it was asked to place does not
+/// exist, and it stops serving on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_that_resumes_writes_nothing() {
+    let etcd = Etcd::start();
+    let dirs = [tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir")];
+    let ports = [free_port(), free_port()];
+    let mut a = Dispatcher::spawn(&etcd, ports[0], dirs[0].path());
+    let (_, ch) = leader(&ports[..1], Duration::from_secs(60)).await;
+    let mut b = Dispatcher::spawn(&etcd, ports[1], dirs[1].path());
+    let op = std::fs::read_to_string(dispatcher::server::operator_token_path(dirs[0].path())).expect("operator token");
+    let op = op.trim().to_owned();
+    let mut ops = pb::ops_service_client::OpsServiceClient::new(ch.clone());
+    let shop = ops
+        .register_shop(authed(
+            pb::RegisterShopRequest {
+                shop_id: "bakery".into(),
+                name: "Bakery".into(),
+                location: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+            },
+            &op,
+        ))
+        .await
+        .expect("shop")
+        .into_inner()
+        .token;
+    let req = pb::RegisterRobotRequest {
+        robot_id: "r1".into(),
+        name: String::new(),
+        depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+    };
+    let robot = ops.register_robot(authed(req, &op)).await.expect("robot").into_inner().token;
+    let (_a_robot, a_token) = robot_online(ch.clone(), &robot).await;
+    let base_s = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()) as i64;
+    let mut on_a = pb::order_service_client::OrderServiceClient::new(ch.clone());
+    let mut placed = None;
+    for _ in 0..100 {
+        match on_a.place_order(authed(request(1, base_s), &shop)).await {
+            Ok(r) => {
+                placed = r.into_inner().order;
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let placed = placed.expect("placed on the first leader");
+
+    // Pause the leader past its 3 s lease: the standby takes the area.
+    let signal = |sig: &str, pid: u32| {
+        assert!(Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill runs").success());
+    };
+    signal("-STOP", a.child.id());
+    let (port, ch_b) = leader(&ports[1..], Duration::from_secs(30)).await;
+    assert_eq!(port, ports[1]);
+    let (_b_robot, b_token) = robot_online(ch_b.clone(), &robot).await;
+    assert!(b_token > a_token, "the new leader's token {b_token} is above the old one's {a_token}");
+
+    // Resume the old leader and ask it, at once, to place another order: it must not be acknowledged.
+    signal("-CONT", a.child.id());
+    let late = tokio::time::timeout(Duration::from_secs(15), on_a.place_order(authed(request(2, base_s), &shop))).await;
+    assert!(!matches!(late, Ok(Ok(_))), "a paused ex-leader acknowledged an order: {late:?}");
+    // Refused by etcd's fence (or by its own, when it noticed the lapsed lease first); a closed connection is a
+    // refusal too.
+    if let Ok(Err(s)) = &late
+        && s.code() == Code::Unavailable
+        && s.message().starts_with("storage failed")
+    {
+        assert!(s.message().contains("now leads") || s.message().contains("may have lapsed"), "{s:?}");
+    }
+    println!("the resumed ex-leader answered: {late:?}");
+    // It stops on its own once it sees it lost the area.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.child.try_wait().expect("status").is_none() {
+        assert!(Instant::now() < deadline, "the ex-leader kept running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The new leader has the first order and not the second.
+    let mut on_b = pb::order_service_client::OrderServiceClient::new(ch_b);
+    let all = on_b
+        .list_orders(authed(
+            pb::ListOrdersRequest { include_closed: true, limit: 1000, page_token: String::new() },
+            &shop,
+        ))
+        .await
+        .expect("lists")
+        .into_inner()
+        .orders;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].order_id, placed.order_id);
+    b.kill();
 }
