@@ -128,11 +128,20 @@ impl Conn {
         &self,
         f: impl std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
     ) -> Result<T, tonic::Status> {
+        self.run_for(f, CALL_TIMEOUT)
+    }
+
+    /// As [`Conn::run`], giving up after `limit`.
+    fn run_for<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
+        limit: Duration,
+    ) -> Result<T, tonic::Status> {
         let (tx, rx) = std::sync::mpsc::channel();
         self.rt.spawn(async move {
-            let _ = tx.send(tokio::time::timeout(CALL_TIMEOUT, f).await);
+            let _ = tx.send(tokio::time::timeout(limit, f).await);
         });
-        match rx.recv_timeout(CALL_TIMEOUT + Duration::from_secs(1)) {
+        match rx.recv_timeout(limit + Duration::from_secs(1)) {
             Ok(Ok(r)) => r,
             _ => Err(tonic::Status::deadline_exceeded("no answer from etcd in time")),
         }
@@ -149,6 +158,15 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// One attempt at a write gives up after this long (and is tried again while [`CALL_TIMEOUT`] lasts).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Whether a failed call may succeed if sent again (etcd or the way to it was briefly unavailable).
+fn retryable(st: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(st.code(), Code::DeadlineExceeded | Code::Unavailable | Code::Unknown | Code::Cancelled)
 }
 
 /// An etcd call failed: was the write's outcome unknown, or was it surely not done?
@@ -314,17 +332,27 @@ impl EtcdStore {
             success: ops,
             failure: vec![],
         };
-        let mut kv = self.conn.kv.clone();
-        match self.conn.run(async move { kv.txn(txn).await.map(|r| r.into_inner()) }) {
-            Ok(r) if r.succeeded => Ok(()),
-            Ok(_) => {
-                self.leadership.live.store(false, Ordering::Release);
-                Err(Error::Store(format!(
-                    "{what}: refused, another dispatcher now leads area {} (fencing token {} is stale)",
-                    self.cfg.area, self.leadership.token
-                )))
+        // The same transaction may be sent again: its puts are the same values under the same fence, so a second
+        // landing changes nothing. Each attempt is short, so one stuck on a member that died, or on an election
+        // in etcd, gives way to another within the call's time.
+        let started = Instant::now();
+        loop {
+            let mut kv = self.conn.kv.clone();
+            let attempt = txn.clone();
+            match self.conn.run_for(async move { kv.txn(attempt).await.map(|r| r.into_inner()) }, ATTEMPT_TIMEOUT) {
+                Ok(r) if r.succeeded => return Ok(()),
+                Ok(_) => {
+                    self.leadership.live.store(false, Ordering::Release);
+                    return Err(Error::Store(format!(
+                        "{what}: refused, another dispatcher now leads area {} (fencing token {} is stale)",
+                        self.cfg.area, self.leadership.token
+                    )));
+                }
+                Err(st) if retryable(&st) && started.elapsed() < CALL_TIMEOUT && self.leadership.is_live() => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(st) => return Err(call_err(what, &st)),
             }
-            Err(st) => Err(call_err(what, &st)),
         }
     }
 }
@@ -444,6 +472,8 @@ impl Store for EtcdStore {
 /// directory of the caller's, its members killed (by their own handles) when it is dropped.
 pub struct LocalCluster {
     members: Vec<std::process::Child>,
+    /// Each member's command line, to start it again.
+    commands: Vec<Vec<std::ffi::OsString>>,
     /// `host:port` of each member's client URL.
     pub clients: Vec<String>,
 }
@@ -465,27 +495,60 @@ impl LocalCluster {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| Ok((free()?, free()?))).collect::<Result<_, Error>>()?;
         let cluster: Vec<String> =
             ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
-        let mut c = LocalCluster { members: Vec::new(), clients: Vec::new() };
+        let mut c = LocalCluster { members: Vec::new(), commands: Vec::new(), clients: Vec::new() };
         for (i, (client, peer)) in ports.iter().enumerate() {
+            let args: Vec<std::ffi::OsString> = [
+                "--name".into(),
+                format!("m{i}"),
+                "--data-dir".into(),
+                dir.join(format!("m{i}")).to_string_lossy().into_owned(),
+                "--listen-client-urls".into(),
+                format!("http://127.0.0.1:{client}"),
+                "--advertise-client-urls".into(),
+                format!("http://127.0.0.1:{client}"),
+                "--listen-peer-urls".into(),
+                format!("http://127.0.0.1:{peer}"),
+                "--initial-advertise-peer-urls".into(),
+                format!("http://127.0.0.1:{peer}"),
+                "--initial-cluster".into(),
+                cluster.join(","),
+                "--initial-cluster-state".into(),
+                "new".into(),
+                "--initial-cluster-token".into(),
+                "trundle-local".into(),
+                "--max-txn-ops".into(),
+                "100000".into(),
+                "--max-request-bytes".into(),
+                "33554432".into(),
+            ]
+            .into_iter()
+            .map(Into::into)
+            .collect();
             let child = Command::new(Self::ETCD)
-                .args(["--name", &format!("m{i}")])
-                .arg("--data-dir")
-                .arg(dir.join(format!("m{i}")))
-                .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
-                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
-                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-                .args(["--initial-cluster", &cluster.join(",")])
-                .args(["--initial-cluster-state", "new", "--initial-cluster-token", "trundle-local"])
-                .args(["--max-txn-ops", "100000", "--max-request-bytes", "33554432"])
+                .args(&args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(|e| Error::Setup(format!("cannot start etcd: {e}")))?;
             c.members.push(child);
+            c.commands.push(args);
             c.clients.push(format!("127.0.0.1:{client}"));
         }
         Ok(c)
+    }
+
+    /// Starts member `i` again (after [`LocalCluster::kill`]) on its data, rejoining the cluster.
+    pub fn restart(&mut self, i: usize) -> Result<(), Error> {
+        use std::process::{Command, Stdio};
+        let args = self.commands.get(i).ok_or_else(|| Error::Setup(format!("no member {i}")))?;
+        let child = Command::new(Self::ETCD)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::Setup(format!("cannot start etcd: {e}")))?;
+        self.members[i] = child;
+        Ok(())
     }
 
     /// The `--store` URL of the cluster.

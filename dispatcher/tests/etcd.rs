@@ -4,6 +4,8 @@
 //! - The store keeps records and tokens, and fences: a leader whose lease ended writes nothing, however late its
 //!   write arrives, and the next leader holds a larger fencing token and finds everything acknowledged.
 //! - A leader paused past its lease writes nothing when it resumes, and stops.
+//! - etcd members die: with one gone the area writes on; without a quorum nothing is acknowledged and the leader
+//!   steps down; with the members back a new leader has everything acknowledged.
 //! - Failover: two `trundle-dispatcher` processes of one area, one leading and one standing by; the leader is
 //!   killed with SIGKILL while clients place orders (`TRUNDLE_FAILOVER_CYCLES` times, default 20), a standby takes
 //!   over from the store each time, and every acknowledged order exists exactly once with its content.
@@ -514,4 +516,47 @@ async fn a_paused_leader_that_resumes_writes_nothing() {
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].order_id, placed.order_id);
     b.kill();
+}
+
+/// etcd members die under the area: with one member gone the area keeps writing; with two gone (no quorum) a
+/// write is reported as failed or unknown, never acknowledged, and the leader steps down; once the members are
+/// back a new leader takes the area with every acknowledged write.
+#[test]
+fn losing_etcd_members_loses_nothing_acknowledged() {
+    let mut etcd = Etcd::start();
+    let meta = |seq| (RecordKey::Meta, Record::Meta(Meta { next_order_seq: seq, ..Meta::default() }));
+    let shop = |i: u32| {
+        let s = fleet_core::dispatcher::Shop {
+            id: fleet_core::ShopId::parse(&format!("s{i}")).expect("id"),
+            name: format!("Shop {i}"),
+            place: fleet_core::order::Place {
+                pos: fleet_core::LatLon::new(43.7393, 7.4274).expect("valid"),
+                node: fleet_core::NodeId(0),
+            },
+        };
+        let r = Record::Shop(s);
+        (RecordKey::of(&r), r)
+    };
+    let first = lead_in_background(config(&etcd, "m"), "first").join().expect("leads");
+    first.write(&[meta(1), shop(1)]).expect("writes");
+    // One member of three gone: quorum holds, writes go on (possibly after etcd elects a new leader).
+    etcd.cluster.kill(0);
+    first.write(&[shop(2)]).expect("writes with two members of three");
+    // A second gone: no quorum. The write is not acknowledged, and the leader stops writing.
+    etcd.cluster.kill(1);
+    let lost = first.write(&[shop(3)]);
+    assert!(lost.is_err(), "acknowledged without a quorum");
+    let why = lost.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(why.contains("unknown") || why.contains("refused") || why.contains("lapsed"), "{why}");
+    assert!(!first.leadership().is_live(), "the leader stepped down");
+    assert!(first.write(&[shop(4)]).is_err(), "a leader that stepped down writes nothing");
+    // The members come back; a new leader takes the area with everything acknowledged.
+    etcd.cluster.restart(0).expect("restarts");
+    etcd.cluster.restart(1).expect("restarts");
+    let second = lead_in_background(config(&etcd, "m"), "second").join().expect("leads again");
+    let records = second.load().expect("loads");
+    for want in [meta(1).1, shop(1).1, shop(2).1] {
+        assert!(records.contains(&want), "lost {want:?}");
+    }
+    assert!(!records.contains(&shop(4).1));
 }
