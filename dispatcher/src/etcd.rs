@@ -7,6 +7,9 @@
 //! - `r/<record key>`: a record as JSON (the keys of [`RecordKey::storage_key`]).
 //! - `t/<token hash>`: a token entry as JSON.
 //!
+//! and `/trundle-areas/<area>`: the leader's holder string (`grpc=HOST:PORT pid=... id=...`), on its lease, for
+//! routers to find every area's leader in one read ([`crate::router`]).
+//!
 //! Every write is one transaction whose condition is that `leader` still has the holder's create revision: a
 //! dispatcher that lost the lease (paused, partitioned, slow) can write nothing, however late its write arrives.
 //! A group of records is one transaction, so it lands whole or not at all (etcd's `--max-txn-ops` and
@@ -54,8 +57,8 @@ pub struct EtcdConfig {
 }
 
 impl EtcdConfig {
-    /// Parses `etcd://HOST:PORT,HOST:PORT,...`.
-    pub fn parse(url: &str, area: &str) -> Result<Self, Error> {
+    /// The members of `etcd://HOST:PORT,HOST:PORT,...`.
+    pub fn endpoints(url: &str) -> Result<Vec<String>, Error> {
         let rest = url
             .strip_prefix("etcd://")
             .ok_or_else(|| Error::Setup(format!("{url:?}: an etcd store is etcd://HOST:PORT[,HOST:PORT...]")))?;
@@ -63,6 +66,12 @@ impl EtcdConfig {
         if endpoints.iter().any(|e| e.is_empty() || !e.contains(':')) {
             return Err(Error::Setup(format!("{url:?}: every endpoint is HOST:PORT")));
         }
+        Ok(endpoints)
+    }
+
+    /// Parses `etcd://HOST:PORT,HOST:PORT,...` for area `area`.
+    pub fn parse(url: &str, area: &str) -> Result<Self, Error> {
+        let endpoints = Self::endpoints(url)?;
         if area.is_empty() || !area.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
             return Err(Error::Setup(format!("area {area:?}: 1 or more letters, digits, '-', '_' or '.'")));
         }
@@ -105,18 +114,9 @@ impl Conn {
             .enable_all()
             .build()
             .map_err(|e| Error::Setup(format!("etcd runtime: {e}")))?;
-        let endpoints: Vec<Endpoint> = cfg
-            .endpoints
-            .iter()
-            .map(|e| {
-                Endpoint::from_shared(format!("http://{e}"))
-                    .map(|ep| ep.connect_timeout(Duration::from_secs(2)).timeout(CALL_TIMEOUT))
-                    .map_err(|err| Error::Setup(format!("etcd endpoint {e}: {err}")))
-            })
-            .collect::<Result<_, _>>()?;
         let channel = {
             let _guard = rt.enter();
-            Channel::balance_list(endpoints.into_iter())
+            balanced(&cfg.endpoints)?
         };
         let kv = KvClient::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
         let lease = LeaseClient::new(channel);
@@ -148,8 +148,30 @@ impl Conn {
     }
 }
 
+/// Where an area's current leader is listed for routers: `/trundle-areas/<area>`, its value the leader's
+/// holder string (`grpc=HOST:PORT ...`), attached to the leader's lease.
+pub fn directory_key(area: &str) -> Vec<u8> {
+    format!("{DIRECTORY}{area}").into_bytes()
+}
+
+/// The prefix of [`directory_key`].
+pub const DIRECTORY: &str = "/trundle-areas/";
+
+/// One channel over every member of the cluster (calls go to any that answers). Needs a runtime entered.
+pub fn balanced(endpoints: &[String]) -> Result<Channel, Error> {
+    let endpoints: Vec<Endpoint> = endpoints
+        .iter()
+        .map(|e| {
+            Endpoint::from_shared(format!("http://{e}"))
+                .map(|ep| ep.connect_timeout(Duration::from_secs(2)).timeout(CALL_TIMEOUT))
+                .map_err(|err| Error::Setup(format!("etcd endpoint {e}: {err}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Channel::balance_list(endpoints.into_iter()))
+}
+
 /// The key one past every key starting with `prefix` (etcd's range end for a prefix).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -242,9 +264,23 @@ impl EtcdStore {
                     key: key.clone(),
                     target_union: Some(pb::compare::TargetUnion::CreateRevision(0)),
                 }],
-                success: vec![pb::RequestOp {
-                    request: Some(pb::request_op::Request::RequestPut(pb::PutRequest { key, value, lease })),
-                }],
+                success: vec![
+                    pb::RequestOp {
+                        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                            key,
+                            value: value.clone(),
+                            lease,
+                        })),
+                    },
+                    // The directory of areas' leaders the router reads; gone with the lease.
+                    pb::RequestOp {
+                        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                            key: directory_key(&cfg.area),
+                            value,
+                            lease,
+                        })),
+                    },
+                ],
                 failure: vec![],
             };
             match conn.run(async move { kv.txn(txn).await.map(|r| r.into_inner()) }) {

@@ -16,6 +16,7 @@ pub mod etcd;
 pub mod http;
 pub mod limits;
 pub mod mapfile;
+pub mod router;
 pub mod server;
 pub mod service;
 pub mod stats;

@@ -52,6 +52,10 @@ struct Args {
     /// The service area this dispatcher serves (with --store etcd://...).
     #[arg(long, default_value = "default", env = "TRUNDLE_AREA")]
     area: String,
+    /// The gRPC address routers send this area's shops to while this dispatcher leads it (with --store
+    /// etcd://...); by default the --listen address.
+    #[arg(long, env = "TRUNDLE_ADVERTISE")]
+    advertise: Option<String>,
     /// The area leader's lease in seconds (with --store etcd://...): a dead leader is replaced about this long
     /// after its last keep-alive.
     #[arg(long, default_value_t = 3)]
@@ -120,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
         }
         cfg.lease_ttl_s = args.lease_ttl_s;
         opts.etcd = Some(cfg);
+        opts.advertise = Some(args.advertise.clone().unwrap_or_else(|| args.listen.clone()));
     }
     opts.improver.enabled = !args.no_improve;
     if !(args.offline_limit_s.is_finite() && args.offline_limit_s > 0.0) {

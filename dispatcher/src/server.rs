@@ -49,6 +49,8 @@ pub struct Options {
     /// Keep the records in this etcd cluster, as the leader of one service area, instead of the sled store in
     /// the data directory ([`crate::etcd`]). Opening waits until this dispatcher leads the area.
     pub etcd: Option<crate::etcd::EtcdConfig>,
+    /// The gRPC address clients reach this dispatcher at, listed for routers while it leads its area.
+    pub advertise: Option<String>,
 }
 
 /// PEM material for serving TLS.
@@ -95,6 +97,7 @@ impl Options {
             tls: None,
             http: None,
             etcd: None,
+            advertise: None,
         }
     }
 }
@@ -174,7 +177,12 @@ pub fn open(opts: Options) -> Result<Prepared, Error> {
             // Everything that needs no records is done before campaigning, so a standby that takes over only
             // reads the records.
             let ready = Dispatcher::new(opts.map, opts.config.clone());
-            let holder = format!("{}:{}", std::process::id(), crate::web::session::random_hex(4));
+            let holder = format!(
+                "grpc={} pid={} id={}",
+                opts.advertise.as_deref().unwrap_or("unknown"),
+                std::process::id(),
+                crate::web::session::random_hex(4)
+            );
             let e = Arc::new(crate::etcd::EtcdStore::lead(cfg.clone(), &holder)?);
             (e.clone(), Some(e), Some(ready), None)
         }

@@ -6,6 +6,8 @@
 //! - A leader paused past its lease writes nothing when it resumes, and stops.
 //! - etcd members die: with one gone the area writes on; without a quorum nothing is acknowledged and the leader
 //!   steps down; with the members back a new leader has everything acknowledged.
+//! - The router: a shop talks only to `trundle-router`, which sends its calls to the area's leader and, across a
+//!   failover, to the next one.
 //! - Failover: two `trundle-dispatcher` processes of one area, one leading and one standing by; the leader is
 //!   killed with SIGKILL while clients place orders (`TRUNDLE_FAILOVER_CYCLES` times, default 20), a standby takes
 //!   over from the store each time, and every acknowledged order exists exactly once with its content.
@@ -128,7 +130,7 @@ struct Dispatcher {
 impl Dispatcher {
     fn spawn(etcd: &Etcd, port: u16, data: &std::path::Path) -> Dispatcher {
         let child = Command::new(env!("CARGO_BIN_EXE_trundle-dispatcher"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--advertise", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
             .args(["--store", &etcd.url(), "--area", "north", "--lease-ttl-s", "3", "--no-improve"])
             .arg("--map")
@@ -559,4 +561,92 @@ fn losing_etcd_members_loses_nothing_acknowledged() {
         assert!(records.contains(&want), "lost {want:?}");
     }
     assert!(!records.contains(&shop(4).1));
+}
+
+/// A shop that talks only to the router keeps placing orders across a failover of its area.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_follows_the_area_leader_across_a_failover() {
+    let etcd = Etcd::start();
+    let dirs = [tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir")];
+    let ports = [free_port(), free_port()];
+    let mut a = Dispatcher::spawn(&etcd, ports[0], dirs[0].path());
+    let (_, ch) = leader(&ports[..1], Duration::from_secs(60)).await;
+    let _b = Dispatcher::spawn(&etcd, ports[1], dirs[1].path());
+    let router_port = free_port();
+    let router = dispatcher::router::Router::new(&dispatcher::etcd::EtcdConfig::endpoints(&etcd.url()).expect("urls"))
+        .expect("router");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", router_port)).await.expect("binds");
+    tokio::spawn(dispatcher::router::serve(router, listener, std::future::pending()));
+
+    let op = std::fs::read_to_string(dispatcher::server::operator_token_path(dirs[0].path())).expect("operator token");
+    let op = op.trim().to_owned();
+    let mut ops = pb::ops_service_client::OpsServiceClient::new(ch.clone());
+    let shop = ops
+        .register_shop(authed(
+            pb::RegisterShopRequest {
+                shop_id: "bakery".into(),
+                name: "Bakery".into(),
+                location: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+            },
+            &op,
+        ))
+        .await
+        .expect("shop")
+        .into_inner()
+        .token;
+    let req = pb::RegisterRobotRequest {
+        robot_id: "r1".into(),
+        name: String::new(),
+        depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+    };
+    let robot = ops.register_robot(authed(req, &op)).await.expect("robot").into_inner().token;
+    let (mut session, _) = robot_online(ch.clone(), &robot).await;
+
+    let (_, via) = leader(&[router_port], Duration::from_secs(30)).await;
+    let mut shop_client = pb::order_service_client::OrderServiceClient::new(via);
+    let unknown = shop_client.list_orders(authed(pb::ListOrdersRequest::default(), "trd_unknown")).await;
+    assert_eq!(unknown.expect_err("refused").code(), Code::Unauthenticated);
+    let base_s = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()) as i64;
+    let mut acked = Vec::new();
+    for k in 0..10 {
+        if k == 5 {
+            // The leader dies; the robot finds the next one; the shop's client notices nothing but a slower call.
+            a.kill();
+            let (_, ch_b) = leader(&ports[1..], Duration::from_secs(30)).await;
+            session = robot_online(ch_b, &robot).await.0;
+        }
+        let mut placed = None;
+        for _ in 0..200 {
+            match shop_client.place_order(authed(request(k, base_s), &shop)).await {
+                Ok(r) => {
+                    placed = r.into_inner().order;
+                    break;
+                }
+                // The new leader has not heard from the robot yet.
+                Err(s) if s.code() == Code::FailedPrecondition => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(s) => panic!("order {k} through the router: {s:?}"),
+            }
+        }
+        let o = placed.expect("placed through the router");
+        // Cancelled at once so the parked robot's plan never fills.
+        shop_client
+            .cancel_order(authed(pb::CancelOrderRequest { order_id: o.order_id.clone() }, &shop))
+            .await
+            .expect("cancelled through the router");
+        acked.push(o);
+    }
+    drop(session);
+    let all = shop_client
+        .list_orders(authed(
+            pb::ListOrdersRequest { include_closed: true, limit: 1000, page_token: String::new() },
+            &shop,
+        ))
+        .await
+        .expect("lists through the router")
+        .into_inner()
+        .orders;
+    assert_eq!(all.len(), acked.len(), "{all:?}");
+    for o in &acked {
+        assert!(all.iter().any(|x| x.order_id == o.order_id && x.dropoff == o.dropoff), "{} lost", o.order_id);
+    }
 }
