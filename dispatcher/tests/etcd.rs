@@ -211,6 +211,34 @@ async fn robot_online(ch: Channel, token: &str) -> (tokio::sync::mpsc::Sender<pb
     (tx, fencing)
 }
 
+/// Registers shop `bakery` and robot `r1` through the leader on `ch`, whose data dir holds the operator token;
+/// their tokens.
+async fn shop_and_robot(ch: Channel, leader_data: &std::path::Path) -> (String, String) {
+    let op = std::fs::read_to_string(dispatcher::server::operator_token_path(leader_data)).expect("operator token");
+    let op = op.trim().to_owned();
+    let mut ops = pb::ops_service_client::OpsServiceClient::new(ch);
+    let shop = ops
+        .register_shop(authed(
+            pb::RegisterShopRequest {
+                shop_id: "bakery".into(),
+                name: "Bakery".into(),
+                location: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+            },
+            &op,
+        ))
+        .await
+        .expect("shop")
+        .into_inner()
+        .token;
+    let req = pb::RegisterRobotRequest {
+        robot_id: "r1".into(),
+        name: String::new(),
+        depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
+    };
+    let robot = ops.register_robot(authed(req, &op)).await.expect("robot").into_inner().token;
+    (shop, robot)
+}
+
 /// An acknowledged order, the port of the dispatcher that acknowledged it, and when.
 type Acked = (pb::Order, u16, Instant);
 
@@ -438,28 +466,7 @@ async fn a_paused_leader_that_resumes_writes_nothing() {
     let mut a = Dispatcher::spawn(&etcd, ports[0], dirs[0].path());
     let (_, ch) = leader(&ports[..1], Duration::from_secs(60)).await;
     let mut b = Dispatcher::spawn(&etcd, ports[1], dirs[1].path());
-    let op = std::fs::read_to_string(dispatcher::server::operator_token_path(dirs[0].path())).expect("operator token");
-    let op = op.trim().to_owned();
-    let mut ops = pb::ops_service_client::OpsServiceClient::new(ch.clone());
-    let shop = ops
-        .register_shop(authed(
-            pb::RegisterShopRequest {
-                shop_id: "bakery".into(),
-                name: "Bakery".into(),
-                location: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
-            },
-            &op,
-        ))
-        .await
-        .expect("shop")
-        .into_inner()
-        .token;
-    let req = pb::RegisterRobotRequest {
-        robot_id: "r1".into(),
-        name: String::new(),
-        depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
-    };
-    let robot = ops.register_robot(authed(req, &op)).await.expect("robot").into_inner().token;
+    let (shop, robot) = shop_and_robot(ch.clone(), dirs[0].path()).await;
     let (_a_robot, a_token) = robot_online(ch.clone(), &robot).await;
     let base_s = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()) as i64;
     let mut on_a = pb::order_service_client::OrderServiceClient::new(ch.clone());
@@ -578,28 +585,7 @@ async fn the_router_follows_the_area_leader_across_a_failover() {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", router_port)).await.expect("binds");
     tokio::spawn(dispatcher::router::serve(router, listener, std::future::pending()));
 
-    let op = std::fs::read_to_string(dispatcher::server::operator_token_path(dirs[0].path())).expect("operator token");
-    let op = op.trim().to_owned();
-    let mut ops = pb::ops_service_client::OpsServiceClient::new(ch.clone());
-    let shop = ops
-        .register_shop(authed(
-            pb::RegisterShopRequest {
-                shop_id: "bakery".into(),
-                name: "Bakery".into(),
-                location: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
-            },
-            &op,
-        ))
-        .await
-        .expect("shop")
-        .into_inner()
-        .token;
-    let req = pb::RegisterRobotRequest {
-        robot_id: "r1".into(),
-        name: String::new(),
-        depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
-    };
-    let robot = ops.register_robot(authed(req, &op)).await.expect("robot").into_inner().token;
+    let (shop, robot) = shop_and_robot(ch.clone(), dirs[0].path()).await;
     let (mut session, _) = robot_online(ch.clone(), &robot).await;
 
     let (_, via) = leader(&[router_port], Duration::from_secs(30)).await;
