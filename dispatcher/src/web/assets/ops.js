@@ -86,6 +86,16 @@ function robotRow(r) {
 // At most this many open orders in the table (the soonest due first); the map shows all of them.
 const ORDER_ROWS = 100;
 
+// At most this many robots in the table: the selected one, then those that need an operator (faulted, offline,
+// paused, low battery), then the rest; the map shows all of them.
+const ROBOT_ROWS = 100;
+const ATTENTION = { faulted: 0, offline: 1, paused: 2, charging: 3, working: 4, idle: 5 };
+
+function robotRows(robots) {
+  const rank = (r) => (r.id === S.selected ? -1 : ATTENTION[r.state] ?? 6) * 1000 + Math.min(r.battery, 999);
+  return [...robots].sort((a, b) => rank(a) - rank(b) || a.id.localeCompare(b.id)).slice(0, ROBOT_ROWS);
+}
+
 function orderRow(o, robots) {
   let move;
   if (S.moving === o.id) {
@@ -185,9 +195,10 @@ function renderLive() {
       el("button", { type: "button", onclick: () => { S.pending = null; map.highlight = null; map.draw(); renderLive(); } }, "×")),
     todayView(f),
     alertsView(f),
-    el("section", { class: "card", id: "robots" }, el("h2", {}, t("ops.robots")),
+    el("section", { class: "card", id: "robots" }, el("h2", {}, t("ops.robots"), " ", el("span", { class: "badge" }, fmtNum(f.robots.length))),
       el("table", {}, el("thead", {}, el("tr", {}, ["col.robot", "col.state", "col.battery", "col.carrying", "col.actions"].map((k) => el("th", {}, t(k))))),
-        el("tbody", {}, f.robots.map(robotRow)))),
+        el("tbody", {}, robotRows(f.robots).map(robotRow))),
+      f.robots.length > ROBOT_ROWS && el("p", { class: "muted" }, t("ops.morerobots", { shown: ROBOT_ROWS, n: f.robots.length }))),
     ordersView(f),
   );
 }
