@@ -263,30 +263,18 @@ async fn a_standby_takes_over_when_the_leader_is_killed_and_nothing_acknowledged
     let mut procs: Vec<Option<Dispatcher>> = vec![Some(Dispatcher::spawn(&etcd, ports[0], dirs[0].path())), None];
     let (_, ch) = leader(&ports[..1], Duration::from_secs(60)).await;
     procs[1] = Some(Dispatcher::spawn(&etcd, ports[1], dirs[1].path()));
+    // Shop `bakery`, robot `r1`, and two more robots.
+    let (shop, first_robot) = shop_and_robot(ch.clone(), dirs[0].path()).await;
     let op = std::fs::read_to_string(dispatcher::server::operator_token_path(dirs[0].path())).expect("operator token");
-    let op = op.trim().to_owned();
     let mut ops = pb::ops_service_client::OpsServiceClient::new(ch.clone());
-    let shop = ops
-        .register_shop(authed(
-            pb::RegisterShopRequest {
-                shop_id: "bakery".into(),
-                name: "Bakery".into(),
-                location: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
-            },
-            &op,
-        ))
-        .await
-        .expect("shop")
-        .into_inner()
-        .token;
-    let mut robot_tokens = Vec::new();
-    for i in 0..3 {
+    let mut robot_tokens = vec![first_robot];
+    for i in 2..4 {
         let req = pb::RegisterRobotRequest {
             robot_id: format!("r{i}"),
             name: String::new(),
             depot: Some(pb::LatLon { lat: 43.7393, lon: 7.4274 }),
         };
-        robot_tokens.push(ops.register_robot(authed(req, &op)).await.expect("robot").into_inner().token);
+        robot_tokens.push(ops.register_robot(authed(req, op.trim())).await.expect("robot").into_inner().token);
     }
 
     let base_s = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()) as i64;
