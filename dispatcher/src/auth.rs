@@ -32,6 +32,10 @@ pub struct Auth {
     revocations: Arc<watch::Sender<u64>>,
     /// Every authenticated call takes a token from its caller's bucket.
     limiter: Arc<CallLimiter>,
+    /// Tokens of robots handed over to another service area (hash -> (robot, area)), so that their callers are told
+    /// where the robot went rather than that the token is unknown. In memory: after a restart such a token is
+    /// simply unknown here, and the router finds the robot's area.
+    moved: Arc<RwLock<HashMap<String, (String, String)>>>,
 }
 
 impl Auth {
@@ -42,7 +46,51 @@ impl Auth {
             tokens: Arc::new(RwLock::new(tokens)),
             revocations: Arc::new(watch::channel(0).0),
             limiter: Arc::new(CallLimiter::new(limits)),
+            moved: Arc::default(),
         })
+    }
+
+    /// A robot was handed over to `area` (its tokens already moved in the store): they are refused here from now
+    /// on with where the robot went, and its open session ends.
+    pub fn moved_away(&self, robot: &fleet_core::RobotId, area: &str) {
+        let principal = Principal::Robot(robot.clone());
+        let hashes: Vec<String> = match self.tokens.write() {
+            Ok(mut table) => {
+                let hashes: Vec<String> =
+                    table.iter().filter(|(_, p)| **p == principal).map(|(h, _)| h.clone()).collect();
+                for h in &hashes {
+                    table.remove(h);
+                }
+                hashes
+            }
+            Err(_) => return,
+        };
+        if let Ok(mut moved) = self.moved.write() {
+            for h in hashes {
+                moved.insert(h, (robot.to_string(), area.to_owned()));
+            }
+        }
+        self.revocations.send_modify(|e| *e += 1);
+    }
+
+    /// Tokens that came with a robot handed over from another area (already in this area's store).
+    pub fn arrived(&self, entries: Vec<TokenEntry>) {
+        if let Ok(mut moved) = self.moved.write() {
+            for e in &entries {
+                moved.remove(&e.hash_hex);
+            }
+        }
+        if let Ok(mut table) = self.tokens.write() {
+            for e in entries {
+                table.insert(e.hash_hex, e.principal);
+            }
+        }
+    }
+
+    /// The area the robot of the token with this hash was handed over to, if it was, as the error to answer.
+    pub fn moved_to(&self, hash: &str) -> Option<Error> {
+        let (robot, area) = self.moved.read().ok()?.get(hash).cloned()?;
+        Some(Error::HandedOver { robot, area })
     }
 
     /// Revokes the token `token` if given, else every token of `principal`. Refuses to revoke the last
@@ -157,9 +205,13 @@ impl Auth {
     }
 
     pub fn robot(&self, md: &MetadataMap) -> Result<fleet_core::RobotId, Error> {
-        match self.principal(md)? {
-            Principal::Robot(r) => Ok(r),
-            _ => Err(Error::WrongRole("this call needs a robot token".into())),
+        match self.principal(md) {
+            Ok(Principal::Robot(r)) => Ok(r),
+            Ok(_) => Err(Error::WrongRole("this call needs a robot token".into())),
+            Err(Error::BadToken) => {
+                Err(Self::token_hash(md).and_then(|h| self.moved_to(&h)).unwrap_or(Error::BadToken))
+            }
+            Err(e) => Err(e),
         }
     }
 

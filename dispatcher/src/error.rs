@@ -29,6 +29,9 @@ pub enum Error {
     Revoked,
     #[error("{0}")]
     WrongRole(String),
+    /// The robot was handed over to another service area; it belongs there now.
+    #[error("robot {robot} was handed over to service area {area}; connect through the router")]
+    HandedOver { robot: String, area: String },
     #[error("{0}")]
     RateLimited(String),
     /// A robot opened a session and sent no hello in time.
@@ -59,14 +62,18 @@ impl Error {
                 CoreError::FailedPrecondition(_) => Code::FailedPrecondition,
                 CoreError::PermissionDenied(_) => Code::PermissionDenied,
                 CoreError::ResourceExhausted(_) => Code::ResourceExhausted,
-                // An address outside the map is a bad request; everything else about the fleet is state.
-                CoreError::Refused(fleet_core::Refusal::OutOfArea { .. }) => Code::InvalidArgument,
+                // An address outside the map or the service area is a bad request; everything else about the fleet
+                // is state.
+                CoreError::Refused(
+                    fleet_core::Refusal::OutOfArea { .. } | fleet_core::Refusal::OutsideServiceArea { .. },
+                ) => Code::InvalidArgument,
                 CoreError::Refused(_) => Code::FailedPrecondition,
             },
             Error::RateLimited(_) => Code::ResourceExhausted,
             Error::Wire(_) => Code::InvalidArgument,
             Error::NoToken | Error::BadToken | Error::Revoked => Code::Unauthenticated,
             Error::WrongRole(_) => Code::PermissionDenied,
+            Error::HandedOver { .. } => Code::Unavailable,
             Error::NoHello(_) => Code::DeadlineExceeded,
             // The write did not happen; the client may retry (with its idempotency key).
             Error::Store(_) | Error::Stopped => Code::Unavailable,
@@ -83,6 +90,7 @@ impl Error {
             Error::BadToken => "BAD_TOKEN",
             Error::Revoked => "TOKEN_REVOKED",
             Error::WrongRole(_) => "WRONG_ROLE",
+            Error::HandedOver { .. } => "HANDED_OVER",
             Error::RateLimited(_) => "RATE_LIMITED",
             Error::NoHello(_) => "NO_HELLO",
             Error::Store(_) => "STORE_UNAVAILABLE",
@@ -106,6 +114,9 @@ impl Error {
                 }
             }
             Error::Wire(w) => violation = Some((w.field.clone(), w.message.clone())),
+            Error::HandedOver { area, .. } => {
+                metadata.insert("area".to_owned(), area.clone());
+            }
             Error::Setup(_) | Error::Unexpected(_) => tracing::error!("internal error: {self}"),
             _ => {}
         }
@@ -118,7 +129,13 @@ impl Error {
             Error::Setup(_) | Error::Unexpected(_) => "internal error".to_owned(),
             other => other.to_string(),
         };
-        Status::with_error_details(code, msg, details)
+        let mut status = Status::with_error_details(code, msg, details);
+        if let Error::HandedOver { area, .. } = &self
+            && let Ok(v) = area.parse()
+        {
+            status.metadata_mut().insert(trundle_proto::areas::AREA_METADATA, v);
+        }
+        status
     }
 }
 

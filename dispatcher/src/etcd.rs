@@ -8,7 +8,10 @@
 //! - `t/<token hash>`: a token entry as JSON.
 //!
 //! and `/trundle-areas/<area>`: the leader's holder string (`grpc=HOST:PORT pid=... id=...`), on its lease, for
-//! routers to find every area's leader in one read ([`crate::router`]).
+//! routers to find every area's leader in one read ([`crate::router`]); `/trundle-area-names/<area>`, every
+//! area that ever had a leader; `/trundle-handoff/<to area>/<robot>`, a robot handed over and not yet taken up
+//! ([`HandOff`]: written in the giving leader's fenced transaction with the robot's last record there and the
+//! removal of its tokens, removed in the taking leader's fenced transaction that puts them in its area).
 //!
 //! Every write is one transaction whose condition is that `leader` still has the holder's create revision: a
 //! dispatcher that lost the lease (paused, partitioned, slow) can write nothing, however late its write arrives.
@@ -157,6 +160,9 @@ pub fn directory_key(area: &str) -> Vec<u8> {
 /// The prefix of [`directory_key`].
 pub const DIRECTORY: &str = "/trundle-areas/";
 
+/// `/trundle-area-names/<area>`: every area that has ever had a leader (no lease).
+pub const AREA_NAMES: &str = "/trundle-area-names/";
+
 /// One channel over every member of the cluster (calls go to any that answers). Needs a runtime entered.
 pub fn balanced(endpoints: &[String]) -> Result<Channel, Error> {
     let endpoints: Vec<Endpoint> = endpoints
@@ -280,6 +286,14 @@ impl EtcdStore {
                             lease,
                         })),
                     },
+                    // Every area that ever had a leader, for routers to look for tokens in while it has none.
+                    pb::RequestOp {
+                        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                            key: format!("{AREA_NAMES}{}", cfg.area).into_bytes(),
+                            value: Vec::new(),
+                            lease: 0,
+                        })),
+                    },
                 ],
                 failure: vec![],
             };
@@ -312,6 +326,125 @@ impl EtcdStore {
 
     pub fn leadership(&self) -> &Leadership {
         &self.leadership
+    }
+
+    /// The service area this store holds.
+    pub fn area(&self) -> &str {
+        &self.cfg.area
+    }
+
+    /// This area's tokens of `robot`, with their keys.
+    fn robot_tokens(&self, robot: &fleet_core::RobotId) -> Result<Vec<(Vec<u8>, TokenEntry)>, Error> {
+        let mut v = Vec::new();
+        for (k, value) in self.range_prefix(&self.key("t/"))? {
+            let t: TokenEntry = serde_json::from_slice(&value).map_err(|e| Error::Store(e.to_string()))?;
+            if t.principal == crate::store::Principal::Robot(robot.clone()) {
+                v.push((k, t));
+            }
+        }
+        Ok(v)
+    }
+
+    /// What hands a robot over to another area, in the same transaction as its last record here: the hand-off
+    /// record (the robot and its tokens) under [`HANDOFFS`], and the tokens' removal from this area.
+    fn hand_off_ops(&self, robot: &fleet_core::robot::Robot, to: &str) -> Result<Vec<pb::RequestOp>, Error> {
+        let tokens = self.robot_tokens(&robot.id)?;
+        let mut ops = Vec::with_capacity(tokens.len() + 1);
+        for (key, _) in &tokens {
+            ops.push(pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                    key: key.clone(),
+                    range_end: Vec::new(),
+                })),
+            });
+        }
+        let record = HandOff {
+            from: self.cfg.area.clone(),
+            robot: robot.clone(),
+            tokens: tokens.into_iter().map(|(_, t)| t).collect(),
+        };
+        let value = serde_json::to_vec(&record).map_err(|e| Error::Store(e.to_string()))?;
+        ops.push(pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                key: handoff_key(to, robot.id.as_str()),
+                value,
+                lease: 0,
+            })),
+        });
+        Ok(ops)
+    }
+
+    /// Robots handed over to this area and not yet taken up.
+    pub fn arrivals(&self) -> Result<Vec<Arrival>, Error> {
+        let prefix = format!("{HANDOFFS}{}/", self.cfg.area).into_bytes();
+        let end = prefix_end(&prefix);
+        let mut kv = self.conn.kv.clone();
+        let req = pb::RangeRequest { key: prefix, range_end: end, limit: 0, revision: 0 };
+        let r = self
+            .conn
+            .run(async move { kv.range(req).await.map(|r| r.into_inner()) })
+            .map_err(|st| Error::Store(format!("reading hand-offs to area {}: {}", self.cfg.area, st.message())))?;
+        r.kvs
+            .into_iter()
+            .map(|kv| {
+                let handoff: HandOff = serde_json::from_slice(&kv.value).map_err(|e| {
+                    Error::Store(format!("hand-off {} is unreadable: {e}", String::from_utf8_lossy(&kv.key)))
+                })?;
+                Ok(Arrival { handoff, key: kv.key, mod_revision: kv.mod_revision })
+            })
+            .collect()
+    }
+
+    /// Takes a robot handed over to this area into its store, in one transaction fenced by this area's
+    /// leadership and conditional on the hand-off being the one read: the robot's record and its tokens are put
+    /// here and the hand-off removed. `Ok(false)`: the hand-off changed or was taken up meanwhile.
+    pub fn adopt(&self, a: &Arrival) -> Result<bool, Error> {
+        let mut robot = a.handoff.robot.clone();
+        robot.handed_to = None;
+        robot.online = false;
+        let record = Record::Robot(Box::new(robot));
+        let mut ops = vec![
+            pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                    key: self.key(&format!("r/{}", RecordKey::of(&record).storage_key())),
+                    value: serde_json::to_vec(&record).map_err(|e| Error::Store(e.to_string()))?,
+                    lease: 0,
+                })),
+            },
+            pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                    key: a.key.clone(),
+                    range_end: Vec::new(),
+                })),
+            },
+        ];
+        for t in &a.handoff.tokens {
+            ops.push(pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                    key: self.key(&format!("t/{}", t.hash_hex)),
+                    value: serde_json::to_vec(t).map_err(|e| Error::Store(e.to_string()))?,
+                    lease: 0,
+                })),
+            });
+        }
+        let unchanged = pb::Compare {
+            result: pb::compare::CompareResult::Equal as i32,
+            target: pb::compare::CompareTarget::Mod as i32,
+            key: a.key.clone(),
+            target_union: Some(pb::compare::TargetUnion::ModRevision(a.mod_revision)),
+        };
+        self.fenced_if(&format!("taking up robot {}", a.handoff.robot.id), vec![unchanged], ops)
+    }
+
+    /// Removes a hand-off this area cannot take up (its robot is already here), fenced.
+    pub fn drop_arrival(&self, a: &Arrival) -> Result<bool, Error> {
+        let op = pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                key: a.key.clone(),
+                range_end: Vec::new(),
+            })),
+        };
+        self.fenced_if("dropping a stale hand-off", Vec::new(), vec![op])
     }
 
     pub fn holder(&self) -> &str {
@@ -351,6 +484,15 @@ impl EtcdStore {
 
     /// Writes `ops` in one transaction on condition that this dispatcher still leads the area.
     fn fenced(&self, what: &str, ops: Vec<pb::RequestOp>) -> Result<(), Error> {
+        match self.fenced_if(what, Vec::new(), ops)? {
+            true => Ok(()),
+            false => Err(Error::Store(format!("{what}: refused by etcd"))),
+        }
+    }
+
+    /// As [`EtcdStore::fenced`], on the further conditions `extra`. `Ok(false)`: one of those failed (this
+    /// dispatcher still leads the area).
+    fn fenced_if(&self, what: &str, extra: Vec<pb::Compare>, ops: Vec<pb::RequestOp>) -> Result<bool, Error> {
         if !self.leadership.is_live() {
             return Err(Error::Store(format!(
                 "{what}: this dispatcher's lease on area {} may have lapsed; it no longer writes",
@@ -358,16 +500,28 @@ impl EtcdStore {
             )));
         }
         let leader_key = self.key("leader");
-        let txn = pb::TxnRequest {
-            compare: vec![pb::Compare {
-                result: pb::compare::CompareResult::Equal as i32,
-                target: pb::compare::CompareTarget::Create as i32,
-                key: leader_key,
-                target_union: Some(pb::compare::TargetUnion::CreateRevision(self.leadership.token)),
-            }],
-            success: ops,
-            failure: vec![],
+        let has_extra = !extra.is_empty();
+        let mut compare = vec![pb::Compare {
+            result: pb::compare::CompareResult::Equal as i32,
+            target: pb::compare::CompareTarget::Create as i32,
+            key: leader_key.clone(),
+            target_union: Some(pb::compare::TargetUnion::CreateRevision(self.leadership.token)),
+        }];
+        compare.extend(extra);
+        // On failure etcd answers the leader key, so a failed extra condition is told from a lost area.
+        let failure = if has_extra {
+            vec![pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
+                    key: leader_key,
+                    range_end: Vec::new(),
+                    limit: 1,
+                    revision: 0,
+                })),
+            }]
+        } else {
+            Vec::new()
         };
+        let txn = pb::TxnRequest { compare, success: ops, failure };
         // The same transaction may be sent again: its puts are the same values under the same fence, so a second
         // landing changes nothing. Each attempt is short, so one stuck on a member that died, or on an election
         // in etcd, gives way to another within the call's time.
@@ -376,7 +530,8 @@ impl EtcdStore {
             let mut kv = self.conn.kv.clone();
             let attempt = txn.clone();
             match self.conn.run_for(async move { kv.txn(attempt).await.map(|r| r.into_inner()) }, ATTEMPT_TIMEOUT) {
-                Ok(r) if r.succeeded => return Ok(()),
+                Ok(r) if r.succeeded => return Ok(true),
+                Ok(r) if has_extra && still_leads(&r, self.leadership.token) => return Ok(false),
                 Ok(_) => {
                     self.leadership.live.store(false, Ordering::Release);
                     return Err(Error::Store(format!(
@@ -391,6 +546,37 @@ impl EtcdStore {
             }
         }
     }
+}
+
+/// Whether a failed transaction's answer (the leader key's range) shows the leader key still held at `token`.
+fn still_leads(r: &pb::TxnResponse, token: i64) -> bool {
+    r.responses.iter().any(|op| match &op.response {
+        Some(pb::response_op::Response::ResponseRange(range)) => range.kvs.iter().any(|kv| kv.create_revision == token),
+        _ => false,
+    })
+}
+
+/// Where hand-offs wait for the area they go to: `/trundle-handoff/<to area>/<robot>`.
+pub const HANDOFFS: &str = "/trundle-handoff/";
+
+fn handoff_key(to_area: &str, robot: &str) -> Vec<u8> {
+    format!("{HANDOFFS}{to_area}/{robot}").into_bytes()
+}
+
+/// A robot on its way from one area to another: its last record in the giving area and its tokens.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HandOff {
+    pub from: String,
+    pub robot: fleet_core::robot::Robot,
+    pub tokens: Vec<TokenEntry>,
+}
+
+/// A hand-off to this area as read, with what identifies that version of it.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub handoff: HandOff,
+    key: Vec<u8>,
+    mod_revision: i64,
 }
 
 /// Keeps `lease` alive every third of its TTL; clears `live` when no keep-alive was answered for TTL - 1 s.
@@ -457,6 +643,12 @@ impl Store for EtcdStore {
         }
         let mut ops = Vec::with_capacity(last.len());
         for (k, r) in last {
+            // A robot's last record here, handed over to another area: the hand-off goes in the same transaction.
+            if let Record::Robot(robot) = r
+                && let Some(to) = &robot.handed_to
+            {
+                ops.extend(self.hand_off_ops(robot, to)?);
+            }
             let value = serde_json::to_vec(r).map_err(|e| Error::Store(e.to_string()))?;
             let key = self.key(&format!("r/{k}"));
             ops.push(pb::RequestOp {

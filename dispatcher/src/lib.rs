@@ -8,6 +8,7 @@
 //! - [`service`]: the three gRPC services; each converts the request, calls the core, maps errors in one place.
 //! - [`server`]: wiring, health, reflection, graceful shutdown: `serve(listener, options, shutdown)`.
 
+pub mod areas;
 pub mod auth;
 pub mod clock;
 pub mod core;

@@ -56,6 +56,10 @@ struct Args {
     /// etcd://...); by default the --listen address.
     #[arg(long, env = "TRUNDLE_ADVERTISE")]
     advertise: Option<String>,
+    /// The city's service areas, a GeoJSON file of named polygons (with --store etcd://...): this dispatcher
+    /// takes shops and drop-offs inside its --area only. Without it the area is the whole map.
+    #[arg(long, env = "TRUNDLE_AREAS", requires = "store")]
+    areas: Option<std::path::PathBuf>,
     /// The area leader's lease in seconds (with --store etcd://...): a dead leader is replaced about this long
     /// after its last keep-alive.
     #[arg(long, default_value_t = 3)]
@@ -124,6 +128,9 @@ async fn main() -> anyhow::Result<()> {
         }
         cfg.lease_ttl_s = args.lease_ttl_s;
         opts.etcd = Some(cfg);
+        if let Some(path) = &args.areas {
+            opts.config.service_area = Some(dispatcher::areas::load(path, &args.area)?);
+        }
         opts.advertise = Some(args.advertise.clone().unwrap_or_else(|| args.listen.clone()));
     }
     opts.improver.enabled = !args.no_improve;

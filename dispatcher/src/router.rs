@@ -11,7 +11,12 @@
 //!   to the area's leader for up to 15 s. PlaceOrder is safe to send again (its idempotency key); a repeated
 //!   cancellation or ready may answer that it was already done.
 //!
-//! Robots and operators connect to their area's leader directly (not routed yet).
+//! - Robots: a robot's agent opens its session at the router, which answers `UNAVAILABLE` with the address of
+//!   the leader of the robot's area in the `trundle-leader` metadata ([`trundle_proto::areas`]); the agent
+//!   connects there, and comes back to the router whenever that session ends (a failover, a hand-off). The
+//!   robot's area is looked up afresh for every session, since hand-offs move robots between areas.
+//!
+//! Operators talk to each area's leader directly (its address is in the directory, `/trundle-areas/<area>`).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -27,7 +32,7 @@ use trundle_proto::pb;
 use trundle_proto::pb::order_service_client::OrderServiceClient;
 
 use crate::Error;
-use crate::etcd::{DIRECTORY, balanced, prefix_end};
+use crate::etcd::{AREA_NAMES, DIRECTORY, HANDOFFS, HandOff, balanced, prefix_end};
 
 /// How long a call may be retried across a failover.
 const RETRY_FOR: Duration = Duration::from_secs(15);
@@ -43,6 +48,8 @@ struct Inner {
     kv: KvClient<Channel>,
     /// Area -> its leader's gRPC address.
     leaders: RwLock<HashMap<String, String>>,
+    /// Every area that has ever had a leader.
+    areas: RwLock<Vec<String>>,
     /// Token hash -> (area, when learned).
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// Leader address -> channel.
@@ -57,6 +64,7 @@ impl Router {
             inner: Arc::new(Inner {
                 kv,
                 leaders: RwLock::default(),
+                areas: RwLock::default(),
                 tokens: Mutex::default(),
                 channels: Mutex::default(),
             }),
@@ -76,10 +84,84 @@ impl Router {
                 leaders.insert(area, addr.to_owned());
             }
         }
+        let prefix = AREA_NAMES.as_bytes().to_vec();
+        let req = epb::RangeRequest { range_end: prefix_end(&prefix), key: prefix, limit: 0, revision: 0 };
+        let r = self.inner.kv.clone().range(req).await?.into_inner();
+        let mut areas: Vec<String> =
+            r.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key[AREA_NAMES.len()..]).into_owned()).collect();
+        for a in leaders.keys() {
+            if !areas.contains(a) {
+                areas.push(a.clone());
+            }
+        }
         if let Ok(mut l) = self.inner.leaders.write() {
             *l = leaders;
         }
+        if let Ok(mut a) = self.inner.areas.write() {
+            *a = areas;
+        }
         Ok(())
+    }
+
+    /// Every area that has ever had a leader, as last read.
+    fn areas(&self) -> Vec<String> {
+        self.inner.areas.read().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// The area whose store holds the token with this hash now, read from etcd.
+    async fn area_holding(&self, hash: &str) -> Result<Option<String>, Status> {
+        for area in self.areas() {
+            let key = format!("/trundle/{area}/t/{hash}").into_bytes();
+            let req = epb::RangeRequest { key, range_end: Vec::new(), limit: 1, revision: 0 };
+            if !self.inner.kv.clone().range(req).await?.into_inner().kvs.is_empty() {
+                return Ok(Some(area));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The area a robot with this token hash is being handed over to, if it is.
+    async fn handing_over_to(&self, hash: &str) -> Result<Option<String>, Status> {
+        let prefix = HANDOFFS.as_bytes().to_vec();
+        let req = epb::RangeRequest { range_end: prefix_end(&prefix), key: prefix, limit: 0, revision: 0 };
+        for kv in self.inner.kv.clone().range(req).await?.into_inner().kvs {
+            if let Ok(h) = serde_json::from_slice::<HandOff>(&kv.value)
+                && h.tokens.iter().any(|t| t.hash_hex == hash)
+            {
+                let key = String::from_utf8_lossy(&kv.key[HANDOFFS.len()..]).into_owned();
+                return Ok(key.split('/').next().map(str::to_owned));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where a robot's session should go: the leader of its area now.
+    async fn robot_redirect(&self, hash: &str) -> Status {
+        if let Err(st) = self.refresh().await {
+            return Status::unavailable(format!("cannot read the service areas from etcd: {}", st.message()));
+        }
+        match self.area_holding(hash).await {
+            Ok(Some(area)) => match self.leaders().get(&area) {
+                Some(addr) => {
+                    let mut st = Status::unavailable(format!(
+                        "this robot belongs to service area {area}, led by {addr}: connect there"
+                    ));
+                    if let Ok(v) = addr.parse() {
+                        st.metadata_mut().insert(trundle_proto::areas::LEADER_METADATA, v);
+                    }
+                    st
+                }
+                None => Status::unavailable(format!("service area {area} has no leader right now; retry shortly")),
+            },
+            Ok(None) => match self.handing_over_to(hash).await {
+                Ok(Some(to)) => {
+                    Status::unavailable(format!("this robot is being handed over to area {to}; retry shortly"))
+                }
+                Ok(None) => Status::unauthenticated("no service area knows this token"),
+                Err(st) => Status::unavailable(format!("cannot read hand-offs from etcd: {}", st.message())),
+            },
+            Err(st) => Status::unavailable(format!("cannot read the service areas from etcd: {}", st.message())),
+        }
     }
 
     /// Every area's leader as last read.
@@ -95,17 +177,11 @@ impl Router {
             return Ok(area);
         }
         for attempt in 0..2 {
-            let areas: Vec<String> = self.leaders().into_keys().collect();
-            for area in areas {
-                let key = format!("/trundle/{area}/t/{hash}").into_bytes();
-                let req = epb::RangeRequest { key, range_end: Vec::new(), limit: 1, revision: 0 };
-                let r = self.inner.kv.clone().range(req).await?.into_inner();
-                if !r.kvs.is_empty() {
-                    if let Ok(mut t) = self.inner.tokens.lock() {
-                        t.insert(hash.to_owned(), (area.clone(), Instant::now()));
-                    }
-                    return Ok(area);
+            if let Some(area) = self.area_holding(hash).await? {
+                if let Ok(mut t) = self.inner.tokens.lock() {
+                    t.insert(hash.to_owned(), (area.clone(), Instant::now()));
                 }
+                return Ok(area);
             }
             if attempt == 0 {
                 self.refresh().await?;
@@ -163,6 +239,21 @@ impl Router {
 }
 
 type OrderStream = Pin<Box<dyn Stream<Item = Result<pb::Order, Status>> + Send>>;
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::DispatcherMessage, Status>> + Send>>;
+
+/// Robots are not proxied: each session is answered with where to go.
+#[tonic::async_trait]
+impl pb::robot_service_server::RobotService for Router {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        req: Request<tonic::Streaming<pb::RobotMessage>>,
+    ) -> Result<Response<SessionStream>, Status> {
+        let hash = crate::auth::Auth::token_hash(req.metadata()).ok_or_else(|| Status::unauthenticated("no token"))?;
+        Err(self.robot_redirect(&hash).await)
+    }
+}
 
 #[tonic::async_trait]
 impl pb::order_service_server::OrderService for Router {
@@ -212,7 +303,7 @@ impl pb::order_service_server::OrderService for Router {
     }
 }
 
-/// Serves the router on `listener` until `shutdown`: the shops' `OrderService` and health.
+/// Serves the router on `listener` until `shutdown`: the shops' `OrderService`, robots' redirects and health.
 pub async fn serve(
     router: Router,
     listener: tokio::net::TcpListener,
@@ -220,6 +311,7 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<pb::order_service_server::OrderServiceServer<Router>>().await;
+    reporter.set_serving::<pb::robot_service_server::RobotServiceServer<Router>>().await;
     let watcher = {
         let r = router.clone();
         tokio::spawn(async move {
@@ -233,7 +325,8 @@ pub async fn serve(
     };
     let result = tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(pb::order_service_server::OrderServiceServer::new(router))
+        .add_service(pb::order_service_server::OrderServiceServer::new(router.clone()))
+        .add_service(pb::robot_service_server::RobotServiceServer::new(router))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| Error::Setup(format!("router: {e}")));

@@ -302,7 +302,19 @@ impl Prepared {
 
         let rpc = Arc::new(crate::stats::RpcStats::default());
         let fencing_token = etcd.as_ref().map_or(0, |e| u64::try_from(e.leadership().token).unwrap_or(0));
-        let ctx = Ctx { core: handle.clone(), auth, limits, data_dir, rpc: rpc.clone(), fencing_token };
+        let ctx = Ctx {
+            core: handle.clone(),
+            auth,
+            limits,
+            data_dir,
+            rpc: rpc.clone(),
+            fencing_token,
+            area: etcd.as_ref().map(|e| e.area().to_owned()).unwrap_or_default(),
+            etcd: etcd.clone(),
+        };
+        // Robots handed over to this area are taken up while it leads.
+        let arrivals =
+            etcd.clone().map(|e| tokio::spawn(crate::areas::take_up_arrivals(e, handle.clone(), ctx.auth.clone())));
         let http_task = match http {
             Some(listener) => {
                 let addr = listener.local_addr().map_err(|e| Error::Setup(e.to_string()))?;
@@ -366,6 +378,9 @@ impl Prepared {
                 reporter.set_service_status(s, ServingStatus::NotServing).await;
             }
             ticker.abort();
+            if let Some(t) = &arrivals {
+                t.abort();
+            }
             if let Some(t) = &http_task {
                 t.abort();
             }

@@ -141,6 +141,7 @@ pub fn kind(input: &Input) -> &'static str {
         Input::SetPolicy { .. } => "policy",
         Input::LoadMap { .. } => "map",
         Input::ReassignOrder { .. } => "reassign",
+        Input::HandOffRobot { .. } | Input::AdoptRobot { .. } => "hand_off",
         Input::AckAlert { .. } => "alert_ack",
         Input::ProposePlans(_) => "proposal",
         Input::Tick => "tick",

@@ -129,10 +129,25 @@ struct Dispatcher {
 
 impl Dispatcher {
     fn spawn(etcd: &Etcd, port: u16, data: &std::path::Path) -> Dispatcher {
-        let child = Command::new(env!("CARGO_BIN_EXE_trundle-dispatcher"))
+        Self::spawn_in(etcd, port, data, "north", None)
+    }
+
+    /// A dispatcher of `area`, with the areas file `areas` if given.
+    fn spawn_in(
+        etcd: &Etcd,
+        port: u16,
+        data: &std::path::Path,
+        area: &str,
+        areas: Option<&std::path::Path>,
+    ) -> Dispatcher {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trundle-dispatcher"));
+        if let Some(a) = areas {
+            cmd.arg("--areas").arg(a);
+        }
+        let child = cmd
             .args(["--listen", &format!("127.0.0.1:{port}"), "--advertise", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
-            .args(["--store", &etcd.url(), "--area", "north", "--lease-ttl-s", "3", "--no-improve"])
+            .args(["--store", &etcd.url(), "--area", area, "--lease-ttl-s", "3", "--no-improve"])
             .arg("--map")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/monaco.osm.pbf"))
             .env("RUST_LOG", std::env::var("TRUNDLE_FAILOVER_RUST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -623,4 +638,196 @@ async fn the_router_follows_the_area_leader_across_a_failover() {
     for o in &acked {
         assert!(all.iter().any(|x| x.order_id == o.order_id && x.dropoff == o.dropoff), "{} lost", o.order_id);
     }
+}
+
+/// Monaco cut in two at latitude 43.737: `north` (the casino) and `south` (the port).
+const AREAS: &str = r#"{"type":"FeatureCollection","features":[
+  {"type":"Feature","properties":{"name":"north"},"geometry":{"type":"Polygon",
+   "coordinates":[[[7.40,43.737],[7.45,43.737],[7.45,43.76],[7.40,43.76],[7.40,43.737]]]}},
+  {"type":"Feature","properties":{"name":"south"},"geometry":{"type":"Polygon",
+   "coordinates":[[[7.40,43.72],[7.45,43.72],[7.45,43.737],[7.40,43.737],[7.40,43.72]]]}}]}"#;
+const CASINO: (f64, f64) = (43.7393, 7.4274);
+const PRINCESSE_GRACE: (f64, f64) = (43.7405, 7.4315);
+const PORT: (f64, f64) = (43.7350, 7.4230);
+const CONDAMINE: (f64, f64) = (43.7360, 7.4195);
+
+fn at(p: (f64, f64)) -> Option<pb::LatLon> {
+    Some(pb::LatLon { lat: p.0, lon: p.1 })
+}
+
+fn order_to(key: &str, to: (f64, f64), base_s: i64) -> pb::PlaceOrderRequest {
+    pb::PlaceOrderRequest {
+        idempotency_key: key.into(),
+        delivery: Some(pb::Delivery {
+            dropoff: at(to),
+            parcel: Some(pb::Parcel { weight_grams: 500, compartments: 1 }),
+            ready_at: None,
+            deliver_by: Some(Timestamp { seconds: base_s + 6 * 3600, nanos: 0 }),
+        }),
+    }
+}
+
+/// A real agent on a kinematic body in scaled time, whose only address is `entry` (the router); customers
+/// who know their PINs.
+fn agent(entry: String, token: String, start: (f64, f64)) -> robot_agent::session::Customers {
+    use robot_agent::session::{self, SessionConfig};
+    let customers: robot_agent::session::Customers = Arc::default();
+    let mut cfg = SessionConfig::new(entry, token);
+    cfg.time_scale = 60.0;
+    cfg.poll_every = Duration::from_millis(50);
+    cfg.state_every = Duration::from_millis(250);
+    cfg.backoff_max = Duration::from_secs(1);
+    let now = fleet_core::Timestamp(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64,
+    );
+    let platform =
+        robot_agent::platform::KinematicPlatform::new(fleet_core::LatLon::new(start.0, start.1).expect("valid"), now);
+    let agent = robot_agent::agent::Agent::new(fleet_core::robot::RobotModel::default());
+    let (keypad_tx, keypad) = tokio::sync::mpsc::channel(1);
+    let c = customers.clone();
+    tokio::spawn(async move {
+        let _keypad = keypad_tx;
+        let r = session::run(cfg, agent, platform, keypad, Some(c), std::future::pending()).await;
+        panic!("the agent stopped: {r:?}");
+    });
+    customers
+}
+
+/// Places through the router, again while the fleet is not there yet (no robot online in the area, or the
+/// area between leaders); the placed order.
+async fn place_until_placed(
+    shops: &mut pb::order_service_client::OrderServiceClient<Channel>,
+    req: pb::PlaceOrderRequest,
+    token: &str,
+    within: Duration,
+) -> pb::Order {
+    let deadline = Instant::now() + within;
+    loop {
+        match shops.place_order(authed(req.clone(), token)).await {
+            Ok(r) => return r.into_inner().order.expect("an order"),
+            Err(s) if Instant::now() < deadline && matches!(s.code(), Code::FailedPrecondition | Code::Unavailable) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => panic!("not placed: {s:?}"),
+        }
+    }
+}
+
+/// Marks the order ready and waits until it is delivered (the customer knows the PIN).
+async fn deliver(
+    shops: &mut pb::order_service_client::OrderServiceClient<Channel>,
+    customers: &robot_agent::session::Customers,
+    o: &pb::Order,
+    token: &str,
+) -> pb::Order {
+    customers
+        .lock()
+        .expect("not poisoned")
+        .insert(fleet_core::OrderId::parse(&o.order_id).expect("valid"), o.pin.clone());
+    shops.mark_ready(authed(pb::MarkReadyRequest { order_id: o.order_id.clone() }, token)).await.expect("ready");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = shops.get_order(authed(pb::GetOrderRequest { order_id: o.order_id.clone() }, token)).await;
+        if let Ok(now) = now.map(tonic::Response::into_inner)
+            && now.status == pb::OrderStatus::Delivered as i32
+        {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "order {} not delivered", o.order_id);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn robots_of(ch: Channel, op: &str) -> Vec<String> {
+    let mut ops = pb::ops_service_client::OpsServiceClient::new(ch);
+    let list = ops.list_robots(authed(pb::ListRobotsRequest {}, op)).await.expect("lists").into_inner().robots;
+    list.into_iter().map(|r| r.robot_id).collect()
+}
+
+fn operator_token(data: &std::path::Path) -> String {
+    std::fs::read_to_string(dispatcher::server::operator_token_path(data)).expect("operator token").trim().to_owned()
+}
+
+/// Two areas, north and south, each with its shop; south has a leader and a standby. A robot of the north,
+/// reached only through the router, delivers a northern order; it is handed over to the south, whose leader is
+/// killed at once; the standby takes the south over and takes the robot up from the hand-off record, and the
+/// robot (following the router) delivers a southern order there. Orders outside a shop's area are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robot_is_handed_over_between_two_areas_while_one_fails_over() {
+    let etcd = Etcd::start();
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let areas = dirs[3].path().join("areas.geojson");
+    std::fs::write(&areas, AREAS).expect("written");
+    let ports = [free_port(), free_port(), free_port()];
+    let _north = Dispatcher::spawn_in(&etcd, ports[0], dirs[0].path(), "north", Some(&areas));
+    let (_, north) = leader(&ports[..1], Duration::from_secs(60)).await;
+    let mut south_a = Dispatcher::spawn_in(&etcd, ports[1], dirs[1].path(), "south", Some(&areas));
+    let (_, south) = leader(&ports[1..2], Duration::from_secs(60)).await;
+    let _south_b = Dispatcher::spawn_in(&etcd, ports[2], dirs[2].path(), "south", Some(&areas));
+    let router_port = free_port();
+    let router = dispatcher::router::Router::new(&dispatcher::etcd::EtcdConfig::endpoints(&etcd.url()).expect("urls"))
+        .expect("router");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", router_port)).await.expect("binds");
+    tokio::spawn(dispatcher::router::serve(router, listener, std::future::pending()));
+    let (_, via) = leader(&[router_port], Duration::from_secs(30)).await;
+
+    // Shops and the robot are registered with their area's leader; a shop outside the area is refused.
+    let (north_op, south_op) = (operator_token(dirs[0].path()), operator_token(dirs[1].path()));
+    let mut north_ops = pb::ops_service_client::OpsServiceClient::new(north.clone());
+    let mut south_ops = pb::ops_service_client::OpsServiceClient::new(south.clone());
+    let shop = |id: &str, p| pb::RegisterShopRequest { shop_id: id.into(), name: id.into(), location: at(p) };
+    let wrong = north_ops.register_shop(authed(shop("deli", PORT), &north_op)).await.expect_err("outside north");
+    assert_eq!(wrong.code(), Code::InvalidArgument, "{wrong:?}");
+    assert!(wrong.message().contains("north"), "{}", wrong.message());
+    let bakery =
+        north_ops.register_shop(authed(shop("bakery", CASINO), &north_op)).await.expect("shop").into_inner().token;
+    let deli = south_ops.register_shop(authed(shop("deli", PORT), &south_op)).await.expect("shop").into_inner().token;
+    let r1 = pb::RegisterRobotRequest { robot_id: "r1".into(), name: String::new(), depot: at(CASINO) };
+    let robot = north_ops.register_robot(authed(r1, &north_op)).await.expect("robot").into_inner().token;
+
+    // The robot knows only the router, which sends it to the north's leader; it delivers a northern order.
+    let customers = agent(format!("http://127.0.0.1:{router_port}"), robot, CASINO);
+    let mut shops = pb::order_service_client::OrderServiceClient::new(via);
+    let base_s = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()) as i64;
+    let refused = shops.place_order(authed(order_to("south-drop", CONDAMINE, base_s), &bakery)).await;
+    let refused = refused.expect_err("a drop-off outside the shop's area");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("outside service area north"), "{}", refused.message());
+    let first =
+        place_until_placed(&mut shops, order_to("n1", PRINCESSE_GRACE, base_s), &bakery, Duration::from_secs(30)).await;
+    let first = deliver(&mut shops, &customers, &first, &bakery).await;
+    assert_eq!(first.robot_id, "r1");
+    let started = Instant::now();
+
+    // Handed over once it stands still; the south's leader dies at once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let req = pb::HandOffRobotRequest { robot_id: "r1".into(), to_area: "south".into() };
+        match north_ops.hand_off_robot(authed(req, &north_op)).await {
+            Ok(_) => break,
+            Err(s) if s.code() == Code::FailedPrecondition && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => panic!("not handed over: {s:?}"),
+        }
+    }
+    south_a.kill();
+    eprintln!("handed over {:.1} s after the northern delivery", started.elapsed().as_secs_f64());
+    assert!(!robots_of(north.clone(), &north_op).await.contains(&"r1".to_owned()), "still in the north");
+    let again = north_ops
+        .hand_off_robot(authed(pb::HandOffRobotRequest { robot_id: "r1".into(), to_area: "south".into() }, &north_op))
+        .await
+        .expect_err("the north has no r1 any more");
+    assert_eq!(again.code(), Code::NotFound);
+
+    // The south's standby takes over and takes the robot up; the robot follows the router there and delivers.
+    let (_, south) = leader(&ports[2..], Duration::from_secs(30)).await;
+    let second =
+        place_until_placed(&mut shops, order_to("s1", CONDAMINE, base_s), &deli, Duration::from_secs(60)).await;
+    eprintln!("placed in the south {:.1} s after the northern delivery", started.elapsed().as_secs_f64());
+    let second = deliver(&mut shops, &customers, &second, &deli).await;
+    eprintln!("delivered in the south {:.1} s after the northern delivery", started.elapsed().as_secs_f64());
+    assert_eq!(second.robot_id, "r1");
+    assert!(robots_of(south, &south_op).await.contains(&"r1".to_owned()));
+    assert!(!robots_of(north, &north_op).await.contains(&"r1".to_owned()));
 }

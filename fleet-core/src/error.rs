@@ -76,7 +76,7 @@ impl CoreError {
     pub fn field_at_fault(&self) -> Option<&'static str> {
         match self {
             Self::BadField { field, .. } => Some(field),
-            Self::Refused(Refusal::OutOfArea { .. }) => Some("delivery.dropoff"),
+            Self::Refused(Refusal::OutOfArea { .. } | Refusal::OutsideServiceArea { .. }) => Some("delivery.dropoff"),
             _ => None,
         }
     }
@@ -92,6 +92,8 @@ pub enum Refusal {
     ParcelTooLarge { compartments: u8, largest: u8 },
     /// The drop-off is too far from every walkable way: outside the area the map covers.
     OutOfArea { distance_m: u32, limit_m: u32 },
+    /// The drop-off is outside the service area this dispatcher serves (orders stay in their shop's area).
+    OutsideServiceArea { area: String },
     /// No open sidewalk leads from the shop to the drop-off (closures cut it off).
     Unreachable,
     /// Even a robot waiting at the shop would arrive after the deliver-by time. `earliest` is the earliest
@@ -114,6 +116,7 @@ impl Refusal {
             Self::NoRobotAvailable => "NO_ROBOT_AVAILABLE",
             Self::ParcelTooLarge { .. } => "PARCEL_TOO_LARGE",
             Self::OutOfArea { .. } => "OUT_OF_AREA",
+            Self::OutsideServiceArea { .. } => "OUTSIDE_SERVICE_AREA",
             Self::Unreachable => "UNREACHABLE",
             Self::DeadlineTooSoon { .. } => "DEADLINE_TOO_SOON",
             Self::ShiftEnds => "SHIFT_ENDS",
@@ -163,6 +166,7 @@ impl Refusal {
                 vec![("trip_min", trip_min.to_string()), ("late_min", late_min.to_string())]
             }
             Self::BatteryRange { trip_m } => vec![("trip_m", trip_m.to_string())],
+            Self::OutsideServiceArea { area } => vec![("area", area.clone())],
             Self::FleetBusy { robots, .. } => vec![("robots", robots.to_string())],
             Self::NoRobotAvailable | Self::Unreachable | Self::ShiftEnds => Vec::new(),
         }
@@ -191,6 +195,9 @@ impl Refusal {
             }
             Self::OutOfArea { distance_m, limit_m } => {
                 write!(f, "the drop-off is {distance_m} m from the nearest walkable way; the limit is {limit_m} m")
+            }
+            Self::OutsideServiceArea { area } => {
+                write!(f, "the drop-off is outside service area {area}, where this shop's orders are delivered")
             }
             Self::Unreachable => write!(f, "the drop-off cannot be reached from the shop on the open sidewalks"),
             Self::DeadlineTooSoon { trip_min, late_min, .. } => write!(
@@ -223,6 +230,7 @@ mod tests {
             Refusal::NoRobotAvailable,
             Refusal::ParcelTooLarge { compartments: 3, largest: 2 },
             Refusal::OutOfArea { distance_m: 500, limit_m: 60 },
+            Refusal::OutsideServiceArea { area: "north".into() },
             Refusal::Unreachable,
             Refusal::DeadlineTooSoon { trip_min: 40, late_min: 10, earliest: None },
             Refusal::ShiftEnds,

@@ -5,6 +5,7 @@
 //! Nothing in this crate does IO: it never reads a clock, a file, the network or a random source. Time and
 //! randomness (PINs) come in as data, so the production dispatcher and the simulator run the same code.
 
+pub mod area;
 pub mod dispatcher;
 pub mod error;
 pub mod host;

@@ -106,6 +106,10 @@ pub struct Robot {
     /// On its way to charge or charging; it gets no work until the charge step is done.
     #[serde(default)]
     pub charging: bool,
+    /// Handed over to this service area: the robot is no longer this dispatcher's (its record stays as the
+    /// trace of where it went). Set only on the record written at the hand-off.
+    #[serde(default)]
+    pub handed_to: Option<String>,
 }
 
 impl Robot {

@@ -22,3 +22,13 @@ pub use prost_types;
 
 /// The encoded descriptor set of every Trundle proto file, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("trundle_descriptor");
+
+/// Response metadata of service areas ([`AREA_METADATA`], [`LEADER_METADATA`]).
+pub mod areas {
+    /// On an `UNAVAILABLE` status: the robot now belongs to this service area (it was handed over); its agent
+    /// reconnects through its entry point (the router), which sends it to that area's leader.
+    pub const AREA_METADATA: &str = "trundle-area";
+    /// On an `UNAVAILABLE` status from `trundle-router`: the `host:port` of the leader of the robot's area; the
+    /// agent connects there next.
+    pub const LEADER_METADATA: &str = "trundle-leader";
+}

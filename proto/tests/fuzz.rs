@@ -98,7 +98,11 @@ fn dispatcher_messages() -> Vec<Vec<u8>> {
             })),
         },
         pb::DispatcherMessage {
-            msg: Some(pb::dispatcher_message::Msg::Welcome(pb::Welcome { robot_id: "r1".into(), fencing_token: 0 })),
+            msg: Some(pb::dispatcher_message::Msg::Welcome(pb::Welcome {
+                robot_id: "r1".into(),
+                fencing_token: 0,
+                area: String::new(),
+            })),
         },
     ]
     .iter()

@@ -105,21 +105,44 @@ fn is_fatal(s: &Status) -> bool {
 }
 
 /// Keeps a session open, forwarding what arrives to the runner.
+///
+/// With service areas the configured endpoint is an entry point (`trundle-router`): it answers a session with
+/// `UNAVAILABLE` and the address of the leader of the robot's area ([`trundle_proto::areas::LEADER_METADATA`]),
+/// and the agent connects there next. Whenever a session at such an address ends or fails (a failover, a
+/// hand-off to another area), the next attempt goes through the entry point again. Only the entry point's
+/// refusals (a bad token) stop the agent.
 async fn connect_loop(cfg: SessionConfig, to_runner: mpsc::Sender<Link>) {
     let mut backoff = cfg.backoff_min;
-    // The highest fencing token a dispatcher has welcomed this robot with: a dispatcher with a lower one has lost
-    // the robot's area to another, and this robot takes no command from it.
-    let mut highest_token = 0u64;
+    // The highest fencing token a dispatcher of each area has welcomed this robot with: a dispatcher of that
+    // area with a lower one has lost the area to another, and this robot takes no command from it. Tokens of
+    // different areas are not comparable (a robot handed over starts afresh in its new area).
+    let mut highest_token: BTreeMap<String, u64> = BTreeMap::new();
+    // Where the entry point last sent this robot (`host:port`).
+    let mut redirect: Option<String> = None;
     loop {
-        let endpoint = match tonic::transport::Endpoint::from_shared(cfg.endpoint.clone()) {
+        let at_entry = redirect.is_none();
+        let url = match &redirect {
+            None => cfg.endpoint.clone(),
+            Some(addr) => {
+                let scheme = if cfg.endpoint.starts_with("https://") { "https" } else { "http" };
+                format!("{scheme}://{addr}")
+            }
+        };
+        let mut next_redirect = None;
+        let endpoint = match tonic::transport::Endpoint::from_shared(url) {
             Ok(e) => e
                 .connect_timeout(Duration::from_secs(5))
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(5))
                 .keep_alive_while_idle(true),
-            Err(e) => {
+            Err(e) if at_entry => {
                 let _ = to_runner.send(Link::Fatal(format!("bad endpoint: {e}"))).await;
                 return;
+            }
+            Err(e) => {
+                tracing::warn!("the entry point sent this robot to a bad address: {e}");
+                redirect = None;
+                continue;
             }
         };
         let endpoint = match &cfg.tls {
@@ -157,15 +180,17 @@ async fn connect_loop(cfg: SessionConfig, to_runner: mpsc::Sender<Link>) {
                             match inbound.message().await {
                                 Ok(Some(m)) => {
                                     if let Some(pb::dispatcher_message::Msg::Welcome(w)) = &m.msg {
-                                        if w.fencing_token < highest_token {
+                                        let seen = highest_token.entry(w.area.clone()).or_default();
+                                        if w.fencing_token < *seen {
                                             tracing::warn!(
-                                                seen = highest_token,
+                                                area = %w.area,
+                                                seen = *seen,
                                                 offered = w.fencing_token,
                                                 "this dispatcher lost the area (an older fencing token); refusing it"
                                             );
                                             break;
                                         }
-                                        highest_token = w.fencing_token;
+                                        *seen = w.fencing_token;
                                     }
                                     backoff = cfg.backoff_min;
                                     match convert::to_robot(m) {
@@ -179,7 +204,7 @@ async fn connect_loop(cfg: SessionConfig, to_runner: mpsc::Sender<Link>) {
                                     }
                                 }
                                 Ok(None) => break,
-                                Err(s) if is_fatal(&s) => {
+                                Err(s) if at_entry && is_fatal(&s) => {
                                     let _ = to_runner.send(Link::Fatal(s.message().to_owned())).await;
                                     return;
                                 }
@@ -190,11 +215,17 @@ async fn connect_loop(cfg: SessionConfig, to_runner: mpsc::Sender<Link>) {
                             }
                         }
                     }
-                    Err(s) if is_fatal(&s) => {
+                    Err(s) if at_entry && is_fatal(&s) => {
                         let _ = to_runner.send(Link::Fatal(s.message().to_owned())).await;
                         return;
                     }
-                    Err(s) => tracing::info!("session refused: {s}"),
+                    Err(s) => match leader_of(&s) {
+                        Some(addr) if at_entry => {
+                            tracing::info!("the entry point sends this robot to {addr}");
+                            next_redirect = Some(addr);
+                        }
+                        _ => tracing::info!("session refused: {s}"),
+                    },
                 }
                 if to_runner.send(Link::Down).await.is_err() {
                     return;
@@ -202,10 +233,25 @@ async fn connect_loop(cfg: SessionConfig, to_runner: mpsc::Sender<Link>) {
             }
             Err(e) => tracing::debug!("connect failed: {e}"),
         }
+        if next_redirect.is_some() {
+            // Straight on to the leader the entry point named.
+            redirect = next_redirect;
+            continue;
+        }
+        // A session away from the entry point that ended or failed: back through the entry point, which knows
+        // where the robot belongs now.
+        redirect = None;
         let jitter = rand::rng().random_range(0.5..1.0);
         tokio::time::sleep(backoff.mul_f64(jitter)).await;
         backoff = (backoff * 2).min(cfg.backoff_max);
     }
+}
+
+/// The leader address an entry point's refusal names, if it names one.
+fn leader_of(s: &Status) -> Option<String> {
+    let v = s.metadata().get(trundle_proto::areas::LEADER_METADATA)?.to_str().ok()?;
+    let ok = !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b));
+    ok.then(|| v.to_owned())
 }
 
 fn wall_ms() -> u64 {

@@ -162,6 +162,13 @@ enum RobotCmd {
         #[arg(long)]
         order: String,
     },
+    /// Hand an idle robot over to another service area (areas on etcd): it leaves this area's fleet, and the
+    /// other area's leader takes it up with its tokens.
+    HandOff {
+        id: String,
+        #[arg(long)]
+        to_area: String,
+    },
     /// Sets the time by which the robot must have finished every stop, in minutes from now (omit to clear).
     Shift {
         id: String,
@@ -505,6 +512,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Robot(RobotCmd::Resume { id }) => {
             print_robot(&c.ops().resume_robot(c.req(pb::RobotRequest { robot_id: id })?).await?.into_inner())
+        }
+        Cmd::Robot(RobotCmd::HandOff { id, to_area }) => {
+            let req = pb::HandOffRobotRequest { robot_id: id.clone(), to_area: to_area.clone() };
+            c.ops().hand_off_robot(c.req(req)?).await?;
+            println!("robot {id} handed over to area {to_area}");
         }
         Cmd::Robot(RobotCmd::Shift { id, ends_in_min }) => {
             let req = pb::SetRobotShiftRequest { robot_id: id, shift_end: ends_in_min.map(|m| ts(m * 60)) };

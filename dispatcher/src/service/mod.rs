@@ -21,6 +21,10 @@ pub struct Ctx {
     pub rpc: std::sync::Arc<crate::stats::RpcStats>,
     /// The area leader's fencing token (0 with the sled store), told to every robot at the start of its session.
     pub fencing_token: u64,
+    /// The service area this dispatcher leads (empty with the sled store), told to robots with the token.
+    pub area: String,
+    /// The etcd store, when the records live there (hand-offs between areas need it).
+    pub etcd: Option<std::sync::Arc<crate::etcd::EtcdStore>>,
 }
 
 /// A core reply of the wrong kind for the call: a bug, logged and reported without detail.

@@ -209,6 +209,36 @@ impl pb::ops_service_server::OpsService for OpsApi {
         Ok(Response::new(self.robot_reply(robot).await?))
     }
 
+    async fn hand_off_robot(&self, req: Request<pb::HandOffRobotRequest>) -> Result<Response<pb::Robot>, Status> {
+        self.0.auth.operator(req.metadata())?;
+        let r = req.get_ref();
+        let robot = robot_id("robot_id", &r.robot_id).map_err(Error::from)?;
+        fleet_core::area::ServiceArea::check_name(&r.to_area)
+            .map_err(|e| Error::Core(fleet_core::CoreError::field("to_area", e.to_string())))?;
+        if self.0.etcd.is_none() {
+            return Err(Error::Core(fleet_core::CoreError::precondition(
+                "hand-offs move robots between service areas on etcd; this dispatcher keeps its own store",
+            ))
+            .into());
+        }
+        if r.to_area == self.0.area {
+            return Err(Error::Core(fleet_core::CoreError::field(
+                "to_area",
+                format!("robot {robot} is in area {} already", self.0.area),
+            ))
+            .into());
+        }
+        let to = r.to_area.clone();
+        match self.0.core.call(Input::HandOffRobot { robot: robot.clone(), to_area: to.clone() }).await? {
+            Reply::Robot(handed) => {
+                // Committed: the robot and its tokens are the other area's now; its session here ends.
+                self.0.auth.moved_away(&robot, &to);
+                Ok(Response::new(convert::robot_to_wire(&handed)))
+            }
+            other => Err(crate::service::unexpected(other)),
+        }
+    }
+
     async fn set_robot_shift(&self, req: Request<pb::SetRobotShiftRequest>) -> Result<Response<pb::Robot>, Status> {
         self.0.auth.operator(req.metadata())?;
         let r = req.get_ref();

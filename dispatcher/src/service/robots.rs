@@ -37,6 +37,7 @@ impl pb::robot_service_server::RobotService for RobotApi {
         let mut revocations = auth.revocations();
         let limits = self.0.limits;
         let fencing_token = self.0.fencing_token;
+        let area = self.0.area.clone();
         let known = {
             let r = robot.clone();
             self.0.core.query(move |d| d.robot(&r).is_some()).await?
@@ -90,6 +91,7 @@ impl pb::robot_service_server::RobotService for RobotApi {
                     msg: Some(pb::dispatcher_message::Msg::Welcome(pb::Welcome {
                         robot_id: robot.to_string(),
                         fencing_token,
+                        area: area.clone(),
                     })),
                 }))
                 .await;
@@ -106,7 +108,8 @@ impl pb::robot_service_server::RobotService for RobotApi {
                     () = core.closed() => break,
                     changed = revocations.changed() => {
                         if changed.is_err() || !auth.is_valid(&token_hash) {
-                            let _ = tx.send(Err(Error::Revoked.into())).await;
+                            let why = auth.moved_to(&token_hash).unwrap_or(Error::Revoked);
+                            let _ = tx.send(Err(why.into())).await;
                             break;
                         }
                         continue;

@@ -73,6 +73,10 @@ pub struct Config {
     /// Idle robots wait near the shops, shared out by recent demand ([`super::IdleConfig`]).
     #[serde(default)]
     pub idle: super::IdleConfig,
+    /// The service area this dispatcher serves, when the city is cut into several ([`crate::area`]): shops and
+    /// drop-offs outside it are refused. `None`: the whole map.
+    #[serde(default)]
+    pub service_area: Option<crate::area::ServiceArea>,
 }
 
 fn default_stall_alert_s() -> f64 {
@@ -196,6 +200,7 @@ impl Default for Config {
             idle: super::IdleConfig::default(),
             stall_alert_s: default_stall_alert_s(),
             low_battery_aboard_pct: default_low_battery_aboard_pct(),
+            service_area: None,
         }
     }
 }
@@ -294,6 +299,18 @@ pub enum Input {
         id: RobotId,
         name: String,
         depot: LatLon,
+    },
+    /// An operator hands an idle robot (nothing planned, nothing aboard, standing still) over to another service
+    /// area ([`super::handoff`]): it leaves this dispatcher's fleet, and its record, with `handed_to` set, is
+    /// what the store turns into the hand-off the other area's dispatcher takes up.
+    HandOffRobot {
+        robot: RobotId,
+        to_area: String,
+    },
+    /// A robot handed over by another area joins this fleet, as it stood there (its mission numbering goes on,
+    /// so the robot's agent takes the next update). Refused if this fleet has a robot of that id.
+    AdoptRobot {
+        robot: Box<Robot>,
     },
     Quote {
         shop: ShopId,

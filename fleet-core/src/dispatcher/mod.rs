@@ -11,6 +11,7 @@
 //! commands).
 
 mod api;
+mod areas;
 mod lateness;
 mod mapswap;
 mod ops;
@@ -252,6 +253,8 @@ impl Dispatcher {
                     d.demand.entry(o.shop.clone()).or_default().push_back(o.created_at);
                     d.orders.insert(o.id.clone(), *o);
                 }
+                // A robot handed over to another area is that area's now; its record is the trace of where it went.
+                Record::Robot(r) if r.handed_to.is_some() => {}
                 Record::Robot(mut r) => {
                     r.online = false;
                     d.robots.insert(r.id.clone(), *r);
@@ -405,6 +408,12 @@ impl Dispatcher {
             }
             Input::RegisterRobot { id, name, depot } => {
                 out.reply = Some(self.register_robot(id, name, depot, &mut out));
+            }
+            Input::HandOffRobot { robot, to_area } => {
+                out.reply = Some(self.hand_off(now, &robot, &to_area, &mut out));
+            }
+            Input::AdoptRobot { robot } => {
+                out.reply = Some(self.adopt(*robot, &mut out));
             }
             Input::Quote { shop, request } => {
                 out.reply = Some(self.quote(now, &shop, &request).map(Reply::Quote));

@@ -32,6 +32,7 @@ impl Dispatcher {
         if self.shops.contains_key(&id) {
             return Err(CoreError::AlreadyExists(format!("shop {id} is already registered")));
         }
+        self.check_shop_in_area(pos)?;
         let snap = self.map.snap(pos, self.config.max_snap_m)?;
         let shop = Shop { id: id.clone(), name, place: Place { pos, node: snap.node } };
         self.shops.insert(id.clone(), shop.clone());
@@ -76,6 +77,7 @@ impl Dispatcher {
             shift_end: None,
             fault: None,
             charging: false,
+            handed_to: None,
         };
         self.robots.insert(id.clone(), robot.clone());
         out.robots.insert(id);

@@ -34,6 +34,7 @@ impl Dispatcher {
         {
             return Err(CoreError::field("delivery.ready_at", "ready time must be before the deliver-by time"));
         }
+        self.check_in_area(req.dropoff)?;
         // Snapped without a limit so that the distance is known; beyond the limit the address is outside the
         // area this map serves.
         let snap = self.map.snap(req.dropoff, f64::INFINITY)?;

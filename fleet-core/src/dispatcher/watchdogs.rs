@@ -26,6 +26,18 @@ pub(super) struct Watch {
     cursor: Option<RobotId>,
 }
 
+impl Watch {
+    /// Forgets a robot that left the fleet.
+    pub(super) fn forget(&mut self, id: &RobotId) {
+        self.still.remove(id);
+        self.stalled.remove(id);
+        self.low.remove(id);
+        if self.cursor.as_ref() == Some(id) {
+            self.cursor = None;
+        }
+    }
+}
+
 impl Dispatcher {
     /// A robot reported where it is: it moved when it left the spot it was last seen at.
     pub(super) fn watch_position(&mut self, id: &RobotId, pos: LatLon, now: Timestamp) {

@@ -1,5 +1,6 @@
 //! Dispatcher behaviour tests on small hand-made maps, and the helpers the sibling modules share.
 
+mod areas;
 mod faults;
 mod handover;
 mod improve;
