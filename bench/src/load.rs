@@ -9,6 +9,11 @@
 //! Arrivals are open-loop: each request has a scheduled send time and its latency is counted from that time,
 //! so a slow server cannot hide its slowness by slowing the generator down (no coordinated omission). At the
 //! end every acknowledged order is read back: an acknowledged order that cannot be found is lost.
+//!
+//! With service areas ([`Target`] per area) each area gets its own robots, shops and arrival rate: shops and
+//! drop-offs inside the area's polygon, registered with the area's leader; shops then place through the router
+//! and robots open their sessions at the router, which sends each to its area's leader (the robot follows the
+//! `trundle-leader` answer as the agent does).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +41,22 @@ pub struct LoadConfig {
     /// One in this many placed orders is watched (a `WatchOrder` stream held to the end).
     pub watch_every: usize,
     pub seed: u64,
+}
+
+/// One dispatcher (or one service area) to load.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Where shops and robots are registered (the area's leader).
+    pub ops_endpoint: String,
+    pub operator_token: String,
+    /// Where shops place and read orders (the leader itself, or the router).
+    pub shop_endpoint: String,
+    /// Where robots open their sessions (the leader itself, or the router, which redirects).
+    pub robot_endpoint: String,
+    /// The area's polygon: shops, robots and drop-offs are drawn inside it.
+    pub area: Option<fleet_core::area::ServiceArea>,
+    /// Prefix of shop and robot ids, distinct per area.
+    pub prefix: String,
 }
 
 /// Latencies of one RPC, in milliseconds.
@@ -109,21 +130,92 @@ fn record(shared: &Mutex<Shared>, rpc: &'static str, since: Instant, result: Res
     }
 }
 
-/// Runs the load against `endpoint` (whose operator token is `operator_token`) on `map`'s area.
-pub async fn run(map: &MapGraph, endpoint: &str, operator_token: &str, cfg: &LoadConfig) -> Result<LoadReport, String> {
-    let channel = Channel::from_shared(endpoint.to_owned())
+async fn connect(endpoint: &str) -> Result<Channel, String> {
+    Channel::from_shared(endpoint.to_owned())
         .map_err(|e| e.to_string())?
         .connect()
         .await
-        .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
-    let mut ops = OpsServiceClient::new(channel.clone());
+        .map_err(|e| format!("cannot reach {endpoint}: {e}"))
+}
+
+/// Runs the load against every target at once (each with `cfg`'s robots, shops and rate) on `map`; one report
+/// for all.
+pub async fn run(map: Arc<MapGraph>, targets: &[Target], cfg: &LoadConfig) -> Result<LoadReport, String> {
+    let runs: Vec<_> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let cfg = LoadConfig { seed: cfg.seed.wrapping_add(i as u64 * 1_000_003), ..cfg.clone() };
+            let (map, t) = (map.clone(), t.clone());
+            tokio::spawn(async move { run_one(&map, &t, &cfg).await })
+        })
+        .collect();
+    let mut all = LoadReport::default();
+    for r in runs {
+        let r = r.await.map_err(|e| e.to_string())??;
+        for (rpc, l) in r.latencies {
+            all.latencies.entry(rpc).or_default().0.extend(l.0);
+        }
+        for (k, v) in r.errors {
+            *all.errors.entry(k).or_default() += v;
+        }
+        for (k, v) in r.refused_by_reason {
+            *all.refused_by_reason.entry(k).or_default() += v;
+        }
+        all.refused += r.refused;
+        all.placed += r.placed;
+        all.delivered += r.delivered;
+        all.lost += r.lost;
+        all.state_reports += r.state_reports;
+        all.sessions_up += r.sessions_up;
+        all.wall_s = all.wall_s.max(r.wall_s);
+    }
+    Ok(all)
+}
+
+/// Opens a robot's session at `endpoint`, following an entry point's answer to its area's leader.
+async fn open_session(
+    endpoint: &str,
+    token: &str,
+    hello: pb::RobotMessage,
+) -> Result<(tokio::sync::mpsc::Sender<pb::RobotMessage>, tonic::Streaming<pb::DispatcherMessage>), Status> {
+    let mut at = endpoint.to_owned();
+    for _ in 0..3 {
+        let ch = connect(&at).await.map_err(Status::unavailable)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tx.send(hello.clone()).await.map_err(|_| Status::internal("session queue"))?;
+        match RobotServiceClient::new(ch).session(authed(tokio_stream::wrappers::ReceiverStream::new(rx), token)).await
+        {
+            Ok(r) => return Ok((tx, r.into_inner())),
+            Err(st) => match st.metadata().get(trundle_proto::areas::LEADER_METADATA).and_then(|v| v.to_str().ok()) {
+                Some(leader) => at = format!("http://{leader}"),
+                None => return Err(st),
+            },
+        }
+    }
+    Err(Status::unavailable("redirected too often"))
+}
+
+async fn run_one(map: &MapGraph, target: &Target, cfg: &LoadConfig) -> Result<LoadReport, String> {
+    let operator_token = target.operator_token.as_str();
+    let mut ops = OpsServiceClient::new(connect(&target.ops_endpoint).await?);
+    let channel = connect(&target.shop_endpoint).await?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let n = map.node_count() as u32;
-    let centre = map.origin();
+    let centre = match &target.area {
+        Some(a) => {
+            let k = a.outline.len().max(1) as f64;
+            let (lat, lon) = a.outline.iter().fold((0.0, 0.0), |(la, lo), p| (la + p.lat() / k, lo + p.lon() / k));
+            LatLon::new(lat, lon).map_err(|e| e.to_string())?
+        }
+        None => map.origin(),
+    };
+    let area = target.area.clone();
     let near = |rng: &mut ChaCha8Rng, radius: f64| -> LatLon {
         for _ in 0..100_000 {
             if let Some(p) = map.pos(NodeId(rng.random_range(0..n.max(1))))
                 && p.distance_m(centre) < radius
+                && area.as_ref().is_none_or(|a| a.contains(p))
             {
                 return p;
             }
@@ -135,7 +227,7 @@ pub async fn run(map: &MapGraph, endpoint: &str, operator_token: &str, cfg: &Loa
     for i in 0..cfg.shops {
         let at = near(&mut rng, 1_000.0);
         let req = pb::RegisterShopRequest {
-            shop_id: format!("load-shop-{i:03}"),
+            shop_id: format!("{}shop-{i:03}", target.prefix),
             name: format!("Shop {i}"),
             location: Some(wire(at)),
         };
@@ -153,7 +245,7 @@ pub async fn run(map: &MapGraph, endpoint: &str, operator_token: &str, cfg: &Loa
     for i in 0..cfg.robots {
         let at = near(&mut rng, 1_500.0);
         let req = pb::RegisterRobotRequest {
-            robot_id: format!("load-robot-{i:04}"),
+            robot_id: format!("{}robot-{i:04}", target.prefix),
             name: format!("Robot {i}"),
             depot: Some(wire(at)),
         };
@@ -176,19 +268,11 @@ pub async fn run(map: &MapGraph, endpoint: &str, operator_token: &str, cfg: &Loa
     // Robot sessions: hello, then a state report every second; everything the dispatcher sends is read.
     let mut sessions = Vec::new();
     for (i, (at, token)) in robot_tokens.into_iter().enumerate() {
-        let endpoint = endpoint.to_owned();
+        let endpoint = target.robot_endpoint.clone();
         let (stop, states, up, shared) = (stop.clone(), states.clone(), up.clone(), shared.clone());
         // Spread the first reports over the first second, as real robots are not in step.
         let offset = Duration::from_millis((i as u64 * 997) % 1000);
         sessions.push(tokio::spawn(async move {
-            let Ok(ch) = Channel::from_shared(endpoint).map_err(|_| ()) else { return };
-            let Ok(ch) = ch.connect().await else {
-                if let Ok(mut s) = shared.lock() {
-                    *s.errors.entry("Session connect".into()).or_default() += 1;
-                }
-                return;
-            };
-            let (tx, rx) = tokio::sync::mpsc::channel(8);
             let hello = pb::RobotMessage {
                 msg: Some(pb::robot_message::Msg::Hello(pb::Hello {
                     factsheet: Some(pb::Factsheet {
@@ -202,17 +286,11 @@ pub async fn run(map: &MapGraph, endpoint: &str, operator_token: &str, cfg: &Loa
                     ..Default::default()
                 })),
             };
-            if tx.send(hello).await.is_err() {
-                return;
-            }
             let t0 = Instant::now();
-            let resp = RobotServiceClient::new(ch)
-                .session(authed(tokio_stream::wrappers::ReceiverStream::new(rx), &token))
-                .await;
+            let resp = open_session(&endpoint, &token, hello).await;
             record(&shared, "Session open", t0, resp.as_ref().map(|_| ()).map_err(Clone::clone));
-            let Ok(resp) = resp else { return };
+            let Ok((tx, mut inbound)) = resp else { return };
             up.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut inbound = resp.into_inner();
             tokio::time::sleep(offset).await;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             // Released steps not yet finished, in order, and the highest seq finished.

@@ -7,13 +7,14 @@ mod store;
 mod traffic;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fleet_core::NodeId;
 use fleet_core::map::{MapGraph, Profile};
 use fleet_core::routing::ch::{ChQuery, ContractionHierarchy, INF};
+use fleet_core::{LatLon, NodeId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -71,6 +72,12 @@ struct LoadArgs {
     /// Operators' dashboards open during the run: each signs in over HTTP and reads the live fleet stream.
     #[arg(long, default_value_t = 0)]
     dashboards: usize,
+    /// Service areas: with 2 or more the map is cut into this many bands of latitude, each area led by its own
+    /// in-process dispatcher on a local 3-member etcd cluster, with --robots robots, --shops shops and
+    /// --orders-per-sec each; shops place through an in-process `trundle-router` and robots open their sessions
+    /// there (and are sent on to their area's leader). 1: one dispatcher on the sled store.
+    #[arg(long, default_value_t = 1)]
+    areas: usize,
     #[arg(long)]
     json: bool,
 }
@@ -817,6 +824,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Lilim(a) => solver_bench(a, false),
         Cmd::Solomon(a) => solver_bench(a, true),
         Cmd::Sim(a) => sim_bench(a),
+        Cmd::Load(a) if a.areas >= 2 => areas_load_bench(a),
         Cmd::Load(a) => load_bench(a),
         Cmd::Traffic(a) => traffic::traffic_bench(a),
         Cmd::Store(a) => store_bench(a),
@@ -873,7 +881,15 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
         .flat_map(|web| std::iter::repeat_n(web, a.dashboards))
         .map(|web| load_rt.spawn(dashboards::watch(web, token.clone(), dash_rx.clone())))
         .collect();
-    let report = load_rt.block_on(load::run(&map, &endpoint, &token, &cfg)).map_err(anyhow::Error::msg)?;
+    let target = load::Target {
+        ops_endpoint: endpoint.clone(),
+        operator_token: token.clone(),
+        shop_endpoint: endpoint.clone(),
+        robot_endpoint: endpoint,
+        area: None,
+        prefix: "load-".into(),
+    };
+    let report = load_rt.block_on(load::run(Arc::new(map), &[target], &cfg)).map_err(anyhow::Error::msg)?;
     let _ = dash_stop.send(true);
     let seen: Vec<dashboards::Seen> = load_rt
         .block_on(async {
@@ -890,19 +906,8 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
     let stats = server_rt.block_on(async { core.await.ok()?.stats().await.ok() });
     let _ = stop_tx.send(());
     let _ = server_rt.block_on(server);
+    emit_load(&mut out, &a, &report);
     let r2 = |v: f64| (v * 100.0).round() / 100.0;
-    for (rpc, l) in &report.latencies {
-        out.emit(json!({"bench": "load", "rpc": rpc, "calls": l.0.len(), "p50_ms": r2(l.percentile(0.5)),
-            "p99_ms": r2(l.percentile(0.99)), "max_ms": r2(l.percentile(1.0))}));
-    }
-    let errors: usize = report.errors.values().sum();
-    out.emit(json!({"bench": "load", "measure": "summary", "robots": a.robots, "sessions_up": report.sessions_up,
-        "orders_per_s": a.orders_per_sec, "seconds": a.seconds, "placed": report.placed, "delivered": report.delivered, "refused": report.refused,
-        "refused_by_reason": format!("{:?}", report.refused_by_reason),
-        "errors": errors, "errors_by_rpc": format!("{:?}", report.errors), "lost": report.lost,
-        "state_reports": report.state_reports, "wall_s": r2(report.wall_s), "improver": !a.no_improve,
-        "place_p99_ms": r2(report.latencies.get("PlaceOrder").map_or(f64::NAN, |l| l.percentile(0.99))),
-        "machine": machine()}));
     if !seen.is_empty() {
         let mut rates: Vec<f64> = seen.iter().map(dashboards::Seen::rate_hz).collect();
         rates.sort_by(f64::total_cmp);
@@ -925,6 +930,122 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
         out.emit(json!({"bench": "load", "core": "group size", "count": st.group.count,
             "p50": st.group.quantile_us(0.5), "p99": st.group.quantile_us(0.99), "max": st.group.max_us}));
     }
+    Ok(())
+}
+
+/// The load run's rows: each RPC's latencies, then the summary.
+fn emit_load(out: &mut Out, a: &LoadArgs, report: &load::LoadReport) {
+    let r2 = |v: f64| (v * 100.0).round() / 100.0;
+    for (rpc, l) in &report.latencies {
+        out.emit(json!({"bench": "load", "rpc": rpc, "calls": l.0.len(), "p50_ms": r2(l.percentile(0.5)),
+            "p99_ms": r2(l.percentile(0.99)), "max_ms": r2(l.percentile(1.0))}));
+    }
+    let errors: usize = report.errors.values().sum();
+    let areas = a.areas.max(1);
+    out.emit(json!({"bench": "load", "measure": "summary", "areas": areas, "robots": a.robots * areas,
+        "sessions_up": report.sessions_up, "orders_per_s": a.orders_per_sec * areas as f64, "seconds": a.seconds,
+        "placed": report.placed, "delivered": report.delivered, "refused": report.refused,
+        "refused_by_reason": format!("{:?}", report.refused_by_reason),
+        "errors": errors, "errors_by_rpc": format!("{:?}", report.errors), "lost": report.lost,
+        "state_reports": report.state_reports, "wall_s": r2(report.wall_s), "improver": !a.no_improve,
+        "place_p99_ms": r2(report.latencies.get("PlaceOrder").map_or(f64::NAN, |l| l.percentile(0.99))),
+        "machine": machine()}));
+}
+
+/// Bands of latitude over the map's nodes, each holding about as many nodes, as service areas `area-0`... (south
+/// to north).
+fn latitude_bands(map: &MapGraph, n: usize) -> anyhow::Result<Vec<fleet_core::area::ServiceArea>> {
+    let mut lats: Vec<f64> =
+        (0..map.node_count() as u32).filter_map(|i| map.pos(fleet_core::NodeId(i))).map(|p| p.lat()).collect();
+    let mut lons: Vec<f64> =
+        (0..map.node_count() as u32).filter_map(|i| map.pos(fleet_core::NodeId(i))).map(|p| p.lon()).collect();
+    anyhow::ensure!(!lats.is_empty(), "the map has no nodes");
+    lats.sort_by(f64::total_cmp);
+    lons.sort_by(f64::total_cmp);
+    let (west, east) = (lons[0] - 0.01, lons[lons.len() - 1] + 0.01);
+    let cut = |k: usize| match k {
+        0 => lats[0] - 0.01,
+        k if k == n => lats[lats.len() - 1] + 0.01,
+        k => lats[lats.len() * k / n],
+    };
+    (0..n)
+        .map(|k| {
+            let (south, north) = (cut(k), cut(k + 1));
+            let corners = [(south, west), (south, east), (north, east), (north, west)];
+            let outline = corners.iter().map(|&(lat, lon)| LatLon::new(lat, lon)).collect::<Result<Vec<_>, _>>()?;
+            Ok(fleet_core::area::ServiceArea::new(&format!("area-{k}"), outline)?)
+        })
+        .collect()
+}
+
+/// The load over several service areas: a local 3-member etcd cluster, one in-process dispatcher leading each
+/// area (its own core and store connection, on one server runtime), an in-process router; shops place through
+/// the router and robots are sent on by it to their area's leader.
+fn areas_load_bench(a: LoadArgs) -> anyhow::Result<()> {
+    let mut out = Out { json: a.json, rows: Vec::new() };
+    let bytes = std::fs::read(&a.map).with_context(|| format!("cannot read {}", a.map.display()))?;
+    let (map, _) = MapGraph::from_osm(&bytes)?;
+    let dir = tempfile::tempdir()?;
+    let cluster = dispatcher::etcd::LocalCluster::start(3, &dir.path().join("etcd"))
+        .map_err(|e| anyhow::anyhow!("no etcd for service areas: {e}"))?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.server_threads.max(1))
+        .thread_name("server")
+        .enable_all()
+        .build()?;
+    let mut targets = Vec::new();
+    let mut servers = Vec::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let router_listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let router_at = format!("http://{}", router_listener.local_addr()?);
+    for area in latitude_bands(&map, a.areas)? {
+        let data = dir.path().join(&area.name);
+        let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        let mut opts = dispatcher::Options::new(&data, map.clone());
+        opts.config.max_open_orders_per_shop = usize::MAX;
+        opts.config.service_area = Some(area.clone());
+        opts.improver.enabled = !a.no_improve;
+        // The cluster may still be electing its own leader: campaigning waits for it.
+        opts.etcd = Some(dispatcher::etcd::EtcdConfig::parse(&cluster.url(), &area.name)?);
+        opts.advertise = Some(addr.to_string());
+        let prepared = dispatcher::open(opts)?;
+        let token = std::fs::read_to_string(dispatcher::server::operator_token_path(&data))?.trim().to_owned();
+        let mut stop = stop_rx.clone();
+        servers.push(server_rt.spawn(prepared.serve(listener, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })));
+        targets.push(load::Target {
+            ops_endpoint: format!("http://{addr}"),
+            operator_token: token,
+            shop_endpoint: router_at.clone(),
+            robot_endpoint: router_at.clone(),
+            area: Some(area.clone()),
+            prefix: format!("{}-", area.name),
+        });
+    }
+    let router = server_rt.block_on(async { dispatcher::router::Router::new(&cluster.clients) })?;
+    let mut stop = stop_rx.clone();
+    let router_task = server_rt.spawn(dispatcher::router::serve(router, router_listener, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }));
+    let load_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let cfg = load::LoadConfig {
+        robots: a.robots,
+        shops: a.shops,
+        orders_per_s: a.orders_per_sec,
+        seconds: a.seconds,
+        watch_every: a.watch_every,
+        seed: a.seed,
+    };
+    let report = load_rt.block_on(load::run(Arc::new(map), &targets, &cfg)).map_err(anyhow::Error::msg)?;
+    let _ = stop_tx.send(true);
+    for s in servers {
+        let _ = server_rt.block_on(s);
+    }
+    let _ = server_rt.block_on(router_task);
+    emit_load(&mut out, &a, &report);
+    drop(cluster);
     Ok(())
 }
 
