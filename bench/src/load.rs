@@ -103,7 +103,7 @@ struct Shared {
     placed: Vec<(usize, String)>,
 }
 
-fn authed<T>(msg: T, token: &str) -> Request<T> {
+pub(crate) fn authed<T>(msg: T, token: &str) -> Request<T> {
     let mut r = Request::new(msg);
     if let Ok(v) = format!("Bearer {token}").parse() {
         r.metadata_mut().insert("authorization", v);

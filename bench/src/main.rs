@@ -2,6 +2,7 @@
 //! JSON object per measurement (flat keys, units in the key names) ending with a summary object.
 
 mod dashboards;
+mod failover;
 mod load;
 mod store;
 mod traffic;
@@ -44,6 +45,8 @@ enum Cmd {
     Traffic(traffic::TrafficArgs),
     /// Commit latency of the sled store and the etcd store (a local 3-member cluster it starts) side by side.
     Store(StoreArgs),
+    /// Leader kills of a service area on etcd: failover time, orders lost and duplicated.
+    Failover(failover::FailoverArgs),
 }
 
 #[derive(clap::Args)]
@@ -828,6 +831,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Load(a) => load_bench(a),
         Cmd::Traffic(a) => traffic::traffic_bench(a),
         Cmd::Store(a) => store_bench(a),
+        Cmd::Failover(a) => failover::failover_bench(a),
     }
 }
 
@@ -919,18 +923,23 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
             "events": events, "kib_per_event": r2(bytes as f64 / 1024.0 / events.max(1) as f64)}));
     }
     if let Some(st) = stats {
-        let ms = |us: u64| r2(us as f64 / 1000.0);
-        let mut phases: Vec<(String, &dispatcher::stats::Histogram)> =
-            vec![("queued".into(), &st.queued), ("write".into(), &st.write), ("tick".into(), &st.tick)];
-        phases.extend(st.handle.iter().map(|(k, h)| (format!("handle {k}"), h)));
-        for (phase, h) in phases {
-            out.emit(json!({"bench": "load", "core": phase, "count": h.count, "p50_ms": ms(h.quantile_us(0.5)),
-                "p99_ms": ms(h.quantile_us(0.99)), "max_ms": ms(h.max_us)}));
-        }
-        out.emit(json!({"bench": "load", "core": "group size", "count": st.group.count,
-            "p50": st.group.quantile_us(0.5), "p99": st.group.quantile_us(0.99), "max": st.group.max_us}));
+        emit_core(&mut out, "", &st);
     }
     Ok(())
+}
+
+/// Where a core thread's time went (`area` empty for the one dispatcher).
+fn emit_core(out: &mut Out, area: &str, st: &dispatcher::stats::CoreStats) {
+    let ms = |us: u64| (us as f64 / 10.0).round() / 100.0;
+    let mut phases: Vec<(String, &dispatcher::stats::Histogram)> =
+        vec![("queued".into(), &st.queued), ("write".into(), &st.write), ("tick".into(), &st.tick)];
+    phases.extend(st.handle.iter().map(|(k, h)| (format!("handle {k}"), h)));
+    for (phase, h) in phases {
+        out.emit(json!({"bench": "load", "area": area, "core": phase, "count": h.count,
+            "p50_ms": ms(h.quantile_us(0.5)), "p99_ms": ms(h.quantile_us(0.99)), "max_ms": ms(h.max_us)}));
+    }
+    out.emit(json!({"bench": "load", "area": area, "core": "group size", "count": st.group.count,
+        "p50": st.group.quantile_us(0.5), "p99": st.group.quantile_us(0.99), "max": st.group.max_us}));
 }
 
 /// The load run's rows: each RPC's latencies, then the summary.
@@ -995,6 +1004,7 @@ fn areas_load_bench(a: LoadArgs) -> anyhow::Result<()> {
         .build()?;
     let mut targets = Vec::new();
     let mut servers = Vec::new();
+    let mut cores = Vec::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let router_listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let router_at = format!("http://{}", router_listener.local_addr()?);
@@ -1009,7 +1019,8 @@ fn areas_load_bench(a: LoadArgs) -> anyhow::Result<()> {
         // The cluster may still be electing its own leader: campaigning waits for it.
         opts.etcd = Some(dispatcher::etcd::EtcdConfig::parse(&cluster.url(), &area.name)?);
         opts.advertise = Some(addr.to_string());
-        let prepared = dispatcher::open(opts)?;
+        let mut prepared = dispatcher::open(opts)?;
+        cores.push((area.name.clone(), prepared.core_handle()));
         let token = std::fs::read_to_string(dispatcher::server::operator_token_path(&data))?.trim().to_owned();
         let mut stop = stop_rx.clone();
         servers.push(server_rt.spawn(prepared.serve(listener, async move {
@@ -1039,12 +1050,21 @@ fn areas_load_bench(a: LoadArgs) -> anyhow::Result<()> {
         seed: a.seed,
     };
     let report = load_rt.block_on(load::run(Arc::new(map), &targets, &cfg)).map_err(anyhow::Error::msg)?;
+    let stats: Vec<_> = cores
+        .into_iter()
+        .map(|(area, c)| (area, server_rt.block_on(async { c.await.ok()?.stats().await.ok() })))
+        .collect();
     let _ = stop_tx.send(true);
     for s in servers {
         let _ = server_rt.block_on(s);
     }
     let _ = server_rt.block_on(router_task);
     emit_load(&mut out, &a, &report);
+    for (area, st) in stats {
+        if let Some(st) = st {
+            emit_core(&mut out, &area, &st);
+        }
+    }
     drop(cluster);
     Ok(())
 }
