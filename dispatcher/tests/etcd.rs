@@ -458,16 +458,17 @@ async fn a_standby_takes_over_when_the_leader_is_killed_and_nothing_acknowledged
         }
         page_token = r.next_page_token;
     }
-    let acked = acked.lock().expect("lock");
-    let by_id: BTreeMap<&str, &pb::Order> = all.iter().map(|o| (o.order_id.as_str(), o)).collect();
-    assert_eq!(by_id.len(), all.len(), "no order listed twice");
-    for (k, (o, _, _)) in acked.iter() {
-        let now =
-            by_id.get(o.order_id.as_str()).unwrap_or_else(|| panic!("acknowledged k{k} ({}) is lost", o.order_id));
-        assert_eq!((&now.dropoff, &now.deliver_by, &now.pin), (&o.dropoff, &o.deliver_by, &o.pin), "k{k}");
+    {
+        let acked = acked.lock().expect("lock");
+        let by_id: BTreeMap<&str, &pb::Order> = all.iter().map(|o| (o.order_id.as_str(), o)).collect();
+        assert_eq!(by_id.len(), all.len(), "no order listed twice");
+        for (k, (o, _, _)) in acked.iter() {
+            let now =
+                by_id.get(o.order_id.as_str()).unwrap_or_else(|| panic!("acknowledged k{k} ({}) is lost", o.order_id));
+            assert_eq!((&now.dropoff, &now.deliver_by, &now.pin), (&o.dropoff, &o.deliver_by, &o.pin), "k{k}");
+        }
+        assert_eq!(all.len(), acked.len(), "every order was acknowledged once: no retried key made a second order");
     }
-    assert_eq!(all.len(), acked.len(), "every order was acknowledged once: no retried key made a second order");
-    drop(acked);
 
     // The real agents, following the router across every failover, deliver every order.
     let started = Instant::now();
