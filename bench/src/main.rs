@@ -870,14 +870,7 @@ fn load_bench(a: LoadArgs) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
     let load_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let cfg = load::LoadConfig {
-        robots: a.robots,
-        shops: a.shops,
-        orders_per_s: a.orders_per_sec,
-        seconds: a.seconds,
-        watch_every: a.watch_every,
-        seed: a.seed,
-    };
+    let cfg = load_config(&a);
     let endpoint = format!("http://{addr}");
     let (dash_stop, dash_rx) = tokio::sync::watch::channel(false);
     let dashboards: Vec<_> = http
@@ -940,6 +933,17 @@ fn emit_core(out: &mut Out, area: &str, st: &dispatcher::stats::CoreStats) {
     }
     out.emit(json!({"bench": "load", "area": area, "core": "group size", "count": st.group.count,
         "p50": st.group.quantile_us(0.5), "p99": st.group.quantile_us(0.99), "max": st.group.max_us}));
+}
+
+fn load_config(a: &LoadArgs) -> load::LoadConfig {
+    load::LoadConfig {
+        robots: a.robots,
+        shops: a.shops,
+        orders_per_s: a.orders_per_sec,
+        seconds: a.seconds,
+        watch_every: a.watch_every,
+        seed: a.seed,
+    }
 }
 
 /// The load run's rows: each RPC's latencies, then the summary.
@@ -1041,14 +1045,7 @@ fn areas_load_bench(a: LoadArgs) -> anyhow::Result<()> {
         let _ = stop.wait_for(|s| *s).await;
     }));
     let load_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let cfg = load::LoadConfig {
-        robots: a.robots,
-        shops: a.shops,
-        orders_per_s: a.orders_per_sec,
-        seconds: a.seconds,
-        watch_every: a.watch_every,
-        seed: a.seed,
-    };
+    let cfg = load_config(&a);
     let report = load_rt.block_on(load::run(Arc::new(map), &targets, &cfg)).map_err(anyhow::Error::msg)?;
     let stats: Vec<_> = cores
         .into_iter()

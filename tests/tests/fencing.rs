@@ -100,6 +100,28 @@ async fn stand_in(
     (stop, rx)
 }
 
+/// A real agent whose only address is `addr`, quick to reconnect; stopped through the sender.
+fn start_agent(
+    addr: SocketAddr,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), session::SessionError>>) {
+    let mut cfg = SessionConfig::new(format!("http://{addr}"), "trd_token");
+    cfg.poll_every = Duration::from_millis(50);
+    cfg.backoff_min = Duration::from_millis(50);
+    cfg.backoff_max = Duration::from_millis(200);
+    let start = fleet_core::LatLon::new(CASINO.0, CASINO.1).expect("valid");
+    let platform = KinematicPlatform::new(start, fleet_core::Timestamp(wall_ms()));
+    let (keypad_tx, keypad) = mpsc::channel(1);
+    let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(async move {
+        let _keypad = keypad_tx;
+        session::run(cfg, Agent::new(RobotModel::default()), platform, keypad, None, async {
+            let _ = agent_stopped.await;
+        })
+        .await
+    });
+    (stop_agent, agent)
+}
+
 /// Within `within`: how many hellos the robot sent (sessions it opened) and whether it acknowledged `update_id`.
 async fn acked(rx: &mut mpsc::UnboundedReceiver<pb::RobotMessage>, update_id: u64, within: Duration) -> (usize, bool) {
     let deadline = tokio::time::Instant::now() + within;
@@ -119,20 +141,9 @@ async fn acked(rx: &mut mpsc::UnboundedReceiver<pb::RobotMessage>, update_id: u6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_robot_refuses_a_dispatcher_with_an_older_fencing_token() {
     let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
-    let mut cfg = SessionConfig::new(format!("http://{addr}"), "trd_token");
-    cfg.poll_every = Duration::from_millis(50);
-    cfg.backoff_min = Duration::from_millis(50);
-    cfg.backoff_max = Duration::from_millis(200);
-    let start = fleet_core::LatLon::new(CASINO.0, CASINO.1).expect("valid");
-    let platform = KinematicPlatform::new(start, fleet_core::Timestamp(wall_ms()));
-    let (_keypad_tx, keypad) = mpsc::channel(1);
-    let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
-
     // The area's leader with token 9: its update is acknowledged.
     let (stop, mut seen) = stand_in(addr, "north", 9, 1).await;
-    let agent = tokio::spawn(session::run(cfg, Agent::new(RobotModel::default()), platform, keypad, None, async {
-        let _ = agent_stopped.await;
-    }));
+    let (stop_agent, agent) = start_agent(addr);
     assert!(acked(&mut seen, 1, Duration::from_secs(20)).await.1, "the leader's update is acknowledged");
     let _ = stop.send(true);
 
@@ -193,17 +204,7 @@ async fn a_robot_follows_its_entry_point_to_the_leader_and_comes_back_when_it_go
     );
     let (stop, mut seen) = stand_in(leader, "north", 7, 1).await;
 
-    let mut cfg = SessionConfig::new(format!("http://{entry}"), "trd_token");
-    cfg.poll_every = Duration::from_millis(50);
-    cfg.backoff_min = Duration::from_millis(50);
-    cfg.backoff_max = Duration::from_millis(200);
-    let start = fleet_core::LatLon::new(CASINO.0, CASINO.1).expect("valid");
-    let platform = KinematicPlatform::new(start, fleet_core::Timestamp(wall_ms()));
-    let (_keypad_tx, keypad) = mpsc::channel(1);
-    let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(session::run(cfg, Agent::new(RobotModel::default()), platform, keypad, None, async {
-        let _ = agent_stopped.await;
-    }));
+    let (stop_agent, agent) = start_agent(entry);
     assert!(acked(&mut seen, 1, Duration::from_secs(20)).await.1, "the leader the entry named commands the robot");
     let before = asked.load(std::sync::atomic::Ordering::SeqCst);
     assert!(before >= 1);
