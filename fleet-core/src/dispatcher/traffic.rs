@@ -359,6 +359,29 @@ impl Dispatcher {
             .map(|(id, _)| (id.clone(), self.traffic.blocking(&cfg, id)))
             .collect();
         for (id, waits) in long {
+            // What it waits for is held by a robot that cannot move off it (paused, faulted, offline): no
+            // re-route helps at a spot, so operators are told once, naming the robot in the way.
+            let mut stuck: Vec<String> = Vec::new();
+            for res in &waits {
+                for h in self.traffic.holders(*res).filter(|h| **h != id) {
+                    if let Some(why) = self.robots.get(h).and_then(Robot::unavailable) {
+                        stuck.push(format!("robot {h} ({why})"));
+                    }
+                }
+            }
+            if !stuck.is_empty() && self.deadlock_alerted.insert(id.clone()) {
+                let waited = self.traffic.claim_of(&id).map_or(0.0, |c| now.secs_since(c.since));
+                out.other.push(Output::Alert {
+                    id: 0,
+                    robot: Some(id.clone()),
+                    message: format!(
+                        "robot {id} has waited {waited:.0} s for {} held by {}, which cannot move off it: resume or \
+                         move it",
+                        waits.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                        stuck.join(", ")
+                    ),
+                });
+            }
             if self.reroute_tried.get(&id).is_some_and(|t| now.secs_since(*t) < cfg.reroute_after_s) {
                 continue;
             }

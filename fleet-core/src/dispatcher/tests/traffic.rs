@@ -310,3 +310,38 @@ fn a_restarted_dispatcher_rebuilds_who_holds_what_from_its_records() {
     let d = Dispatcher::restore(alley_map(), Config::default(), records);
     assert_eq!(d.traffic_holds(&a), before);
 }
+
+/// A paused robot left standing on a shop's door spot: the robot sent to load there cannot get in and no way
+/// round helps, so operators are told once, naming the paused robot; once it is resumed it moves aside and the
+/// parcels go.
+#[test]
+fn a_paused_robot_on_a_door_is_named_to_operators_and_moves_aside_once_resumed() {
+    let mut f =
+        Fleet::new(Config::default(), &[("shop", SOUTH, lon(2))], &[("p", SOUTH, lon(2)), ("w", SOUTH, lon(0))]);
+    let p = RobotId::parse("p").expect("valid");
+    f.d.handle(f.now, Input::PauseRobot { robot: p.clone() });
+    let orders: Vec<OrderId> = (0..2).map(|i| f.order("shop", NORTH, lon(i))).collect();
+    let mut alerts = Vec::new();
+    for _ in 0..600 {
+        f.now = f.now.plus_secs(1.0);
+        f.ideal.step(&mut f.d, f.now, 1.0);
+        for o in f.d.handle(f.now, Input::Tick) {
+            if let Output::Alert { message, .. } = o {
+                alerts.push(message);
+            }
+        }
+    }
+    let stuck =
+        |o: &OrderId| f.d.order(o).is_some_and(|o| matches!(o.status, OrderStatus::Assigned | OrderStatus::ToPickup));
+    assert!(orders.iter().all(stuck), "nothing loaded past p in 10 minutes");
+    let named: Vec<&String> = alerts.iter().filter(|m| m.contains("robot p (paused)")).collect();
+    assert_eq!(named.len(), 1, "told once, naming the paused robot: {alerts:?}");
+    assert!(named[0].starts_with("robot w has waited"), "{}", named[0]);
+
+    f.d.handle(f.now, Input::ResumeRobot { robot: p });
+    f.run_until_ended(&orders, 2_400);
+    for o in &orders {
+        assert_eq!(f.d.order(o).expect("order").status, OrderStatus::Delivered);
+    }
+    assert!(f.d.traffic_stats().2.moved_aside >= 1, "p moved off the door once it could");
+}
