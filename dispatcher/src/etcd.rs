@@ -333,6 +333,22 @@ impl EtcdStore {
         &self.cfg.area
     }
 
+    /// Whether `area` has ever had a leader on this cluster (a hand-off to a misspelt area would wait forever).
+    pub fn knows_area(&self, area: &str) -> Result<bool, Error> {
+        let mut kv = self.conn.kv.clone();
+        let req = pb::RangeRequest {
+            key: format!("{AREA_NAMES}{area}").into_bytes(),
+            range_end: Vec::new(),
+            limit: 1,
+            revision: 0,
+        };
+        let r = self
+            .conn
+            .run(async move { kv.range(req).await.map(|r| r.into_inner()) })
+            .map_err(|st| Error::Store(format!("reading the areas from etcd: {}", st.message())))?;
+        Ok(!r.kvs.is_empty())
+    }
+
     /// This area's tokens of `robot`, with their keys.
     fn robot_tokens(&self, robot: &fleet_core::RobotId) -> Result<Vec<(Vec<u8>, TokenEntry)>, Error> {
         let mut v = Vec::new();

@@ -736,7 +736,7 @@ fn agent(entry: String, token: String, start: (f64, f64)) -> robot_agent::sessio
 fn agent_with(entry: String, token: String, start: (f64, f64), customers: robot_agent::session::Customers) {
     use robot_agent::session::{self, SessionConfig};
     let mut cfg = SessionConfig::new(entry, token);
-    cfg.time_scale = 60.0;
+    cfg.time_scale = 120.0;
     cfg.poll_every = Duration::from_millis(50);
     cfg.state_every = Duration::from_millis(250);
     cfg.backoff_max = Duration::from_secs(1);
@@ -859,6 +859,14 @@ async fn a_robot_is_handed_over_between_two_areas_while_one_fails_over() {
     let first = deliver(&mut shops, &customers, &first, &bakery).await;
     assert_eq!(first.robot_id, "r1");
     let started = Instant::now();
+
+    // An area that never had a leader is refused (a hand-off there would wait forever), and nothing changes.
+    let typo = north_ops
+        .hand_off_robot(authed(pb::HandOffRobotRequest { robot_id: "r1".into(), to_area: "suoth".into() }, &north_op))
+        .await
+        .expect_err("no such area");
+    assert_eq!(typo.code(), Code::InvalidArgument, "{typo:?}");
+    assert!(robots_of(north.clone(), &north_op).await.contains(&"r1".to_owned()));
 
     // Handed over once it stands still; the south's leader dies at once.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -215,12 +215,12 @@ impl pb::ops_service_server::OpsService for OpsApi {
         let robot = robot_id("robot_id", &r.robot_id).map_err(Error::from)?;
         fleet_core::area::ServiceArea::check_name(&r.to_area)
             .map_err(|e| Error::Core(fleet_core::CoreError::field("to_area", e.to_string())))?;
-        if self.0.etcd.is_none() {
+        let Some(etcd) = self.0.etcd.clone() else {
             return Err(Error::Core(fleet_core::CoreError::precondition(
                 "hand-offs move robots between service areas on etcd; this dispatcher keeps its own store",
             ))
             .into());
-        }
+        };
         if r.to_area == self.0.area {
             return Err(Error::Core(fleet_core::CoreError::field(
                 "to_area",
@@ -229,6 +229,16 @@ impl pb::ops_service_server::OpsService for OpsApi {
             .into());
         }
         let to = r.to_area.clone();
+        let asked = to.clone();
+        let known =
+            tokio::task::spawn_blocking(move || etcd.knows_area(&asked)).await.map_err(|_| Error::Stopped)??;
+        if !known {
+            return Err(Error::Core(fleet_core::CoreError::field(
+                "to_area",
+                format!("no service area {to} has ever had a leader on this cluster"),
+            ))
+            .into());
+        }
         match self.0.core.call(Input::HandOffRobot { robot: robot.clone(), to_area: to.clone() }).await? {
             Reply::Robot(handed) => {
                 // Committed: the robot and its tokens are the other area's now; its session here ends.
