@@ -4,7 +4,10 @@
 //! Keys, under `/trundle/<area>/`:
 //! - `leader`: the holder's name, attached to its lease. Its create revision is the leader's **fencing token**:
 //!   unique and rising across the cluster's history, so a later leader always holds a larger one.
-//! - `r/<record key>`: a record as JSON (the keys of [`RecordKey::storage_key`]).
+//! - `r/<record key>`: a record as JSON (the keys of [`RecordKey::storage_key`]), deflated when it is longer than
+//!   [`DEFLATE_OVER`] bytes (then marked by a leading [`DEFLATED`]; JSON never starts with a NUL byte). Robot
+//!   records carry their plans and released drives with every node: under load they were two thirds of some
+//!   100 KB per transaction, which every member of the cluster writes to its log.
 //! - `t/<token hash>`: a token entry as JSON.
 //!
 //! and `/trundle-areas/<area>`: the leader's holder string (`grpc=HOST:PORT pid=... id=...`), on its lease, for
@@ -42,6 +45,36 @@ use crate::store::{Store, TokenEntry};
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keys read per page when loading.
 const PAGE: i64 = 1000;
+
+/// Records longer than this are deflated before they are written.
+pub const DEFLATE_OVER: usize = 512;
+/// The mark of a deflated record.
+pub const DEFLATED: &[u8] = b"\0z";
+
+/// A record's stored value.
+fn encode(r: &Record) -> Result<Vec<u8>, Error> {
+    use std::io::Write;
+    let json = serde_json::to_vec(r).map_err(|e| Error::Store(e.to_string()))?;
+    if json.len() <= DEFLATE_OVER {
+        return Ok(json);
+    }
+    let mut z = flate2::write::DeflateEncoder::new(DEFLATED.to_vec(), flate2::Compression::fast());
+    z.write_all(&json).map_err(|e| Error::Store(e.to_string()))?;
+    z.finish().map_err(|e| Error::Store(e.to_string()))
+}
+
+/// A record from its stored value (deflated or not).
+fn decode(v: &[u8]) -> Result<Record, String> {
+    use std::io::Read;
+    match v.strip_prefix(DEFLATED) {
+        Some(z) => {
+            let mut json = Vec::new();
+            flate2::read::DeflateDecoder::new(z).read_to_end(&mut json).map_err(|e| e.to_string())?;
+            serde_json::from_slice(&json).map_err(|e| e.to_string())
+        }
+        None => serde_json::from_slice(v).map_err(|e| e.to_string()),
+    }
+}
 
 /// Keys and values, in key order.
 type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
@@ -423,7 +456,7 @@ impl EtcdStore {
             pb::RequestOp {
                 request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
                     key: self.key(&format!("r/{}", RecordKey::of(&record).storage_key())),
-                    value: serde_json::to_vec(&record).map_err(|e| Error::Store(e.to_string()))?,
+                    value: encode(&record)?,
                     lease: 0,
                 })),
             },
@@ -641,7 +674,7 @@ impl Store for EtcdStore {
         self.range_prefix(&self.key("r/"))?
             .into_iter()
             .map(|(k, v)| {
-                serde_json::from_slice(&v)
+                decode(&v)
                     .map_err(|e| Error::Store(format!("record {} is unreadable: {e}", String::from_utf8_lossy(&k))))
             })
             .collect()
@@ -665,7 +698,7 @@ impl Store for EtcdStore {
             {
                 ops.extend(self.hand_off_ops(robot, to)?);
             }
-            let value = serde_json::to_vec(r).map_err(|e| Error::Store(e.to_string()))?;
+            let value = encode(r)?;
             let key = self.key(&format!("r/{k}"));
             ops.push(pb::RequestOp {
                 request: Some(pb::request_op::Request::RequestPut(pb::PutRequest { key, value, lease: 0 })),
@@ -830,6 +863,30 @@ mod tests {
         assert!(EtcdConfig::parse("etcd://x:1,", "a").is_err());
         assert!(EtcdConfig::parse("etcd://x:1", "a/b").is_err());
         assert!(EtcdConfig::parse("etcd://x:1", "").is_err());
+    }
+
+    #[test]
+    fn large_records_are_deflated_and_read_back_and_plain_json_still_reads() {
+        use fleet_core::dispatcher::Meta;
+        let small = Record::Meta(Meta::default());
+        let v = encode(&small).expect("encodes");
+        assert!(v.starts_with(b"{"), "a small record stays plain JSON");
+        assert_eq!(decode(&v).expect("decodes"), small);
+        let alerts = (0..40)
+            .map(|id| fleet_core::dispatcher::OpenAlert {
+                id,
+                robot: None,
+                message: format!("robot r{id} reports a blocked sidewalk between nodes 1 and 2"),
+                raised_at: fleet_core::Timestamp(1_000 * id),
+            })
+            .collect();
+        let large = Record::Alerts(alerts);
+        let json = serde_json::to_vec(&large).expect("json");
+        let v = encode(&large).expect("encodes");
+        assert!(v.starts_with(DEFLATED) && v.len() * 4 < json.len(), "{} bytes from {}", v.len(), json.len());
+        assert_eq!(decode(&v).expect("decodes"), large);
+        assert_eq!(decode(&json).expect("plain JSON of a large record reads too"), large);
+        assert!(decode(b"\0zgarbage").is_err());
     }
 
     #[test]
