@@ -167,6 +167,23 @@ impl Conn {
         self.run_for(f, CALL_TIMEOUT)
     }
 
+    /// A read, sent again while it fails in a way another try may not (a member still starting or just gone:
+    /// the balanced channel then tries another), for up to [`CALL_TIMEOUT`]. Reads change nothing, so trying
+    /// again is always safe.
+    fn range(&self, req: pb::RangeRequest) -> Result<pb::RangeResponse, tonic::Status> {
+        let started = Instant::now();
+        loop {
+            let mut kv = self.kv.clone();
+            let attempt = req.clone();
+            match self.run_for(async move { kv.range(attempt).await.map(|r| r.into_inner()) }, ATTEMPT_TIMEOUT) {
+                Err(st) if retryable(&st) && started.elapsed() < CALL_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// As [`Conn::run`], giving up after `limit`.
     fn run_for<T: Send + 'static>(
         &self,
@@ -368,7 +385,6 @@ impl EtcdStore {
 
     /// Whether `area` has ever had a leader on this cluster (a hand-off to a misspelt area would wait forever).
     pub fn knows_area(&self, area: &str) -> Result<bool, Error> {
-        let mut kv = self.conn.kv.clone();
         let req = pb::RangeRequest {
             key: format!("{AREA_NAMES}{area}").into_bytes(),
             range_end: Vec::new(),
@@ -377,7 +393,7 @@ impl EtcdStore {
         };
         let r = self
             .conn
-            .run(async move { kv.range(req).await.map(|r| r.into_inner()) })
+            .range(req)
             .map_err(|st| Error::Store(format!("reading the areas from etcd: {}", st.message())))?;
         Ok(!r.kvs.is_empty())
     }
@@ -427,11 +443,10 @@ impl EtcdStore {
     pub fn arrivals(&self) -> Result<Vec<Arrival>, Error> {
         let prefix = format!("{HANDOFFS}{}/", self.cfg.area).into_bytes();
         let end = prefix_end(&prefix);
-        let mut kv = self.conn.kv.clone();
         let req = pb::RangeRequest { key: prefix, range_end: end, limit: 0, revision: 0 };
         let r = self
             .conn
-            .run(async move { kv.range(req).await.map(|r| r.into_inner()) })
+            .range(req)
             .map_err(|st| Error::Store(format!("reading hand-offs to area {}: {}", self.cfg.area, st.message())))?;
         r.kvs
             .into_iter()
@@ -514,9 +529,8 @@ impl EtcdStore {
         let mut from = prefix.to_vec();
         let mut out = Vec::new();
         loop {
-            let mut kv = self.conn.kv.clone();
             let req = pb::RangeRequest { key: from.clone(), range_end: end.clone(), limit: PAGE, revision: 0 };
-            let r = self.conn.run(async move { kv.range(req).await.map(|r| r.into_inner()) }).map_err(|st| {
+            let r = self.conn.range(req).map_err(|st| {
                 Error::Store(format!("reading the area {} from etcd: {}", self.cfg.area, st.message()))
             })?;
             let more = r.more;
@@ -810,6 +824,16 @@ impl LocalCluster {
             c.members.push(child);
             c.commands.push(args);
             c.clients.push(format!("127.0.0.1:{client}"));
+        }
+        // Every member listening before anyone uses the cluster (a call sent to one still starting fails).
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        for addr in &c.clients {
+            while std::net::TcpStream::connect(addr).is_err() {
+                if std::time::Instant::now() > until {
+                    return Err(Error::Setup(format!("etcd member {addr} did not start listening within 20 s")));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         Ok(c)
     }
