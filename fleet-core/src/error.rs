@@ -96,7 +96,8 @@ pub enum Refusal {
     OutsideServiceArea { area: String },
     /// No open sidewalk leads from the shop to the drop-off (closures cut it off).
     Unreachable,
-    /// Even a robot waiting at the shop would arrive after the deliver-by time. `earliest` is the earliest
+    /// Even a robot waiting at the shop would arrive after the deliver-by time less the room plans keep
+    /// (`Config::late_buffer_s`, `Config::plan_quantile`). `earliest` is the earliest
     /// deliver-by time the fleet can meet (in five-minute steps, up to four hours later), when there is one:
     /// the shop can place the order again with it.
     DeadlineTooSoon { trip_min: u32, late_min: u32, earliest: Option<Timestamp> },
@@ -203,7 +204,8 @@ impl Refusal {
             Self::DeadlineTooSoon { trip_min, late_min, .. } => write!(
                 f,
                 "too far for the deliver-by time: the drop-off is {trip_min} min from the shop by sidewalk, so even \
-                 a robot waiting at the shop would arrive {late_min} min too late to hand it over by then"
+                 a robot waiting at the shop would arrive {late_min} min too late to hand it over by then, with the \
+                 room plans keep for delays"
             ),
             Self::ShiftEnds => write!(f, "every available robot's shift ends before it could deliver this order"),
             Self::BatteryRange { trip_m } => {

@@ -142,6 +142,11 @@ pub struct Promise {
     pub eta: Timestamp,
     /// The latest time quoted: the time the fleet meets nine times in ten.
     pub latest: Timestamp,
+    /// The latest arrival at the drop-off that plans keep to ([`crate::dispatcher::Config::plan_quantile`]):
+    /// earlier than the deliver-by leaves room by as much as the fleet tends to slip. `None` on orders stored
+    /// before it was kept: the deliver-by less the hand-over and the buffer.
+    #[serde(default)]
+    pub plan_by: Option<Timestamp>,
 }
 
 impl Order {

@@ -171,6 +171,10 @@ pub struct OrderOutcome {
     /// Seconds after the start.
     pub placed_s: f64,
     pub delivered_s: Option<f64>,
+    /// The deliver-by time the order was placed with (an offer's, where the shop took one).
+    pub deliver_by_s: f64,
+    /// When the dispatcher announced the order late (a DELAYED update), if it did.
+    pub delayed_s: Option<f64>,
     /// What the quote promised at placing: the drop-off ETA and the latest time, seconds after the start.
     pub quoted_eta_s: Option<f64>,
     pub quoted_latest_s: Option<f64>,

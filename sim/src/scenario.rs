@@ -363,6 +363,7 @@ impl Scenario {
         finite_range("dispatch.max_snap_m", c.max_snap_m, 1.0, 10_000.0)?;
         finite_range("dispatch.tick_every_s", c.tick_every_s, 0.1, 600.0)?;
         finite_range("dispatch.late_buffer_s", c.late_buffer_s, 0.0, 3_600.0)?;
+        finite_range("dispatch.plan_quantile", c.plan_quantile, 0.0, 1.0)?;
         finite_range("dispatch.late_check_every_s", c.late_check_every_s, 0.0, 3_600.0)?;
         finite_range("dispatch.idle.every_s", c.idle.every_s, 0.0, 86_400.0)?;
         finite_range("dispatch.idle.demand_window_s", c.idle.demand_window_s, 1.0, 7.0 * 86_400.0)?;
@@ -499,6 +500,9 @@ pub struct DispatchSection {
     pub policy: Option<fleet_core::dispatcher::Policy>,
     /// Plans hand parcels over at least this long before their deliver-by [120].
     pub late_buffer_s: Option<f64>,
+    /// Plans keep drop-offs early enough for the time to them stretched as the fleet's deliveries stretch at
+    /// this quantile [0.9; 0 off: plans use the whole window up to the buffer].
+    pub plan_quantile: Option<f64>,
     /// Every robot's plan is timed against the clock this often, to re-plan or announce late orders [15; 0 off].
     pub late_check_every_s: Option<f64>,
     /// Idle positioning (`[dispatch.idle]`: every_s [0: off; 60 turns it on], demand_window_s [3600], station_m [150],
@@ -695,6 +699,7 @@ impl ScenarioFile {
             (&mut c.max_snap_m, p.max_snap_m),
             (&mut c.tick_every_s, p.tick_every_s),
             (&mut c.late_buffer_s, p.late_buffer_s),
+            (&mut c.plan_quantile, p.plan_quantile),
             (&mut c.late_check_every_s, p.late_check_every_s),
         ] {
             if let Some(v) = v {

@@ -64,6 +64,11 @@ pub struct Config {
     /// crowd on the way does not make it late (see docs/benchmarks.md for how it was chosen).
     #[serde(default = "default_late_buffer_s")]
     pub late_buffer_s: f64,
+    /// Plans keep each drop-off early enough that the time to it, stretched as the fleet's deliveries have
+    /// stretched at this quantile (actual over planned time to hand-over, [`crate::learn`]), still ends by the
+    /// deliver-by less the buffer. 0 turns it off: plans then use the whole window up to the buffer.
+    #[serde(default = "default_plan_quantile")]
+    pub plan_quantile: f64,
     /// A robot with a drive released that has not moved 2 m in this long raises an alert (0: never).
     #[serde(default = "default_stall_alert_s")]
     pub stall_alert_s: f64,
@@ -89,6 +94,10 @@ fn default_low_battery_aboard_pct() -> f64 {
 
 fn default_late_buffer_s() -> f64 {
     120.0
+}
+
+fn default_plan_quantile() -> f64 {
+    0.9
 }
 
 fn default_late_check_every_s() -> f64 {
@@ -197,6 +206,7 @@ impl Default for Config {
             policy: Policy::default(),
             late_check_every_s: default_late_check_every_s(),
             late_buffer_s: default_late_buffer_s(),
+            plan_quantile: default_plan_quantile(),
             idle: super::IdleConfig::default(),
             stall_alert_s: default_stall_alert_s(),
             low_battery_aboard_pct: default_low_battery_aboard_pct(),

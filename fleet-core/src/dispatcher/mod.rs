@@ -105,6 +105,9 @@ pub struct Dispatcher {
     reroute_tried: BTreeMap<RobotId, Timestamp>,
     /// What the fleet taught about time ([`crate::learn`]); the travel-time table runs on its drive factor.
     learned: Learned,
+    /// How far plans stretch the time to a drop-off ([`Dispatcher::plan_by`]), from `learned`; kept up to date
+    /// where outcomes are learned so that an insertion does not sort them.
+    plan_stretch: f64,
     /// Observations not yet persisted (written every [`LEARNED_PERSIST_EVERY`]).
     learned_unsaved: u32,
     /// Per robot driving to a stop: when that drive was released and its free-flow time (in memory: a leg
@@ -176,13 +179,14 @@ impl Dispatcher {
         Self::prepare_map(&mut map, &config);
         let layout = Arc::new(Layout::build(&map, &config.traffic));
         let meta = Meta { map_fingerprint: Some(map.fingerprint()), ..Meta::default() };
-        Self {
+        let mut d = Self {
             layout,
             traffic: Traffic::default(),
             claimed_steps: BTreeMap::new(),
             deadlock_alerted: BTreeSet::new(),
             reroute_tried: BTreeMap::new(),
             learned: Learned::default(),
+            plan_stretch: 1.0,
             learned_unsaved: 0,
             leg_clock: BTreeMap::new(),
             late_cursor: None,
@@ -207,7 +211,9 @@ impl Dispatcher {
             legs: FxHashMap::default(),
             views: RefCell::default(),
             plans_version: 0,
-        }
+        };
+        d.plan_stretch = d.stretch();
+        d
     }
 
     /// Whether stored `records` may be read back on `map`: their node ids must mean the same places. A store
@@ -267,7 +273,10 @@ impl Dispatcher {
                     d.meta = m;
                     d.meta.map_fingerprint = fingerprint;
                 }
-                Record::Learned(l) => d.learned = l,
+                Record::Learned(l) => {
+                    d.learned = l;
+                    d.plan_stretch = d.stretch();
+                }
                 Record::Alerts(v) => d.alerts = v.into_iter().map(|a| (a.id, a)).collect(),
             }
         }

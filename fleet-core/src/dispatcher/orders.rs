@@ -83,7 +83,7 @@ impl Dispatcher {
         let planned = arrival.plus_secs(self.config.dropoff_service_s);
         let (p50, p90) = self.learned.promise_ratios();
         let remaining = planned.secs_since(now).max(0.0);
-        Promise { planned, eta: now.plus_secs(remaining * p50), latest: now.plus_secs(remaining * p90) }
+        Promise { planned, eta: now.plus_secs(remaining * p50), latest: now.plus_secs(remaining * p90), plan_by: None }
     }
 
     /// A refusal about time, with the earliest deliver-by the fleet can meet when there is one.
@@ -160,7 +160,7 @@ impl Dispatcher {
             }
         };
         let quote = self.quote_of(&ins, now);
-        let promise = self.promise_of(ins.eta_dropoff, now);
+        let promise = Promise { plan_by: d.deadline, ..self.promise_of(ins.eta_dropoff, now) };
         self.note_demand(&shop, now);
         self.meta.next_order_seq += 1;
         out.meta = true;

@@ -18,6 +18,8 @@ use super::*;
 pub(super) const OFFER_STEP_S: f64 = 300.0;
 /// ... up to this many steps later (four hours).
 pub(super) const OFFER_STEPS: u32 = 48;
+/// Plans never leave more room than this stretch of the time to a drop-off ([`Dispatcher::plan_by`]).
+pub const MAX_PLAN_STRETCH: f64 = 1.5;
 
 impl Dispatcher {
     pub(super) fn profile(&self, model: &RobotModel) -> Profile {
@@ -28,6 +30,25 @@ impl Dispatcher {
     /// the planning buffer earlier ([`Config::late_buffer_s`]).
     pub(super) fn arrive_by(&self, deliver_by: Timestamp) -> Timestamp {
         deliver_by.minus_secs(self.config.dropoff_service_s + self.config.late_buffer_s)
+    }
+
+    /// The latest arrival a plan made at `now` may give a drop-off due by `deliver_by`: [`Dispatcher::arrive_by`]
+    /// brought forward so that the time from now to it, stretched as the fleet's deliveries have stretched
+    /// (their ratio of actual to planned time at [`Config::plan_quantile`], at most [`MAX_PLAN_STRETCH`]),
+    /// still ends by then. A drop-off planned an hour ahead needs more room than one planned five minutes ahead.
+    pub(super) fn plan_by(&self, deliver_by: Timestamp, now: Timestamp) -> Timestamp {
+        let by = self.arrive_by(deliver_by);
+        let q = self.config.plan_quantile;
+        if q <= 0.0 || by <= now {
+            return by;
+        }
+        now.plus_secs(by.secs_since(now) / self.plan_stretch)
+    }
+
+    /// The stretch [`Dispatcher::plan_by`] allows for: the learned ratio of actual to planned time to
+    /// hand-over at [`Config::plan_quantile`], within 1 and [`MAX_PLAN_STRETCH`].
+    pub(super) fn stretch(&self) -> f64 {
+        self.learned.promise_ratio(self.config.plan_quantile).clamp(1.0, MAX_PLAN_STRETCH)
     }
 
     pub(super) fn tasks_for(
@@ -53,7 +74,7 @@ impl Dispatcher {
             order: id.clone(),
             node: dropoff.node,
             not_before: Timestamp(0),
-            deadline: Some(self.arrive_by(req.deliver_by)),
+            deadline: Some(self.plan_by(req.deliver_by, now)),
             compartments: req.parcel.compartments,
             grams: req.parcel.weight.0,
             service_s: self.config.dropoff_service_s,
@@ -70,7 +91,12 @@ impl Dispatcher {
             StopKind::Dropoff => (
                 self.config.dropoff_service_s,
                 Timestamp(0),
-                Some(self.arrive_by(o.request.deliver_by).max(o.eta_dropoff.unwrap_or_default())),
+                Some(
+                    o.promise
+                        .and_then(|p| p.plan_by)
+                        .unwrap_or_else(|| self.arrive_by(o.request.deliver_by))
+                        .max(o.eta_dropoff.unwrap_or_default()),
+                ),
             ),
             StopKind::Return => (self.config.pickup_service_s, Timestamp(0), None),
         };
@@ -377,7 +403,7 @@ impl Dispatcher {
     ) -> Option<Timestamp> {
         let at = |k: u32| deliver_by.plus_secs(f64::from(k) * OFFER_STEP_S);
         let fits = |d: &mut Self, k: u32| {
-            let late = Task { deadline: Some(d.arrive_by(at(k))), ..dropoff.clone() };
+            let late = Task { deadline: Some(d.plan_by(at(k), now)), ..dropoff.clone() };
             d.best_insertion(now, pickup, &late).is_ok()
         };
         if !fits(self, OFFER_STEPS) {

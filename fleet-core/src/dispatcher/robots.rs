@@ -188,6 +188,7 @@ impl Dispatcher {
                                     .learned
                                     .observe_outcome(p.planned.secs_since(o.created_at), now.secs_since(o.created_at))
                             {
+                                self.plan_stretch = self.stretch();
                                 self.learned_one(out);
                             }
                         }

@@ -161,6 +161,8 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
             robots: net.assigned.get(&o.id).map(|v| v.iter().map(ToString::to_string).collect()).unwrap_or_default(),
             placed_s: secs_of(o.created_at),
             delivered_s: None,
+            deliver_by_s: secs_of(o.request.deliver_by),
+            delayed_s: o.delayed_at.map(secs_of),
             quoted_eta_s: eta.map(secs_of),
             quoted_latest_s: latest.map(secs_of),
             minutes: None,

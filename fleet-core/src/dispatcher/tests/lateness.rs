@@ -3,6 +3,7 @@
 //! dispatcher slows its quotes and survives a restart.
 
 use super::*;
+use crate::Refusal;
 use crate::host::RecordKey;
 use crate::ideal::IdealRobots;
 
@@ -212,4 +213,73 @@ fn slow_drives_teach_the_dispatcher_longer_quotes_and_the_lesson_survives_a_rest
     assert!(span(&learned_q) > 1.2 * span(&free_q), "learned {learned_q:?}, free flow {free_q:?}");
     assert!((span(&learned_q) - span(&after)).abs() < 0.05 * span(&after), "{learned_q:?} against {after:?}");
     assert!(before.eta_dropoff.is_some());
+}
+
+/// The fleet as [`fleet`] sets it up, with `config` and with `ratio` as every promise's outcome so far (actual
+/// over planned time to hand-over; `None`: nothing learned yet, the prior).
+fn fleet_with(config: Config, ratio: Option<f32>) -> (Dispatcher, ShopId, RobotId) {
+    let (d, shop, near, far) = fleet();
+    let mut records: Vec<Record> = d.shops().cloned().map(Record::Shop).collect();
+    records.extend(d.robots().map(|r| Record::Robot(Box::new(r.clone()))));
+    if let Some(ratio) = ratio {
+        let learned = crate::learn::Learned { hours: Vec::new(), outcomes: std::iter::repeat_n(ratio, 100).collect() };
+        records.push(Record::Learned(learned));
+    }
+    let mut d = Dispatcher::restore(grid(), config, records);
+    let t = Timestamp(1_000_000);
+    for id in [&near, &far] {
+        let hello =
+            Hello { model: RobotModel::default(), mission_id: String::new(), last_update_id: 0, finished: vec![] };
+        d.handle(t, Input::Robot { robot: id.clone(), msg: FromRobot::Hello(hello) });
+    }
+    d.handle(t, Input::PauseRobot { robot: far });
+    (d, shop, near)
+}
+
+#[test]
+fn plans_leave_room_in_proportion_to_the_time_ahead_as_far_as_the_fleet_has_slipped() {
+    let now = Timestamp(1_000_000);
+    // The quote, or the refusal it carries.
+    let quote = |d: &mut Dispatcher, due_s: f64| -> Result<crate::dispatcher::Quote, Refusal> {
+        let req = Input::Quote { shop: ShopId::parse("s").expect("valid"), request: request(now, due_s) };
+        match reply(&d.handle(now, req)) {
+            Ok(Reply::Quote(q)) if q.feasible => Ok(q),
+            Ok(Reply::Quote(q)) => Err(q.reason.expect("a refusal says why")),
+            other => panic!("{other:?}"),
+        }
+    };
+    // The robot at the shop reaches the drop-off `trip` seconds from now (a quote with time to spare says so).
+    let (mut d, shop, _) = fleet_with(Config::default(), Some(1.0));
+    let q = quote(&mut d, 7200.0).expect("time to spare");
+    let trip = q.eta_dropoff.expect("an ETA").secs_since(now) - d.config.dropoff_service_s;
+    assert!(trip > 120.0, "{trip}");
+    let margin = d.config.dropoff_service_s + d.config.late_buffer_s;
+    // A deliver-by that leaves the trip a tenth more than it needs, after the hand-over and the buffer.
+    let tight = trip * 1.1 + margin;
+
+    // A fleet whose promises held exactly plans up to the buffer: the tight order fits.
+    quote(&mut d, tight).expect("fits");
+    // One whose deliveries took a fifth longer than planned nine times in ten keeps that room: it refuses the
+    // tight order, offering a later time, and an order placed with time to spare is planned by its deliver-by
+    // less the room, in proportion to the time ahead.
+    let (mut d, shop2, _) = fleet_with(Config::default(), Some(1.2));
+    match quote(&mut d, tight) {
+        Err(Refusal::DeadlineTooSoon { earliest: Some(_), .. }) => {}
+        other => panic!("the tight order fits a fleet that slips: {other:?}"),
+    }
+    let id = place_req(&mut d, &shop2, "spare", now, request(now, 3600.0));
+    let plan_by = d.orders[&id].promise.and_then(|p| p.plan_by).expect("kept with the promise");
+    let arrive_by = now.plus_secs(3600.0 - margin);
+    assert!((plan_by.secs_since(now) - arrive_by.secs_since(now) / 1.2).abs() < 1.0, "{plan_by:?}");
+    // The robot's plan keeps it: the drop-off's deadline in the planner is that time.
+    let stop = d.robots().flat_map(|r| r.plan.iter()).find(|s| s.order == id && s.kind == StopKind::Dropoff);
+    let task = d.task_of(stop.expect("planned")).expect("a task");
+    assert_eq!(task.deadline, Some(plan_by.max(d.orders[&id].eta_dropoff.unwrap_or_default())));
+    // With the room turned off the same fleet plans up to the buffer again.
+    let (mut d, _, _) = fleet_with(Config { plan_quantile: 0.0, ..Config::default() }, Some(1.2));
+    quote(&mut d, tight).expect("fits without the room");
+    // Before anything is learned, the prior's 90th percentile (1.25) stands in.
+    let (mut d, _, _) = fleet_with(Config::default(), None);
+    assert!(quote(&mut d, tight).is_err());
+    let _ = shop;
 }

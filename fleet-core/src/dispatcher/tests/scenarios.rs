@@ -81,7 +81,7 @@ hello r
             > hello r
               -> r update 0: no steps
             > quote s 43.733,7.423 by +300
-            ok quote refused DEADLINE_TOO_SOON: too far for the deliver-by time: the drop-off is 6 min from the shop by sidewalk, so even a robot waiting at the shop would arrive 5 min too late to hand it over by then; it can be delivered by 00:26 UTC
+            ok quote refused DEADLINE_TOO_SOON: too far for the deliver-by time: the drop-off is 6 min from the shop by sidewalk, so even a robot waiting at the shop would arrive 5 min too late to hand it over by then, with the room plans keep for delays; it can be delivered by 00:31 UTC
             > quote s 43.733,7.423 by +3600 compartments 3
             ok quote refused PARCEL_TOO_LARGE: the parcel needs 3 compartments; the largest available robot has 2
             > place s k1 43.900,7.600 by +3600
