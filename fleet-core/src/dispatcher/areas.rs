@@ -107,6 +107,8 @@ impl Dispatcher {
         self.claimed_steps.remove(id);
         self.deadlock_alerted.remove(id);
         self.reroute_tried.remove(id);
+        self.deadlock_avoided.remove(id);
+        self.aside_end.remove(id);
         self.leg_clock.remove(id);
         if self.late_cursor.as_ref() == Some(id) {
             self.late_cursor = None;

@@ -178,6 +178,8 @@ impl Dispatcher {
         self.claimed_steps.clear();
         self.deadlock_alerted.clear();
         self.reroute_tried.clear();
+        self.deadlock_avoided.clear();
+        self.aside_end.clear();
         self.leg_clock.clear();
         self.late_cursor = None;
         self.traffic = Traffic::default();

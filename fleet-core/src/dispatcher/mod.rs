@@ -103,6 +103,13 @@ pub struct Dispatcher {
     deadlock_alerted: BTreeSet<RobotId>,
     /// When each long-waiting robot was last tried for a way round.
     reroute_tried: BTreeMap<RobotId, Timestamp>,
+    /// Per robot that gave way in a deadlock: when, and every resource it was routed around since (a second
+    /// deadlock soon after routes it around all of them, so that it cannot swing between two ways each blocked
+    /// by the same robot).
+    deadlock_avoided: BTreeMap<RobotId, (Timestamp, Vec<crate::traffic::Resource>)>,
+    /// Per robot backing off out of a deadlock: the seq of the last step of its drive aside. That drive is
+    /// claimed on its own, not grouped with the drive on from there (which needs what it gave way for).
+    aside_end: BTreeMap<RobotId, u32>,
     /// What the fleet taught about time ([`crate::learn`]); the travel-time table runs on its drive factor.
     learned: Learned,
     /// How far plans stretch the time to a drop-off ([`Dispatcher::plan_by`]), from `learned`; kept up to date
@@ -185,6 +192,8 @@ impl Dispatcher {
             claimed_steps: BTreeMap::new(),
             deadlock_alerted: BTreeSet::new(),
             reroute_tried: BTreeMap::new(),
+            deadlock_avoided: BTreeMap::new(),
+            aside_end: BTreeMap::new(),
             learned: Learned::default(),
             plan_stretch: 1.0,
             learned_unsaved: 0,

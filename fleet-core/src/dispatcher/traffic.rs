@@ -212,10 +212,14 @@ impl Dispatcher {
         // The group: this step, and the next ones while the wide way between two resources is short.
         let mut seqs = Vec::new();
         let mut items = Vec::new();
+        let aside_end = self.aside_end.get(id).copied();
         for s in &r.mission.base[u..] {
             let StepAction::Drive { nodes, .. } = &s.action else { break };
             seqs.push(s.seq);
             items.extend(self.needs(id, s));
+            if aside_end == Some(s.seq) {
+                break;
+            }
             let gap = match self.layout.stretches(nodes).first() {
                 Some(st) if st.enter == 0 => {
                     nodes[st.exit..].windows(2).filter_map(|w| self.map.edge(w[0], w[1])).map(|e| e.length_m).sum()
@@ -229,6 +233,9 @@ impl Dispatcher {
         let cfg = *self.tcfg();
         if items.is_empty() || self.traffic.claim(&cfg, id, items, now) {
             self.claimed_steps.remove(id);
+            if aside_end.is_some_and(|end| seqs.contains(&end)) {
+                self.aside_end.remove(id);
+            }
             self.release_steps(id, &seqs)
         } else {
             self.claimed_steps.insert(id.clone(), seqs);
@@ -327,7 +334,20 @@ impl Dispatcher {
             else {
                 continue;
             };
-            let waits = self.traffic.blocking(&cfg, &victim);
+            let mut waits = self.traffic.blocking(&cfg, &victim);
+            // A robot that gave way shortly before is routed around what it avoided then too: with two ways
+            // each blocked by the same robot it would otherwise swing from one to the other every tick. Where
+            // no way avoids them all, it backs off.
+            if let Some((at, before)) = self.deadlock_avoided.get(&victim)
+                && now.secs_since(*at) < cfg.reroute_after_s
+            {
+                for r in before {
+                    if !waits.contains(r) {
+                        waits.push(*r);
+                    }
+                }
+            }
+            self.deadlock_avoided.insert(victim.clone(), (now, waits.clone()));
             let others: Vec<RobotId> = cycle.iter().filter(|x| **x != victim).cloned().collect();
             if self.reroute_around(now, &victim, &waits, &others, out) {
                 self.traffic.stats.deadlocks += 1;
@@ -481,6 +501,7 @@ impl Dispatcher {
             self.drive_targets.remove(&(id.clone(), s.seq));
         }
         let last_leg = legs.len() - 1;
+        let backing_off = legs.len() > 1;
         let steps: Vec<(bool, StepAction)> = legs
             .iter()
             .enumerate()
@@ -492,9 +513,18 @@ impl Dispatcher {
                 steps.into_iter().enumerate().map(move |(j, s)| (to_stop && j + 1 == n, s))
             })
             .collect();
+        let aside_steps = if backing_off {
+            legs.first().map_or(0, |route| self.drive_steps(route, profile.speed_mps, false).len())
+        } else {
+            0
+        };
+        self.aside_end.remove(id);
         let r = self.robots.get_mut(id).expect("checked above");
-        for (final_to_stop, action) in steps {
+        for (k, (final_to_stop, action)) in steps.into_iter().enumerate() {
             let seq = r.mission.next_seq;
+            if backing_off && k + 1 == aside_steps {
+                self.aside_end.insert(id.clone(), seq);
+            }
             r.mission.next_seq += 1;
             if final_to_stop && let Some(t) = &target {
                 self.drive_targets.insert((id.clone(), seq), t.clone());
