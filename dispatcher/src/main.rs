@@ -33,6 +33,10 @@ struct Args {
     /// their last stop was).
     #[arg(long, default_value_t = 0.0)]
     idle_every_s: f64,
+    /// Plans keep each drop-off early enough that the time to it, stretched as the fleet's deliveries have
+    /// stretched at this quantile (0 to 1), still ends by the deliver-by less the buffer (0: no such room).
+    #[arg(long, default_value_t = 0.9)]
+    plan_quantile: f64,
     /// Seconds a robot may be offline before its unstarted orders go to other robots.
     #[arg(long, default_value_t = 120.0)]
     offline_limit_s: f64,
@@ -143,6 +147,10 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("--idle-every-s must be between 0 and 86400 seconds");
     }
     opts.config.idle.every_s = args.idle_every_s;
+    if !(args.plan_quantile.is_finite() && (0.0..=1.0).contains(&args.plan_quantile)) {
+        anyhow::bail!("--plan-quantile must be between 0 and 1");
+    }
+    opts.config.plan_quantile = args.plan_quantile;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         opts.tls = Some(dispatcher::server::TlsConfig::from_files(cert, key, args.tls_client_ca.as_deref())?);
     }
