@@ -365,6 +365,8 @@ impl Scenario {
         finite_range("dispatch.late_buffer_s", c.late_buffer_s, 0.0, 3_600.0)?;
         finite_range("dispatch.plan_quantile", c.plan_quantile, 0.0, 1.0)?;
         finite_range("dispatch.late_check_every_s", c.late_check_every_s, 0.0, 3_600.0)?;
+        finite_range("dispatch.blocked_closure_s", c.blocked_closure_s, 0.0, 86_400.0)?;
+        finite_range("dispatch.blocked_retry_over_s", c.blocked_retry_over_s, 0.0, 86_400.0)?;
         finite_range("dispatch.idle.every_s", c.idle.every_s, 0.0, 86_400.0)?;
         finite_range("dispatch.idle.demand_window_s", c.idle.demand_window_s, 1.0, 7.0 * 86_400.0)?;
         finite_range("dispatch.idle.station_m", c.idle.station_m, 0.0, 10_000.0)?;
@@ -505,6 +507,11 @@ pub struct DispatchSection {
     pub plan_quantile: Option<f64>,
     /// Every robot's plan is timed against the clock this often, to re-plan or announce late orders [15; 0 off].
     pub late_check_every_s: Option<f64>,
+    /// A sidewalk a robot reports blocked is closed for this long [600].
+    pub blocked_closure_s: Option<f64>,
+    /// At a first report, a block whose way round adds more than this is tried again instead [120; 0: close at
+    /// once].
+    pub blocked_retry_over_s: Option<f64>,
     /// Idle positioning (`[dispatch.idle]`: every_s [0: off; 60 turns it on], demand_window_s [3600], station_m [150],
     /// battery_margin_pct [10]; fleet-core's `IdleConfig`).
     pub idle: Option<fleet_core::dispatcher::IdleConfig>,
@@ -701,6 +708,8 @@ impl ScenarioFile {
             (&mut c.late_buffer_s, p.late_buffer_s),
             (&mut c.plan_quantile, p.plan_quantile),
             (&mut c.late_check_every_s, p.late_check_every_s),
+            (&mut c.blocked_closure_s, p.blocked_closure_s),
+            (&mut c.blocked_retry_over_s, p.blocked_retry_over_s),
         ] {
             if let Some(v) = v {
                 *field = v;

@@ -35,6 +35,12 @@ pub struct Config {
     /// A sidewalk a robot reports blocked is closed (both ways) for this long, then reopens by itself.
     #[serde(default = "default_blocked_closure_s")]
     pub blocked_closure_s: f64,
+    /// A first report of a blocked sidewalk whose way round would add more than this to the robot's drive
+    /// (or where there is no way round) is not acted on by closing it: the robot is sent the same way again,
+    /// since most blocks (a crowd, a robot turning) clear within a minute. A second report of that sidewalk
+    /// within `blocked_closure_s` closes it. 0: close at the first report.
+    #[serde(default = "default_blocked_retry_over_s")]
+    pub blocked_retry_over_s: f64,
     /// An idle robot whose battery is below this is sent to its depot to charge, up to `charge_to_pct`.
     #[serde(default = "default_charge_below_pct")]
     pub charge_below_pct: f64,
@@ -184,6 +190,10 @@ fn default_blocked_closure_s() -> f64 {
     600.0
 }
 
+fn default_blocked_retry_over_s() -> f64 {
+    120.0
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -197,6 +207,7 @@ impl Default for Config {
             signal_green_s: default_signal_green_s(),
             offline_limit_s: 120.0,
             blocked_closure_s: default_blocked_closure_s(),
+            blocked_retry_over_s: default_blocked_retry_over_s(),
             charge_below_pct: default_charge_below_pct(),
             charge_to_pct: default_charge_to_pct(),
             tick_every_s: default_tick_every_s(),

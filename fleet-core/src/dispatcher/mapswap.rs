@@ -179,6 +179,7 @@ impl Dispatcher {
         self.deadlock_alerted.clear();
         self.reroute_tried.clear();
         self.deadlock_avoided.clear();
+        self.blocked_tried.clear();
         self.aside_end.clear();
         self.leg_clock.clear();
         self.late_cursor = None;

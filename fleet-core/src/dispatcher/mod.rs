@@ -110,6 +110,10 @@ pub struct Dispatcher {
     /// Per robot backing off out of a deadlock: the seq of the last step of its drive aside. That drive is
     /// claimed on its own, not grouped with the drive on from there (which needs what it gave way for).
     aside_end: BTreeMap<RobotId, u32>,
+    /// Sidewalks reported blocked and tried again instead of closed (the way round was much longer), with
+    /// when: a second report within [`Config::blocked_closure_s`], by any robot, closes it
+    /// ([`Dispatcher::on_blocked`]).
+    blocked_tried: BTreeMap<(NodeId, NodeId), Timestamp>,
     /// What the fleet taught about time ([`crate::learn`]); the travel-time table runs on its drive factor.
     learned: Learned,
     /// How far plans stretch the time to a drop-off ([`Dispatcher::plan_by`]), from `learned`; kept up to date
@@ -193,6 +197,7 @@ impl Dispatcher {
             deadlock_alerted: BTreeSet::new(),
             reroute_tried: BTreeMap::new(),
             deadlock_avoided: BTreeMap::new(),
+            blocked_tried: BTreeMap::new(),
             aside_end: BTreeMap::new(),
             learned: Learned::default(),
             plan_stretch: 1.0,

@@ -150,9 +150,26 @@ impl Dispatcher {
     /// Sends idle robot `id` along a route to `goal` (no stop at its end: it waits there for work). False when
     /// there is no route or it stands there already.
     pub(super) fn drive_idle_to(&mut self, now: Timestamp, id: &RobotId, goal: NodeId, out: &mut Out) -> bool {
+        self.drive_idle_avoiding(now, id, goal, &[], out)
+    }
+
+    /// [`Self::drive_idle_to`] on a route that takes none of the directed edges in `avoid`.
+    pub(super) fn drive_idle_avoiding(
+        &mut self,
+        now: Timestamp,
+        id: &RobotId,
+        goal: NodeId,
+        avoid: &[(NodeId, NodeId)],
+        out: &mut Out,
+    ) -> bool {
         let Some(r) = self.robots.get(id) else { return false };
         let profile = self.profile(&r.model);
-        let Some(route) = self.map.route(r.node, goal, profile) else { return false };
+        let route = if avoid.is_empty() {
+            self.map.route(r.node, goal, profile)
+        } else {
+            self.map.route_avoiding(r.node, goal, profile, avoid)
+        };
+        let Some(route) = route else { return false };
         if route.nodes.len() < 2 {
             return false;
         }

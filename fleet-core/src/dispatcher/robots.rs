@@ -11,6 +11,15 @@ use crate::{NodeId, OrderId, RobotId, Timestamp};
 
 use super::*;
 
+/// Why a robot reporting its way blocked is sent the same way again instead of round.
+enum Cleared {
+    /// This many idle robots standing by it were sent aside.
+    IdleMoved(usize),
+    /// The way round is this many seconds longer.
+    Longer(f64),
+    NoWayRound,
+}
+
 impl Dispatcher {
     pub(super) fn robot_msg(&mut self, now: Timestamp, id: &RobotId, msg: FromRobot, out: &mut Out) {
         let Some(r) = self.robots.get_mut(id) else {
@@ -221,13 +230,20 @@ impl Dispatcher {
         }
     }
 
-    /// Acts on robots gone longer than the limit: orders they have not started loading go back to pending (and
-    /// are re-planned below); parcels aboard stay with the robot and operators are told.
-    /// A robot could not get from `from` to `to`: close that sidewalk for a while (both ways) and send the
-    /// robot a new route to the stop it was driving to, from the node it last passed.
+    /// A robot could not get from `from` to `to`. When the way round is not much longer (under
+    /// [`Config::blocked_retry_over_s`] more), or the sidewalk was reported blocked once already within
+    /// [`Config::blocked_closure_s`], that sidewalk is closed for that long (both ways) and the robot gets a new
+    /// route to the stop it was driving to, from the node it last passed. At a first report with a much longer
+    /// way round (or none), the robot is sent the same way again instead: a crowd or a turning robot clears in
+    /// seconds, a detour costs minutes for the rest of the closure.
     pub(super) fn on_blocked(&mut self, now: Timestamp, id: &RobotId, from: NodeId, to: NodeId, out: &mut Out) {
         let minutes = self.config.blocked_closure_s / 60.0;
-        if self.map.adjacent(from, to) {
+        let mut tried_again = None;
+        // An idle robot standing in the way is sent off it, and the robot tries the same way again.
+        let cleared = self.clear_idle_near(now, id, out);
+        if cleared > 0 {
+            tried_again = Some(Cleared::IdleMoved(cleared));
+        } else if self.map.adjacent(from, to) {
             let until = now.plus_secs(self.config.blocked_closure_s);
             // Closures are per edge (both directions), named with the lower node first.
             let key = (from.min(to), from.max(to));
@@ -235,15 +251,41 @@ impl Dispatcher {
                 self.map.closed_edges().any(|e| e == key) && !self.meta.temp_closures.iter().any(|c| (c.0, c.1) == key);
             // An edge an operator closed stays the operator's to open.
             if !by_operator {
+                let window = self.config.blocked_closure_s;
+                self.blocked_tried.retain(|_, at| now.secs_since(*at) < window);
+                let reported_before = self.blocked_tried.contains_key(&key);
+                let before = self.secs_to_next_stop(id, from);
                 Arc::make_mut(&mut self.map).close_edge(key.0, key.1);
-                self.meta.temp_closures.retain(|c| (c.0, c.1) != key);
-                self.meta.temp_closures.push((key.0, key.1, until));
+                let after = self.secs_to_next_stop(id, from);
+                let extra = match (before, after) {
+                    (Some(b), Some(a)) => Some(a - b),
+                    (Some(_), None) => None,
+                    // The robot had no way to its stop before either (or has no stop): nothing to weigh.
+                    (None, _) => Some(0.0),
+                };
+                let retry = self.config.blocked_retry_over_s > 0.0
+                    && !reported_before
+                    && extra.is_none_or(|x| x > self.config.blocked_retry_over_s);
+                if retry {
+                    Arc::make_mut(&mut self.map).open_edge(key.0, key.1);
+                    self.blocked_tried.insert(key, now);
+                    tried_again = Some(match extra {
+                        Some(x) => Cleared::Longer(x),
+                        None => Cleared::NoWayRound,
+                    });
+                } else {
+                    self.blocked_tried.remove(&key);
+                    self.meta.temp_closures.retain(|c| (c.0, c.1) != key);
+                    self.meta.temp_closures.push((key.0, key.1, until));
+                    self.meta.closed_edges = self.map.closed_edges().collect();
+                    self.table.clear();
+                    self.legs.clear();
+                    self.plans_version += 1;
+                    out.meta = true;
+                }
+            } else {
+                self.meta.closed_edges = self.map.closed_edges().collect();
             }
-            self.meta.closed_edges = self.map.closed_edges().collect();
-            self.table.clear();
-            self.legs.clear();
-            self.plans_version += 1;
-            out.meta = true;
         }
         let Some(r) = self.robots.get_mut(id) else { return };
         let driving = r.mission.base.first().is_some_and(|s| matches!(s.action, StepAction::Drive { .. }));
@@ -251,7 +293,15 @@ impl Dispatcher {
             out.other.push(Output::Alert {
                 id: 0,
                 robot: Some(id.clone()),
-                message: format!("robot {id} reports the way from {from} to {to} blocked; closed for {minutes:.0} min"),
+                message: if let Some(Cleared::IdleMoved(n)) = tried_again {
+                    format!(
+                        "robot {id} reports the way from {from} to {to} blocked; {n} idle robot(s) there sent aside"
+                    )
+                } else if tried_again.is_some() {
+                    format!("robot {id} reports the way from {from} to {to} blocked; left open (first report)")
+                } else {
+                    format!("robot {id} reports the way from {from} to {to} blocked; closed for {minutes:.0} min")
+                },
             });
             return;
         }
@@ -273,7 +323,14 @@ impl Dispatcher {
         out.other.push(Output::Alert {
             id: 0,
             robot: Some(id.clone()),
-            message: if rerouted {
+            message: if let Some(extra) = tried_again {
+                let why = match extra {
+                    Cleared::IdleMoved(n) => format!("{n} idle robot(s) standing there sent aside"),
+                    Cleared::Longer(x) => format!("the way round is {:.0} min longer", (x / 60.0).ceil()),
+                    Cleared::NoWayRound => "there is no way round".to_string(),
+                };
+                format!("robot {id} blocked between {from} and {to}: {why}; sent the same way again")
+            } else if rerouted {
                 format!("robot {id} blocked between {from} and {to}: sidewalk closed for {minutes:.0} min, re-routed")
             } else {
                 format!(
@@ -281,6 +338,14 @@ impl Dispatcher {
                 )
             },
         });
+    }
+
+    /// Seconds from `from` to robot `id`'s next planned stop on the map as it is now (closures included, no
+    /// cache), `None` when it has no stop or no way there.
+    fn secs_to_next_stop(&self, id: &RobotId, from: NodeId) -> Option<f64> {
+        let r = self.robots.get(id)?;
+        let stop = r.plan.first()?;
+        self.map.travel_secs(from, stop.node, self.profile(&r.model))
     }
 
     /// Takes back from robot `id` every order it has not started loading (they become pending and are planned

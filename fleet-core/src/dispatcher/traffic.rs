@@ -19,6 +19,9 @@ use crate::{RobotId, Timestamp};
 use super::release::drives_end;
 use super::*;
 
+/// An idle robot standing this close to one that reports its way blocked is taken to be what blocks it.
+const IDLE_IN_WAY_M: f64 = 4.0;
+
 impl Dispatcher {
     fn tcfg(&self) -> &TrafficConfig {
         &self.config.traffic
@@ -439,6 +442,38 @@ impl Dispatcher {
                 self.move_aside(now, &id, out);
             }
         }
+    }
+
+    /// Idle robots standing within [`IDLE_IN_WAY_M`] of robot `id` (which reports its way blocked) drive off to
+    /// the nearest free node at least [`TrafficConfig::spot_approach_m`] away that is not on `id`'s drive. A
+    /// robot with nothing to do must not stand in another's way: on a sidewalk it is what blocks it most
+    /// often. Returns how many were sent.
+    pub(super) fn clear_idle_near(&mut self, now: Timestamp, id: &RobotId, out: &mut Out) -> usize {
+        let Some((here, at)) = self.robots.get(id).map(|r| (r.pos, r.node)) else { return 0 };
+        // They leave without passing the node the blocked robot last passed: it stands about there.
+        let into: Vec<(NodeId, NodeId)> = self.map.neighbours(at).into_iter().map(|n| (n, at)).collect();
+        let idle: Vec<(RobotId, NodeId)> = self
+            .robots
+            .values()
+            .filter(|r| {
+                &r.id != id
+                    && available(r)
+                    && r.plan.is_empty()
+                    && r.mission.base.is_empty()
+                    && r.pos.distance_m(here) <= IDLE_IN_WAY_M
+            })
+            .map(|r| (r.id.clone(), r.node))
+            .collect();
+        let mut sent = 0;
+        for (other, node) in idle {
+            let avoid: &[(NodeId, NodeId)] = if node == at { &[] } else { &into };
+            let Some(goal) = self.aside_node(node, avoid, std::slice::from_ref(id)) else { continue };
+            if self.drive_idle_avoiding(now, &other, goal, avoid, out) {
+                self.traffic.stats.moved_aside += 1;
+                sent += 1;
+            }
+        }
+        sent
     }
 
     /// Sends idle robot `id` to the nearest node at least [`TrafficConfig::spot_approach_m`] away (by way) that

@@ -176,6 +176,9 @@ fn yaw_of(r: &Rotation) -> Real {
     f.y.atan2(f.x)
 }
 
+/// A robot turning faster than this (rad/s) is seen by the others' look-out as the disc its corners sweep.
+const TURNING_RAD_S: Real = 0.05;
+
 /// How fast a robot too close to another to turn backs away from it, m/s.
 const BACK_OFF_MPS: Real = 0.2;
 /// A robot whose centre is this close, and not a body length behind, is beside another: the other keeps to
@@ -793,9 +796,11 @@ impl PhysicsWorld {
         for a in self.grid.around(pos) {
             // How far the other's body reaches sideways of this robot's heading and along it: a person is a
             // disc; a robot a box, which reaches further than its half-width when it stands at an angle (at
-            // 45 degrees its corner is 0.17 m further out, more than the margin).
+            // 45 degrees its corner is 0.17 m further out, more than the margin), and a robot turning the
+            // disc its corners sweep (a robot passing one turning on the spot was caught by a swinging corner).
             let (r_o, r_along) = match a.kind {
                 Kind::Robot if a.index == i => continue,
+                Kind::Robot if self.robots[a.index].yaw_cmd.abs() > TURNING_RAD_S => (SWING_M, SWING_M),
                 Kind::Robot => {
                     let across = (f[0] * a.facing[1] - f[1] * a.facing[0]).abs();
                     let along = (f[0] * a.facing[0] + f[1] * a.facing[1]).abs();

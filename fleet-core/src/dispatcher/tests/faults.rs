@@ -11,8 +11,12 @@ use super::ll;
 /// A shop at the south-west corner of the grid, robot `a` there, robot `b` one block north; one order to
 /// the north-east corner placed on `a`.
 fn setup() -> (Dispatcher, RobotId, RobotId, OrderId, Timestamp) {
+    setup_with(Config::default())
+}
+
+fn setup_with(config: Config) -> (Dispatcher, RobotId, RobotId, OrderId, Timestamp) {
     let t = Timestamp(1_000_000);
-    let mut d = Dispatcher::new(grid(), Config::default());
+    let mut d = Dispatcher::new(grid(), config);
     let shop = ShopId::parse("s").expect("valid");
     d.handle(t, Input::RegisterShop { id: shop.clone(), name: "S".into(), pos: ll(43.73, 7.42) });
     let (a, b) = (RobotId::parse("a").expect("valid"), RobotId::parse("b").expect("valid"));
@@ -44,13 +48,11 @@ fn drive_nodes(d: &Dispatcher, r: &RobotId) -> Option<(u32, Vec<NodeId>)> {
     })
 }
 
-#[test]
-fn a_blocked_sidewalk_is_closed_and_the_robot_rerouted_until_it_reopens() {
-    let (mut d, a, _b, order, t) = setup();
-    // Mark the parcel ready and let robot `a` load it, so its released drive goes to the customer.
+/// Robot `a` loads the order at the shop, so its released drive goes to the customer.
+fn load_and_drive(d: &mut Dispatcher, a: &RobotId, order: &OrderId, t: Timestamp) {
     let shop = ShopId::parse("s").expect("valid");
     d.handle(t, Input::MarkReady { shop, order: order.clone() });
-    let pickup_seq = d.robot(&a).expect("a").mission.base.iter().find_map(|s| match s.action {
+    let pickup_seq = d.robot(a).expect("a").mission.base.iter().find_map(|s| match s.action {
         StepAction::Pickup { .. } => Some(s.seq),
         _ => None,
     });
@@ -62,6 +64,13 @@ fn a_blocked_sidewalk_is_closed_and_the_robot_rerouted_until_it_reopens() {
             msg: FromRobot::Event(RobotEvent::StepFinished { seq, outcome: StepOutcome::Done }),
         },
     );
+}
+
+#[test]
+fn a_blocked_sidewalk_is_closed_and_the_robot_rerouted_until_it_reopens() {
+    // The grid's way round is under `blocked_retry_over_s` longer: the first report closes the sidewalk.
+    let (mut d, a, _b, order, t) = setup();
+    load_and_drive(&mut d, &a, &order, t);
     let (old_seq, nodes) = drive_nodes(&d, &a).expect("driving to the customer");
     let (from, to) = (nodes[0], nodes[1]);
     let out = d.handle(
@@ -139,4 +148,93 @@ fn a_broken_robot_loses_unstarted_orders_and_gets_no_new_work_until_resumed() {
     d.handle(t.plus_secs(2.0), Input::ResumeRobot { robot: a.clone() });
     assert!(d.robot(&a).expect("a").fault.is_none());
     assert!(d.plan_snapshot(t).plans.iter().any(|p| p.robot == a));
+}
+
+/// The way's two nodes, both orders.
+fn uses(nodes: &[NodeId], from: NodeId, to: NodeId) -> bool {
+    nodes.windows(2).any(|w| (w[0], w[1]) == (from, to) || (w[0], w[1]) == (to, from))
+}
+
+#[test]
+fn a_first_block_with_no_way_round_is_tried_again_and_a_second_report_closes_it() {
+    let (mut d, a, _b, order, t) = setup();
+    load_and_drive(&mut d, &a, &order, t);
+    let (old_seq, nodes) = drive_nodes(&d, &a).expect("driving to the customer");
+    let (from, to) = (nodes[0], nodes[1]);
+    // The robot starts at a corner of the grid: an operator closes the corner's other sidewalk, so that a
+    // closure of this one would leave it no way at all.
+    let other = d.map().neighbours(from).into_iter().find(|n| *n != to).expect("a corner has two ways");
+    d.handle(t, Input::CloseEdge { a: from, b: other });
+    let blocked = FromRobot::Event(RobotEvent::Blocked { from, to });
+    let out = d.handle(t.plus_secs(5.0), Input::Robot { robot: a.clone(), msg: blocked.clone() });
+    // Sent the same way again, as a new step; nothing more closed.
+    let (seq, again) = drive_nodes(&d, &a).expect("a new drive");
+    assert!(seq > old_seq, "a new step, not the withdrawn one");
+    assert!(uses(&again, from, to), "the same way: {again:?}");
+    assert_eq!(again.last(), nodes.last());
+    assert_eq!(d.map().closed_edges().count(), 1, "only the operator's");
+    assert!(out.iter().any(|o| matches!(o, Output::Send { robot, msg: ToRobot::Mission(_) } if robot == &a)));
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Alert { message, .. }
+            if message.contains("there is no way round; sent the same way again"))),
+        "{out:?}"
+    );
+    // Reported again half a minute later: now it closes, for the closure time.
+    let out = d.handle(t.plus_secs(35.0), Input::Robot { robot: a.clone(), msg: blocked.clone() });
+    assert!(d.map().closed_edges().any(|e| e == (from.min(to), from.max(to))));
+    assert!(out.iter().any(|o| matches!(o, Output::Alert { message, .. } if message.contains("no other way yet"))));
+    assert!(out.iter().any(|o| matches!(o, Output::Persist(Record::Meta(m)) if m.temp_closures.len() == 1)));
+    d.handle(t.plus_secs(35.0 + 601.0), Input::Tick);
+    assert_eq!(d.map().closed_edges().count(), 1, "reopened; the operator's stays");
+
+    // With retries off, the first report closes the sidewalk whatever the way round.
+    let config = Config { blocked_retry_over_s: 0.0, ..Config::default() };
+    let (mut d, a, _b, order, t) = setup_with(config);
+    load_and_drive(&mut d, &a, &order, t);
+    let (_, nodes) = drive_nodes(&d, &a).expect("driving to the customer");
+    let other = d.map().neighbours(nodes[0]).into_iter().find(|n| *n != nodes[1]).expect("two ways");
+    d.handle(t, Input::CloseEdge { a: nodes[0], b: other });
+    let blocked = FromRobot::Event(RobotEvent::Blocked { from: nodes[0], to: nodes[1] });
+    d.handle(t.plus_secs(5.0), Input::Robot { robot: a.clone(), msg: blocked });
+    assert_eq!(d.map().closed_edges().count(), 2);
+}
+
+#[test]
+fn an_idle_robot_standing_by_a_blocked_robot_is_sent_aside_and_the_robot_tries_the_same_way() {
+    let (mut d, a, b, order, t) = setup();
+    load_and_drive(&mut d, &a, &order, t);
+    let (old_seq, nodes) = drive_nodes(&d, &a).expect("driving to the customer");
+    let (from, to) = (nodes[0], nodes[1]);
+    // Idle robot `b` reports that it stands two metres from `a` (which is still at the shop).
+    let here = d.robot(&a).expect("a").pos;
+    let near = ll(here.lat() + 0.00002, here.lon());
+    let state = FromRobot::State(crate::mission::RobotReport {
+        pos: near,
+        heading_deg: 0.0,
+        speed_mps: 0.0,
+        battery_pct: 90.0,
+        last_node: None,
+        update_id: 0,
+        driving: false,
+        paused: false,
+    });
+    d.handle(t.plus_secs(4.0), Input::Robot { robot: b.clone(), msg: state });
+    assert!(drive_nodes(&d, &b).is_none(), "b is idle");
+    let out = d.handle(
+        t.plus_secs(5.0),
+        Input::Robot { robot: a.clone(), msg: FromRobot::Event(RobotEvent::Blocked { from, to }) },
+    );
+    // `b` drives off, to a node off `a`'s way; `a` goes the same way again; nothing is closed.
+    let (_, aside) = drive_nodes(&d, &b).expect("b is sent aside");
+    let end = *aside.last().expect("a route");
+    let (seq, again) = drive_nodes(&d, &a).expect("a new drive");
+    assert!(seq > old_seq);
+    assert_eq!(again.len(), nodes.len(), "no way round: {again:?} against {nodes:?}");
+    assert!(!again.contains(&end), "b waits off a's way: {end} on {again:?}");
+    assert_eq!(d.map().closed_edges().count(), 0);
+    assert!(out.iter().any(|o| matches!(o, Output::Send { robot, msg: ToRobot::Mission(_) } if robot == &b)));
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Alert { message, .. } if message.contains("1 idle robot(s) standing there sent aside"))),
+        "{out:?}"
+    );
 }
