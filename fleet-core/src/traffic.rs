@@ -471,25 +471,47 @@ impl Traffic {
     /// The wait-for graph: each waiting robot points at the robots it waits for (holders that leave it no room,
     /// and earlier claims for the same resources).
     pub fn wait_for(&self, cfg: &TrafficConfig) -> BTreeMap<RobotId, BTreeSet<RobotId>> {
-        let mut g: BTreeMap<RobotId, BTreeSet<RobotId>> = BTreeMap::new();
+        self.wait_for_refs(cfg, false)
+            .into_iter()
+            .map(|(r, on)| (r.clone(), on.into_iter().cloned().collect()))
+            .collect()
+    }
+
+    /// [`Self::wait_for`] on borrowed ids (no id is copied: the graph is built every tick). With `nearest`, a
+    /// claim points only at the latest earlier claim for each narrow way rather than at all of them: the same
+    /// robots reach each other (a queue is a chain), so the cycles are the same, and a queue of n robots at one
+    /// way has n edges instead of n squared over 2.
+    fn wait_for_refs(&self, cfg: &TrafficConfig, nearest: bool) -> BTreeMap<&RobotId, BTreeSet<&RobotId>> {
+        // Per narrow way, the claims waiting for it with their turns: an index instead of every claim against
+        // every other (that pairing was most of a tick's traffic time with a few hundred robots waiting).
+        let mut narrow: BTreeMap<Resource, Vec<(u64, &RobotId)>> = BTreeMap::new();
         for (robot, c) in &self.claims {
-            let mut on: BTreeSet<RobotId> = BTreeSet::new();
+            for h in c.items.iter().filter(|h| matches!(h.resource, Resource::Narrow(_))) {
+                narrow.entry(h.resource).or_default().push((c.turn, robot));
+            }
+        }
+        for v in narrow.values_mut() {
+            v.sort();
+        }
+        let mut g: BTreeMap<&RobotId, BTreeSet<&RobotId>> = BTreeMap::new();
+        for (robot, c) in &self.claims {
+            let mut on: BTreeSet<&RobotId> = BTreeSet::new();
             for h in &c.items {
                 if !self.fits(cfg, robot, h) {
-                    on.extend(self.holders(h.resource).filter(|x| *x != robot).cloned());
+                    on.extend(self.holders(h.resource).filter(|x| *x != robot));
                 }
-                for (other, oc) in &self.claims {
-                    if other != robot
-                        && matches!(h.resource, Resource::Narrow(_))
-                        && oc.turn < c.turn
-                        && oc.items.iter().any(|x| x.resource == h.resource)
-                    {
-                        on.insert(other.clone());
+                if let Some(v) = narrow.get(&h.resource) {
+                    // Sorted by turn: the claims before this one.
+                    let before = &v[..v.partition_point(|(turn, _)| *turn < c.turn)];
+                    if nearest {
+                        on.extend(before.last().map(|(_, o)| *o));
+                    } else {
+                        on.extend(before.iter().map(|(_, o)| *o));
                     }
                 }
             }
             if !on.is_empty() {
-                g.insert(robot.clone(), on);
+                g.insert(robot, on);
             }
         }
         g
@@ -498,17 +520,16 @@ impl Traffic {
     /// Deadlocks: the cycles of the wait-for graph, each as the set of robots on it (strongly connected
     /// components with more than one robot), in a fixed order.
     pub fn deadlocks(&self, cfg: &TrafficConfig) -> Vec<Vec<RobotId>> {
-        let g = self.wait_for(cfg);
-        let mut graph = petgraph::graph::DiGraph::<RobotId, ()>::new();
+        let g = self.wait_for_refs(cfg, true);
+        // Only a robot that waits itself can be on a cycle: edges to robots that wait for nobody are left out
+        // (the strongly connected components with more than one robot are the same without them).
+        let mut graph = petgraph::graph::DiGraph::<&RobotId, ()>::new();
         let mut idx = BTreeMap::new();
         for (r, on) in &g {
-            for x in std::iter::once(r).chain(on) {
-                idx.entry(x.clone()).or_insert_with(|| graph.add_node(x.clone()));
-            }
-        }
-        for (r, on) in &g {
-            for x in on {
-                graph.add_edge(idx[r], idx[x], ());
+            for x in on.iter().filter(|x| g.contains_key(**x)) {
+                let a = *idx.entry(*r).or_insert_with(|| graph.add_node(*r));
+                let b = *idx.entry(*x).or_insert_with(|| graph.add_node(*x));
+                graph.add_edge(a, b, ());
             }
         }
         let mut cycles: Vec<Vec<RobotId>> = petgraph::algo::kosaraju_scc(&graph)
@@ -643,6 +664,63 @@ mod tests {
         assert_eq!(tr.free_all(&a), vec![spot]);
         assert_eq!(tr.grant_waiting(&cfg, t(9)), vec![b.clone()]);
         assert_eq!(tr.holds(&b).len(), 2);
+    }
+
+    /// The cycles of the full wait-for graph, found the plain way (for comparing with [`Traffic::deadlocks`]).
+    fn cycles_of_full_graph(tr: &Traffic, cfg: &TrafficConfig) -> Vec<Vec<RobotId>> {
+        let g = tr.wait_for(cfg);
+        let mut graph = petgraph::graph::DiGraph::<RobotId, ()>::new();
+        let mut idx = BTreeMap::new();
+        for (r, on) in &g {
+            for x in std::iter::once(r).chain(on) {
+                idx.entry(x.clone()).or_insert_with(|| graph.add_node(x.clone()));
+            }
+        }
+        for (r, on) in &g {
+            for x in on {
+                graph.add_edge(idx[r], idx[x], ());
+            }
+        }
+        let mut v: Vec<Vec<RobotId>> = petgraph::algo::kosaraju_scc(&graph)
+            .into_iter()
+            .filter(|c| c.len() > 1)
+            .map(|c| {
+                let mut v: Vec<RobotId> = c.into_iter().map(|n| graph[n].clone()).collect();
+                v.sort();
+                v
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_queue_at_a_narrow_way_is_a_chain_and_its_cycles_are_those_of_the_full_graph() {
+        let cfg = TrafficConfig::default();
+        let mut tr = Traffic::default();
+        let (way, spot) = (Resource::Narrow(0), Resource::Spot(NodeId(9)));
+        // h is on the narrow way going one way; ten robots queue to enter it from the other end.
+        let h = rid("h");
+        tr.restore(&h, vec![Hold { resource: way, entry: NodeId(5) }]);
+        let queue: Vec<RobotId> = (0..10).map(|k| rid(&format!("q{k}"))).collect();
+        for (k, q) in queue.iter().enumerate() {
+            assert!(!tr.claim(&cfg, q, vec![Hold { resource: way, entry: NodeId(6) }], t(k as u64)));
+        }
+        // Each waits for h and for every earlier claim; nobody waits for a queued robot: no cycle.
+        assert_eq!(tr.wait_for(&cfg)[&queue[9]].len(), 10);
+        assert!(tr.deadlocks(&cfg).is_empty());
+        assert_eq!(tr.deadlocks(&cfg), cycles_of_full_graph(&tr, &cfg));
+        // The last in the queue holds the spot h needs next: h and the whole queue wait on each other.
+        tr.restore(&queue[9], vec![Hold { resource: spot, entry: NodeId(8) }]);
+        assert!(!tr.claim(&cfg, &h, vec![Hold { resource: spot, entry: NodeId(8) }], t(20)));
+        let d = tr.deadlocks(&cfg);
+        assert_eq!(d, cycles_of_full_graph(&tr, &cfg));
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].len(), 11, "{d:?}");
+        // A robot in the middle of the queue gives up: the others still form one cycle, h with q9 and the rest.
+        tr.withdraw(&queue[4]);
+        assert_eq!(tr.deadlocks(&cfg), cycles_of_full_graph(&tr, &cfg));
+        assert_eq!(tr.deadlocks(&cfg)[0].len(), 10);
     }
 
     #[test]

@@ -177,22 +177,33 @@ impl Dispatcher {
         }
     }
 
-    /// Route distance from where robot `r` stands to the start of base step `u`.
-    fn distance_to(&self, r: &Robot, u: usize) -> f64 {
-        r.mission.base[..u]
-            .iter()
-            .enumerate()
-            .map(|(k, s)| match &s.action {
+    /// Route distance from where robot `r` stands to the start of base step `u`, or some distance past `beyond`
+    /// when it is farther than that.
+    fn distance_to(&self, r: &Robot, u: usize, beyond: f64) -> f64 {
+        // Summed edge by edge, and given up once past `beyond`: most robots are far from their next unreleased
+        // step, and this runs for every one of them every tick.
+        let mut sum = 0.0;
+        for (k, s) in r.mission.base[..u].iter().enumerate() {
+            match &s.action {
                 StepAction::Drive { nodes, length_m, .. } if k == 0 => match nodes.iter().position(|&n| n == r.node) {
                     Some(i) => {
-                        nodes[i..].windows(2).filter_map(|w| self.map.edge(w[0], w[1])).map(|e| e.length_m).sum()
+                        for e in nodes[i..].windows(2).filter_map(|w| self.map.edge(w[0], w[1])) {
+                            sum += e.length_m;
+                            if sum > beyond {
+                                return sum;
+                            }
+                        }
                     }
-                    None => *length_m,
+                    None => sum += *length_m,
                 },
-                StepAction::Drive { length_m, .. } => *length_m,
-                _ => 0.0,
-            })
-            .sum()
+                StepAction::Drive { length_m, .. } => sum += *length_m,
+                _ => {}
+            }
+            if sum > beyond {
+                return sum;
+            }
+        }
+        sum
     }
 
     /// Claims the resources of robot `id`'s next unreleased steps once it is close enough, and releases the
@@ -207,7 +218,8 @@ impl Dispatcher {
             self.claimed_steps.remove(id);
             return false;
         };
-        if self.distance_to(r, u) > self.tcfg().claim_ahead_m {
+        let ahead_m = self.tcfg().claim_ahead_m;
+        if self.distance_to(r, u, ahead_m) > ahead_m {
             self.traffic.withdraw(id);
             self.claimed_steps.remove(id);
             return false;
