@@ -254,9 +254,8 @@ impl Dispatcher {
                 let window = self.config.blocked_closure_s;
                 self.blocked_tried.retain(|_, at| now.secs_since(*at) < window);
                 let reported_before = self.blocked_tried.contains_key(&key);
-                let before = self.secs_to_next_stop(id, from);
-                Arc::make_mut(&mut self.map).close_edge(key.0, key.1);
-                let after = self.secs_to_next_stop(id, from);
+                let before = self.secs_to_next_stop(id, from, &[]);
+                let after = self.secs_to_next_stop(id, from, &[(from, to), (to, from)]);
                 let extra = match (before, after) {
                     (Some(b), Some(a)) => Some(a - b),
                     (Some(_), None) => None,
@@ -267,13 +266,13 @@ impl Dispatcher {
                     && !reported_before
                     && extra.is_none_or(|x| x > self.config.blocked_retry_over_s);
                 if retry {
-                    Arc::make_mut(&mut self.map).open_edge(key.0, key.1);
                     self.blocked_tried.insert(key, now);
                     tried_again = Some(match extra {
                         Some(x) => Cleared::Longer(x),
                         None => Cleared::NoWayRound,
                     });
                 } else {
+                    Arc::make_mut(&mut self.map).close_edge(key.0, key.1);
                     self.blocked_tried.remove(&key);
                     self.meta.temp_closures.retain(|c| (c.0, c.1) != key);
                     self.meta.temp_closures.push((key.0, key.1, until));
@@ -340,12 +339,17 @@ impl Dispatcher {
         });
     }
 
-    /// Seconds from `from` to robot `id`'s next planned stop on the map as it is now (closures included, no
-    /// cache), `None` when it has no stop or no way there.
-    fn secs_to_next_stop(&self, id: &RobotId, from: NodeId) -> Option<f64> {
+    /// Seconds from `from` to robot `id`'s next planned stop on the map as it is now (closures included) without
+    /// the directed edges in `avoid`, `None` when it has no stop or no way there.
+    fn secs_to_next_stop(&self, id: &RobotId, from: NodeId, avoid: &[(NodeId, NodeId)]) -> Option<f64> {
         let r = self.robots.get(id)?;
         let stop = r.plan.first()?;
-        self.map.travel_secs(from, stop.node, self.profile(&r.model))
+        let profile = self.profile(&r.model);
+        if avoid.is_empty() {
+            self.map.travel_secs(from, stop.node, profile)
+        } else {
+            self.map.route_avoiding(from, stop.node, profile, avoid).map(|route| route.duration_s)
+        }
     }
 
     /// Takes back from robot `id` every order it has not started loading (they become pending and are planned
