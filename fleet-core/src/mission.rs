@@ -21,8 +21,19 @@ pub struct Step {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StepAction {
-    /// Drive along `nodes`; `path` is their geometry (one point per node).
-    Drive { nodes: Vec<NodeId>, path: Vec<LatLon>, length_m: f64, speed_mps: f64 },
+    /// Drive along `nodes`; `path` is their geometry (one point per node). `corridor_m[k]` is half the usable
+    /// width of the way from point k to point k + 1 (one entry per segment, from the map's widths): the robot
+    /// keeps its whole body within that distance of the centre line, stepping aside included (VDA 5050's edge
+    /// corridor). Empty: no corridor given, the robot keeps its own margins.
+    Drive {
+        nodes: Vec<NodeId>,
+        path: Vec<LatLon>,
+        length_m: f64,
+        speed_mps: f64,
+        /// Absent from records written before corridors: read as none.
+        #[serde(default)]
+        corridor_m: Vec<f32>,
+    },
     /// Take a parcel on board at the shop.
     Pickup { order: OrderId, compartments: u8, service_s: f64 },
     /// Hand a parcel over against the customer's PIN (checked on board against `pin_hash`).
@@ -129,4 +140,25 @@ pub fn pin_hash(order: &OrderId, pin: &str) -> String {
     h.update(b":");
     h.update(pin.as_bytes());
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drive_recorded_before_corridors_reads_as_one_without() {
+        let old = r#"{"Drive":{"nodes":[1,2],"path":[[43.73,7.42],[43.731,7.42]],"length_m":111.0,"speed_mps":1.6}}"#;
+        let a: StepAction = serde_json::from_str(old).expect("an old record reads");
+        assert!(matches!(&a, StepAction::Drive { corridor_m, .. } if corridor_m.is_empty()), "{a:?}");
+        let new = StepAction::Drive {
+            nodes: vec![NodeId(1), NodeId(2)],
+            path: vec![LatLon::new(43.73, 7.42).expect("valid"), LatLon::new(43.731, 7.42).expect("valid")],
+            length_m: 111.0,
+            speed_mps: 1.6,
+            corridor_m: vec![1.0],
+        };
+        let back: StepAction = serde_json::from_str(&serde_json::to_string(&new).expect("writes")).expect("reads");
+        assert_eq!(back, new);
+    }
 }

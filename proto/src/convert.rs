@@ -351,11 +351,12 @@ pub fn to_robot_to_wire(m: &ToRobot) -> pb::DispatcherMessage {
 fn step_to_wire(s: &Step) -> pb::Step {
     use pb::step::Action;
     let action = match &s.action {
-        StepAction::Drive { nodes, path, length_m, speed_mps } => Action::Drive(pb::Drive {
+        StepAction::Drive { nodes, path, length_m, speed_mps, corridor_m } => Action::Drive(pb::Drive {
             nodes: nodes.iter().map(|n| n.0).collect(),
             path: path.iter().copied().map(latlon_to_wire).collect(),
             length_m: *length_m,
             speed_mps: *speed_mps,
+            corridor_m: corridor_m.clone(),
         }),
         StepAction::Pickup { order, compartments, service_s } => Action::Pickup(pb::Pickup {
             order_id: order.to_string(),
@@ -390,6 +391,7 @@ fn step(s: pb::Step) -> R<Step> {
             if d.nodes.len() != d.path.len() || d.nodes.is_empty() || d.nodes.len() > MAX_PATH {
                 return Err(WireError::field("step.drive", "nodes and path must be non-empty and of equal length"));
             }
+            let segments = d.nodes.len() - 1;
             StepAction::Drive {
                 nodes: d.nodes.into_iter().map(NodeId).collect(),
                 path: d.path.iter().map(|p| latlon("step.drive.path", Some(p))).collect::<R<_>>()?,
@@ -400,6 +402,21 @@ fn step(s: pb::Step) -> R<Step> {
                         return Err(WireError::field("step.drive.speed_mps", "must be positive"));
                     }
                     v
+                },
+                corridor_m: {
+                    if !d.corridor_m.is_empty() && d.corridor_m.len() != segments {
+                        return Err(WireError::field(
+                            "step.drive.corridor_m",
+                            "must be empty or have one entry per segment (one fewer than nodes)",
+                        ));
+                    }
+                    if let Some(w) = d.corridor_m.iter().find(|w| !(w.is_finite() && **w > 0.0 && **w <= 50.0)) {
+                        return Err(WireError::field(
+                            "step.drive.corridor_m",
+                            format!("{w} m is not a half width in (0, 50]"),
+                        ));
+                    }
+                    d.corridor_m
                 },
             }
         }
@@ -530,6 +547,7 @@ mod tests {
                         path: vec![LatLon::new(43.7, 7.4).expect("valid"), LatLon::new(43.71, 7.4).expect("valid")],
                         length_m: 1112.0,
                         speed_mps: 1.6,
+                        corridor_m: vec![1.0],
                     },
                 },
                 Step {
@@ -544,5 +562,39 @@ mod tests {
             ],
         });
         assert_eq!(to_robot(to_robot_to_wire(&m)).expect("round trip"), Some(m));
+    }
+
+    #[test]
+    fn a_drive_corridor_has_one_positive_half_width_per_segment_or_none() {
+        let drive = |corridor_m: Vec<f32>| pb::Step {
+            seq: 1,
+            released: true,
+            action: Some(pb::step::Action::Drive(pb::Drive {
+                nodes: vec![1, 2, 3],
+                path: vec![
+                    pb::LatLon { lat: 43.7, lon: 7.4 },
+                    pb::LatLon { lat: 43.701, lon: 7.4 },
+                    pb::LatLon { lat: 43.702, lon: 7.4 },
+                ],
+                length_m: 222.0,
+                speed_mps: 1.6,
+                corridor_m,
+            })),
+        };
+        for good in [vec![], vec![1.0, 0.5]] {
+            let s = step(drive(good.clone())).expect("valid");
+            assert!(matches!(s.action, StepAction::Drive { corridor_m, .. } if corridor_m == good));
+        }
+        for (bad, want) in [
+            (vec![1.0], "one entry per segment"),
+            (vec![1.0, 1.0, 1.0], "one entry per segment"),
+            (vec![1.0, 0.0], "0 m is not a half width"),
+            (vec![-1.0, 1.0], "-1 m is not a half width"),
+            (vec![1.0, f32::NAN], "NaN m is not a half width"),
+            (vec![1.0, 60.0], "60 m is not a half width"),
+        ] {
+            let err = step(drive(bad)).expect_err(want);
+            assert!(err.message.contains(want) && err.message.contains("step.drive.corridor_m"), "{err}");
+        }
     }
 }

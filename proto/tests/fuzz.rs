@@ -75,6 +75,7 @@ fn dispatcher_messages() -> Vec<Vec<u8>> {
                     path: vec![ll(43.73, 7.42), ll(43.731, 7.42), ll(43.732, 7.421)],
                     length_m: 250.0,
                     speed_mps: 1.6,
+                    corridor_m: vec![1.0, 0.75],
                 }),
             ),
             step(2, Action::Pickup(pb::Pickup { order_id: "ord-000001".into(), compartments: 1, service_s: 60.0 })),

@@ -30,10 +30,12 @@ pub struct Telemetry {
 /// What the agent asks of its platform.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlatformCommand {
-    /// Drive along `path` (one point per route node) at up to `speed_mps`.
+    /// Drive along `path` (one point per route node) at up to `speed_mps`, keeping the body within
+    /// `corridor_m[k]` of the centre line of segment k (empty: no corridor given).
     Drive {
         path: Vec<LatLon>,
         speed_mps: f64,
+        corridor_m: Vec<f32>,
     },
     /// Open a compartment for the shop to load (or take back) a parcel; reports `ServiceDone` when closed.
     Load {
@@ -310,9 +312,9 @@ impl Agent {
             return;
         };
         let phase = match step.action {
-            StepAction::Drive { nodes, path, speed_mps, .. } => {
+            StepAction::Drive { nodes, path, speed_mps, corridor_m, .. } => {
                 let speed_mps = speed_mps.min(self.model.max_speed_mps);
-                out.push(Output::Platform(PlatformCommand::Drive { path, speed_mps }));
+                out.push(Output::Platform(PlatformCommand::Drive { path, speed_mps, corridor_m }));
                 Phase::Driving { nodes }
             }
             StepAction::Pickup { order, service_s, .. } => {
@@ -356,6 +358,7 @@ mod tests {
                 path: vec![p(43.73, 7.42), p(43.731, 7.42)],
                 length_m: 111.0,
                 speed_mps: 1.6,
+                corridor_m: vec![1.0],
             },
         }
     }

@@ -68,7 +68,7 @@ impl Platform for KinematicPlatform {
     fn execute(&mut self, now: Timestamp, cmd: PlatformCommand) {
         self.poll_inner(now, &mut Vec::new());
         match cmd {
-            PlatformCommand::Drive { path, speed_mps } => {
+            PlatformCommand::Drive { path, speed_mps, .. } => {
                 self.task = Task::Driving { path, next: 0, speed: speed_mps };
             }
             PlatformCommand::Load { service_s, .. } | PlatformCommand::Unload { service_s, .. } => {
@@ -166,7 +166,7 @@ mod tests {
         let b = LatLon::new(43.731, 7.42).expect("valid");
         let len = a.distance_m(b);
         let mut p = KinematicPlatform::new(a, Timestamp(0));
-        p.execute(Timestamp(0), PlatformCommand::Drive { path: vec![a, b], speed_mps: 2.0 });
+        p.execute(Timestamp(0), PlatformCommand::Drive { path: vec![a, b], speed_mps: 2.0, corridor_m: Vec::new() });
         let ev = p.poll(Timestamp(1_000));
         assert_eq!(ev, vec![PlatformEvent::Passed { index: 0 }]);
         assert!((p.telemetry().pos.distance_m(a) - 2.0).abs() < 0.01);

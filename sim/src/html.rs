@@ -375,6 +375,10 @@ pub fn render(r: &Report, t: &Trace) -> String {
         ("time stopped while driving", format!("{:.1}%", 100.0 * r.stopped_share)),
         ("path irregularity", format!("{:.3} rad/m", r.path_irregularity_rad_per_m)),
         (
+            "driving off the way (body over 0.1 m beyond its edge)",
+            format!("{:.0} s, at most {:.2} m beyond", r.social.off_way_s, r.social.off_way_max_m),
+        ),
+        (
             "stopping distance at full speed",
             format!("{:.2} m at {:.1} m/s", r.stopping_distance_m, r.scenario.model.max_speed_mps),
         ),

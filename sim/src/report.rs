@@ -388,6 +388,14 @@ impl fmt::Display for Report {
             self.scenario.model.max_speed_mps,
             self.stopping_distance_m
         )?;
+        writeln!(
+            f,
+            "  on the way       off it {:.0} s of {:.1} h driving (body over 0.1 m beyond the way's edge), at most {:.2} m \
+             beyond",
+            sn.off_way_s,
+            sn.driving_s / 3600.0,
+            sn.off_way_max_m
+        )?;
         let t = &self.traffic;
         if t.enabled {
             writeln!(

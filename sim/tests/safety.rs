@@ -21,6 +21,13 @@ fn run(name: &str) -> Report {
 }
 
 /// Nothing a robot did caused a contact: no robot at fault, no robot-robot contact.
+/// Robots drive within their ways' corridors: never more than the steering tolerance beyond a way's edge.
+fn on_the_way(r: &Report, name: &str) {
+    assert!(r.social.driving_s > 0.0, "{name}: nobody drove");
+    assert!(r.social.off_way_max_m <= 0.15, "{name}: a robot {} m beyond its way's edge", r.social.off_way_max_m);
+    assert!(r.social.off_way_s <= 0.001 * r.social.driving_s, "{name}: {:?}", r.social);
+}
+
 fn no_fault_of_a_robot(r: &Report, name: &str) {
     let f = &r.contact_faults;
     assert_eq!(f.robot_at_fault, 0, "{name}: a robot at fault in {:?}", r.contacts);
@@ -36,6 +43,7 @@ fn everything_delivered(r: &Report, name: &str) {
 #[test]
 fn a_person_stepping_out_in_front_of_robots_is_never_hit_by_one() {
     let r = run("person-steps-out");
+    on_the_way(&r, "person-steps-out");
     everything_delivered(&r, "person-steps-out");
     no_fault_of_a_robot(&r, "person-steps-out");
     // The person did step out in front of robots, again and again.
@@ -47,6 +55,7 @@ fn a_person_stepping_out_in_front_of_robots_is_never_hit_by_one() {
 #[test]
 fn robots_get_through_a_crowd_crossing_their_way_without_hitting_anyone() {
     let r = run("crowd-crossing");
+    on_the_way(&r, "crowd-crossing");
     everything_delivered(&r, "crowd-crossing");
     no_fault_of_a_robot(&r, "crowd-crossing");
     // The crowd was in the robots' way: people walked into robots that had stopped for them.
@@ -56,6 +65,7 @@ fn robots_get_through_a_crowd_crossing_their_way_without_hitting_anyone() {
 #[test]
 fn two_robots_head_on_on_a_narrow_way_take_turns_and_both_deliver() {
     let r = run("narrow-head-on");
+    on_the_way(&r, "narrow-head-on");
     everything_delivered(&r, "narrow-head-on");
     no_fault_of_a_robot(&r, "narrow-head-on");
     let t = &r.traffic;
@@ -66,6 +76,7 @@ fn two_robots_head_on_on_a_narrow_way_take_turns_and_both_deliver() {
 #[test]
 fn four_robots_for_one_shop_door_queue_for_it() {
     let r = run("shop-door");
+    on_the_way(&r, "shop-door");
     everything_delivered(&r, "shop-door");
     no_fault_of_a_robot(&r, "shop-door");
     assert!(r.traffic.waited >= 1, "someone waited for the door: {:?}", r.traffic);
@@ -76,6 +87,7 @@ fn four_robots_for_one_shop_door_queue_for_it() {
 #[test]
 fn robots_never_start_across_a_signalised_crossing_on_red() {
     let r = run("signalised-crossing");
+    on_the_way(&r, "signalised-crossing");
     everything_delivered(&r, "signalised-crossing");
     no_fault_of_a_robot(&r, "signalised-crossing");
     let t = &r.traffic;
@@ -89,6 +101,7 @@ fn robots_never_start_across_a_signalised_crossing_on_red() {
 #[test]
 fn no_robot_drives_faster_than_a_speed_zone_allows() {
     let r = run("speed-zone");
+    on_the_way(&r, "speed-zone");
     everything_delivered(&r, "speed-zone");
     no_fault_of_a_robot(&r, "speed-zone");
     let [zone] = r.speed_zones.as_slice() else { panic!("one zone: {:?}", r.speed_zones) };
@@ -101,6 +114,7 @@ fn no_robot_drives_faster_than_a_speed_zone_allows() {
 #[test]
 fn a_blocked_way_is_reported_and_driven_round() {
     let r = run("blocked-way");
+    on_the_way(&r, "blocked-way");
     everything_delivered(&r, "blocked-way");
     no_fault_of_a_robot(&r, "blocked-way");
     assert_eq!(r.collisions.robot_static, 0, "{:?}", r.contacts);
@@ -110,6 +124,7 @@ fn a_blocked_way_is_reported_and_driven_round() {
 #[test]
 fn a_robot_broken_down_on_a_narrow_way_keeps_it_and_the_other_goes_round() {
     let r = run("breakdown-narrow");
+    on_the_way(&r, "breakdown-narrow");
     no_fault_of_a_robot(&r, "breakdown-narrow");
     // Robot 1's parcel arrives by the long way round; robot 0's stays aboard the broken robot, not lost.
     let by_robot = |id: &str| r.orders.iter().find(|o| o.robots.iter().any(|x| x == id)).expect("an order");

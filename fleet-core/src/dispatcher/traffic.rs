@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::map::Route;
+use crate::map::osm::default_width_m;
 use crate::mission::{Step, StepAction, ToRobot};
 use crate::robot::Robot;
 use crate::traffic::{Hold, Resource, TrafficConfig};
@@ -37,6 +38,10 @@ impl Dispatcher {
             path: self.map.geometry(&nodes[a..=b]),
             length_m: cum[b] - cum[a],
             speed_mps,
+            corridor_m: nodes[a..=b]
+                .windows(2)
+                .map(|w| self.map.edge(w[0], w[1]).map_or(default_width_m("footway") as f32, |e| e.width_m) / 2.0)
+                .collect(),
         };
         let mut cum = vec![0.0; nodes.len()];
         for k in 1..nodes.len() {

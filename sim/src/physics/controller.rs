@@ -14,7 +14,15 @@ use std::f32::consts::{FRAC_PI_4, PI};
 use fleet_core::Timestamp;
 use robot_agent::agent::PlatformEvent;
 
-use super::{PhysicsConfig, dist};
+use super::{PhysicsConfig, ROBOT_HALF, dist};
+
+/// A robot aims its lane (a step aside included) this far inside its corridor's edge, metres: room for the
+/// swing of a step aside (which overshoots its new lane by about as much).
+pub const EDGE_MARGIN_M: f32 = 0.1;
+
+/// A path point where the way turns by more than this (radians, 30 degrees) is a corner: the robot turns
+/// there, and its corners sweep out beside its lane.
+pub const CORNER_RAD: f32 = 0.52;
 
 /// A robot that has made no progress along its path for longer than `blocked_after_s`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,15 +36,19 @@ pub struct Blocked {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Task {
     Idle,
-    /// Following `pts` (local metres); `normals[k]` is the right-hand normal of the segment into point k.
-    /// `park` is where the drive ends instead of the last point when another robot has that spot (the
-    /// world's parking slots).
+    /// Following `pts` (local metres); `normals[k]` is the right-hand normal of the segment into point k and
+    /// `room[k]` how far from its centre line the robot's centre may be on it (the corridor less half the
+    /// robot's width; infinite without a corridor). `park` is where the drive ends instead of the last point
+    /// when another robot has that spot (the world's parking slots). `joined`: the robot has been inside its
+    /// corridor since the drive began (it may start off the way, at a parking slot).
     Driving {
         pts: Vec<[f32; 2]>,
         normals: Vec<[f32; 2]>,
+        room: Vec<f32>,
         next: usize,
         limit: f32,
         park: Option<[f32; 2]>,
+        joined: bool,
     },
     Service {
         until: Timestamp,
@@ -73,6 +85,9 @@ pub struct Controller {
     /// The path point whose segment was last reported blocked in the current drive: one `Blocked` event per
     /// blocking episode, however often the robot stops and steps aside on that segment.
     pub blocked_reported: Option<usize>,
+    /// How far the robot's body stood beyond its way's edge at the last step, metres (0 on the way, before it
+    /// joined its corridor, on the way into a parking slot, and without a corridor).
+    pub off_way_m: f32,
 }
 
 /// Where the body stands: local metres (x east, y north) and yaw (counter-clockwise from east).
@@ -152,7 +167,36 @@ impl Controller {
             sidesteps: 0,
             progress: None,
             blocked_reported: None,
+            off_way_m: 0.0,
         }
+    }
+
+    /// The next corner of the drive the robot will turn at, when it comes within `within` metres of it: where
+    /// it aims there (in its lane, a step aside included, within the corridor). A corner is a path point
+    /// other than the last where the way turns by more than [`CORNER_RAD`].
+    pub fn corner_ahead(&self, p: [f32; 2], cfg: &PhysicsConfig, within: f32) -> Option<[f32; 2]> {
+        let Task::Driving { pts, normals, room, next, .. } = &self.task else { return None };
+        let k = *next;
+        if k == 0 || k + 1 >= pts.len() {
+            return None;
+        }
+        let (a, b, c) = (pts[k - 1], pts[k], pts[k + 1]);
+        let turn = wrap((c[1] - b[1]).atan2(c[0] - b[0]) - (b[1] - a[1]).atan2(b[0] - a[0]));
+        if turn.abs() <= CORNER_RAD {
+            return None;
+        }
+        let r = (room[k] - EDGE_MARGIN_M).max(0.0);
+        let lane = self.sidestep.map_or(cfg.keep_right_m, |(l, _)| l).clamp(-r, r);
+        let at = [b[0] + normals[k][0] * lane, b[1] + normals[k][1] * lane];
+        (dist(p, at) < within).then_some(at)
+    }
+
+    /// The direction of the stretch of way the robot is on (towards its next path point), when driving.
+    pub fn way_direction(&self) -> Option<[f32; 2]> {
+        let Task::Driving { pts, next, .. } = &self.task else { return None };
+        let (a, b) = (pts.get(next.checked_sub(1)?)?, pts.get(*next)?);
+        let (d, l) = ([b[0] - a[0], b[1] - a[1]], dist(*a, *b));
+        (l > 1e-3).then(|| [d[0] / l, d[1] / l])
     }
 
     /// Whether the robot follows a path this step (a paused drive does not).
@@ -160,10 +204,11 @@ impl Controller {
         matches!(self.task, Task::Driving { .. }) && !self.paused
     }
 
-    /// Starts following `pts` at up to `limit` m/s, ending at `park` instead of the last point when given.
+    /// Starts following `pts` at up to `limit` m/s, ending at `park` instead of the last point when given, and
+    /// keeping its body within `corridor[k]` of the centre line from point k to k + 1 (empty: no corridor).
     /// The first point is where the dispatcher believes the robot stands, so it counts as passed and the robot
     /// heads for the second.
-    pub fn drive(&mut self, pts: Vec<[f32; 2]>, limit: f32, park: Option<[f32; 2]>) {
+    pub fn drive(&mut self, pts: Vec<[f32; 2]>, limit: f32, park: Option<[f32; 2]>, corridor: &[f32]) {
         let mut normals = vec![[0.0; 2]; pts.len()];
         for k in 1..pts.len() {
             let s = [pts[k][0] - pts[k - 1][0], pts[k][1] - pts[k - 1][1]];
@@ -173,14 +218,32 @@ impl Controller {
         if pts.len() > 1 {
             normals[0] = normals[1];
         }
+        // A corridor of the wrong length is no corridor (the agent checked it on the wire).
+        let mut room: Vec<f32> = if corridor.len() + 1 == pts.len() {
+            std::iter::once(0.0).chain(corridor.iter().map(|w| (w - ROBOT_HALF[1]).max(0.0))).collect()
+        } else {
+            vec![f32::INFINITY; pts.len()]
+        };
+        if room.len() > 1 {
+            room[0] = room[1];
+        }
         let next = usize::from(!pts.is_empty());
-        self.task = Task::Driving { pts, normals, next, limit, park };
+        self.task = Task::Driving { pts, normals, room, next, limit, park, joined: false };
+        self.off_way_m = 0.0;
         self.sidestep = None;
         self.stopped_since = None;
         self.blocked = None;
         self.blocked_reported = None;
         self.progress = None;
     }
+}
+
+/// Distance from `p` to the segment `a`-`b`.
+fn segment_distance(p: [f32; 2], a: [f32; 2], b: [f32; 2]) -> f32 {
+    let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 > 0.0 { (((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+    dist(p, [a[0] + t * dx, a[1] + t * dy])
 }
 
 /// Angle `a` brought into [-pi, pi].
@@ -294,8 +357,32 @@ pub fn control(
         None => (cfg.keep_right_m, 2.5),
     };
     let held_long = c.stopped_since.is_some_and(|s| step - s >= u64::from(cfg.hz));
-    let Task::Driving { pts, normals, next, limit, park } = &mut c.task else { return out };
+    let stepping = c.sidestep.is_some();
+    let Task::Driving { pts, normals, room, next, limit, park, joined } = &mut c.task else { return out };
     let park = *park;
+    c.off_way_m = 0.0;
+    if *next < pts.len() {
+        // How far beyond the way the body stands: within the corridor of the segment it is on or of the one
+        // before (a robot cutting a corner is on either), counted once it has joined its corridor and not on
+        // the last segment when it parks in a slot off the way.
+        let beyond = |k: usize| {
+            let (a, b) = (pts[k.saturating_sub(1)], pts[k]);
+            segment_distance(p, a, b) - room[k]
+        };
+        let k = *next;
+        let off = if k >= 2 { beyond(k).min(beyond(k - 1)) } else { beyond(k) };
+        if off <= 0.0 {
+            *joined = true;
+        } else if *joined && !(park.is_some() && k + 1 == pts.len()) {
+            c.off_way_m = off;
+        }
+    }
+    // Keep the lane, a step aside included, within the corridor of the segment ahead, [`EDGE_MARGIN_M`]
+    // inside its edge.
+    let lane = {
+        let r = (room.get(*next).copied().unwrap_or(f32::INFINITY) - EDGE_MARGIN_M).max(0.0);
+        lane.clamp(-r, r)
+    };
     // Where point k is aimed at: in our lane, except the end when we have a parking slot there.
     let aim = |k: usize, pts: &[[f32; 2]], normals: &[[f32; 2]]| match park {
         Some(xy) if k + 1 == pts.len() => xy,
@@ -339,6 +426,11 @@ pub fn control(
     } else {
         let u = [ab[0] / len, ab[1] / len];
         let t = ((p[0] - apt[0]) * u[0] + (p[1] - apt[1]) * u[1]).clamp(0.0, len);
+        // Stepping aside and still far from the new lane: a steeper way there, so that the sensor's slab
+        // swings clear of what held it (in a narrow corridor the step aside is short, and the usual shallow
+        // one runs the robot's front into the thing's corner before it is across).
+        let off = ((p[0] - apt[0]) * u[1] - (p[1] - apt[1]) * u[0]).abs();
+        let lookahead = if stepping && off > 0.3 { 0.5 } else { lookahead };
         let s = (t + lookahead).min(len);
         [apt[0] + u[0] * s, apt[1] + u[1] * s]
     };
@@ -381,7 +473,7 @@ mod tests {
     /// Robot `index` about to drive a straight path east from the origin, `len` metres, at up to 1.6 m/s.
     fn driving_east(index: usize, len: f32) -> Controller {
         let mut c = Controller::new(index);
-        c.drive(vec![[0.0, 0.0], [len, 0.0]], 1.6, None);
+        c.drive(vec![[0.0, 0.0], [len, 0.0]], 1.6, None, &[]);
         c
     }
 
@@ -550,6 +642,50 @@ mod tests {
         // A lower index, or a robot that is not driving, does not step aside for it: it goes after 3 s.
         assert_eq!(first_sidestep(1, OtherRobot { index: 0, driving: true }), Some(61));
         assert_eq!(first_sidestep(0, OtherRobot { index: 1, driving: false }), Some(61));
+    }
+
+    #[test]
+    fn the_lane_and_a_step_aside_are_kept_within_the_corridor() {
+        let cfg = PhysicsConfig::default();
+        // In its lane 0.4 m right of the line, facing along it: with no corridor, or a wide one, it drives
+        // straight on.
+        for corridor in [vec![], vec![1.0]] {
+            let mut c = driving_east(0, 20.0);
+            c.drive(vec![[0.0, 0.0], [20.0, 0.0]], 1.6, None, &corridor);
+            let v = control(&mut c, in_lane(2.0, 0.0), None, &cfg, clock(0)).velocity.expect("drives");
+            assert!(close(v.yaw_rate, 0.0), "{corridor:?}: {v:?}");
+        }
+        // A 0.95 m wide way (0.475 m each side): the centre may be 0.2 m off the line, and aims 0.1 m inside
+        // that, so it steers left towards 0.1 m right of the line.
+        let mut c = driving_east(0, 20.0);
+        c.drive(vec![[0.0, 0.0], [20.0, 0.0]], 1.6, None, &[0.475]);
+        let v = control(&mut c, in_lane(2.0, 0.0), None, &cfg, clock(0)).velocity.expect("drives");
+        assert!(close(v.yaw_rate, 2.0 * (0.3f32).atan2(2.5)), "{v:?}");
+        // Stepping aside to the left (1 m) on the same way goes only 0.1 m left of the line.
+        c.sidestep = Some((-1.0, 1_000));
+        let v = control(&mut c, BodyState { xy: [2.0, 0.1], yaw: 0.0 }, None, &cfg, clock(1));
+        assert!(close(v.velocity.expect("drives").yaw_rate, 0.0), "{v:?}");
+    }
+
+    #[test]
+    fn off_the_way_counts_once_the_robot_has_joined_its_corridor() {
+        let cfg = PhysicsConfig::default();
+        let mut c = driving_east(0, 20.0);
+        c.drive(vec![[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]], 1.6, None, &[1.0, 1.0]);
+        // Starting 1.5 m off the line (a parking slot): not counted until it is inside.
+        control(&mut c, BodyState { xy: [0.0, -1.5], yaw: 0.0 }, None, &cfg, clock(0));
+        assert_eq!(c.off_way_m, 0.0);
+        control(&mut c, in_lane(1.0, 0.0), None, &cfg, clock(1));
+        assert_eq!(c.off_way_m, 0.0);
+        // Pushed 1.5 m right of it: the body is 1.5 + 0.275 - 1.0 m beyond the edge.
+        control(&mut c, BodyState { xy: [5.0, -1.5], yaw: 0.0 }, None, &cfg, clock(2));
+        assert!(close(c.off_way_m, 0.775), "{}", c.off_way_m);
+        // Cutting the corner into the second segment: on the first segment's corridor, so on the way.
+        if let Task::Driving { next, .. } = &mut c.task {
+            *next = 2;
+        }
+        control(&mut c, BodyState { xy: [9.5, -0.5], yaw: 0.0 }, None, &cfg, clock(3));
+        assert_eq!(c.off_way_m, 0.0);
     }
 
     #[test]

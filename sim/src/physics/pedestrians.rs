@@ -29,10 +29,10 @@ use rapier3d::prelude::{
 };
 use serde::Serialize;
 
-#[cfg(test)]
 use super::ROBOT_HALF;
 use super::neighbours::{Grid, Kind, Presence};
 use super::projection::Projection;
+use super::safety::footprint_gap;
 use super::{G_PED, G_ROBOT, K_PED, dist, norm};
 
 pub(super) const PED_RADIUS: Real = 0.3;
@@ -271,6 +271,18 @@ fn right_of(a: [Real; 2], b: [Real; 2]) -> [Real; 2] {
     let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
     let l = (dx * dx + dy * dy).sqrt();
     if l > 1e-3 { [dy / l, -dx / l] } else { [0.0, 0.0] }
+}
+
+/// The unit vector into the body of a robot standing at `c` facing `facing` that a person at `pos` touches
+/// (their body within 2 cm of its footprint), if they do.
+fn touching(pos: [Real; 2], c: [Real; 2], facing: [Real; 2]) -> Option<[Real; 2]> {
+    let (gap, out) = footprint_gap(c, facing, [ROBOT_HALF[0], ROBOT_HALF[1]], pos, PED_RADIUS);
+    (gap < 0.02).then_some([-out[0], -out[1]])
+}
+
+/// The unit vector into a robot that a person at `pos` touches, if any ([`touching`]).
+fn against_robot(pos: [Real; 2], grid: &Grid) -> Option<[Real; 2]> {
+    grid.around(pos).filter(|a| a.kind == Kind::Robot).find_map(|a| touching(pos, a.pos, a.facing))
 }
 
 /// The lane a person keeps on a way `half` metres wide each side: their own, but never off the way.
@@ -576,10 +588,23 @@ impl Crowd {
             let want = match &mut p.walk {
                 Walk::Indoors => continue,
                 Walk::Shuttle { corners, toward } => {
-                    // Scripted: turns at corners only, no reactions.
-                    if dist(pos, corners[*toward]) < p.speed * dt * 1.5 {
+                    // Scripted: turns at corners only, no reactions, except that nobody walks through a robot:
+                    // against one, they walk on only along it.
+                    let turned = dist(pos, corners[*toward]) < p.speed * dt * 1.5;
+                    if turned {
                         *toward = (*toward + 1) % 4;
-                        p.vel = walk_velocity(pos, corners[*toward], p.speed);
+                    }
+                    let mut v = walk_velocity(pos, corners[*toward], p.speed);
+                    if p.near
+                        && let Some(u) = against_robot(pos, grid)
+                    {
+                        let into = v[0] * u[0] + v[1] * u[1];
+                        if into > 0.0 {
+                            v = [v[0] - u[0] * into, v[1] - u[1] * into];
+                        }
+                    }
+                    if turned || (v[0] - p.vel[0]).abs() + (v[1] - p.vel[1]).abs() > VEL_EPS {
+                        p.vel = v;
                         if p.near
                             && let Some(b) = bodies.get_mut(p.body)
                         {
@@ -623,13 +648,21 @@ impl Crowd {
                 self.trip_done(bodies, j);
                 continue;
             };
-            let v = self.steer(j, pos, want, grid);
+            let (v, against) = self.steer(j, pos, want, grid);
             let p = &mut self.peds[j];
             let dv = [v[0] - p.vel[0], v[1] - p.vel[1]];
             let dn = norm(dv);
             let max = ACCEL_MPS2 * turn_dt;
             let dv = if dn > max { [dv[0] / dn * max, dv[1] / dn * max] } else { dv };
-            let nv = [p.vel[0] + dv[0], p.vel[1] + dv[1]];
+            let mut nv = [p.vel[0] + dv[0], p.vel[1] + dv[1]];
+            // Against a robot: no walking on into it, at once (the acceleration limit is for choosing where to
+            // go, not for walking through a 50 kg robot, which the physics would then shove aside).
+            if let Some(u) = against {
+                let into = nv[0] * u[0] + nv[1] * u[1];
+                if into > 0.0 {
+                    nv = [nv[0] - u[0] * into, nv[1] - u[1] * into];
+                }
+            }
             if (nv[0] - p.vel[0]).abs() + (nv[1] - p.vel[1]).abs() > VEL_EPS || (nv[0] == 0.0 && nv[1] == 0.0) {
                 p.vel = nv;
                 if p.near
@@ -703,10 +736,11 @@ impl Crowd {
 
     /// Person `j`'s velocity for this step: `want` (towards their way), turned aside from and slowed for
     /// anyone in `grid` whose course brings them closer than comfortable within [`LOOK_S`] seconds.
-    fn steer(&self, j: usize, pos: [Real; 2], want: [Real; 2], grid: &Grid) -> [Real; 2] {
+    fn steer(&self, j: usize, pos: [Real; 2], want: [Real; 2], grid: &Grid) -> ([Real; 2], Option<[Real; 2]>) {
         let me = &self.peds[j];
         let group = me.leader.unwrap_or(j);
         let mut v = want;
+        let mut against = None;
         let speed = me.speed;
         for a in grid.around(pos) {
             let (other_r, comfort) = match a.kind {
@@ -731,6 +765,9 @@ impl Crowd {
                 if gap < 0.05 && into > 0.0 {
                     let u = [d[0] / dn, d[1] / dn];
                     v = [v[0] - u[0] * into + u[1] * into, v[1] - u[1] * into - u[0] * into];
+                }
+                if against.is_none() {
+                    against = touching(pos, a.pos, a.facing);
                 }
                 match me.attention {
                     Attention::Impassive => continue,
@@ -771,7 +808,7 @@ impl Crowd {
         }
         let n = norm(v);
         let max = speed * 1.3;
-        if n > max { [v[0] / n * max, v[1] / n * max] } else { v }
+        (if n > max { [v[0] / n * max, v[1] / n * max] } else { v }, against)
     }
 }
 
@@ -858,8 +895,8 @@ mod tests {
         grid.push(Kind::Person, 0, [4.0, 0.0], [1.3, 0.0], [1.0, 0.0]);
         grid.push(Kind::Person, 1, [6.0, 0.0], [-1.3, 0.0], [-1.0, 0.0]);
         grid.seal();
-        let a = crowd.steer(0, [4.0, 0.0], [1.3, 0.0], &grid);
-        let b = crowd.steer(1, [6.0, 0.0], [-1.3, 0.0], &grid);
+        let a = crowd.steer(0, [4.0, 0.0], [1.3, 0.0], &grid).0;
+        let b = crowd.steer(1, [6.0, 0.0], [-1.3, 0.0], &grid).0;
         assert!(a[1] < -0.1 && b[1] > 0.1, "each to their right: {a:?} {b:?}");
         assert!(a[0] < 1.3 && b[0] > -1.3, "and slower: {a:?} {b:?}");
     }
@@ -876,7 +913,14 @@ mod tests {
             g
         };
         let want = [1.3, 0.0];
-        let react = |crowd: &Crowd, x: Real| crowd.steer(0, [0.0, 0.0], want, &robot_at(x)) != want;
+        // Touching a robot (its front 0.35 m from its centre, the person 0.3 m across), everyone knows it is
+        // there: the way into it.
+        for attention in [Attention::Attentive, Attention::Distracted, Attention::Impassive] {
+            crowd.peds[0].attention = attention;
+            assert_eq!(crowd.steer(0, [0.0, 0.0], want, &robot_at(0.66)).1, Some([1.0, 0.0]), "{attention:?}");
+            assert_eq!(crowd.steer(0, [0.0, 0.0], want, &robot_at(0.7)).1, None, "{attention:?}");
+        }
+        let react = |crowd: &Crowd, x: Real| crowd.steer(0, [0.0, 0.0], want, &robot_at(x)).0 != want;
         for (attention, far, near) in [
             (Attention::Attentive, true, true),
             (Attention::Distracted, false, true),

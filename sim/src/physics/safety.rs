@@ -29,6 +29,8 @@ use serde::Serialize;
 
 use super::norm;
 
+/// A robot whose body stands further than this beyond its way's edge is off its way (steering tolerance).
+pub const OFF_WAY_M: f32 = 0.1;
 /// Slower than this a robot is stopped; faster towards the other at contact, it is at fault.
 pub const MOVING_MPS: f32 = 0.05;
 /// A person closer to a robot's body than this is inside its personal space (the "intimate" zone of proxemics).
@@ -144,6 +146,10 @@ pub struct SocialNav {
     pub driving_s: f64,
     /// Heading change summed while moving, radians (divided by the distance in the report).
     pub heading_change_rad: f64,
+    /// Robot-seconds of driving with the body more than [`OFF_WAY_M`] beyond its way's edge (the corridor its
+    /// drive carries), and the furthest beyond it any robot was, metres.
+    pub off_way_s: f64,
+    pub off_way_max_m: f64,
 }
 
 /// Robot-person pairs inside personal space and under the time-to-collision alert, at the last step (`was`)

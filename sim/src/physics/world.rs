@@ -150,6 +150,8 @@ const PLAN_MIN_MPS: Real = 0.6;
 const LOOK_AHEAD_S: Real = 3.0;
 /// How far a robot's body reaches from its centre when it turns on the spot, metres.
 const SWING_M: Real = 0.45;
+/// A robot looks for robots standing at the next corner it turns at from this far from it, metres.
+const CORNER_LOOK_M: Real = 3.0;
 /// Clearance a robot wants beside its body when something passes, metres.
 const PASS_MARGIN_M: Real = 0.15;
 /// A robot decides whether to start across a signalised crossing within this distance of its kerb, metres.
@@ -592,6 +594,10 @@ impl PhysicsWorld {
                 if r.ctl.speed < safety::MOVING_MPS {
                     self.stats.social.stopped_s += dt_s;
                 }
+                if r.ctl.off_way_m > safety::OFF_WAY_M {
+                    self.stats.social.off_way_s += dt_s;
+                }
+                self.stats.social.off_way_max_m = self.stats.social.off_way_max_m.max(f64::from(r.ctl.off_way_m));
             }
             let idle = (hours * DRAIN_PCT_PER_H * r.drain_scale).min(r.battery_pct);
             r.battery_pct -= idle;
@@ -787,12 +793,19 @@ impl PhysicsWorld {
     /// sideways than the two bodies plus [`PASS_MARGIN_M`], ahead of the robot's middle, the one whose meeting
     /// point is nearest along the robot's heading: the free distance to it, as if the sensor saw it there.
     /// Between two robots, the higher index gives way: a robot ignores a meeting with a lower-indexed one
-    /// that is giving way to it.
+    /// that is giving way to it, unless that one is turning on the spot or stands within reach of this one's
+    /// corners turning.
     fn look_out(&mut self, i: usize, pos: [Real; 2], f: [Real; 2], speed: Real) -> Option<Ahead> {
         let plan = speed.max(PLAN_MIN_MPS);
         let vr = [f[0] * plan, f[1] * plan];
         let mut best: Option<Ahead> = None;
         let mut giving_way = None;
+        // The corner it will turn at next, when it is near: a robot standing within reach of this one's
+        // corners sweeping round it holds this one short of the corner (the sensor and the look-out look
+        // along the heading, and would see it only once turning into it).
+        let corner = self.robots[i].ctl.corner_ahead(pos, &self.cfg, CORNER_LOOK_M);
+        // The way it is on: a robot stepping aside heads across it, and will turn back along it.
+        let way = self.robots[i].ctl.way_direction();
         for a in self.grid.around(pos) {
             // How far the other's body reaches sideways of this robot's heading and along it: a person is a
             // disc; a robot a box, which reaches further than its half-width when it stands at an angle (at
@@ -808,6 +821,19 @@ impl PhysicsWorld {
                 }
                 Kind::Person => (PED_RADIUS, PED_RADIUS),
             };
+            if let Some(at) = corner
+                && a.kind == Kind::Robot
+                && dist(a.pos, at) < SWING_M + r_o.max(ROBOT_HALF[0]) + PASS_MARGIN_M
+            {
+                let gap = (dist(pos, at) - ROBOT_HALF[0]).max(0.0);
+                if best.is_none_or(|b| gap < b.gap) {
+                    let other = &self.robots[a.index];
+                    let robot = Some(OtherRobot { index: a.index, driving: other.ctl.driving() });
+                    best = Some(Ahead { gap, sensed: f32::INFINITY, robot, rule: false });
+                    giving_way = Some(a.index);
+                }
+                continue;
+            }
             let d = [a.pos[0] - pos[0], a.pos[1] - pos[1]];
             let (dn, ahead) = (norm(d), d[0] * f[0] + d[1] * f[1]);
             if ahead <= 0.0 || dn > CELL_M {
@@ -838,18 +864,37 @@ impl PhysicsWorld {
             if lateral >= ROBOT_HALF[1] + r_o + PASS_MARGIN_M || along < -0.1 {
                 continue;
             }
+            let mut along_way = None;
             let robot = match a.kind {
                 Kind::Robot => {
                     let other = &self.robots[a.index];
-                    if a.index < i && other.giving_way_to == Some(i) {
+                    // Not while it turns on the spot giving way (its corners still sweep out), nor when it
+                    // stands so close beside this robot's heading or its way that this robot's own corners
+                    // would catch it turning (a corner of the route next to the one giving way, or the turn
+                    // back into its lane after stepping aside).
+                    let beside_way = way.is_some_and(|w| (d[0] * w[1] - d[1] * w[0]).abs() < SWING_M + r_o);
+                    if a.index < i
+                        && other.giving_way_to == Some(i)
+                        && other.yaw_cmd.abs() <= TURNING_RAD_S
+                        && lateral >= SWING_M + r_o
+                        && !beside_way
+                    {
                         continue;
+                    }
+                    // One giving way beside this robot's way: it meets it where it turns back along the way.
+                    if other.giving_way_to == Some(i)
+                        && beside_way
+                        && let Some(w) = way
+                    {
+                        along_way = Some(d[0] * w[0] + d[1] * w[1]);
                     }
                     Some(OtherRobot { index: a.index, driving: other.ctl.driving() })
                 }
                 Kind::Person => None,
             };
-            // Where the other will be along the robot's heading when they meet.
+            // Where the other will be along the robot's heading when they meet (or along its way, when nearer).
             let meet = (d[0] + a.vel[0] * t) * f[0] + (d[1] + a.vel[1] * t) * f[1];
+            let meet = along_way.map_or(meet, |m| m.min(meet));
             let gap = (meet - ROBOT_HALF[0] - r_along).max(0.0);
             if best.is_none_or(|b| gap < b.gap) {
                 best = Some(Ahead { gap, sensed: f32::INFINITY, robot, rule: false });
@@ -997,7 +1042,7 @@ impl PhysicsWorld {
         }
         // Events of the command being replaced are dropped, as the kinematic body does.
         match cmd {
-            PlatformCommand::Drive { path, speed_mps } => {
+            PlatformCommand::Drive { path, speed_mps, corridor_m } => {
                 r.events.clear();
                 let pts: Vec<[Real; 2]> = path
                     .iter()
@@ -1032,7 +1077,7 @@ impl PhysicsWorld {
                     self.robots[i].parked = park.unwrap_or(end);
                 }
                 let r = &mut self.robots[i];
-                r.ctl.drive(pts, limit, park);
+                r.ctl.drive(pts, limit, park, &corridor_m);
             }
             PlatformCommand::Load { service_s, .. } | PlatformCommand::Unload { service_s, .. } => {
                 r.events.clear();

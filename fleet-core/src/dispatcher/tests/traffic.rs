@@ -66,6 +66,8 @@ struct Fleet {
     /// Most robots seen at once in the alley, and on one stop spot.
     alley_most: usize,
     spot_most: usize,
+    /// The narrowest corridor any drive carried.
+    narrowest: f32,
 }
 
 impl Fleet {
@@ -89,7 +91,15 @@ impl Fleet {
             d.handle(now, Input::Robot { robot: id.clone(), msg: FromRobot::Hello(hello) });
             ids.push(id);
         }
-        Self { d, now, robots: ids, ideal: IdealRobots::new(10.0), alley_most: 0, spot_most: 0 }
+        Self {
+            d,
+            now,
+            robots: ids,
+            ideal: IdealRobots::new(10.0),
+            alley_most: 0,
+            spot_most: 0,
+            narrowest: f32::INFINITY,
+        }
     }
 
     /// Places a parcel from `shop` to (lat, lon) and marks it packed.
@@ -139,6 +149,24 @@ impl Fleet {
         let mut working: BTreeMap<NodeId, usize> = BTreeMap::new();
         for id in &self.robots {
             let r = self.d.robot(id).expect("robot");
+            // Every drive carries its corridor: half the width of each segment's way (3 m streets, the
+            // 1.2 m alley).
+            for step in &r.mission.base {
+                if let StepAction::Drive { nodes, corridor_m, .. } = &step.action {
+                    let want: Vec<f32> = nodes
+                        .windows(2)
+                        .map(|w| {
+                            if alley.contains(&osm(&self.d, w[0])) && alley.contains(&osm(&self.d, w[1])) {
+                                0.6
+                            } else {
+                                1.5
+                            }
+                        })
+                        .collect();
+                    assert_eq!(corridor_m, &want, "{nodes:?}");
+                    self.narrowest = self.narrowest.min(want.iter().copied().fold(f32::INFINITY, f32::min));
+                }
+            }
             match r.mission.base.first() {
                 Some(Step { action: StepAction::Drive { nodes, .. }, seq, released: true }) => {
                     let Some(Along { seq: s, index: i, metres }) = self.ideal.along(id) else { continue };
@@ -197,6 +225,7 @@ fn robots_take_turns_in_a_narrow_alley_and_both_deliver() {
     assert_eq!(narrow, 1);
     assert!(stats.waited >= 1, "one robot waited for the other: {stats:?}");
     assert!(f.alley_most >= 1, "the alley was used");
+    assert_eq!(f.narrowest, 0.6, "the alley's drives carried its corridor");
     assert_eq!(stats.deadlocks, 0);
     // Both took the alley (the detour is 480 m longer): the wait cost less than the way round.
     assert_eq!(stats.reroutes, 0, "{stats:?}");
