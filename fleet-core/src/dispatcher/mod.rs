@@ -111,9 +111,9 @@ pub struct Dispatcher {
     /// claimed on its own, not grouped with the drive on from there (which needs what it gave way for).
     aside_end: BTreeMap<RobotId, u32>,
     /// Sidewalks reported blocked and tried again instead of closed (the way round was much longer), with
-    /// when: a second report within [`Config::blocked_closure_s`], by any robot, closes it
-    /// ([`Dispatcher::on_blocked`]).
-    blocked_tried: BTreeMap<(NodeId, NodeId), Timestamp>,
+    /// when, by whom and from which end: a second report within [`Config::blocked_closure_s`], by any robot,
+    /// closes it, unless it is the other end's robot meeting the first head-on ([`Dispatcher::on_blocked`]).
+    blocked_tried: BTreeMap<(NodeId, NodeId), (Timestamp, RobotId, NodeId)>,
     /// What the fleet taught about time ([`crate::learn`]); the travel-time table runs on its drive factor.
     learned: Learned,
     /// How far plans stretch the time to a drop-off ([`Dispatcher::plan_by`]), from `learned`; kept up to date
@@ -539,8 +539,17 @@ impl Dispatcher {
         self.finish(out)
     }
 
-    /// Gives each alert raised by this input its id and keeps it open.
+    /// Gives each alert raised by this input its id and keeps it open. An alert that says what an open one
+    /// already says about the same robot is dropped: a condition that lasts (a robot with no open route, tried
+    /// every tick) is one alert until an operator acknowledges it, not one a second.
     fn raise_alerts(&mut self, now: Timestamp, out: &mut Out) {
+        let open = &self.alerts;
+        out.other.retain(|o| match o {
+            Output::Alert { id: 0, robot, message } => {
+                !open.values().any(|a| a.robot == *robot && a.message == *message)
+            }
+            _ => true,
+        });
         for o in &mut out.other {
             if let Output::Alert { id, robot, message } = o
                 && *id == 0

@@ -18,7 +18,13 @@ enum Cleared {
     /// The way round is this many seconds longer.
     Longer(f64),
     NoWayRound,
+    /// It met this robot head-on, which backs off aside to let it by.
+    FaceOff(RobotId),
 }
+
+/// A report of a sidewalk blocked from its other end by another robot this recently after the first is two
+/// robots meeting head-on, seconds.
+const FACE_OFF_S: f64 = 300.0;
 
 impl Dispatcher {
     pub(super) fn robot_msg(&mut self, now: Timestamp, id: &RobotId, msg: FromRobot, out: &mut Out) {
@@ -252,8 +258,33 @@ impl Dispatcher {
             // An edge an operator closed stays the operator's to open.
             if !by_operator {
                 let window = self.config.blocked_closure_s;
-                self.blocked_tried.retain(|_, at| now.secs_since(*at) < window);
+                self.blocked_tried.retain(|_, (at, ..)| now.secs_since(*at) < window);
                 let reported_before = self.blocked_tried.contains_key(&key);
+                // The other end's robot reported it first: the two met head-on, and the sidewalk is not what
+                // blocks them. One backs off aside (this one, or else the other) and the other goes on; the
+                // sidewalk stays open.
+                let met = self.blocked_tried.get(&key).and_then(|(at, other, other_from)| {
+                    (other != id && *other_from == to && now.secs_since(*at) <= FACE_OFF_S).then(|| other.clone())
+                });
+                if let Some(other) = met {
+                    self.blocked_tried.remove(&key);
+                    let edge = [(from, to), (to, from)];
+                    if self.back_off(now, id, from, &edge, &other, out) {
+                        out.other.push(Output::Alert {
+                            id: 0,
+                            robot: Some(id.clone()),
+                            message: format!(
+                                "robots {id} and {other} met head-on between {from} and {to}: {id} backs off aside \
+                                 to let {other} by"
+                            ),
+                        });
+                        return;
+                    }
+                    let other_at = self.robots.get(&other).map_or(to, |r| r.node);
+                    if self.back_off(now, &other, other_at, &edge, id, out) {
+                        tried_again = Some(Cleared::FaceOff(other));
+                    }
+                }
                 let before = self.secs_to_next_stop(id, from, &[]);
                 let after = self.secs_to_next_stop(id, from, &[(from, to), (to, from)]);
                 let extra = match (before, after) {
@@ -265,8 +296,10 @@ impl Dispatcher {
                 let retry = self.config.blocked_retry_over_s > 0.0
                     && !reported_before
                     && extra.is_none_or(|x| x > self.config.blocked_retry_over_s);
-                if retry {
-                    self.blocked_tried.insert(key, now);
+                if tried_again.is_some() {
+                    // Met head-on and the other backs off: nothing to close.
+                } else if retry {
+                    self.blocked_tried.insert(key, (now, id.clone(), from));
                     tried_again = Some(match extra {
                         Some(x) => Cleared::Longer(x),
                         None => Cleared::NoWayRound,
@@ -327,6 +360,7 @@ impl Dispatcher {
                     Cleared::IdleMoved(n) => format!("{n} idle robot(s) standing there sent aside"),
                     Cleared::Longer(x) => format!("the way round is {:.0} min longer", (x / 60.0).ceil()),
                     Cleared::NoWayRound => "there is no way round".to_string(),
+                    Cleared::FaceOff(other) => format!("it met robot {other} head-on, which backs off aside"),
                 };
                 format!("robot {id} blocked between {from} and {to}: {why}; sent the same way again")
             } else if rerouted {
@@ -337,6 +371,72 @@ impl Dispatcher {
                 )
             },
         });
+    }
+
+    /// Sends driving robot `id`, last at `at`, to a node aside (the nearest free one off `other`'s drive,
+    /// reached without the directed edges in `avoid`), and on from there to its next stop, in place of its
+    /// released steps. False, changing nothing, when it is not driving to a stop or has no such node.
+    fn back_off(
+        &mut self,
+        now: Timestamp,
+        id: &RobotId,
+        at: NodeId,
+        avoid: &[(NodeId, NodeId)],
+        other: &RobotId,
+        out: &mut Out,
+    ) -> bool {
+        let Some(r) = self.robots.get(id) else { return false };
+        let Some(stop) = r.plan.first() else { return false };
+        if !r.mission.base.first().is_some_and(|s| matches!(s.action, StepAction::Drive { .. })) {
+            return false;
+        }
+        let (target, goal, profile) = ((stop.order.clone(), stop.kind), stop.node, self.profile(&r.model));
+        let Some(aside) = self.aside_node(at, avoid, std::slice::from_ref(other)) else { return false };
+        let (Some(out_leg), Some(on_leg)) =
+            (self.map.route_avoiding(at, aside, profile, avoid), self.map.route(aside, goal, profile))
+        else {
+            return false;
+        };
+        if out_leg.nodes.len() < 2 {
+            return false;
+        }
+        let aside_steps = self.drive_steps(&out_leg, profile.speed_mps, false);
+        let on_steps =
+            if on_leg.nodes.len() >= 2 { self.drive_steps(&on_leg, profile.speed_mps, true) } else { Vec::new() };
+        let traffic = self.config.traffic.enabled;
+        let r = self.robots.get_mut(id).expect("checked above");
+        for s in std::mem::take(&mut r.mission.base) {
+            self.drive_targets.remove(&(id.clone(), s.seq));
+        }
+        r.node = at;
+        if let Some(first) = r.plan.first_mut() {
+            // The drive to the stop is these steps; its action follows them as usual.
+            first.drive_released = true;
+            first.action_released = false;
+        }
+        let (n_aside, n) = (aside_steps.len(), aside_steps.len() + on_steps.len());
+        self.aside_end.remove(id);
+        for (k, action) in aside_steps.into_iter().chain(on_steps).enumerate() {
+            let seq = r.mission.next_seq;
+            r.mission.next_seq += 1;
+            if traffic && k + 1 == n_aside && n > n_aside {
+                // Claimed on its own, not with the drive on (which needs what it gave way for).
+                self.aside_end.insert(id.clone(), seq);
+            }
+            if k + 1 == n {
+                self.drive_targets.insert((id.clone(), seq), target.clone());
+            }
+            r.mission.base.push(Step { seq, released: !traffic, action });
+        }
+        self.traffic.withdraw(id);
+        self.claimed_steps.remove(id);
+        out.robots.insert(id.clone());
+        self.release(now, id, out, true);
+        if traffic {
+            self.claim_ahead(now, id);
+        }
+        self.send_update(id, out);
+        true
     }
 
     /// Seconds from `from` to robot `id`'s next planned stop on the map as it is now (closures included) without

@@ -600,7 +600,7 @@ impl Dispatcher {
     /// The nearest node at least [`TrafficConfig::spot_approach_m`] from `from` by way, reached without the
     /// edges in `avoid`, that is no robot's spot, not inside a narrow way, and not on the unreleased drives of
     /// `others` (so a robot that backs off there is out of their way).
-    fn aside_node(&self, from: NodeId, avoid: &[(NodeId, NodeId)], others: &[RobotId]) -> Option<NodeId> {
+    pub(super) fn aside_node(&self, from: NodeId, avoid: &[(NodeId, NodeId)], others: &[RobotId]) -> Option<NodeId> {
         let their_way: BTreeSet<NodeId> = others
             .iter()
             .filter_map(|o| self.robots.get(o))

@@ -238,3 +238,96 @@ fn an_idle_robot_standing_by_a_blocked_robot_is_sent_aside_and_the_robot_tries_t
         "{out:?}"
     );
 }
+
+/// `a` loaded and driving from the shop's corner (node 0) north through node 4; `b`, one block north at node 4,
+/// given an order and driving south to the shop: they use the sidewalk 0-4 head-on.
+fn head_on() -> (Dispatcher, RobotId, RobotId, Timestamp) {
+    let (mut d, a, b, order, t) = setup();
+    load_and_drive(&mut d, &a, &order, t);
+    let request = DeliveryRequest {
+        dropoff: ll(43.732, 7.421),
+        parcel: Parcel::new(Grams(500), 1).expect("valid"),
+        ready_at: None,
+        deliver_by: t.plus_secs(3_600.0),
+    };
+    let shop = ShopId::parse("s").expect("valid");
+    let out = d.handle(
+        t,
+        Input::PlaceOrder { shop, idempotency_key: "k2".into(), request, pin: "1234".into(), link_hash: None },
+    );
+    let second = super::tests::placed(&out);
+    assert_eq!(d.order(&second).and_then(|o| o.robot.clone()), Some(b.clone()));
+    let (_, an) = drive_nodes(&d, &a).expect("a drives");
+    let (_, bn) = drive_nodes(&d, &b).expect("b drives");
+    assert!(uses(&an, NodeId(0), NodeId(4)) && uses(&bn, NodeId(4), NodeId(0)), "{an:?} {bn:?}");
+    (d, a, b, t)
+}
+
+fn blocked(d: &mut Dispatcher, at: Timestamp, robot: &RobotId, from: u32, to: u32) -> Vec<Output> {
+    let msg = FromRobot::Event(RobotEvent::Blocked { from: NodeId(from), to: NodeId(to) });
+    d.handle(at, Input::Robot { robot: robot.clone(), msg })
+}
+
+fn alerted(out: &[Output], text: &str) -> bool {
+    out.iter().any(|o| matches!(o, Output::Alert { message, .. } if message.contains(text)))
+}
+
+#[test]
+fn two_robots_reporting_one_sidewalk_from_its_two_ends_are_a_face_off_and_one_backs_off() {
+    // `a` reports first (with the corner's other sidewalk closed by an operator it has no way round: it goes
+    // the same way again); `b`, from the other end, second: the two met head-on. The sidewalk stays open, `b`
+    // backs off aside and then goes on, `a` goes on.
+    let (mut d, a, b, t) = head_on();
+    let other = d.map().neighbours(NodeId(0)).into_iter().find(|n| *n != NodeId(4)).expect("a corner");
+    d.handle(t, Input::CloseEdge { a: NodeId(0), b: other });
+    let a_before = drive_nodes(&d, &a).expect("a drives");
+    blocked(&mut d, t.plus_secs(30.0), &a, 0, 4);
+    let (a_seq, a_again) = drive_nodes(&d, &a).expect("a drives");
+    assert!(a_seq > a_before.0 && uses(&a_again, NodeId(0), NodeId(4)), "the same way again: {a_again:?}");
+    let out = blocked(&mut d, t.plus_secs(31.0), &b, 4, 0);
+    assert_eq!(d.map().closed_edges().count(), 1, "a face-off closes nothing: only the operator's is closed");
+    assert!(alerted(&out, "robots b and a met head-on between n4 and n0: b backs off aside to let a by"), "{out:?}");
+    let steps = &d.robot(&b).expect("b").mission.base;
+    let drives: Vec<Vec<NodeId>> = steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            StepAction::Drive { nodes, .. } => Some(nodes.clone()),
+            _ => None,
+        })
+        .collect();
+    let aside = drives.first().expect("a drive aside");
+    assert_eq!(aside.first(), Some(&NodeId(4)));
+    assert!(!uses(aside, NodeId(4), NodeId(0)), "aside, not through a: {aside:?}");
+    assert!(aside.iter().all(|n| !a_again.contains(n) || *n == NodeId(4)), "off a's way: {aside:?} {a_again:?}");
+    assert_eq!(drives.last().and_then(|n| n.last()), Some(&NodeId(0)), "then on to the shop: {drives:?}");
+    assert_eq!(drive_nodes(&d, &a).map(|(s, _)| s), Some(a_seq), "a is left to go on");
+    // A later report from one end is a first report again: tried again, nothing closed (its alert is the one
+    // still open from the first report, so not raised twice).
+    blocked(&mut d, t.plus_secs(200.0), &a, 0, 4);
+    let (seq, again) = drive_nodes(&d, &a).expect("a drives");
+    assert!(seq > a_seq && uses(&again, NodeId(0), NodeId(4)), "{again:?}");
+    assert_eq!(d.map().closed_edges().count(), 1);
+}
+
+#[test]
+fn in_a_face_off_the_robot_with_no_room_to_back_off_goes_on_and_the_other_backs_off() {
+    // `b` reports first; `a`, at the grid's corner with its other sidewalk closed by an operator, has nowhere
+    // to back off to: `b` does, and `a` goes on.
+    let (mut d, a, b, t) = head_on();
+    let other = d.map().neighbours(NodeId(0)).into_iter().find(|n| *n != NodeId(4)).expect("a corner");
+    d.handle(t, Input::CloseEdge { a: NodeId(0), b: other });
+    blocked(&mut d, t.plus_secs(30.0), &b, 4, 0);
+    let out = blocked(&mut d, t.plus_secs(40.0), &a, 0, 4);
+    assert!(
+        alerted(
+            &out,
+            "robot a blocked between n0 and n4: it met robot b head-on, which backs off aside; sent the same way again"
+        ),
+        "{out:?}"
+    );
+    assert_eq!(d.map().closed_edges().count(), 1, "only the operator's");
+    let (_, a_again) = drive_nodes(&d, &a).expect("a drives");
+    assert!(uses(&a_again, NodeId(0), NodeId(4)));
+    let (_, aside) = drive_nodes(&d, &b).expect("b drives aside");
+    assert!(aside.first() == Some(&NodeId(4)) && !uses(&aside, NodeId(4), NodeId(0)), "{aside:?}");
+}

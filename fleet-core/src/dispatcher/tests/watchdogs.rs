@@ -131,6 +131,21 @@ fn alerts_have_ids_and_stay_open_until_acknowledged() {
     let _ = o;
 }
 
+/// The same alert about the same robot is raised once while it is open: again only after it is acknowledged.
+#[test]
+fn an_alert_already_open_is_not_raised_again() {
+    let (mut d, _shop, near, far) = fleet();
+    let now = Timestamp(1_000_000);
+    let raised = |d: &mut Dispatcher, robot: &RobotId| alerts(&d.handle(now, error(robot))).len();
+    assert_eq!(raised(&mut d, &near), 1);
+    assert_eq!(raised(&mut d, &near), 0, "the same, still open");
+    assert_eq!(raised(&mut d, &far), 1, "the same words about another robot");
+    assert_eq!(d.open_alerts().count(), 2);
+    let first = d.open_alerts().next().map(|a| a.id).expect("open");
+    reply(&d.handle(now, Input::AckAlert { id: first })).expect("acknowledged");
+    assert_eq!(raised(&mut d, &near), 1, "acknowledged, so it is news again");
+}
+
 fn error(robot: &RobotId) -> Input {
     Input::Robot {
         robot: robot.clone(),
