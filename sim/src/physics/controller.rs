@@ -20,6 +20,12 @@ use super::{PhysicsConfig, ROBOT_HALF, dist};
 /// swing of a step aside (which overshoots its new lane by about as much).
 pub const EDGE_MARGIN_M: f32 = 0.1;
 
+/// A robot held below three quarters of its speed limit by a person its sensor sees ahead for this long,
+/// seconds, overtakes them: it steps aside to the left (a step aside of the usual length), where its corridor
+/// leaves at least [`OVERTAKE_ROOM_M`] beside the line.
+pub const OVERTAKE_AFTER_S: f64 = 5.0;
+pub const OVERTAKE_ROOM_M: f32 = 0.55;
+
 /// A path point where the way turns by more than this (radians, 30 degrees) is a corner: the robot turns
 /// there, and its corners sweep out beside its lane.
 pub const CORNER_RAD: f32 = 0.52;
@@ -88,6 +94,8 @@ pub struct Controller {
     /// How far the robot's body stood beyond its way's edge at the last step, metres (0 on the way, before it
     /// joined its corridor, on the way into a parking slot, and without a corridor).
     pub off_way_m: f32,
+    /// Physics step since which the robot has trailed someone slower (see [`OVERTAKE_AFTER_S`]).
+    pub trailing_since: Option<u64>,
 }
 
 /// Where the body stands: local metres (x east, y north) and yaw (counter-clockwise from east).
@@ -168,6 +176,7 @@ impl Controller {
             progress: None,
             blocked_reported: None,
             off_way_m: 0.0,
+            trailing_since: None,
         }
     }
 
@@ -351,6 +360,28 @@ pub fn control(
     }
     if c.sidestep.is_some_and(|(_, until)| step >= until) {
         c.sidestep = None;
+    }
+    // Trailing a slower person: overtake on the left where the way leaves room.
+    let trail = match &c.task {
+        Task::Driving { limit, room, next, .. } => Some((*limit, room.get(*next).copied().unwrap_or(f32::INFINITY))),
+        _ => None,
+    };
+    if let Some((limit, room_here)) = trail
+        && !held
+        && !rule
+        && c.sidestep.is_none()
+        && c.speed < 0.75 * limit
+        && ahead.is_some_and(|a| a.robot.is_none() && a.sensed < cfg.sense_range_m)
+    {
+        let since = *c.trailing_since.get_or_insert(step);
+        if (step - since) as f64 / f64::from(cfg.hz) > OVERTAKE_AFTER_S && room_here - EDGE_MARGIN_M >= OVERTAKE_ROOM_M
+        {
+            c.sidestep = Some((-1.0, step + u64::from(cfg.hz) * 10));
+            c.trailing_since = None;
+            out.sidestep = true;
+        }
+    } else {
+        c.trailing_since = None;
     }
     let (lane, lookahead) = match c.sidestep {
         Some((l, _)) => (l, 1.0),
@@ -686,6 +717,40 @@ mod tests {
         }
         control(&mut c, BodyState { xy: [9.5, -0.5], yaw: 0.0 }, None, &cfg, clock(3));
         assert_eq!(c.off_way_m, 0.0);
+    }
+
+    #[test]
+    fn trailing_a_slower_person_it_overtakes_on_the_left_where_the_way_has_room() {
+        let cfg = PhysicsConfig::default();
+        // Something 1.2 m ahead, seen by the sensor, keeps it at 0.9 m/s.
+        let slowed = |c: &mut Controller, ahead: Ahead| -> Vec<usize> {
+            let outs: Vec<Control> = (0..=200)
+                .map(|s| {
+                    c.speed = 0.9;
+                    control(c, in_lane(2.0, 0.0), Some(ahead), &cfg, clock(s))
+                })
+                .collect();
+            steps_where(&outs, |o| o.sidestep)
+        };
+        let person = Ahead { gap: 1.2, sensed: 1.2, robot: None, rule: false };
+        // On a 2 m footway: after 5 s behind them it steps to the left, once, for the usual 10 s.
+        let mut c = driving_east(0, 20.0);
+        c.drive(vec![[0.0, 0.0], [20.0, 0.0]], 1.6, None, &[1.0]);
+        assert_eq!(slowed(&mut c, person), [101]);
+        assert_eq!(c.sidestep, Some((-1.0, 301)));
+        // A 1.5 m path leaves no room to pass; a robot ahead, or a person only the look-out expects, is no
+        // reason to.
+        let mut c = driving_east(0, 20.0);
+        c.drive(vec![[0.0, 0.0], [20.0, 0.0]], 1.6, None, &[0.75]);
+        assert!(slowed(&mut c, person).is_empty());
+        for ahead in [
+            Ahead { robot: Some(OtherRobot { index: 1, driving: true }), ..person },
+            Ahead { sensed: f32::INFINITY, ..person },
+        ] {
+            let mut c = driving_east(0, 20.0);
+            c.drive(vec![[0.0, 0.0], [20.0, 0.0]], 1.6, None, &[1.0]);
+            assert!(slowed(&mut c, ahead).is_empty(), "{ahead:?}");
+        }
     }
 
     #[test]
