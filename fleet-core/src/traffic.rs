@@ -532,18 +532,24 @@ impl Traffic {
                 graph.add_edge(a, b, ());
             }
         }
-        let mut cycles: Vec<Vec<RobotId>> = petgraph::algo::kosaraju_scc(&graph)
-            .into_iter()
-            .filter(|c| c.len() > 1)
-            .map(|c| {
-                let mut v: Vec<RobotId> = c.into_iter().map(|n| graph[n].clone()).collect();
-                v.sort();
-                v
-            })
-            .collect();
-        cycles.sort();
-        cycles
+        cycles(&graph)
     }
+}
+
+/// The cycles of a wait-for graph: its strongly connected components with more than one robot, each sorted,
+/// in a fixed order.
+fn cycles(graph: &petgraph::graph::DiGraph<&RobotId, ()>) -> Vec<Vec<RobotId>> {
+    let mut cycles: Vec<Vec<RobotId>> = petgraph::algo::kosaraju_scc(graph)
+        .into_iter()
+        .filter(|c| c.len() > 1)
+        .map(|c| {
+            let mut v: Vec<RobotId> = c.into_iter().map(|n| graph[n].clone()).collect();
+            v.sort();
+            v
+        })
+        .collect();
+    cycles.sort();
+    cycles
 }
 
 #[cfg(test)]
@@ -669,11 +675,11 @@ mod tests {
     /// The cycles of the full wait-for graph, found the plain way (for comparing with [`Traffic::deadlocks`]).
     fn cycles_of_full_graph(tr: &Traffic, cfg: &TrafficConfig) -> Vec<Vec<RobotId>> {
         let g = tr.wait_for(cfg);
-        let mut graph = petgraph::graph::DiGraph::<RobotId, ()>::new();
+        let mut graph = petgraph::graph::DiGraph::<&RobotId, ()>::new();
         let mut idx = BTreeMap::new();
         for (r, on) in &g {
             for x in std::iter::once(r).chain(on) {
-                idx.entry(x.clone()).or_insert_with(|| graph.add_node(x.clone()));
+                idx.entry(x).or_insert_with(|| graph.add_node(x));
             }
         }
         for (r, on) in &g {
@@ -681,17 +687,7 @@ mod tests {
                 graph.add_edge(idx[r], idx[x], ());
             }
         }
-        let mut v: Vec<Vec<RobotId>> = petgraph::algo::kosaraju_scc(&graph)
-            .into_iter()
-            .filter(|c| c.len() > 1)
-            .map(|c| {
-                let mut v: Vec<RobotId> = c.into_iter().map(|n| graph[n].clone()).collect();
-                v.sort();
-                v
-            })
-            .collect();
-        v.sort();
-        v
+        super::cycles(&graph)
     }
 
     #[test]

@@ -194,8 +194,7 @@ impl Controller {
         if turn.abs() <= CORNER_RAD {
             return None;
         }
-        let r = (room[k] - EDGE_MARGIN_M).max(0.0);
-        let lane = self.sidestep.map_or(cfg.keep_right_m, |(l, _)| l).clamp(-r, r);
+        let lane = lane_within(self.sidestep.map_or(cfg.keep_right_m, |(l, _)| l), room[k]);
         let at = [b[0] + normals[k][0] * lane, b[1] + normals[k][1] * lane];
         (dist(p, at) < within).then_some(at)
     }
@@ -245,6 +244,12 @@ impl Controller {
         self.blocked_reported = None;
         self.progress = None;
     }
+}
+
+/// Lane offset `lane` kept within a corridor leaving `room` for the robot's centre, [`EDGE_MARGIN_M`] inside it.
+fn lane_within(lane: f32, room: f32) -> f32 {
+    let r = (room - EDGE_MARGIN_M).max(0.0);
+    lane.clamp(-r, r)
 }
 
 /// Distance from `p` to the segment `a`-`b`.
@@ -410,10 +415,7 @@ pub fn control(
     }
     // Keep the lane, a step aside included, within the corridor of the segment ahead, [`EDGE_MARGIN_M`]
     // inside its edge.
-    let lane = {
-        let r = (room.get(*next).copied().unwrap_or(f32::INFINITY) - EDGE_MARGIN_M).max(0.0);
-        lane.clamp(-r, r)
-    };
+    let lane = lane_within(lane, room.get(*next).copied().unwrap_or(f32::INFINITY));
     // Where point k is aimed at: in our lane, except the end when we have a parking slot there.
     let aim = |k: usize, pts: &[[f32; 2]], normals: &[[f32; 2]]| match park {
         Some(xy) if k + 1 == pts.len() => xy,
