@@ -8,6 +8,10 @@
 //! - a **spot**: the node a robot stands on to load, hand over or charge (a shop door, a customer's door, a
 //!   charger), with the nodes within [`SPOT_MERGE_M`] of it by a short edge; one robot at a time, the next
 //!   waits [`TrafficConfig::spot_approach_m`] short of it.
+//! - a **charger**: the charging points at a robot's depot (the spot's node group),
+//!   [`TrafficConfig::chargers_per_depot`] robots at a time; the next waits short of the depot like at a spot.
+//!   A robot charging holds the charger, not the stop spot: where robots start at shops the depot is the shop's
+//!   node, and a robot charging there stands on a charging point beside the door, not in it.
 //!
 //! A robot claims the resources ahead of it ([`Traffic::claim`]), all of a group at once (resources closer
 //! together than [`TrafficConfig::group_gap_m`] are claimed together, so that no robot is granted one and then
@@ -30,8 +34,10 @@ pub enum Resource {
     Narrow(u32),
     /// A street crossing (a run of crossing edges), numbered by the map's [`Layout`].
     Crossing(u32),
-    /// The node a robot stands on to load, hand over or charge.
+    /// The node a robot stands on to load or hand over.
     Spot(NodeId),
+    /// The charging points of the depot at a node (named like its spot, by the lowest node of its group).
+    Charger(NodeId),
 }
 
 impl std::fmt::Display for Resource {
@@ -40,6 +46,7 @@ impl std::fmt::Display for Resource {
             Resource::Narrow(i) => write!(f, "narrow way {i}"),
             Resource::Crossing(i) => write!(f, "crossing {i}"),
             Resource::Spot(n) => write!(f, "stop spot at node {n}"),
+            Resource::Charger(n) => write!(f, "chargers of the depot at node {n}"),
         }
     }
 }
@@ -59,6 +66,8 @@ pub struct TrafficConfig {
     pub crossing_capacity: u8,
     /// Robots at one stop spot at once.
     pub spot_capacity: u8,
+    /// Charging points at one depot: robots charging there at once.
+    pub chargers_per_depot: u8,
     /// A robot claims a resource once its route distance to it is below this.
     pub claim_ahead_m: f64,
     /// A robot waits for a spot this far (route distance) short of it, clear of the door.
@@ -77,6 +86,7 @@ impl Default for TrafficConfig {
             narrow_capacity: 3,
             crossing_capacity: 4,
             spot_capacity: 1,
+            chargers_per_depot: 2,
             claim_ahead_m: 40.0,
             spot_approach_m: 20.0,
             group_gap_m: 15.0,
@@ -91,6 +101,7 @@ impl TrafficConfig {
             Resource::Narrow(_) => self.narrow_capacity,
             Resource::Crossing(_) => self.crossing_capacity,
             Resource::Spot(_) => self.spot_capacity,
+            Resource::Charger(_) => self.chargers_per_depot,
         })
         .max(1)
     }
@@ -209,6 +220,11 @@ impl Layout {
     /// The stop spot of node `n`: its group of nodes close together, named by the lowest.
     pub fn spot(&self, n: NodeId) -> Resource {
         Resource::Spot(self.spot_of.get(&n).copied().unwrap_or(n))
+    }
+
+    /// The chargers of the depot at node `n` (its spot's group of nodes).
+    pub fn charger(&self, n: NodeId) -> Resource {
+        Resource::Charger(self.spot_of.get(&n).copied().unwrap_or(n))
     }
 
     /// Narrow ways and crossings found.

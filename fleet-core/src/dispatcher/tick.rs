@@ -93,7 +93,8 @@ impl Dispatcher {
             if depot.node != r.node {
                 match self.map.route(r.node, depot.node, profile) {
                     Some(route) if route.nodes.len() >= 2 => {
-                        actions.extend(self.drive_steps(&route, profile.speed_mps, false));
+                        // Split short of the depot: a robot waits there for a free charger.
+                        actions.extend(self.drive_steps(&route, profile.speed_mps, true));
                     }
                     Some(_) => {}
                     None => {
@@ -112,7 +113,8 @@ impl Dispatcher {
             for action in actions {
                 let seq = r.mission.next_seq;
                 r.mission.next_seq += 1;
-                // Drives wait for their narrow ways and crossings like any other; the charge goes with them.
+                // Drives wait for their narrow ways, crossings and the depot's chargers like any other; the
+                // charge goes with them.
                 let released = !traffic || !matches!(action, StepAction::Drive { .. });
                 r.mission.base.push(Step { seq, released, action });
             }

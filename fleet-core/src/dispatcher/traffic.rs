@@ -80,7 +80,7 @@ impl Dispatcher {
     }
 
     /// What a drive step must hold before it is released: the narrow way or crossing it starts on, and the
-    /// stop spot when it is the last drive to a stop.
+    /// stop spot when it is the last drive to a stop, or the depot's chargers when a charge follows it.
     fn needs(&self, robot: &RobotId, step: &Step) -> Vec<Hold> {
         let StepAction::Drive { nodes, .. } = &step.action else {
             return Vec::new();
@@ -91,10 +91,12 @@ impl Dispatcher {
         {
             v.push(Hold { resource: r, entry: a });
         }
-        if self.drive_targets.contains_key(&(robot.clone(), step.seq))
-            && let (Some(&first), Some(&end)) = (nodes.first(), nodes.last())
-        {
-            v.push(Hold { resource: self.layout.spot(end), entry: first });
+        if let (Some(&first), Some(&end)) = (nodes.first(), nodes.last()) {
+            if self.drive_targets.contains_key(&(robot.clone(), step.seq)) {
+                v.push(Hold { resource: self.layout.spot(end), entry: first });
+            } else if self.robots.get(robot).is_some_and(|r| charges_after(r, step.seq)) {
+                v.push(Hold { resource: self.layout.charger(end), entry: first });
+            }
         }
         v
     }
@@ -103,6 +105,8 @@ impl Dispatcher {
     /// of its released drives it has not yet passed, the spot it drives to or works at.
     pub(super) fn holds_of(&self, r: &Robot) -> Vec<Hold> {
         let mut v: Vec<Hold> = Vec::new();
+        // Where the step being looked at starts: where the robot stands, then each drive's end.
+        let mut here = r.node;
         for (k, s) in r.mission.base.iter().enumerate() {
             if !s.released {
                 break;
@@ -115,10 +119,13 @@ impl Dispatcher {
                             v.push(Hold { resource: st.resource, entry: nodes[st.enter] });
                         }
                     }
-                    if self.drive_targets.contains_key(&(r.id.clone(), s.seq))
-                        && let (Some(&first), Some(&end)) = (nodes.first(), nodes.last())
-                    {
-                        v.push(Hold { resource: self.layout.spot(end), entry: first });
+                    if let (Some(&first), Some(&end)) = (nodes.first(), nodes.last()) {
+                        if self.drive_targets.contains_key(&(r.id.clone(), s.seq)) {
+                            v.push(Hold { resource: self.layout.spot(end), entry: first });
+                        } else if charges_after(r, s.seq) {
+                            v.push(Hold { resource: self.layout.charger(end), entry: first });
+                        }
+                        here = end;
                     }
                 }
                 StepAction::Pickup { order, .. }
@@ -128,7 +135,7 @@ impl Dispatcher {
                         v.push(Hold { resource: self.layout.spot(p.node), entry: p.node });
                     }
                 }
-                StepAction::Charge { .. } => {}
+                StepAction::Charge { .. } => v.push(Hold { resource: self.layout.charger(here), entry: here }),
             }
         }
         // Standing inside a narrow way (at a stop there, or stopped for good): it blocks it.
@@ -146,16 +153,19 @@ impl Dispatcher {
         v
     }
 
-    /// The spot robot `r` stands on when it is not driving a released drive: it occupies that spot whatever
-    /// the table says, so it is taken even past its capacity.
+    /// The spot robot `r` stands on when it is not driving a released drive, or the depot's chargers when it
+    /// charges there: it occupies that place whatever the table says, so it is taken even past its capacity.
     fn standing(&self, r: &Robot) -> Option<Hold> {
         // A robot away past the offline limit has given up what it held; where it is, nobody knows.
         if !r.online && self.offline_handled.contains(&r.id) {
             return None;
         }
-        let driving =
-            r.mission.base.first().is_some_and(|s| s.released && matches!(s.action, StepAction::Drive { .. }));
-        (!driving && !r.charging).then_some(Hold { resource: self.layout.spot(r.node), entry: r.node })
+        let head = r.mission.base.first().filter(|s| s.released).map(|s| &s.action);
+        match head {
+            Some(StepAction::Drive { .. }) => None,
+            Some(StepAction::Charge { .. }) => Some(Hold { resource: self.layout.charger(r.node), entry: r.node }),
+            _ => (!r.charging).then_some(Hold { resource: self.layout.spot(r.node), entry: r.node }),
+        }
     }
 
     /// Frees what `id` no longer holds (passed, finished, withdrawn), and takes the spot it stands on; true
@@ -519,7 +529,7 @@ impl Dispatcher {
     ) -> bool {
         let edges: Vec<(NodeId, NodeId)> = avoid
             .iter()
-            .filter(|r| !matches!(r, Resource::Spot(_)))
+            .filter(|r| matches!(r, Resource::Narrow(_) | Resource::Crossing(_)))
             .flat_map(|r| self.layout.edges_of(*r))
             .flat_map(|(a, b)| [(a, b), (b, a)])
             .collect();
@@ -545,6 +555,8 @@ impl Dispatcher {
             None => return false,
         };
         let target = r.mission.base[u..].iter().find_map(|s| self.drive_targets.get(&(id.clone(), s.seq)).cloned());
+        // A drive to the depot's chargers waits for them short of it, like one to a stop.
+        let to_charge = r.mission.base[u..].iter().any(|s| matches!(s.action, StepAction::Charge { .. }));
         let r = self.robots.get_mut(id).expect("checked above");
         let tail: Vec<Step> = r.mission.base.split_off(u);
         let (drives, rest): (Vec<Step>, Vec<Step>) =
@@ -559,7 +571,7 @@ impl Dispatcher {
             .enumerate()
             .filter(|(_, route)| route.nodes.len() >= 2)
             .flat_map(|(k, route)| {
-                let to_stop = k == last_leg && target.is_some();
+                let to_stop = k == last_leg && (target.is_some() || to_charge);
                 let steps = self.drive_steps(route, profile.speed_mps, to_stop);
                 let n = steps.len();
                 steps.into_iter().enumerate().map(move |(j, s)| (to_stop && j + 1 == n, s))
@@ -653,4 +665,13 @@ impl Dispatcher {
         }
         None
     }
+}
+
+/// Whether robot `r`'s base step `seq` is a drive that a charge follows: the drive to its depot's chargers.
+fn charges_after(r: &Robot, seq: u32) -> bool {
+    let base = &r.mission.base;
+    base.iter()
+        .position(|s| s.seq == seq)
+        .and_then(|k| base.get(k + 1))
+        .is_some_and(|s| matches!(s.action, StepAction::Charge { .. }))
 }
