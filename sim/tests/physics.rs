@@ -400,3 +400,30 @@ fn people_walk_trips_and_come_out_as_the_profile_asks() {
     assert_ne!(crowd(2, 1.0).crowd_stats(), stats, "another seed, another crowd");
     assert_eq!(full.crowd_attention().iter().sum::<u64>(), 30);
 }
+
+#[test]
+fn robots_ending_their_drives_at_one_stop_park_one_behind_the_other_at_the_ways_edge() {
+    // Three robots in a row on a 2 m way (corridor 1 m each side), all sent to one stop 20 m ahead: the first
+    // stops just short of it, the others one behind the other along the way, all pulled over to its right-hand
+    // edge and inside it, without touching.
+    let mut w = PhysicsWorld::new(origin(), T0, PhysicsConfig::default()).expect("valid config");
+    let robots: Vec<usize> = [0.0, -3.0, -6.0].iter().map(|&x| w.add_robot(at(&w, x, -0.4), 0.0)).collect();
+    for &r in &robots {
+        let path = vec![at(&w, -8.0, 0.0), at(&w, 10.0, 0.0), at(&w, 20.0, 0.0)];
+        w.robot(r).execute(T0, PlatformCommand::Drive { path, speed_mps: 1.6, corridor_m: vec![1.0, 1.0] });
+    }
+    let (events, arrived) = run(&mut w, 120);
+    assert!(arrived.iter().all(Option::is_some), "{events:?}");
+    assert_eq!(w.stats().collisions.total(), 0, "{:?}", w.stats());
+    let mut xy: Vec<[f32; 2]> = robots.iter().map(|&r| w.robot_xy(r).expect("a robot")).collect();
+    xy.sort_by(|a, b| b[0].total_cmp(&a[0]));
+    for p in &xy {
+        // Right of the line (south, heading east), at most the corridor less half the robot's width from it.
+        assert!(p[1] < -0.4 && p[1] > -(1.0 - 0.275 + 0.05), "pulled over inside the way: {xy:?}");
+        assert!(p[0] < 20.0, "short of the stop: {xy:?}");
+    }
+    for pair in xy.windows(2) {
+        assert!(pair[0][0] - pair[1][0] > 0.8, "one behind the other: {xy:?}");
+    }
+    assert!(xy[0][0] > 18.5, "the first just short of the stop: {xy:?}");
+}

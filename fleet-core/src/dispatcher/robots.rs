@@ -9,6 +9,7 @@ use crate::order::OrderStatus;
 use crate::robot::{PlanStop, StopKind};
 use crate::{NodeId, OrderId, RobotId, Timestamp};
 
+use super::traffic::IDLE_IN_WAY_M;
 use super::*;
 
 /// Why a robot reporting its way blocked is sent the same way again instead of round.
@@ -18,8 +19,10 @@ enum Cleared {
     /// The way round is this many seconds longer.
     Longer(f64),
     NoWayRound,
-    /// It met this robot head-on, which backs off aside to let it by.
+    /// This robot stood in its way (head-on on one sidewalk, or at the node both leave) and backs off aside.
     FaceOff(RobotId),
+    /// This robot stands by it working at a stop (loading, handing over) and leaves when done.
+    Working(RobotId),
 }
 
 /// A report of a sidewalk blocked from its other end by another robot this recently after the first is two
@@ -249,6 +252,10 @@ impl Dispatcher {
         let cleared = self.clear_idle_near(now, id, out);
         if cleared > 0 {
             tried_again = Some(Cleared::IdleMoved(cleared));
+        } else if let Some(other) = self.working_near(id) {
+            // A robot working at a stop on a narrow sidewalk blocks it only until it is done: the sidewalk
+            // stays open and the robot waits behind it (it reports again if it is still blocked).
+            tried_again = Some(Cleared::Working(other));
         } else if self.map.adjacent(from, to) {
             let until = now.plus_secs(self.config.blocked_closure_s);
             // Closures are per edge (both directions), named with the lower node first.
@@ -263,20 +270,28 @@ impl Dispatcher {
                 // The other end's robot reported it first: the two met head-on, and the sidewalk is not what
                 // blocks them. One backs off aside (this one, or else the other) and the other goes on; the
                 // sidewalk stays open.
-                let met = self.blocked_tried.get(&key).and_then(|(at, other, other_from)| {
-                    (other != id && *other_from == to && now.secs_since(*at) <= FACE_OFF_S).then(|| other.clone())
+                // So did another robot that reported another way out of the node this one stands at: the two
+                // stand in each other's way there.
+                let met = self.blocked_tried.iter().find_map(|(k, (at, other, other_from))| {
+                    let other_to = if k.0 == *other_from { k.1 } else { k.0 };
+                    let head_on = *k == key && *other_from == to;
+                    let same_node = *k != key && *other_from == from;
+                    (other != id && (head_on || same_node) && now.secs_since(*at) <= FACE_OFF_S)
+                        .then(|| (*k, other.clone(), other_to, head_on))
                 });
-                if let Some(other) = met {
-                    self.blocked_tried.remove(&key);
-                    let edge = [(from, to), (to, from)];
+                if let Some((their_key, other, other_to, head_on)) = met {
+                    self.blocked_tried.remove(&their_key);
+                    let edge = [(from, to), (to, from), (from, other_to), (other_to, from)];
                     if self.back_off(now, id, from, &edge, &other, out) {
+                        let met = if head_on {
+                            format!("met head-on between {from} and {to}")
+                        } else {
+                            format!("stood in each other's way at {from}")
+                        };
                         out.other.push(Output::Alert {
                             id: 0,
                             robot: Some(id.clone()),
-                            message: format!(
-                                "robots {id} and {other} met head-on between {from} and {to}: {id} backs off aside \
-                                 to let {other} by"
-                            ),
+                            message: format!("robots {id} and {other} {met}: {id} backs off aside to let {other} by"),
                         });
                         return;
                     }
@@ -325,7 +340,12 @@ impl Dispatcher {
             out.other.push(Output::Alert {
                 id: 0,
                 robot: Some(id.clone()),
-                message: if let Some(Cleared::IdleMoved(n)) = tried_again {
+                message: if let Some(Cleared::Working(other)) = &tried_again {
+                    format!(
+                        "robot {id} reports the way from {from} to {to} blocked; robot {other} works at a stop there \
+                         and leaves when done"
+                    )
+                } else if let Some(Cleared::IdleMoved(n)) = tried_again {
                     format!(
                         "robot {id} reports the way from {from} to {to} blocked; {n} idle robot(s) there sent aside"
                     )
@@ -360,7 +380,10 @@ impl Dispatcher {
                     Cleared::IdleMoved(n) => format!("{n} idle robot(s) standing there sent aside"),
                     Cleared::Longer(x) => format!("the way round is {:.0} min longer", (x / 60.0).ceil()),
                     Cleared::NoWayRound => "there is no way round".to_string(),
-                    Cleared::FaceOff(other) => format!("it met robot {other} head-on, which backs off aside"),
+                    Cleared::FaceOff(other) => format!("robot {other} stood in its way and backs off aside"),
+                    Cleared::Working(other) => {
+                        format!("robot {other} works at a stop there and leaves when done")
+                    }
                 };
                 format!("robot {id} blocked between {from} and {to}: {why}; sent the same way again")
             } else if rerouted {
@@ -371,6 +394,19 @@ impl Dispatcher {
                 )
             },
         });
+    }
+
+    /// A robot other than `id` standing within [`IDLE_IN_WAY_M`] of it that works at a stop (its released first
+    /// step is a load, hand-over or return) and can finish it soon (online, no fault, not paused, not charging).
+    fn working_near(&self, id: &RobotId) -> Option<RobotId> {
+        let here = self.robots.get(id)?.pos;
+        self.robots
+            .values()
+            .filter(|r| &r.id != id && r.unavailable().is_none() && r.pos.distance_m(here) <= IDLE_IN_WAY_M)
+            .find(|r| {
+                r.mission.base.first().is_some_and(|s| s.released && !matches!(s.action, StepAction::Drive { .. }))
+            })
+            .map(|r| r.id.clone())
     }
 
     /// Sends driving robot `id`, last at `at`, to a node aside (the nearest free one off `other`'s drive,

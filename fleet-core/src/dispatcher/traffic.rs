@@ -21,7 +21,7 @@ use super::release::drives_end;
 use super::*;
 
 /// An idle robot standing this close to one that reports its way blocked is taken to be what blocks it.
-const IDLE_IN_WAY_M: f64 = 4.0;
+pub(super) const IDLE_IN_WAY_M: f64 = 4.0;
 
 impl Dispatcher {
     fn tcfg(&self) -> &TrafficConfig {

@@ -75,6 +75,9 @@ struct Robot {
     /// The crossing whose kerb line the robot's front was short of at the last step (within `KERB_LOOK_M`), and
     /// whether a red held it there.
     kerb: Option<(u32, bool)>,
+    /// The index of the current drive's last path point when the drive was cut short of its end to park along
+    /// the way ([`slot_along`]): that point lies between two nodes, so passing it is not reported.
+    cut_end: Option<usize>,
 }
 
 /// The physics world. See the module docs of [`super`].
@@ -210,6 +213,42 @@ fn parking_slot(k: usize) -> Option<[Real; 2]> {
     let radius = 0.2 + 1.4 * ring as Real;
     let angle = 2.0 * PI * (j as Real + if ring % 2 == 0 { 0.5 } else { 0.0 }) / slots as Real;
     Some([radius * angle.cos(), radius * angle.sin()])
+}
+
+/// The first parking slot lies this far short of the drive's end, metres: a robot at a stop on a junction leaves
+/// the junction itself to robots passing through it.
+const PARK_BACK_M: Real = 0.8;
+
+/// A parking slot along the way a drive came: `back_m` short of its end along `pts`, at the right-hand edge
+/// of the way (the corridor less half the robot's width and [`controller::EDGE_MARGIN_M`]), so that a robot
+/// waiting there leaves the rest of the way to others (on a narrow way, robots queue in line as people do).
+/// Returns the segment it lies on, the point on the path and the slot; `None` when the path is shorter than
+/// `back_m` plus a metre, or has no corridor.
+fn slot_along(pts: &[[Real; 2]], corridor: &[f32], back_m: Real) -> Option<(usize, [Real; 2], [Real; 2])> {
+    if corridor.len() + 1 != pts.len() {
+        return None;
+    }
+    let mut left = back_m;
+    for j in (0..corridor.len()).rev() {
+        let (a, b) = (pts[j], pts[j + 1]);
+        let len = dist(a, b);
+        if len < 1e-3 {
+            continue;
+        }
+        // Not within a metre of the drive's start: the robot must have come along the way to stand there.
+        let from_start: Real = pts[..=j].windows(2).map(|w| dist(w[0], w[1])).sum();
+        if left < len {
+            if from_start + len - left < 1.0 {
+                return None;
+            }
+            let u = [(b[0] - a[0]) / len, (b[1] - a[1]) / len];
+            let at = [b[0] - u[0] * left, b[1] - u[1] * left];
+            let side = (corridor[j] - ROBOT_HALF[1] - controller::EDGE_MARGIN_M).max(0.0);
+            return Some((j, at, [at[0] + u[1] * side, at[1] - u[0] * side]));
+        }
+        left -= len;
+    }
+    None
 }
 
 impl PhysicsWorld {
@@ -367,6 +406,7 @@ impl PhysicsWorld {
             speed_cmd: 0.0,
             crossings: Vec::new(),
             kerb: None,
+            cut_end: None,
         });
         self.grid_fresh = false;
         i
@@ -966,7 +1006,10 @@ impl PhysicsWorld {
         self.stats.near_misses += u64::from(out.near_miss);
         self.stats.blocked_events += u64::from(out.blocked);
         self.stats.sidesteps += u64::from(out.sidestep);
-        r.events.extend(out.events);
+        let cut = r.cut_end;
+        r.events.extend(
+            out.events.into_iter().filter(|e| !matches!(e, PlatformEvent::Passed { index } if Some(*index) == cut)),
+        );
         let mut velocity = out.velocity;
         // Turning on the spot swings the body's corners out to SWING_M: not while a person stands in reach or
         // walks into it within the next 1.5 s, nor while another robot's body is within the sweep.
@@ -1059,21 +1102,44 @@ impl PhysicsWorld {
                 let limit = if speed_mps.is_finite() { speed_mps.max(0.0) as Real } else { 0.0 };
                 r.crossings = self.signals.as_ref().map(|s| s.on_path(&path)).unwrap_or_default();
                 r.kerb = None;
-                // Where it will stand: the end point, or the first parking slot around it at least PARK_APART_M
-                // from where every other robot stands or will stand (their stops may be different nodes a metre
-                // apart), so robots waiting or serving near one place stand apart instead of on one spot.
+                // Where it will stand: the first parking slot at least PARK_APART_M from where every other
+                // robot stands or will stand (their stops may be different nodes a metre apart), so robots
+                // waiting or serving near one place stand apart instead of on one spot. The slots lie at the
+                // way's edge, pulled over out of others' way: just short of the end, then one behind the other along the
+                // way it came. Where the drive is too short for them, or has no corridor: the end in its lane,
+                // or slots around it.
                 let mut park = None;
+                let mut pts = pts;
+                let mut corridor_m = corridor_m;
+                self.robots[i].cut_end = None;
                 if let Some(&end) = pts.last() {
                     let others: Vec<[Real; 2]> =
                         self.robots.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, o)| o.parked).collect();
-                    let k = (0..200usize)
-                        .find(|&k| {
-                            let o = parking_slot(k).unwrap_or([0.0, 0.0]);
-                            let at = [end[0] + o[0], end[1] + o[1]];
-                            others.iter().all(|p| dist(*p, at) >= PARK_APART_M)
-                        })
-                        .unwrap_or(0);
-                    park = parking_slot(k).map(|o| [end[0] + o[0], end[1] + o[1]]);
+                    let free = |at: [Real; 2]| others.iter().all(|p| dist(*p, at) >= PARK_APART_M);
+                    let along = (0..40usize)
+                        .map_while(|k| slot_along(&pts, &corridor_m, PARK_BACK_M + k as Real * PARK_APART_M))
+                        .find(|(_, _, at)| free(*at));
+                    match along {
+                        // On the last segment the drive ends there as it is; on an earlier one it is cut there.
+                        Some((j, _, slot)) if j + 2 == pts.len() => park = Some(slot),
+                        Some((j, at, slot)) => {
+                            pts.truncate(j + 1);
+                            pts.push(at);
+                            corridor_m.truncate(j + 1);
+                            self.robots[i].cut_end = Some(j + 1);
+                            park = Some(slot);
+                        }
+                        None if free(end) => {}
+                        None => {
+                            let k = (1..200usize)
+                                .find(|&k| {
+                                    let o = parking_slot(k).unwrap_or([0.0, 0.0]);
+                                    free([end[0] + o[0], end[1] + o[1]])
+                                })
+                                .unwrap_or(0);
+                            park = parking_slot(k).map(|o| [end[0] + o[0], end[1] + o[1]]);
+                        }
+                    }
                     self.robots[i].parked = park.unwrap_or(end);
                 }
                 let r = &mut self.robots[i];
@@ -1143,6 +1209,23 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
+
+    #[test]
+    fn parking_slots_lie_along_the_way_at_its_right_hand_edge() {
+        // East along a 10 m path of two segments with 1 m either side: the slot's centre is 1 - 0.275 - 0.1
+        // right (south) of the line.
+        let pts = [[0.0, 0.0], [5.0, 0.0], [10.0, 0.0]];
+        let edge = -(1.0 - ROBOT_HALF[1] - controller::EDGE_MARGIN_M);
+        let (j, at, slot) = slot_along(&pts, &[1.0, 1.0], 0.8).expect("a slot");
+        assert_eq!(j, 1);
+        assert!((at[0] - 9.2).abs() < 1e-4 && at[1].abs() < 1e-4, "{at:?}");
+        assert!((slot[0] - 9.2).abs() < 1e-4 && (slot[1] - edge).abs() < 1e-4, "{slot:?}");
+        // Further back it lies on the first segment; within a metre of the start there is none, nor without a
+        // corridor.
+        assert_eq!(slot_along(&pts, &[1.0, 1.0], 6.0).map(|s| s.0), Some(0));
+        assert!(slot_along(&pts, &[1.0, 1.0], 9.5).is_none());
+        assert!(slot_along(&pts, &[], 0.8).is_none());
+    }
 
     /// People out of every robot's reach walk without a body in the physics world; anyone near a robot has
     /// one, where the crowd says they stand.

@@ -321,7 +321,7 @@ fn in_a_face_off_the_robot_with_no_room_to_back_off_goes_on_and_the_other_backs_
     assert!(
         alerted(
             &out,
-            "robot a blocked between n0 and n4: it met robot b head-on, which backs off aside; sent the same way again"
+            "robot a blocked between n0 and n4: robot b stood in its way and backs off aside; sent the same way again"
         ),
         "{out:?}"
     );
@@ -330,4 +330,64 @@ fn in_a_face_off_the_robot_with_no_room_to_back_off_goes_on_and_the_other_backs_
     assert!(uses(&a_again, NodeId(0), NodeId(4)));
     let (_, aside) = drive_nodes(&d, &b).expect("b drives aside");
     assert!(aside.first() == Some(&NodeId(4)) && !uses(&aside, NodeId(4), NodeId(0)), "{aside:?}");
+}
+
+#[test]
+fn two_robots_reporting_two_ways_out_of_one_node_stand_in_each_others_way_and_one_backs_off() {
+    // `b`, at node 4, reports its way to the shop at 0 blocked (with the corner's other sidewalk closed by an
+    // operator it has no way round) and is sent the same way again: a first report. `a`, come to node 4 too,
+    // reports its way on to 8 blocked: the two stand in each other's way at the node. Nothing closes; `a` backs
+    // off aside, off both ways, then goes on.
+    let (mut d, a, b, t) = head_on();
+    let other = d.map().neighbours(NodeId(0)).into_iter().find(|n| *n != NodeId(4)).expect("a corner");
+    d.handle(t, Input::CloseEdge { a: NodeId(0), b: other });
+    let first = blocked(&mut d, t.plus_secs(30.0), &b, 4, 0);
+    assert!(alerted(&first, "sent the same way again"), "a first report is tried again: {first:?}");
+    let out = blocked(&mut d, t.plus_secs(45.0), &a, 4, 8);
+    assert!(alerted(&out, "robots a and b stood in each other's way at n4: a backs off aside to let b by"), "{out:?}");
+    assert_eq!(d.map().closed_edges().count(), 1, "nothing closed but the operator's");
+    let (_, aside) = drive_nodes(&d, &a).expect("a drives aside");
+    assert_eq!(aside.first(), Some(&NodeId(4)));
+    assert!(!uses(&aside, NodeId(4), NodeId(0)) && !uses(&aside, NodeId(4), NodeId(8)), "off both ways: {aside:?}");
+    // Reports from one node far apart in time are not a stand-off: the second is a report of its own.
+    let (mut d, a, b, t) = head_on();
+    d.handle(t, Input::CloseEdge { a: NodeId(0), b: other });
+    blocked(&mut d, t.plus_secs(30.0), &b, 4, 0);
+    let late = blocked(&mut d, t.plus_secs(30.0 + 301.0), &a, 4, 8);
+    assert!(!alerted(&late, "stood in each other's way"), "{late:?}");
+}
+
+/// Robot `a` loads at the shop (node 0) and `b`, standing 2 m from it, reports the way from 4 to 0 blocked.
+fn blocked_beside_a_loading_robot(pause_a: bool) -> (Dispatcher, Vec<Output>) {
+    let (mut d, a, b, order, t) = setup();
+    d.handle(t, Input::MarkReady { shop: ShopId::parse("s").expect("valid"), order });
+    let loading = d.robot(&a).and_then(|r| r.mission.base.first().cloned()).expect("a step");
+    assert!(loading.released && matches!(loading.action, StepAction::Pickup { .. }), "{loading:?}");
+    if pause_a {
+        d.handle(t, Input::PauseRobot { robot: a.clone() });
+    }
+    let state = crate::mission::RobotReport {
+        pos: ll(43.73002, 7.42),
+        heading_deg: 180.0,
+        speed_mps: 0.0,
+        battery_pct: 90.0,
+        last_node: Some(NodeId(4)),
+        update_id: d.robot(&b).expect("b").mission.update_id,
+        driving: false,
+        paused: false,
+    };
+    d.handle(t, Input::Robot { robot: b.clone(), msg: FromRobot::State(state) });
+    let out = blocked(&mut d, t.plus_secs(30.0), &b, 4, 0);
+    (d, out)
+}
+
+#[test]
+fn a_robot_blocked_by_one_loading_at_a_stop_waits_behind_it_and_nothing_closes() {
+    let (d, out) = blocked_beside_a_loading_robot(false);
+    assert!(alerted(&out, "robot a works at a stop there and leaves when done"), "{out:?}");
+    assert_eq!(d.map().closed_edges().count(), 0);
+    // The check can fail: a paused robot will not leave when done, and the sidewalk is closed.
+    let (d, out) = blocked_beside_a_loading_robot(true);
+    assert!(!alerted(&out, "works at a stop"), "{out:?}");
+    assert_eq!(d.map().closed_edges().count(), 1);
 }
