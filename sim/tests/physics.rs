@@ -80,8 +80,10 @@ fn past_a_box_within(half: f64, corridor: Vec<f32>) -> (PhysicsWorld, Vec<Platfo
     let mut w = PhysicsWorld::new(origin(), T0, cfg).expect("valid config");
     let r = w.add_robot(at(&w, 0.0, 0.0), std::f32::consts::FRAC_PI_2);
     w.add_obstacle(at(&w, 0.0, 10.0), [half as f32, 0.3, 0.5]);
-    let path = vec![at(&w, 0.0, 0.0), at(&w, 0.0, 30.0)];
-    w.robot(r).execute(T0, PlatformCommand::Drive { path, speed_mps: 1.6, corridor_m: corridor });
+    // Two segments, so that the drive's end (pulled over at the way's edge) lies beyond the box.
+    let path = vec![at(&w, 0.0, 0.0), at(&w, 0.0, 20.0), at(&w, 0.0, 30.0)];
+    let corridor_m = if corridor.is_empty() { corridor } else { vec![corridor[0]; 2] };
+    w.robot(r).execute(T0, PlatformCommand::Drive { path, speed_mps: 1.6, corridor_m });
     let (mut events, mut widest) = (Vec::new(), 0.0f32);
     for s in 1..=60 {
         for k in 1..=10 {
