@@ -122,7 +122,12 @@ impl Dispatcher {
                     if let (Some(&first), Some(&end)) = (nodes.first(), nodes.last()) {
                         if self.drive_targets.contains_key(&(r.id.clone(), s.seq)) {
                             v.push(Hold { resource: self.layout.spot(end), entry: first });
-                        } else if charges_after(r, s.seq) {
+                        } else if r
+                            .mission
+                            .base
+                            .get(k + 1)
+                            .is_some_and(|n| matches!(n.action, StepAction::Charge { .. }))
+                        {
                             v.push(Hold { resource: self.layout.charger(end), entry: first });
                         }
                         here = end;
