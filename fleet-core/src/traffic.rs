@@ -122,6 +122,8 @@ pub const SPOT_MERGE_M: f64 = 3.0;
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
     of_edge: FxHashMap<(NodeId, NodeId), Resource>,
+    /// Each narrow way's and crossing's edges, sorted: the reverse of `of_edge`, for routing round one.
+    edges: FxHashMap<Resource, Vec<(NodeId, NodeId)>>,
     /// Nodes within [`SPOT_MERGE_M`] of another (by a short edge), to the lowest node of their group.
     spot_of: FxHashMap<NodeId, NodeId>,
     narrow: u32,
@@ -213,6 +215,7 @@ impl Layout {
                 }
             });
             layout.of_edge.insert((edges[i].0, edges[i].1), res);
+            layout.edges.entry(res).or_default().push((edges[i].0, edges[i].1));
         }
         layout
     }
@@ -250,9 +253,7 @@ impl Layout {
 
     /// Every edge of one resource, as (lower node, higher node).
     pub fn edges_of(&self, r: Resource) -> Vec<(NodeId, NodeId)> {
-        let mut v: Vec<_> = self.of_edge.iter().filter(|(_, x)| **x == r).map(|(e, _)| *e).collect();
-        v.sort();
-        v
+        self.edges.get(&r).cloned().unwrap_or_default()
     }
 
     /// The narrow ways and crossings a node path passes, in order.

@@ -618,14 +618,15 @@ impl Dispatcher {
     /// edges in `avoid`, that is no robot's spot, not inside a narrow way, and not on the unreleased drives of
     /// `others` (so a robot that backs off there is out of their way).
     pub(super) fn aside_node(&self, from: NodeId, avoid: &[(NodeId, NodeId)], others: &[RobotId]) -> Option<NodeId> {
-        let their_way: BTreeSet<NodeId> = others
+        let their_way: rustc_hash::FxHashSet<NodeId> = others
             .iter()
             .filter_map(|o| self.robots.get(o))
             .flat_map(|r| r.mission.base.iter())
             .flat_map(|s| match &s.action {
-                StepAction::Drive { nodes, .. } => nodes.clone(),
-                _ => Vec::new(),
+                StepAction::Drive { nodes, .. } => nodes.as_slice(),
+                _ => &[],
             })
+            .copied()
             .collect();
         let min_m = self.tcfg().spot_approach_m;
         self.nearest_by_way(from, min_m, 20.0 * min_m, avoid, |n| {
