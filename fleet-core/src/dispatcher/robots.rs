@@ -256,6 +256,13 @@ impl Dispatcher {
             // A robot working at a stop on a narrow sidewalk blocks it only until it is done: the sidewalk
             // stays open and the robot waits behind it (it reports again if it is still blocked).
             tried_again = Some(Cleared::Working(other));
+        } else if let Some(other) = self.waiting_near(id)
+            && let Some(at) = self.robots.get(&other).map(|r| r.node)
+            && self.back_off(now, &other, at, &[(from, to), (to, from)], id, out)
+        {
+            // A robot standing there waiting for its turn somewhere goes nowhere for now: it backs off aside,
+            // out of this one's way, and goes on when its turn comes.
+            tried_again = Some(Cleared::FaceOff(other));
         } else if self.map.adjacent(from, to) {
             let until = now.plus_secs(self.config.blocked_closure_s);
             // Closures are per edge (both directions), named with the lower node first.
@@ -405,6 +412,19 @@ impl Dispatcher {
             .filter(|r| &r.id != id && r.unavailable().is_none() && r.pos.distance_m(here) <= IDLE_IN_WAY_M)
             .find(|r| {
                 r.mission.base.first().is_some_and(|s| s.released && !matches!(s.action, StepAction::Drive { .. }))
+            })
+            .map(|r| r.id.clone())
+    }
+
+    /// A robot other than `id` standing within [`IDLE_IN_WAY_M`] of it that waits for its turn at a bottleneck
+    /// (its next drive not yet released) and could move (online, no fault, not paused).
+    fn waiting_near(&self, id: &RobotId) -> Option<RobotId> {
+        let here = self.robots.get(id)?.pos;
+        self.robots
+            .values()
+            .filter(|r| &r.id != id && r.unavailable().is_none() && r.pos.distance_m(here) <= IDLE_IN_WAY_M)
+            .find(|r| {
+                r.mission.base.first().is_some_and(|s| !s.released && matches!(s.action, StepAction::Drive { .. }))
             })
             .map(|r| r.id.clone())
     }

@@ -483,3 +483,56 @@ fn robots_low_on_battery_take_the_depots_chargers_in_turn_and_leave_its_door_fre
     // The check can fail: with three chargers all three charge at once.
     assert_eq!(three_to_charge(3).0, 3);
 }
+
+#[test]
+fn a_robot_waiting_at_the_mouth_of_a_narrow_way_backs_off_for_one_coming_out_of_it() {
+    // a is in the alley going north; b takes a parcel south through it, drives to its mouth (node 13) and waits
+    // there for a to come out. a, held in the alley until b stands at the mouth, then comes up behind it and
+    // reports the way from 32 to 13 blocked: b, standing there waiting, backs off aside, and nothing closes.
+    let (mut f, a) = a_in_the_alley();
+    f.ideal.halted.insert(a.clone());
+    let down = f.order("north", SOUTH, lon(3));
+    let b = RobotId::parse("b").expect("valid");
+    let waiting_at_mouth = |f: &Fleet| {
+        let r = f.d.robot(&b).expect("b");
+        osm(&f.d, r.node) == 13
+            && r.mission.base.first().is_some_and(|s| !s.released && matches!(s.action, StepAction::Drive { .. }))
+    };
+    for _ in 0..600 {
+        if waiting_at_mouth(&f) {
+            break;
+        }
+        f.second();
+    }
+    assert!(waiting_at_mouth(&f), "b waits at the alley's mouth while a is in it");
+    let mouth = f.d.robot(&b).expect("b").node;
+    let inner = f.d.map().neighbours(mouth).into_iter().find(|n| osm(&f.d, *n) == 32).expect("the alley's node 32");
+    // a comes out to 2 m short of the mouth and is held there.
+    let near = f.d.map().pos(mouth).expect("a node");
+    let state = RobotReport {
+        pos: ll(near.lat() - 0.000018, near.lon()),
+        heading_deg: 0.0,
+        speed_mps: 0.0,
+        battery_pct: 90.0,
+        last_node: Some(inner),
+        update_id: f.d.robot(&a).expect("a").mission.update_id,
+        driving: true,
+        paused: false,
+    };
+    f.d.handle(f.now, Input::Robot { robot: a.clone(), msg: FromRobot::State(state) });
+    let msg = FromRobot::Event(RobotEvent::Blocked { from: inner, to: mouth });
+    let out = f.d.handle(f.now, Input::Robot { robot: a.clone(), msg });
+    let said = |text: &str| out.iter().any(|o| matches!(o, Output::Alert { message, .. } if message.contains(text)));
+    assert!(said("robot b stood in its way and backs off aside"), "{out:?}");
+    assert_eq!(f.d.map().closed_edges().count(), 0, "nothing closed");
+    let first = f.d.robot(&b).and_then(|r| r.mission.base.first().cloned()).expect("b has a step");
+    let StepAction::Drive { nodes, .. } = &first.action else { panic!("b drives: {first:?}") };
+    assert!(
+        nodes.first() == Some(&mouth) && nodes.get(1) != Some(&inner),
+        "b backs off aside, not into the alley: {nodes:?}"
+    );
+    // Both get where they are going.
+    f.ideal.halted.remove(&a);
+    f.run_until_ended(std::slice::from_ref(&down), 2_400);
+    assert_eq!(f.d.order(&down).expect("order").status, OrderStatus::Delivered);
+}
