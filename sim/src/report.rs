@@ -178,6 +178,8 @@ pub struct OrderOutcome {
     /// What the quote promised at placing: the drop-off ETA and the latest time, seconds after the start.
     pub quoted_eta_s: Option<f64>,
     pub quoted_latest_s: Option<f64>,
+    /// Placed on an offered later deliver-by than the shop asked (its wait is long by the shop's choice).
+    pub took_offer: bool,
     /// Minutes from placing to hand-over.
     pub minutes: Option<f64>,
     pub on_time: Option<bool>,

@@ -36,6 +36,8 @@ fn few_robots_no_pedestrians_deliver_everything_without_a_collision() {
         by_latest += usize::from(at <= latest);
     }
     assert_eq!((r.by_quoted_eta, r.by_quoted_latest), (by_eta, by_latest), "{r}");
+    // Each order placed on an offered later deliver-by is marked, and they add up to the offers taken.
+    assert_eq!(r.orders.iter().filter(|o| o.took_offer).count(), r.offers_taken, "{r}");
     assert!(r.by_quoted_eta <= r.by_quoted_latest && r.by_quoted_latest <= r.delivered, "{r}");
     // With no one on the footways the robots keep to the quoted latest time.
     assert_eq!(r.by_quoted_latest, r.delivered, "{r}");

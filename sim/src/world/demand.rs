@@ -170,6 +170,8 @@ pub(super) struct Demand {
 pub(super) struct Promise {
     pub(super) eta: Option<Timestamp>,
     pub(super) latest: Option<Timestamp>,
+    /// Placed on the dispatcher's offer of a later deliver-by than the shop asked.
+    pub(super) offer: bool,
 }
 
 impl Demand {
@@ -209,6 +211,7 @@ impl Demand {
                 )
             };
             let mut out = place(host, format!("k{}", self.placed), request.clone());
+            let mut took_offer = false;
             // Refused with an offer of a later deliver-by the shop can live with: it takes it.
             if let Some(Err(CoreError::Refused(r))) = &out.reply
                 && let Some(offer) = r.earliest()
@@ -218,12 +221,15 @@ impl Demand {
                 out = place(host, format!("k{}-offer", self.placed), DeliveryRequest { deliver_by: offer, ..request });
                 if matches!(out.reply, Some(Ok(Reply::Placed { .. }))) {
                     self.offers_taken += 1;
+                    took_offer = true;
                 }
             }
             match out.reply.take() {
                 Some(Ok(Reply::Placed { order, quote, .. })) => {
-                    self.promised
-                        .insert(order.id.clone(), Promise { eta: quote.eta_dropoff, latest: quote.eta_latest });
+                    self.promised.insert(
+                        order.id.clone(),
+                        Promise { eta: quote.eta_dropoff, latest: quote.eta_latest, offer: took_offer },
+                    );
                     self.pins.insert(order.id.clone(), p.pin.clone());
                     self.ready_due.push((p.ready_at, shop.clone(), order.id.clone()));
                 }

@@ -165,6 +165,7 @@ pub(super) fn assemble(inputs: Inputs<'_>) -> Outcome {
             delayed_s: o.delayed_at.map(secs_of),
             quoted_eta_s: eta.map(secs_of),
             quoted_latest_s: latest.map(secs_of),
+            took_offer: promise.is_some_and(|p| p.offer),
             minutes: None,
             on_time: None,
         };
