@@ -5,9 +5,9 @@
 //! - a **narrow way**: a run of edges narrower than [`TrafficConfig::narrow_below_m`] (from the map's widths)
 //!   joined through nodes where nothing else meets. Robots may share one only going the same way.
 //! - a **crossing**: a run of street-crossing edges, a few robots at a time.
-//! - a **spot**: the node a robot stands on to load, hand over or charge (a shop door, a customer's door, a
-//!   charger), with the nodes within [`SPOT_MERGE_M`] of it by a short edge; one robot at a time, the next
-//!   waits [`TrafficConfig::spot_approach_m`] short of it.
+//! - a **spot**: the node a robot stands on to load or hand over (a shop door, a customer's door), with the
+//!   nodes within [`SPOT_MERGE_M`] of it by a short edge; one robot at a time, the next waits
+//!   [`TrafficConfig::spot_approach_m`] short of it.
 //! - a **charger**: the charging points at a robot's depot (the spot's node group),
 //!   [`TrafficConfig::chargers_per_depot`] robots at a time; the next waits short of the depot like at a spot.
 //!   A robot charging holds the charger, not the stop spot: where robots start at shops the depot is the shop's

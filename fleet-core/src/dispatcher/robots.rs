@@ -252,11 +252,16 @@ impl Dispatcher {
         let cleared = self.clear_idle_near(now, id, out);
         if cleared > 0 {
             tried_again = Some(Cleared::IdleMoved(cleared));
-        } else if let Some(other) = self.working_near(id) {
+        } else if let Some(other) =
+            // Working at a stop: its released first step is a load, hand-over or return.
+            self.standing_by(id, |s| s.released && !matches!(s.action, StepAction::Drive { .. }))
+        {
             // A robot working at a stop on a narrow sidewalk blocks it only until it is done: the sidewalk
             // stays open and the robot waits behind it (it reports again if it is still blocked).
             tried_again = Some(Cleared::Working(other));
-        } else if let Some(other) = self.waiting_near(id)
+        } else if let Some(other) =
+            // Waiting for its turn at a bottleneck: its next drive not yet released.
+            self.standing_by(id, |s| !s.released && matches!(s.action, StepAction::Drive { .. }))
             && let Some(at) = self.robots.get(&other).map(|r| r.node)
             && self.back_off(now, &other, at, &[(from, to), (to, from)], id, out)
         {
@@ -403,29 +408,14 @@ impl Dispatcher {
         });
     }
 
-    /// A robot other than `id` standing within [`IDLE_IN_WAY_M`] of it that works at a stop (its released first
-    /// step is a load, hand-over or return) and can finish it soon (online, no fault, not paused, not charging).
-    fn working_near(&self, id: &RobotId) -> Option<RobotId> {
+    /// A robot other than `id` standing within [`IDLE_IN_WAY_M`] of it that could move (online, no fault, not
+    /// paused, not charging) and whose first step is `doing`.
+    fn standing_by(&self, id: &RobotId, doing: impl Fn(&Step) -> bool) -> Option<RobotId> {
         let here = self.robots.get(id)?.pos;
         self.robots
             .values()
             .filter(|r| &r.id != id && r.unavailable().is_none() && r.pos.distance_m(here) <= IDLE_IN_WAY_M)
-            .find(|r| {
-                r.mission.base.first().is_some_and(|s| s.released && !matches!(s.action, StepAction::Drive { .. }))
-            })
-            .map(|r| r.id.clone())
-    }
-
-    /// A robot other than `id` standing within [`IDLE_IN_WAY_M`] of it that waits for its turn at a bottleneck
-    /// (its next drive not yet released) and could move (online, no fault, not paused).
-    fn waiting_near(&self, id: &RobotId) -> Option<RobotId> {
-        let here = self.robots.get(id)?.pos;
-        self.robots
-            .values()
-            .filter(|r| &r.id != id && r.unavailable().is_none() && r.pos.distance_m(here) <= IDLE_IN_WAY_M)
-            .find(|r| {
-                r.mission.base.first().is_some_and(|s| !s.released && matches!(s.action, StepAction::Drive { .. }))
-            })
+            .find(|r| r.mission.base.first().is_some_and(&doing))
             .map(|r| r.id.clone())
     }
 

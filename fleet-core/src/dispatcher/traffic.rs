@@ -94,7 +94,10 @@ impl Dispatcher {
         if let (Some(&first), Some(&end)) = (nodes.first(), nodes.last()) {
             if self.drive_targets.contains_key(&(robot.clone(), step.seq)) {
                 v.push(Hold { resource: self.layout.spot(end), entry: first });
-            } else if self.robots.get(robot).is_some_and(|r| charges_after(r, step.seq)) {
+            } else if let Some(r) = self.robots.get(robot)
+                && let Some(k) = r.mission.base.iter().position(|s| s.seq == step.seq)
+                && charge_follows(&r.mission.base, k)
+            {
                 v.push(Hold { resource: self.layout.charger(end), entry: first });
             }
         }
@@ -122,12 +125,7 @@ impl Dispatcher {
                     if let (Some(&first), Some(&end)) = (nodes.first(), nodes.last()) {
                         if self.drive_targets.contains_key(&(r.id.clone(), s.seq)) {
                             v.push(Hold { resource: self.layout.spot(end), entry: first });
-                        } else if r
-                            .mission
-                            .base
-                            .get(k + 1)
-                            .is_some_and(|n| matches!(n.action, StepAction::Charge { .. }))
-                        {
+                        } else if charge_follows(&r.mission.base, k) {
                             v.push(Hold { resource: self.layout.charger(end), entry: first });
                         }
                         here = end;
@@ -673,11 +671,7 @@ impl Dispatcher {
     }
 }
 
-/// Whether robot `r`'s base step `seq` is a drive that a charge follows: the drive to its depot's chargers.
-fn charges_after(r: &Robot, seq: u32) -> bool {
-    let base = &r.mission.base;
-    base.iter()
-        .position(|s| s.seq == seq)
-        .and_then(|k| base.get(k + 1))
-        .is_some_and(|s| matches!(s.action, StepAction::Charge { .. }))
+/// Whether a charge follows step `k` of `base`: that step is the drive to the depot's chargers.
+fn charge_follows(base: &[Step], k: usize) -> bool {
+    base.get(k + 1).is_some_and(|s| matches!(s.action, StepAction::Charge { .. }))
 }

@@ -228,6 +228,11 @@ fn slot_along(pts: &[[Real; 2]], corridor: &[f32], back_m: Real) -> Option<(usiz
     if corridor.len() + 1 != pts.len() {
         return None;
     }
+    // Not within a metre of the drive's start: the robot must have come along the way to stand there.
+    let total: Real = pts.windows(2).map(|w| dist(w[0], w[1])).sum();
+    if total - back_m < 1.0 {
+        return None;
+    }
     let mut left = back_m;
     for j in (0..corridor.len()).rev() {
         let (a, b) = (pts[j], pts[j + 1]);
@@ -235,12 +240,7 @@ fn slot_along(pts: &[[Real; 2]], corridor: &[f32], back_m: Real) -> Option<(usiz
         if len < 1e-3 {
             continue;
         }
-        // Not within a metre of the drive's start: the robot must have come along the way to stand there.
-        let from_start: Real = pts[..=j].windows(2).map(|w| dist(w[0], w[1])).sum();
         if left < len {
-            if from_start + len - left < 1.0 {
-                return None;
-            }
             let u = [(b[0] - a[0]) / len, (b[1] - a[1]) / len];
             let at = [b[0] - u[0] * left, b[1] - u[1] * left];
             let side = (corridor[j] - ROBOT_HALF[1] - controller::EDGE_MARGIN_M).max(0.0);
@@ -1105,8 +1105,8 @@ impl PhysicsWorld {
                 // Where it will stand: the first parking slot at least PARK_APART_M from where every other
                 // robot stands or will stand (their stops may be different nodes a metre apart), so robots
                 // waiting or serving near one place stand apart instead of on one spot. The slots lie at the
-                // way's edge, pulled over out of others' way: just short of the end, then one behind the other along the
-                // way it came. Where the drive is too short for them, or has no corridor: the end in its lane,
+                // way's edge, pulled over out of others' way: just short of the end, then one behind the other
+                // along the way it came. Where the drive is too short for them, or has no corridor: the end in its lane,
                 // or slots around it.
                 let mut park = None;
                 let mut pts = pts;
